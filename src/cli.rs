@@ -1,0 +1,308 @@
+//! Command-line flags and the TOML config file. Every `serve` flag can also
+//! be set in the file's `[serve]` table under the same name; flags win.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::door::ConnectionLimits;
+use crate::hub::{FilterRule, HubConfig, WordFilter};
+use crate::protocol::text::normalize_room;
+use crate::server::ServeConfig;
+
+/// Where the server listens unless told otherwise, and where the client
+/// connects: the classic exercise's port, on loopback only.
+pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
+
+/// The room everyone starts in.
+pub const DEFAULT_ROOM: &str = "lobby";
+
+/// `sockchat`: a chat hub for TCP, UDP and browser clients.
+#[derive(Debug, Parser)]
+#[command(name = "sockchat", version, about)]
+pub struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the chat server.
+    Serve(ServeArgs),
+    /// Chat with a server from this terminal (or a pipe).
+    Connect(ConnectArgs),
+}
+
+/// A listening address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Listen {
+    /// The door is disabled.
+    Off,
+    /// Listen here (port 0: any free port).
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        text.parse()
+            .map(Listen::On)
+            .map_err(|_| format!("expected IP:PORT (like {DEFAULT_TCP}) or off, not {text:?}"))
+    }
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::On(addr) => addr.fmt(f),
+        }
+    }
+}
+
+/// `sockchat serve` flags; also the `[serve]` table of the config file.
+/// Limits of 0 are off.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML config file; its [serve] table sets any of these flags.
+    #[arg(long, value_name = "PATH", env = "SOCKCHAT_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// TCP address, or `off` [default: 127.0.0.1:8888; 0.0.0.0:8888 opens it to the LAN].
+    #[arg(long, value_name = "ADDR")]
+    pub tcp: Option<Listen>,
+    /// The room everyone starts in [default: lobby].
+    #[arg(long, value_name = "ROOM")]
+    pub room: Option<String>,
+    /// The server's name in the welcome line [default: sockchat].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Rewrite FROM into TO in every relayed message; repeatable.
+    #[arg(long = "filter", value_name = "FROM=TO")]
+    #[serde(deserialize_with = "deserialize_filters")]
+    pub filter: Vec<FilterRule>,
+    /// Messages kept per room and replayed on join [default: 20].
+    #[arg(long, value_name = "N")]
+    pub history: Option<usize>,
+    /// Longest line in bytes; longer lines are refused [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub max_line: Option<usize>,
+    /// Clients at once, all doors together [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+    /// Clients at once from one IP address [default: 100].
+    #[arg(long, value_name = "N")]
+    pub max_per_ip: Option<usize>,
+    /// Messages a second per client, with a burst of max(rate, 5) [default: 20].
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub max_rate: Option<u32>,
+    /// Events queued for a client before it is dropped as too slow [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub outbox: Option<usize>,
+    /// Disconnect clients silent for this many seconds [default: 0, off].
+    #[arg(long, value_name = "SECS")]
+    pub idle: Option<u64>,
+    /// Unterminated text becomes a message after this many quiet ms [default: 300].
+    #[arg(long, value_name = "MS")]
+    pub line_flush_ms: Option<u64>,
+}
+
+fn deserialize_filters<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<FilterRule>, D::Error> {
+    let specs = Vec::<String>::deserialize(deserializer)?;
+    specs
+        .iter()
+        .map(|spec| spec.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigFile {
+    serve: ServeArgs,
+    connect: toml::Table,
+}
+
+impl ServeArgs {
+    /// Reads the config file (if any), lets flags win over it, and fills in
+    /// defaults.
+    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?.serve,
+            None => ServeArgs::default(),
+        };
+        let merged = self.over(file);
+        merged.into_config()
+    }
+
+    /// Each setting from `self` where given, else from `file`.
+    fn over(self, file: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config,
+            tcp: self.tcp.or(file.tcp),
+            room: self.room.or(file.room),
+            name: self.name.or(file.name),
+            filter: if self.filter.is_empty() {
+                file.filter
+            } else {
+                self.filter
+            },
+            history: self.history.or(file.history),
+            max_line: self.max_line.or(file.max_line),
+            max_clients: self.max_clients.or(file.max_clients),
+            max_per_ip: self.max_per_ip.or(file.max_per_ip),
+            max_rate: self.max_rate.or(file.max_rate),
+            outbox: self.outbox.or(file.outbox),
+            idle: self.idle.or(file.idle),
+            line_flush_ms: self.line_flush_ms.or(file.line_flush_ms),
+        }
+    }
+
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let hub_defaults = HubConfig::default();
+        let limit_defaults = ConnectionLimits::default();
+        let tcp = match self
+            .tcp
+            .unwrap_or_else(|| DEFAULT_TCP.parse().expect("the default address parses"))
+        {
+            Listen::Off => None,
+            Listen::On(addr) => Some(addr),
+        };
+        let default_room = normalize_room(self.room.as_deref().unwrap_or(DEFAULT_ROOM))
+            .map_err(|why| anyhow::anyhow!("--room: {why}"))?;
+        Ok(ServeConfig {
+            tcp,
+            hub: HubConfig {
+                server_name: self.name.unwrap_or(hub_defaults.server_name),
+                default_room,
+                filter: WordFilter::new(self.filter),
+                history_len: self.history.unwrap_or(hub_defaults.history_len),
+                max_clients: self.max_clients.unwrap_or(10_000),
+                max_per_ip: self.max_per_ip.unwrap_or(100),
+                outbox: self.outbox.unwrap_or(hub_defaults.outbox),
+            },
+            limits: ConnectionLimits {
+                max_line: self.max_line.unwrap_or(limit_defaults.max_line),
+                max_rate: self.max_rate.unwrap_or(limit_defaults.max_rate),
+                idle: self.idle.filter(|secs| *secs > 0).map(Duration::from_secs),
+                partial_line_flush: self
+                    .line_flush_ms
+                    .map_or(limit_defaults.partial_line_flush, Duration::from_millis),
+            },
+        })
+    }
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+}
+
+/// `sockchat connect` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// The server, HOST:PORT.
+    #[arg(default_value = DEFAULT_TCP)]
+    pub server: String,
+    /// Nickname to take on arrival.
+    #[arg(long)]
+    pub nick: Option<String>,
+    /// Room to join on arrival.
+    #[arg(long)]
+    pub room: Option<String>,
+    /// Send each typed line exactly as typed, with no terminator, and print
+    /// whatever arrives: for bare socket servers like the classic exercise.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from([&["sockchat", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(args) => args,
+            Command::Connect(_) => unreachable!("parsed a serve command"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).resolve().unwrap();
+        assert_eq!(config.tcp, Some(DEFAULT_TCP.parse().unwrap()));
+        assert_eq!(config.hub.default_room, "lobby");
+        assert_eq!(config.limits.max_line, 4096);
+        assert_eq!(config.limits.idle, None);
+    }
+
+    #[test]
+    fn off_and_port_zero() {
+        assert_eq!(parse(&["--tcp", "off"]).resolve().unwrap().tcp, None);
+        let config = parse(&["--tcp", "0.0.0.0:0"]).resolve().unwrap();
+        assert_eq!(config.tcp, Some("0.0.0.0:0".parse().unwrap()));
+        assert!(Cli::try_parse_from(["sockchat", "serve", "--tcp", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sockchat.toml");
+        std::fs::write(
+            &path,
+            "[serve]\ntcp = \"127.0.0.1:0\"\nmax-line = 100\nmax-rate = 3\nfilter = [\"sb=alexsb\"]\nroom = \"Main\"\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap(), "--max-rate", "9"])
+            .resolve()
+            .unwrap();
+        assert_eq!(config.tcp, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(config.limits.max_line, 100);
+        assert_eq!(config.limits.max_rate, 9);
+        assert_eq!(config.hub.default_room, "main");
+        assert_eq!(config.hub.filter.apply("sb"), "alexsb");
+    }
+
+    #[test]
+    fn bad_config_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[serve]\nmax-lines = 3\n").unwrap();
+        let error = parse(&["--config", path.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("max-lines"), "{error:#}");
+        let missing = parse(&["--config", "/nonexistent/sockchat.toml"])
+            .resolve()
+            .unwrap_err();
+        assert!(format!("{missing:#}").contains("cannot read config file"));
+    }
+}

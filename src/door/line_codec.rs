@@ -1,0 +1,213 @@
+//! Line framing for untrusted byte streams: bounded, never fatal.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::Decoder;
+
+/// One unit of input from a line-based peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line, terminator (LF or CRLF) removed.
+    Line(String),
+    /// A line longer than the limit; its bytes were thrown away.
+    TooLong,
+    /// A line that is not valid UTF-8; thrown away.
+    InvalidUtf8,
+}
+
+/// Splits a byte stream into lines of at most `max_len` bytes.
+///
+/// Unlike `tokio_util`'s `LinesCodec`, an over-long line or bad UTF-8 is a
+/// frame, not an error, so the stream goes on: the sender gets told and the
+/// next line is read normally. Memory stays bounded by `max_len`: the rest
+/// of an over-long line is discarded as it arrives.
+#[derive(Debug, Clone)]
+pub struct LineCodec {
+    max_len: usize,
+    /// Where to resume looking for `\n`, so no byte is scanned twice.
+    next_index: usize,
+    /// Inside an over-long line: drop bytes until the next `\n`.
+    discarding: bool,
+}
+
+impl LineCodec {
+    /// A codec for lines of at most `max_len` bytes (`usize::MAX`: no limit).
+    pub fn new(max_len: usize) -> Self {
+        LineCodec {
+            max_len,
+            next_index: 0,
+            discarding: false,
+        }
+    }
+
+    /// Takes the unterminated text at the end of `buf` as a line of its own
+    /// (for peers that never send a newline). A UTF-8 sequence cut off at
+    /// the end is left in `buf` to be completed by the next read.
+    pub fn take_partial(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        if self.discarding || buf.is_empty() {
+            return None;
+        }
+        let take = match std::str::from_utf8(buf) {
+            Ok(_) => buf.len(),
+            // An incomplete sequence at the end: keep it for later.
+            Err(error) if error.error_len().is_none() => error.valid_up_to(),
+            Err(_) => buf.len(),
+        };
+        if take == 0 {
+            return None;
+        }
+        self.next_index = 0;
+        let bytes = buf.split_to(take);
+        Some(to_frame(strip_cr(&bytes)))
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Frame;
+    type Error = io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Frame>> {
+        loop {
+            let newline = buf[self.next_index..]
+                .iter()
+                .position(|byte| *byte == b'\n')
+                .map(|offset| self.next_index + offset);
+            match (self.discarding, newline) {
+                (true, Some(end)) => {
+                    buf.advance(end + 1);
+                    self.discarding = false;
+                    self.next_index = 0;
+                }
+                (true, None) => {
+                    buf.clear();
+                    self.next_index = 0;
+                    return Ok(None);
+                }
+                (false, Some(end)) => {
+                    let line = buf.split_to(end + 1);
+                    self.next_index = 0;
+                    let content = strip_cr(&line[..end]);
+                    if content.len() > self.max_len {
+                        return Ok(Some(Frame::TooLong));
+                    }
+                    return Ok(Some(to_frame(content)));
+                }
+                // One byte of slack for a CR whose LF has not arrived yet.
+                (false, None) if buf.len() > self.max_len.saturating_add(1) => {
+                    buf.clear();
+                    self.next_index = 0;
+                    self.discarding = true;
+                    return Ok(Some(Frame::TooLong));
+                }
+                (false, None) => {
+                    self.next_index = buf.len();
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// At end of input, unterminated text still counts as a line.
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Frame>> {
+        if let Some(frame) = self.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        if self.discarding {
+            buf.clear();
+            self.discarding = false;
+            return Ok(None);
+        }
+        let frame = (!buf.is_empty()).then(|| to_frame(strip_cr(buf)));
+        buf.clear();
+        self.next_index = 0;
+        Ok(frame)
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn to_frame(bytes: &[u8]) -> Frame {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Frame::Line(text.to_string()),
+        Err(_) => Frame::InvalidUtf8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut LineCodec, buf: &mut BytesMut) -> Vec<Frame> {
+        std::iter::from_fn(|| codec.decode(buf).unwrap()).collect()
+    }
+
+    fn line(text: &str) -> Frame {
+        Frame::Line(text.to_string())
+    }
+
+    #[test]
+    fn lf_and_crlf_lines() {
+        let mut codec = LineCodec::new(100);
+        let mut buf = BytesMut::from("one\ntwo\r\n\nthree");
+        assert_eq!(
+            decode_all(&mut codec, &mut buf),
+            vec![line("one"), line("two"), line("")]
+        );
+        assert_eq!(&buf[..], b"three");
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), Some(line("three")));
+    }
+
+    #[test]
+    fn byte_at_a_time_with_utf8_split() {
+        let mut codec = LineCodec::new(100);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for byte in "你好\r\n".as_bytes() {
+            buf.extend_from_slice(&[*byte]);
+            frames.extend(decode_all(&mut codec, &mut buf));
+        }
+        assert_eq!(frames, vec![line("你好")]);
+    }
+
+    #[test]
+    fn long_line_is_reported_once_and_the_next_line_survives() {
+        let mut codec = LineCodec::new(8);
+        let mut buf = BytesMut::from("0123456789");
+        assert_eq!(decode_all(&mut codec, &mut buf), vec![Frame::TooLong]);
+        assert!(buf.is_empty(), "the long line is not buffered");
+        buf.extend_from_slice(b"abcdef\nok\n");
+        assert_eq!(decode_all(&mut codec, &mut buf), vec![line("ok")]);
+        let mut buf = BytesMut::from("0123456789\nok\n");
+        assert_eq!(
+            decode_all(&mut codec, &mut buf),
+            vec![Frame::TooLong, line("ok")]
+        );
+        let mut buf = BytesMut::from("01234567\r\n");
+        assert_eq!(decode_all(&mut codec, &mut buf), vec![line("01234567")]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_frame() {
+        let mut codec = LineCodec::new(100);
+        let mut buf = BytesMut::from(&b"bad \xff\xfe\nfine\n"[..]);
+        assert_eq!(
+            decode_all(&mut codec, &mut buf),
+            vec![Frame::InvalidUtf8, line("fine")]
+        );
+    }
+
+    #[test]
+    fn partial_keeps_a_cut_utf8_sequence() {
+        let mut codec = LineCodec::new(100);
+        let bytes = "hi 你".as_bytes();
+        let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert_eq!(codec.take_partial(&mut buf), Some(line("hi ")));
+        assert_eq!(buf.len(), 2, "the first two bytes of 你 wait for the third");
+        buf.extend_from_slice(&bytes[bytes.len() - 1..]);
+        assert_eq!(codec.take_partial(&mut buf), Some(line("你")));
+    }
+}

@@ -1,0 +1,34 @@
+//! Doors: the ways into the hub. Each owns its sockets and wire format and
+//! turns bytes into [`ClientCommand`](crate::protocol::ClientCommand)s for
+//! the hub, and the hub's events back into bytes.
+
+pub mod line_codec;
+pub mod tcp;
+pub mod throttle;
+
+use std::time::Duration;
+
+/// Per-connection limits shared by the doors. A limit of 0 is off.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// Longest line, in bytes, without its terminator.
+    pub max_line: usize,
+    /// Messages a second per client, with a burst (see [`throttle`]).
+    pub max_rate: u32,
+    /// Disconnect a client that sends nothing for this long.
+    pub idle: Option<Duration>,
+    /// Unterminated text counts as one line once no byte has followed it
+    /// for this long (the classic client never sends a newline).
+    pub partial_line_flush: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_line: 4096,
+            max_rate: 20,
+            idle: None,
+            partial_line_flush: Duration::from_millis(300),
+        }
+    }
+}

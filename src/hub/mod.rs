@@ -1,0 +1,241 @@
+//! The hub: rooms, members, nicknames, the word filter and recent history.
+//!
+//! It knows nothing of sockets. A door calls [`Hub::connect`] for each new
+//! client and gets a [`Session`]: the member's id, its bounded outbox, and a
+//! channel on which the hub says "you have been disconnected". The door then
+//! feeds [`ClientCommand`]s to [`Hub::handle`] and writes what arrives in the
+//! outbox. Tests drive the hub the same way, without I/O.
+
+mod filter;
+mod state;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use filter::{FilterRule, WordFilter};
+
+use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent};
+use state::State;
+
+/// The nickname of the server's operator console; nobody else may take it.
+pub const CONSOLE_NICK: &str = "server";
+
+/// What every member is told when the server stops.
+pub const SHUTDOWN_REASON: &str = "server is shutting down";
+
+/// Identifies a member for as long as it is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberId(u64);
+
+/// Which door a member came in by (for logs and `/who`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Tcp,
+    Udp,
+    Web,
+    Console,
+}
+
+/// Hub settings. Limits of 0 mean "no limit".
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Shown in the welcome line.
+    pub server_name: String,
+    /// Where every member starts, canonical form (see `normalize_room`).
+    pub default_room: String,
+    /// Applied to every relayed message.
+    pub filter: WordFilter,
+    /// Messages kept per room and replayed to whoever joins.
+    pub history_len: usize,
+    /// Members at once, over all doors (the console aside).
+    pub max_clients: usize,
+    /// Members at once from one IP address.
+    pub max_per_ip: usize,
+    /// Events queued per member before it counts as too slow and is dropped.
+    pub outbox: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            server_name: "sockchat".into(),
+            default_room: "lobby".into(),
+            filter: WordFilter::default(),
+            history_len: 20,
+            max_clients: 0,
+            max_per_ip: 0,
+            outbox: 1024,
+        }
+    }
+}
+
+/// A member's end of its connection to the hub, held by its door.
+#[derive(Debug)]
+pub struct Session {
+    /// The member's id, for [`Hub::handle`] and [`Hub::disconnect`].
+    pub id: MemberId,
+    /// The nickname the member starts with.
+    pub nick: String,
+    /// Everything addressed to the member, in order. Yields `None` once the
+    /// member is gone from the hub and everything queued has been taken.
+    pub outbox: mpsc::Receiver<Arc<Outgoing>>,
+    /// Resolves with a reason when the hub drops the member (outbox full,
+    /// kicked, shutdown). Errors, harmlessly, when the member leaves by itself.
+    pub dropped: oneshot::Receiver<String>,
+}
+
+/// Why the hub refused a new member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("server full: {0} clients connected, try again later")]
+    ServerFull(usize),
+    #[error("too many connections from your address (at most {0})")]
+    TooManyFromAddress(usize),
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl Refusal {
+    /// The error event a door sends before closing.
+    pub fn to_event(&self) -> ServerEvent {
+        let code = match self {
+            Refusal::ServerFull(_) | Refusal::ShuttingDown => ErrorCode::ServerFull,
+            Refusal::TooManyFromAddress(_) => ErrorCode::TooManyFromAddress,
+        };
+        ServerEvent::error(code, self.to_string())
+    }
+}
+
+/// What a door does after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep the connection.
+    Continue,
+    /// The member said goodbye: write what is queued, then close.
+    Quit,
+}
+
+/// A cheap, cloneable handle to the hub's shared state.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: HubConfig,
+    /// A `std` mutex, not Tokio's: it is held only for in-memory work and
+    /// `try_send`s, never across an `.await`, so it is short and uncontended
+    /// locks stay cheap. Fan-out happens under it, which keeps every member's
+    /// view of a room in the same order.
+    state: Mutex<State>,
+}
+
+impl Hub {
+    /// A hub with no members yet.
+    pub fn new(config: HubConfig) -> Self {
+        let state = State::new(&config.default_room);
+        Hub {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(state),
+            }),
+        }
+    }
+
+    /// The hub's settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in the hub; the state
+        // is still consistent enough to keep serving everyone else.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Admits a new member: gives it a guest nickname, puts it in the default
+    /// room, queues its welcome and announces it to the room.
+    pub fn connect(&self, door: Door, ip: Option<IpAddr>) -> Result<Session, Refusal> {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.admit(config, ip)?;
+        let session = state.add_member(config, door, ip, None);
+        state.settle(config);
+        Ok(session)
+    }
+
+    /// Admits the operator console as the member `server`. It counts toward
+    /// no limit and is never dropped for a full outbox.
+    pub fn connect_console(&self) -> Session {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        let session = state.add_member(config, Door::Console, None, Some(CONSOLE_NICK));
+        state.settle(config);
+        session
+    }
+
+    /// Carries out one command from a member.
+    pub fn handle(&self, id: MemberId, command: ClientCommand) -> Flow {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        let flow = state.handle(config, id, command);
+        state.settle(config);
+        flow
+    }
+
+    /// Sends one event to one member (a door's own errors, for instance),
+    /// in order with everything else the member receives.
+    pub fn notify(&self, id: MemberId, event: ServerEvent) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.deliver(id, Arc::new(Outgoing::new(event)));
+        state.settle(config);
+    }
+
+    /// Removes a member whose door ended the session (connection lost,
+    /// flood, idle). The member's rooms see `reason`. Does nothing if the
+    /// member is already gone.
+    pub fn disconnect(&self, id: MemberId, reason: LeaveReason, detail: Option<String>) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.remove_member(config, id, reason, detail, None);
+        state.settle(config);
+    }
+
+    /// Disconnects the member called `nick` (the console's `/kick`).
+    pub fn kick(&self, nick: &str, reason: Option<&str>) -> Result<(), String> {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        let id = state
+            .find_nick(nick)
+            .ok_or_else(|| format!("no such nick: {nick}"))?;
+        let detail = match reason {
+            Some(reason) => format!("kicked: {reason}"),
+            None => "kicked".to_string(),
+        };
+        let told = format!("you were {detail}");
+        state.remove_member(config, id, LeaveReason::Dropped, Some(detail), Some(told));
+        state.settle(config);
+        Ok(())
+    }
+
+    /// Tells every member the server is shutting down and forgets them all.
+    /// Their doors see `dropped` resolve and close their connections.
+    pub fn shutdown(&self) {
+        self.lock().drop_everyone(SHUTDOWN_REASON);
+    }
+
+    /// Members connected now, the console aside.
+    pub fn member_count(&self) -> usize {
+        self.lock().counted_members()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,660 @@
+//! The hub's state and the rules that change it. Everything here runs under
+//! the hub's lock, so nothing here awaits or does I/O.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Door, Flow, HubConfig, MemberId, Refusal, Session, CONSOLE_NICK};
+use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
+use crate::protocol::{
+    ClientCommand, ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent,
+};
+
+/// Longest quit reason relayed to a room, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+/// The console's outbox: the operator's terminal may pause, and the console
+/// is never dropped, so it gets more room than a member.
+const CONSOLE_OUTBOX: usize = 4096;
+
+/// The bound used when `--outbox 0` turns the limit off: tokio channels
+/// need one, and this one is never reached before memory runs out.
+const UNLIMITED_OUTBOX: usize = usize::MAX >> 4;
+
+const HELP: &str = "\
+commands:
+  TEXT               say TEXT in the current room (//TEXT says a line starting with /)
+  /nick NAME         change your nickname
+  /join ROOM         join ROOM (created if needed) and talk there
+  /part [ROOM]       leave ROOM (default: the current room)
+  /msg NICK TEXT     private message
+  /me ACTION         say an action: * you ACTION
+  /who [ROOM]        members of a room
+  /rooms             rooms with members
+  /json              switch this connection to JSON lines
+  /quit [REASON]     leave (so do the lines byebye and bye)";
+
+#[derive(Debug)]
+struct Member {
+    nick: String,
+    door: Door,
+    ip: Option<IpAddr>,
+    /// Joined rooms, in the order joined.
+    rooms: Vec<String>,
+    /// Where plain text goes.
+    current: Option<String>,
+    outbox: mpsc::Sender<Arc<Outgoing>>,
+    dropped: Option<oneshot::Sender<String>>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    /// In the order they joined.
+    members: Vec<MemberId>,
+    /// The most recent messages, oldest first.
+    history: VecDeque<MessageRecord>,
+}
+
+#[derive(Debug)]
+pub(super) struct State {
+    members: HashMap<MemberId, Member>,
+    /// Nickname key (see `nick_key`) to member.
+    nicks: HashMap<String, MemberId>,
+    rooms: HashMap<String, Room>,
+    per_ip: HashMap<IpAddr, usize>,
+    counted: usize,
+    next_member: u64,
+    next_guest: u64,
+    next_message: u64,
+    /// Members whose outbox overflowed or closed during the current call;
+    /// removed by `settle` once the fan-out that found them is done.
+    overflowed: Vec<(MemberId, LeaveReason)>,
+    /// Set at shutdown: no one new gets in.
+    closed: bool,
+}
+
+impl State {
+    pub(super) fn new(default_room: &str) -> Self {
+        let mut rooms = HashMap::new();
+        rooms.insert(default_room.to_string(), Room::default());
+        State {
+            members: HashMap::new(),
+            nicks: HashMap::new(),
+            rooms,
+            per_ip: HashMap::new(),
+            counted: 0,
+            next_member: 1,
+            next_guest: 1,
+            next_message: 1,
+            overflowed: Vec::new(),
+            closed: false,
+        }
+    }
+
+    pub(super) fn counted_members(&self) -> usize {
+        self.counted
+    }
+
+    pub(super) fn find_nick(&self, nick: &str) -> Option<MemberId> {
+        self.nicks.get(&nick_key(nick)).copied()
+    }
+
+    /// Checks the connection limits for a newcomer from `ip`.
+    pub(super) fn admit(&self, config: &HubConfig, ip: Option<IpAddr>) -> Result<(), Refusal> {
+        if self.closed {
+            return Err(Refusal::ShuttingDown);
+        }
+        if config.max_clients > 0 && self.counted >= config.max_clients {
+            return Err(Refusal::ServerFull(self.counted));
+        }
+        if let Some(ip) = ip {
+            let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            if config.max_per_ip > 0 && from_ip >= config.max_per_ip {
+                return Err(Refusal::TooManyFromAddress(config.max_per_ip));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn add_member(
+        &mut self,
+        config: &HubConfig,
+        door: Door,
+        ip: Option<IpAddr>,
+        nick: Option<&str>,
+    ) -> Session {
+        let id = MemberId(self.next_member);
+        self.next_member += 1;
+        let nick = match nick {
+            Some(nick) => nick.to_string(),
+            None => self.fresh_guest_nick(),
+        };
+        let capacity = match (door, config.outbox) {
+            (Door::Console, _) => CONSOLE_OUTBOX,
+            (_, 0) => UNLIMITED_OUTBOX,
+            (_, limit) => limit,
+        };
+        let (outbox, outbox_rx) = mpsc::channel(capacity);
+        let (dropped, dropped_rx) = oneshot::channel();
+        if door != Door::Console {
+            self.counted += 1;
+            if let Some(ip) = ip {
+                *self.per_ip.entry(ip).or_default() += 1;
+            }
+        }
+        self.nicks.insert(nick_key(&nick), id);
+        let room = config.default_room.clone();
+        self.members.insert(
+            id,
+            Member {
+                nick: nick.clone(),
+                door,
+                ip,
+                rooms: vec![room.clone()],
+                current: Some(room.clone()),
+                outbox,
+                dropped: Some(dropped),
+            },
+        );
+        let room_state = self.rooms.entry(room.clone()).or_default();
+        room_state.members.push(id);
+        let members = self.nicks_in(&room);
+        let history: Vec<MessageRecord> = self.rooms[&room].history.iter().cloned().collect();
+        self.deliver_event(
+            id,
+            ServerEvent::Welcome {
+                server: config.server_name.clone(),
+                nick: nick.clone(),
+                room: room.clone(),
+                members,
+            },
+        );
+        if !history.is_empty() {
+            self.deliver_event(
+                id,
+                ServerEvent::History {
+                    room: room.clone(),
+                    messages: history,
+                },
+            );
+        }
+        self.broadcast_except(
+            &room,
+            id,
+            ServerEvent::Join {
+                room: room.clone(),
+                nick: nick.clone(),
+            },
+        );
+        tracing::info!(?door, ?ip, %nick, "member connected");
+        Session {
+            id,
+            nick,
+            outbox: outbox_rx,
+            dropped: dropped_rx,
+        }
+    }
+
+    fn fresh_guest_nick(&mut self) -> String {
+        loop {
+            let nick = format!("guest-{}", self.next_guest);
+            self.next_guest += 1;
+            if !self.nicks.contains_key(&nick_key(&nick)) {
+                return nick;
+            }
+        }
+    }
+
+    fn nicks_in(&self, room: &str) -> Vec<String> {
+        self.rooms.get(room).map_or_else(Vec::new, |room| {
+            room.members
+                .iter()
+                .filter_map(|id| self.members.get(id).map(|member| member.nick.clone()))
+                .collect()
+        })
+    }
+
+    pub(super) fn handle(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        command: ClientCommand,
+    ) -> Flow {
+        if !self.members.contains_key(&id) {
+            return Flow::Quit;
+        }
+        match command {
+            ClientCommand::Say { text, room } => self.say(config, id, room, &text, false),
+            ClientCommand::Me { text, room } => self.say(config, id, room, &text, true),
+            ClientCommand::Msg { to, text } => self.private_message(config, id, &to, &text),
+            ClientCommand::Nick { nick } => self.change_nick(id, &nick),
+            ClientCommand::Join { room } => self.join(id, &room),
+            ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
+            ClientCommand::Who { room } => self.who(id, room.as_deref()),
+            ClientCommand::Rooms => self.list_rooms(id),
+            ClientCommand::Help => {
+                self.deliver_event(id, ServerEvent::Notice { text: HELP.into() })
+            }
+            ClientCommand::Quit { reason } => {
+                let nick = self.members[&id].nick.clone();
+                self.deliver_event(
+                    id,
+                    ServerEvent::Bye {
+                        reason: format!("goodbye, {nick}"),
+                    },
+                );
+                let detail = reason
+                    .map(|reason| {
+                        sanitize(&reason)
+                            .chars()
+                            .take(MAX_REASON_CHARS)
+                            .collect::<String>()
+                    })
+                    .filter(|reason| !reason.trim().is_empty());
+                self.remove_member(config, id, LeaveReason::Quit, detail, None);
+                return Flow::Quit;
+            }
+            // The door switches modes; there is nothing for the hub to do.
+            ClientCommand::Mode { .. } => {}
+        }
+        Flow::Continue
+    }
+
+    /// Resolves the room a command is about: the named one, or the
+    /// member's current one. Tells the member why when there is none.
+    fn target_room(&mut self, id: MemberId, named: Option<&str>) -> Option<String> {
+        let room = match named {
+            Some(name) => match normalize_room(name) {
+                Ok(room) => room,
+                Err(why) => {
+                    self.deliver_event(id, ServerEvent::error(ErrorCode::BadRoom, why));
+                    return None;
+                }
+            },
+            None => match self.members[&id].current.clone() {
+                Some(room) => room,
+                None => {
+                    self.deliver_event(
+                        id,
+                        ServerEvent::error(ErrorCode::NotInRoom, "you are in no room; /join one"),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(room)
+    }
+
+    fn say(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        room: Option<String>,
+        text: &str,
+        action: bool,
+    ) {
+        let Some(room) = self.target_room(id, room.as_deref()) else {
+            return;
+        };
+        if !self.members[&id].rooms.contains(&room) {
+            self.deliver_event(
+                id,
+                ServerEvent::error(
+                    ErrorCode::NotInRoom,
+                    format!("you are not in #{room}; /join it first"),
+                ),
+            );
+            return;
+        }
+        let text = config.filter.apply(&sanitize(text)).into_owned();
+        if text.trim().is_empty() {
+            return;
+        }
+        let record = MessageRecord {
+            id: self.next_message,
+            room: room.clone(),
+            from: self.members[&id].nick.clone(),
+            text,
+            time: now_millis(),
+            action,
+        };
+        self.next_message += 1;
+        tracing::debug!(room = %record.room, from = %record.from, "message");
+        if let Some(room_state) = self.rooms.get_mut(&room) {
+            if config.history_len > 0 {
+                if room_state.history.len() == config.history_len {
+                    room_state.history.pop_front();
+                }
+                room_state.history.push_back(record.clone());
+            }
+        }
+        self.broadcast(&room, ServerEvent::Message(record));
+    }
+
+    fn private_message(&mut self, config: &HubConfig, id: MemberId, to: &str, text: &str) {
+        let Some(target) = self.find_nick(to) else {
+            self.deliver_event(
+                id,
+                ServerEvent::error(ErrorCode::NoSuchNick, format!("no such nick: {to}")),
+            );
+            return;
+        };
+        let text = config.filter.apply(&sanitize(text)).into_owned();
+        let event = Arc::new(Outgoing::new(ServerEvent::Private {
+            from: self.members[&id].nick.clone(),
+            to: self.members[&target].nick.clone(),
+            text,
+            time: now_millis(),
+        }));
+        self.deliver(target, event.clone());
+        if target != id {
+            self.deliver(id, event);
+        }
+    }
+
+    fn change_nick(&mut self, id: MemberId, nick: &str) {
+        if let Err(why) = validate_nick(nick) {
+            self.deliver_event(id, ServerEvent::error(ErrorCode::BadNick, why));
+            return;
+        }
+        let key = nick_key(nick);
+        let taken = match self.nicks.get(&key) {
+            Some(owner) => *owner != id,
+            None => key == nick_key(CONSOLE_NICK),
+        };
+        if taken {
+            self.deliver_event(
+                id,
+                ServerEvent::error(ErrorCode::NickInUse, format!("nickname {nick} is taken")),
+            );
+            return;
+        }
+        let member = self.members.get_mut(&id).expect("checked by handle");
+        let old = std::mem::replace(&mut member.nick, nick.to_string());
+        self.nicks.remove(&nick_key(&old));
+        self.nicks.insert(key, id);
+        tracing::info!(%old, new = %nick, "nick change");
+        // Everyone who shares a room with the member hears of it, once.
+        let mut audience = vec![id];
+        for room in &self.members[&id].rooms {
+            audience.extend(&self.rooms[room].members);
+        }
+        audience.sort_unstable();
+        audience.dedup();
+        let event = Arc::new(Outgoing::new(ServerEvent::Nick {
+            old,
+            new: nick.to_string(),
+        }));
+        for member in audience {
+            self.deliver(member, event.clone());
+        }
+    }
+
+    fn join(&mut self, id: MemberId, name: &str) {
+        let room = match normalize_room(name) {
+            Ok(room) => room,
+            Err(why) => {
+                self.deliver_event(id, ServerEvent::error(ErrorCode::BadRoom, why));
+                return;
+            }
+        };
+        let member = self.members.get_mut(&id).expect("checked by handle");
+        member.current = Some(room.clone());
+        if member.rooms.contains(&room) {
+            self.deliver_event(
+                id,
+                ServerEvent::Notice {
+                    text: format!("now talking in #{room}"),
+                },
+            );
+            return;
+        }
+        member.rooms.push(room.clone());
+        let nick = member.nick.clone();
+        self.rooms.entry(room.clone()).or_default().members.push(id);
+        self.broadcast(
+            &room,
+            ServerEvent::Join {
+                room: room.clone(),
+                nick,
+            },
+        );
+        let nicks = self.nicks_in(&room);
+        self.deliver_event(
+            id,
+            ServerEvent::Members {
+                room: room.clone(),
+                nicks,
+            },
+        );
+        let history: Vec<MessageRecord> = self.rooms[&room].history.iter().cloned().collect();
+        if !history.is_empty() {
+            self.deliver_event(
+                id,
+                ServerEvent::History {
+                    room,
+                    messages: history,
+                },
+            );
+        }
+    }
+
+    fn part(&mut self, config: &HubConfig, id: MemberId, named: Option<&str>) {
+        let Some(room) = self.target_room(id, named) else {
+            return;
+        };
+        if !self.members[&id].rooms.contains(&room) {
+            self.deliver_event(
+                id,
+                ServerEvent::error(ErrorCode::NotInRoom, format!("you are not in #{room}")),
+            );
+            return;
+        }
+        let nick = self.members[&id].nick.clone();
+        // The member hears its own leave, then is taken out.
+        self.broadcast(
+            &room,
+            ServerEvent::Leave {
+                room: room.clone(),
+                nick,
+                reason: LeaveReason::Part,
+                detail: None,
+            },
+        );
+        self.leave_room(config, id, &room);
+        let member = self.members.get_mut(&id).expect("checked by handle");
+        if member.current.as_deref() == Some(room.as_str()) {
+            member.current = member.rooms.last().cloned();
+        }
+    }
+
+    /// Takes a member out of a room's member list (and the room out of the
+    /// member's), deleting the room when it empties (the default room stays).
+    fn leave_room(&mut self, config: &HubConfig, id: MemberId, room: &str) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.rooms.retain(|joined| joined != room);
+        }
+        if let Some(room_state) = self.rooms.get_mut(room) {
+            room_state.members.retain(|member| *member != id);
+            if room_state.members.is_empty() && room != config.default_room {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    fn who(&mut self, id: MemberId, named: Option<&str>) {
+        let Some(room) = self.target_room(id, named) else {
+            return;
+        };
+        if !self.rooms.contains_key(&room) {
+            self.deliver_event(
+                id,
+                ServerEvent::error(ErrorCode::BadRoom, format!("no such room: #{room}")),
+            );
+            return;
+        }
+        let nicks = self.nicks_in(&room);
+        self.deliver_event(id, ServerEvent::Members { room, nicks });
+    }
+
+    fn list_rooms(&mut self, id: MemberId) {
+        let mut rooms: Vec<RoomInfo> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| !room.members.is_empty())
+            .map(|(name, room)| RoomInfo {
+                name: name.clone(),
+                members: room.members.len(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        self.deliver_event(id, ServerEvent::Rooms { rooms });
+    }
+
+    /// Removes a member from the hub and tells its rooms. `told`, when set,
+    /// is sent on the member's `dropped` channel so its door closes.
+    pub(super) fn remove_member(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        reason: LeaveReason,
+        detail: Option<String>,
+        told: Option<String>,
+    ) {
+        let Some(mut member) = self.members.remove(&id) else {
+            return;
+        };
+        self.nicks.remove(&nick_key(&member.nick));
+        if member.door != Door::Console {
+            self.counted -= 1;
+            if let Some(ip) = member.ip {
+                if let Some(count) = self.per_ip.get_mut(&ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
+        tracing::info!(nick = %member.nick, ?reason, detail = detail.as_deref().unwrap_or(""), "member left");
+        for room in std::mem::take(&mut member.rooms) {
+            self.leave_room(config, id, &room);
+            self.broadcast(
+                &room,
+                ServerEvent::Leave {
+                    room: room.clone(),
+                    nick: member.nick.clone(),
+                    reason,
+                    detail: detail.clone(),
+                },
+            );
+        }
+        if let (Some(told), Some(dropped)) = (told, member.dropped.take()) {
+            // The door may be gone already; then there is no one to tell.
+            let _ = dropped.send(told);
+        }
+    }
+
+    /// Removes the members found too slow (or gone) during this call.
+    /// Removing one tells its rooms, which can find more; loop until quiet.
+    pub(super) fn settle(&mut self, config: &HubConfig) {
+        while let Some((id, reason)) = self.overflowed.pop() {
+            let (detail, told) = match reason {
+                LeaveReason::Lost => (None, None),
+                _ => (
+                    Some("sendq exceeded".to_string()),
+                    Some(
+                        "sendq exceeded: too many messages waiting for you to read them"
+                            .to_string(),
+                    ),
+                ),
+            };
+            self.remove_member(config, id, reason, detail, told);
+        }
+    }
+
+    /// Forgets every member, telling each one's door why. No leave notices:
+    /// there is no one left to read them.
+    pub(super) fn drop_everyone(&mut self, reason: &str) {
+        self.closed = true;
+        for (_, mut member) in self.members.drain() {
+            if let Some(dropped) = member.dropped.take() {
+                let _ = dropped.send(reason.to_string());
+            }
+        }
+        self.nicks.clear();
+        self.per_ip.clear();
+        self.counted = 0;
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
+    }
+
+    fn deliver_event(&mut self, id: MemberId, event: ServerEvent) {
+        self.deliver(id, Arc::new(Outgoing::new(event)));
+    }
+
+    /// Queues an event for one member without waiting.
+    pub(super) fn deliver(&mut self, id: MemberId, event: Arc<Outgoing>) {
+        if let Some(member) = self.members.get(&id) {
+            offer(id, member, &event, &mut self.overflowed);
+        }
+    }
+
+    fn broadcast(&mut self, room: &str, event: ServerEvent) {
+        self.broadcast_except_option(room, None, event);
+    }
+
+    fn broadcast_except(&mut self, room: &str, except: MemberId, event: ServerEvent) {
+        self.broadcast_except_option(room, Some(except), event);
+    }
+
+    /// Fan-out: one shared event, one `try_send` per member, no waiting.
+    fn broadcast_except_option(
+        &mut self,
+        room: &str,
+        except: Option<MemberId>,
+        event: ServerEvent,
+    ) {
+        let Some(room_state) = self.rooms.get(room) else {
+            return;
+        };
+        let event = Arc::new(Outgoing::new(event));
+        for id in &room_state.members {
+            if Some(*id) == except {
+                continue;
+            }
+            if let Some(member) = self.members.get(id) {
+                offer(*id, member, &event, &mut self.overflowed);
+            }
+        }
+    }
+}
+
+/// Queues `event` for `member`. A full outbox marks the member too slow and
+/// a closed one marks it gone; `settle` removes both once the fan-out is done.
+fn offer(
+    id: MemberId,
+    member: &Member,
+    event: &Arc<Outgoing>,
+    overflowed: &mut Vec<(MemberId, LeaveReason)>,
+) {
+    match member.outbox.try_send(event.clone()) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) if member.door == Door::Console => {
+            tracing::warn!("the console is not keeping up; an event was not shown");
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => overflowed.push((id, LeaveReason::Dropped)),
+        Err(mpsc::error::TrySendError::Closed(_)) => overflowed.push((id, LeaveReason::Lost)),
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

@@ -1,0 +1,24 @@
+//! sockchat: one chat hub that serves many clients at once over TCP, UDP
+//! and the browser, in the same rooms.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: commands, events, and their text and JSON encodings;
+//!   shared by the server and the client.
+//! - [`hub`]: rooms, members, nicknames, the word filter, recent history.
+//!   No sockets: doors feed it commands and drain member outboxes.
+//! - [`door`]: the ways in. [`door::tcp`] serves text and JSON lines.
+//! - [`server`]: binds the doors, runs them, shuts them down.
+//! - [`console`]: the operator's console on the server's terminal.
+//! - [`client`]: `sockchat connect`, the terminal client.
+//! - [`cli`]: command-line flags and the TOML config file.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod console;
+pub mod door;
+pub mod hub;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,61 @@
+//! The `sockchat` binary: parses the command line and hands over to the
+//! library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sockchat::cli::{Cli, Command};
+use sockchat::server::{shutdown_signal, Server};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match (&cli.command, cli.verbose) {
+        (_, 2..) => "trace",
+        (_, 1) => "debug",
+        (Command::Serve(_), 0) => "info",
+        (Command::Connect(_), 0) => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("sockchat: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let server = Server::bind(args.resolve()?).await?;
+            for listening in server.listening() {
+                // Scripts and tests wait for these lines; print them before
+                // anyone is accepted.
+                println!("listening {} {}", listening.door, listening.addr);
+            }
+            if std::io::stdin().is_terminal() {
+                let hub = server.hub();
+                tokio::spawn(async move {
+                    let input = tokio::io::BufReader::new(tokio::io::stdin());
+                    if let Err(error) =
+                        sockchat::console::run(hub, input, tokio::io::stdout()).await
+                    {
+                        tracing::warn!(%error, "console stopped");
+                    }
+                });
+            }
+            server.run(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connect(args) => sockchat::client::run(args).await,
+    }
+}

@@ -1,0 +1,235 @@
+//! Client commands, and the parser that turns one line of text into one.
+
+use serde::{Deserialize, Serialize};
+
+/// The encoding a connection speaks: plain text lines, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireMode {
+    /// UTF-8 lines, `/commands`; what `nc` and telnet users see.
+    Text,
+    /// One JSON object per line, in both directions (see `docs/PROTOCOL.md`).
+    Json,
+}
+
+/// Something a member asks the hub to do. In JSON mode this is the wire
+/// format itself (`{"type":"say","text":"hi"}`); in text mode
+/// [`parse_line`] builds it from a line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientCommand {
+    /// Say something in a room (the current one unless `room` is given).
+    Say {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// An action, shown as `* nick text`.
+    Me {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// A private message to one member.
+    Msg { to: String, text: String },
+    /// Change nickname.
+    Nick { nick: String },
+    /// Join a room (created if needed) and make it the current one.
+    Join { room: String },
+    /// Leave a room (the current one unless given).
+    Part {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// List the members of a room (the current one unless given).
+    Who {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// List the rooms that have members.
+    Rooms,
+    /// Show the command summary.
+    Help,
+    /// Leave the server.
+    Quit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Switch this connection's wire mode (handled by the door, not the hub).
+    Mode { mode: WireMode },
+}
+
+/// Why a line could not be turned into a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// `/something` that is not a command.
+    #[error("unknown command /{0} (try /help)")]
+    UnknownCommand(String),
+    /// A command with missing arguments; holds the usage line.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+}
+
+/// The words that end a session, kept from the classic exercises:
+/// `byebye` over TCP, `bye` over UDP. Both work on every door.
+pub const GOODBYE_WORDS: [&str; 2] = ["byebye", "bye"];
+
+/// Parses one line typed by a person (terminator already removed).
+///
+/// Returns `Ok(None)` for an empty line. A line starting with `//` says
+/// the rest literally, so `//help` sends the text `/help`.
+///
+/// ```
+/// use sockchat::protocol::{parse_line, ClientCommand};
+/// assert_eq!(
+///     parse_line("/msg bob 你好").unwrap(),
+///     Some(ClientCommand::Msg { to: "bob".into(), text: "你好".into() })
+/// );
+/// assert_eq!(parse_line("byebye").unwrap(), Some(ClientCommand::Quit { reason: None }));
+/// ```
+pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    if GOODBYE_WORDS.contains(&line.trim()) {
+        return Ok(Some(ClientCommand::Quit { reason: None }));
+    }
+    let Some(body) = line.strip_prefix('/') else {
+        return Ok(Some(say(line)));
+    };
+    if body.starts_with('/') {
+        return Ok(Some(say(body)));
+    }
+    let (name, rest) = match body.split_once(char::is_whitespace) {
+        Some((name, rest)) => (name, rest.trim()),
+        None => (body, ""),
+    };
+    let optional = |rest: &str| (!rest.is_empty()).then(|| rest.to_string());
+    let command = match name.to_ascii_lowercase().as_str() {
+        "nick" => match first_word(rest) {
+            Some(nick) => ClientCommand::Nick { nick },
+            None => return Err(ParseError::Usage("/nick NAME")),
+        },
+        "join" | "j" => match first_word(rest) {
+            Some(room) => ClientCommand::Join { room },
+            None => return Err(ParseError::Usage("/join ROOM")),
+        },
+        "part" | "leave" => ClientCommand::Part {
+            room: first_word(rest),
+        },
+        "msg" | "m" | "query" => match rest.split_once(char::is_whitespace) {
+            Some((to, text)) if !text.trim().is_empty() => ClientCommand::Msg {
+                to: to.to_string(),
+                text: text.trim_start().to_string(),
+            },
+            _ => return Err(ParseError::Usage("/msg NICK TEXT")),
+        },
+        "who" | "names" => ClientCommand::Who {
+            room: first_word(rest),
+        },
+        "rooms" | "list" => ClientCommand::Rooms,
+        "me" => match optional(rest) {
+            Some(text) => ClientCommand::Me { text, room: None },
+            None => return Err(ParseError::Usage("/me ACTION")),
+        },
+        "help" | "?" => ClientCommand::Help,
+        "quit" | "exit" => ClientCommand::Quit {
+            reason: optional(rest),
+        },
+        "json" => ClientCommand::Mode {
+            mode: WireMode::Json,
+        },
+        _ => return Err(ParseError::UnknownCommand(name.to_string())),
+    };
+    Ok(Some(command))
+}
+
+fn say(text: &str) -> ClientCommand {
+    ClientCommand::Say {
+        text: text.to_string(),
+        room: None,
+    }
+}
+
+fn first_word(rest: &str) -> Option<String> {
+    rest.split_whitespace().next().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_said() {
+        assert_eq!(parse_line("hello 世界").unwrap(), Some(say("hello 世界")));
+        assert_eq!(parse_line("//help").unwrap(), Some(say("/help")));
+        assert_eq!(parse_line("   ").unwrap(), None);
+    }
+
+    #[test]
+    fn goodbye_words_quit() {
+        for word in ["bye", "byebye", " byebye "] {
+            assert_eq!(
+                parse_line(word).unwrap(),
+                Some(ClientCommand::Quit { reason: None })
+            );
+        }
+        assert_eq!(parse_line("bye all").unwrap(), Some(say("bye all")));
+    }
+
+    #[test]
+    fn commands_take_their_arguments() {
+        assert_eq!(
+            parse_line("/quit gone fishing").unwrap(),
+            Some(ClientCommand::Quit {
+                reason: Some("gone fishing".into())
+            })
+        );
+        assert_eq!(
+            parse_line("/JOIN #rust").unwrap(),
+            Some(ClientCommand::Join {
+                room: "#rust".into()
+            })
+        );
+        assert_eq!(
+            parse_line("/me waves").unwrap(),
+            Some(ClientCommand::Me {
+                text: "waves".into(),
+                room: None
+            })
+        );
+        assert_eq!(
+            parse_line("/part").unwrap(),
+            Some(ClientCommand::Part { room: None })
+        );
+    }
+
+    #[test]
+    fn bad_commands_are_errors() {
+        assert_eq!(
+            parse_line("/frobnicate now"),
+            Err(ParseError::UnknownCommand("frobnicate".into()))
+        );
+        assert_eq!(
+            parse_line("/msg bob"),
+            Err(ParseError::Usage("/msg NICK TEXT"))
+        );
+        assert_eq!(parse_line("/nick"), Err(ParseError::Usage("/nick NAME")));
+        assert_eq!(parse_line("/join"), Err(ParseError::Usage("/join ROOM")));
+    }
+
+    #[test]
+    fn json_commands_round_trip() {
+        let command: ClientCommand =
+            serde_json::from_str(r#"{"type":"msg","to":"bob","text":"hi"}"#).unwrap();
+        assert_eq!(
+            command,
+            ClientCommand::Msg {
+                to: "bob".into(),
+                text: "hi".into()
+            }
+        );
+        let json = serde_json::to_string(&ClientCommand::Part { room: None }).unwrap();
+        assert_eq!(json, r#"{"type":"part"}"#);
+    }
+}

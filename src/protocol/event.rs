@@ -1,0 +1,345 @@
+//! Server events and their two encodings. An event is encoded at most once
+//! per wire mode, however many members receive it ([`Outgoing`]).
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::WireMode;
+
+/// One room message, as stored and replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Increasing per server run; lets clients drop duplicates.
+    pub id: u64,
+    pub room: String,
+    pub from: String,
+    /// The text as the room saw it: sanitised and filtered.
+    pub text: String,
+    /// Milliseconds since the Unix epoch.
+    pub time: u64,
+    /// `true` for `/me` actions.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub action: bool,
+}
+
+/// One room in a `/rooms` listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub name: String,
+    pub members: usize,
+}
+
+/// Why a member is no longer in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    /// `/part`: left this room, still connected.
+    Part,
+    /// `/quit`, `byebye`, `bye`, or end of input: left the server.
+    Quit,
+    /// The connection broke (killed, reset) without a goodbye.
+    Lost,
+    /// The server removed the member (flood, full outbox, idle, kick, shutdown).
+    Dropped,
+}
+
+/// Machine-readable error kinds, for clients that branch on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    UnknownCommand,
+    Usage,
+    BadNick,
+    NickInUse,
+    BadRoom,
+    NoSuchNick,
+    NotInRoom,
+    LineTooLong,
+    InvalidUtf8,
+    BadJson,
+    ServerFull,
+    TooManyFromAddress,
+    Flood,
+    SendqExceeded,
+    Idle,
+    Kicked,
+}
+
+/// Everything the server tells a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerEvent {
+    /// First thing on every connection.
+    Welcome {
+        server: String,
+        nick: String,
+        room: String,
+        members: Vec<String>,
+    },
+    /// A room message.
+    Message(MessageRecord),
+    /// A private message, to its recipient and (as an echo) its sender.
+    Private {
+        from: String,
+        to: String,
+        text: String,
+        time: u64,
+    },
+    /// Someone (possibly you) joined a room.
+    Join { room: String, nick: String },
+    /// Someone (possibly you) left a room.
+    Leave {
+        room: String,
+        nick: String,
+        reason: LeaveReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// Someone (possibly you) changed nickname.
+    Nick { old: String, new: String },
+    /// The members of a room.
+    Members { room: String, nicks: Vec<String> },
+    /// The rooms that have members.
+    Rooms { rooms: Vec<RoomInfo> },
+    /// Recent messages of a room, oldest first, sent on join.
+    History {
+        room: String,
+        messages: Vec<MessageRecord>,
+    },
+    /// Informational text (help, server notices).
+    Notice { text: String },
+    /// Something you asked for went wrong; the connection stays up unless
+    /// a `bye` follows.
+    Error { code: ErrorCode, message: String },
+    /// The wire mode changed; sent in the new mode.
+    Mode { mode: WireMode },
+    /// Your session is over; the server closes the connection next.
+    Bye { reason: String },
+}
+
+impl ServerEvent {
+    /// Shorthand for an error event.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerEvent::Error {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Renders the event as one or more human-readable lines, without the
+    /// final newline. System lines start with `* `, errors with `! `.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        match self {
+            ServerEvent::Welcome {
+                server,
+                nick,
+                room,
+                members,
+            } => {
+                let others = members.len().saturating_sub(1);
+                let _ = write!(
+                    out,
+                    "* welcome to {server}, {nick}! you are in #{room} with {others} other{}; type /help for commands",
+                    if others == 1 { "" } else { "s" }
+                );
+            }
+            ServerEvent::Message(message) => write_message(&mut out, message, ""),
+            ServerEvent::Private { from, to, text, .. } => {
+                let _ = write!(out, "[private] {from} -> {to}: {text}");
+            }
+            ServerEvent::Join { room, nick } => {
+                let _ = write!(out, "* {nick} joined #{room}");
+            }
+            ServerEvent::Leave {
+                room,
+                nick,
+                reason,
+                detail,
+            } => {
+                let _ = match reason {
+                    LeaveReason::Part => write!(out, "* {nick} left #{room}"),
+                    LeaveReason::Quit => write!(out, "* {nick} left"),
+                    LeaveReason::Lost => write!(out, "* {nick} lost the connection"),
+                    LeaveReason::Dropped => write!(out, "* {nick} was disconnected"),
+                };
+                if let Some(detail) = detail {
+                    let _ = write!(out, " ({detail})");
+                }
+            }
+            ServerEvent::Nick { old, new } => {
+                let _ = write!(out, "* {old} is now known as {new}");
+            }
+            ServerEvent::Members { room, nicks } => {
+                let _ = write!(out, "* #{room} has {}: {}", nicks.len(), nicks.join(", "));
+            }
+            ServerEvent::Rooms { rooms } => {
+                out.push_str("* rooms:");
+                for room in rooms {
+                    let _ = write!(out, " #{} ({})", room.name, room.members);
+                }
+            }
+            ServerEvent::History { room, messages } => {
+                let _ = write!(out, "* last {} message(s) in #{room}:", messages.len());
+                for message in messages {
+                    out.push('\n');
+                    write_message(&mut out, message, "(history) ");
+                }
+            }
+            ServerEvent::Notice { text } => {
+                for (index, line) in text.lines().enumerate() {
+                    if index > 0 {
+                        out.push('\n');
+                    }
+                    let _ = write!(out, "* {line}");
+                }
+            }
+            ServerEvent::Error { message, .. } => {
+                let _ = write!(out, "! {message}");
+            }
+            ServerEvent::Mode { mode } => {
+                let _ = write!(out, "* mode {mode:?}");
+            }
+            ServerEvent::Bye { reason } => {
+                let _ = write!(out, "* bye: {reason}");
+            }
+        }
+        out
+    }
+
+    /// Renders the event as one JSON object, without the final newline.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain types cannot fail: every key is a string.
+        serde_json::to_string(self).expect("server events serialise to JSON")
+    }
+}
+
+fn write_message(out: &mut String, message: &MessageRecord, marker: &str) {
+    let MessageRecord {
+        room,
+        from,
+        text,
+        action,
+        ..
+    } = message;
+    let _ = if *action {
+        write!(out, "{marker}[{room}] * {from} {text}")
+    } else {
+        write!(out, "{marker}[{room}] {from}: {text}")
+    };
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// An event on its way to one or many members. Each encoding is made the
+/// first time a recipient in that mode asks for it and then shared, so a
+/// message to a thousand members is encoded once per mode, not a thousand
+/// times.
+#[derive(Debug)]
+pub struct Outgoing {
+    event: ServerEvent,
+    text: OnceLock<Bytes>,
+    json: OnceLock<Bytes>,
+}
+
+impl Outgoing {
+    /// Wraps an event for delivery.
+    pub fn new(event: ServerEvent) -> Self {
+        Outgoing {
+            event,
+            text: OnceLock::new(),
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The event itself.
+    pub fn event(&self) -> &ServerEvent {
+        &self.event
+    }
+
+    /// The event's bytes in `mode`, newline-terminated.
+    pub fn encoded(&self, mode: WireMode) -> &Bytes {
+        let (cell, render): (_, fn(&ServerEvent) -> String) = match mode {
+            WireMode::Text => (&self.text, ServerEvent::to_text),
+            WireMode::Json => (&self.json, ServerEvent::to_json),
+        };
+        cell.get_or_init(|| {
+            let mut line = render(&self.event);
+            line.push('\n');
+            Bytes::from(line)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str, action: bool) -> MessageRecord {
+        MessageRecord {
+            id: 7,
+            room: "lobby".into(),
+            from: "alice".into(),
+            text: text.into(),
+            time: 1,
+            action,
+        }
+    }
+
+    #[test]
+    fn text_lines() {
+        assert_eq!(
+            ServerEvent::Message(message("你好", false)).to_text(),
+            "[lobby] alice: 你好"
+        );
+        assert_eq!(
+            ServerEvent::Message(message("waves", true)).to_text(),
+            "[lobby] * alice waves"
+        );
+        let history = ServerEvent::History {
+            room: "lobby".into(),
+            messages: vec![message("old", false)],
+        };
+        assert_eq!(
+            history.to_text(),
+            "* last 1 message(s) in #lobby:\n(history) [lobby] alice: old"
+        );
+    }
+
+    #[test]
+    fn json_has_a_type_on_every_event() {
+        let json = ServerEvent::Message(message("hi", false)).to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"message","id":7,"room":"lobby","from":"alice","text":"hi","time":1}"#
+        );
+        let leave = ServerEvent::Leave {
+            room: "lobby".into(),
+            nick: "bob".into(),
+            reason: LeaveReason::Lost,
+            detail: None,
+        };
+        assert_eq!(
+            leave.to_json(),
+            r#"{"type":"leave","room":"lobby","nick":"bob","reason":"lost"}"#
+        );
+        let back: ServerEvent = serde_json::from_str(&leave.to_json()).unwrap();
+        assert_eq!(back, leave);
+    }
+
+    #[test]
+    fn outgoing_encodes_once_per_mode() {
+        let outgoing = Outgoing::new(ServerEvent::Notice { text: "hi".into() });
+        let first = outgoing.encoded(WireMode::Text).as_ptr();
+        assert_eq!(outgoing.encoded(WireMode::Text).as_ptr(), first);
+        assert_eq!(&outgoing.encoded(WireMode::Text)[..], b"* hi\n");
+        assert!(outgoing
+            .encoded(WireMode::Json)
+            .starts_with(b"{\"type\":\"notice\""));
+    }
+}

@@ -1,0 +1,10 @@
+//! The chat protocol shared by every door and by our client: what a client
+//! asks for ([`ClientCommand`]), what the server tells it ([`ServerEvent`]),
+//! and the two wire encodings of events (plain text lines and JSON lines).
+
+pub mod command;
+mod event;
+pub mod text;
+
+pub use command::{parse_line, ClientCommand, ParseError, WireMode};
+pub use event::{ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent};

@@ -1,0 +1,146 @@
+//! Rules for text that crosses from one person to another: control
+//! characters made inert, and what a valid nickname or room name is.
+
+use std::borrow::Cow;
+
+/// Longest nickname, in characters.
+pub const MAX_NICK_CHARS: usize = 24;
+/// Longest room name, in characters (without the leading `#`).
+pub const MAX_ROOM_CHARS: usize = 32;
+
+/// Makes text safe to show on someone else's terminal.
+///
+/// C0 controls (tab aside) become their visible Unicode "control picture"
+/// (ESC shows as `␛`), DEL becomes `␡`, and C1 controls and the
+/// bidirectional embedding, override and isolate characters become U+FFFD,
+/// so no escape sequence or reordering trick reaches a terminal raw. Every
+/// other character, Chinese and emoji included, passes untouched.
+///
+/// ```
+/// use sockchat::protocol::text::sanitize;
+/// assert_eq!(sanitize("你好 👋"), "你好 👋");
+/// assert_eq!(sanitize("\x1b[2Jgone"), "␛[2Jgone");
+/// ```
+pub fn sanitize(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_replacing) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.chars().map(replacement).collect())
+}
+
+fn needs_replacing(c: char) -> bool {
+    (c.is_control() && c != '\t') || is_bidi_control(c)
+}
+
+fn replacement(c: char) -> char {
+    match c {
+        '\t' => c,
+        '\0'..='\x1f' => char::from_u32(0x2400 + c as u32).unwrap_or('\u{FFFD}'),
+        '\x7f' => '\u{2421}',
+        c if needs_replacing(c) => '\u{FFFD}',
+        c => c,
+    }
+}
+
+/// Embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069):
+/// they can make text display in an order other than the one it was sent in.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a nickname: 1 to 24 letters (any script), digits, `-`, `_` or `.`,
+/// not starting with `-` or `.`.
+pub fn validate_nick(nick: &str) -> Result<(), String> {
+    let count = nick.chars().count();
+    if count == 0 || count > MAX_NICK_CHARS {
+        return Err(format!("a nickname has 1 to {MAX_NICK_CHARS} characters"));
+    }
+    if nick.starts_with(['-', '.']) {
+        return Err("a nickname cannot start with '-' or '.'".into());
+    }
+    if let Some(bad) = nick
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "a nickname may hold letters, digits, '-', '_' and '.', not {:?}",
+            bad
+        ));
+    }
+    Ok(())
+}
+
+/// Turns a room name as typed (`#Rust`, `rust`) into its canonical form
+/// (`rust`), or explains why it is not a room name.
+pub fn normalize_room(name: &str) -> Result<String, String> {
+    let bare = name.strip_prefix('#').unwrap_or(name);
+    let count = bare.chars().count();
+    if count == 0 || count > MAX_ROOM_CHARS {
+        return Err(format!("a room name has 1 to {MAX_ROOM_CHARS} characters"));
+    }
+    if let Some(bad) = bare
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "a room name may hold letters, digits, '-', '_' and '.', not {:?}",
+            bad
+        ));
+    }
+    Ok(bare.to_lowercase())
+}
+
+/// The key under which a nickname is unique: nicknames differ from each
+/// other regardless of case (`Alice` and `alice` are the same person).
+pub fn nick_key(nick: &str) -> String {
+    nick.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_become_visible_and_inert() {
+        assert_eq!(sanitize("a\tb"), "a\tb");
+        assert_eq!(sanitize("bell\x07"), "bell␇");
+        assert_eq!(sanitize("del\x7f"), "del␡");
+        assert_eq!(sanitize("c1\u{9b}31m"), "c1\u{FFFD}31m");
+        assert_eq!(sanitize("evil\u{202E}txt.exe"), "evil\u{FFFD}txt.exe");
+        assert_eq!(sanitize("iso\u{2066}x\u{2069}"), "iso\u{FFFD}x\u{FFFD}");
+    }
+
+    #[test]
+    fn other_scripts_pass_intact() {
+        for text in [
+            "中文聊天",
+            "こんにちは",
+            "مرحبا",
+            "emoji 🎉👍🏽",
+            "é (e + \u{301})",
+        ] {
+            assert!(matches!(sanitize(text), Cow::Borrowed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn nicknames() {
+        assert!(validate_nick("alice").is_ok());
+        assert!(validate_nick("小明").is_ok());
+        assert!(validate_nick("bob_2.0").is_ok());
+        assert!(validate_nick("").is_err());
+        assert!(validate_nick("a b").is_err());
+        assert!(validate_nick("-x").is_err());
+        assert!(validate_nick("esc\x1b").is_err());
+        assert!(validate_nick(&"x".repeat(25)).is_err());
+        assert_eq!(nick_key("ALICE"), nick_key("alice"));
+    }
+
+    #[test]
+    fn rooms() {
+        assert_eq!(normalize_room("#Rust").unwrap(), "rust");
+        assert_eq!(normalize_room("聊天室").unwrap(), "聊天室");
+        assert!(normalize_room("#").is_err());
+        assert!(normalize_room("a/b").is_err());
+    }
+}

@@ -1,0 +1,129 @@
+//! `sockchat serve`: binds the doors, runs them around one hub, and shuts
+//! them down cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::door::{tcp, ConnectionLimits};
+use crate::hub::{Hub, HubConfig};
+
+/// How long shutdown waits for connections to say goodbye before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything `sockchat serve` needs, after flags and config file are merged.
+#[derive(Debug, Clone, Default)]
+pub struct ServeConfig {
+    /// Where the TCP door listens; `None` turns it off.
+    pub tcp: Option<SocketAddr>,
+    pub hub: HubConfig,
+    pub limits: ConnectionLimits,
+}
+
+/// A server whose sockets are bound but which accepts no one yet.
+#[derive(Debug)]
+pub struct Server {
+    hub: Hub,
+    tcp: Option<TcpListener>,
+    limits: ConnectionLimits,
+}
+
+/// One bound listener, for the `listening DOOR ADDR` lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    /// The door's name: `tcp`, later `udp` and `web`.
+    pub door: &'static str,
+    /// The real address, port included (useful after binding port 0).
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Binds every enabled door.
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+        let tcp = match config.tcp {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on tcp {addr}"))?,
+            ),
+            None => None,
+        };
+        Ok(Server {
+            hub: Hub::new(config.hub),
+            tcp,
+            limits: config.limits,
+        })
+    }
+
+    /// The bound listeners, in a fixed order.
+    pub fn listening(&self) -> Vec<Listening> {
+        self.tcp
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok())
+            .map(|addr| Listening { door: "tcp", addr })
+            .collect()
+    }
+
+    /// The hub, for the console and for tests.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then tells every client the server
+    /// is shutting down, closes their connections and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stop_accepting = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        if let Some(listener) = self.tcp {
+            tracker.spawn(tcp::serve(
+                listener,
+                self.hub.clone(),
+                self.limits.clone(),
+                stop_accepting.clone(),
+                tracker.clone(),
+            ));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop_accepting.cancel();
+        self.hub.shutdown();
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
