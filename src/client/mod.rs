@@ -63,9 +63,13 @@ async fn chat(stream: TcpStream, args: &ConnectArgs) -> anyhow::Result<ExitCode>
     let mut server = FramedRead::new(reader, LineCodec::new(MAX_SERVER_LINE));
     let mut screen = Screen::open()?;
 
-    let mut hello = vec![ClientCommand::Mode {
-        mode: crate::protocol::WireMode::Json,
-    }];
+    // The switch to JSON is the one command sent as text: the server reads
+    // text until it sees it.
+    writer
+        .write_all(b"/json\n")
+        .await
+        .context("sending to the server")?;
+    let mut hello = Vec::new();
     if let Some(nick) = &args.nick {
         hello.push(ClientCommand::Nick { nick: nick.clone() });
     }

@@ -106,11 +106,11 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
     };
     let optional = |rest: &str| (!rest.is_empty()).then(|| rest.to_string());
     let command = match name.to_ascii_lowercase().as_str() {
-        "nick" => match first_word(rest) {
+        "nick" => match optional(rest) {
             Some(nick) => ClientCommand::Nick { nick },
             None => return Err(ParseError::Usage("/nick NAME")),
         },
-        "join" | "j" => match first_word(rest) {
+        "join" | "j" => match optional(rest) {
             Some(room) => ClientCommand::Join { room },
             None => return Err(ParseError::Usage("/join ROOM")),
         },

@@ -1,0 +1,173 @@
+//! Test harness: a real server on 127.0.0.1 port 0, and line clients over
+//! real TCP sockets. Tests wait for what arrives; the timeouts here only
+//! turn a hang into a failure.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sockchat::door::ConnectionLimits;
+use sockchat::hub::{Hub, HubConfig};
+use sockchat::server::{ServeConfig, Server};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Long enough for a loaded CI machine; reached only when a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Settings for tests: loopback, port 0, and no rate limit unless a test
+/// sets one (tests chat faster than people do).
+pub fn config() -> ServeConfig {
+    ServeConfig {
+        tcp: Some("127.0.0.1:0".parse().unwrap()),
+        hub: HubConfig::default(),
+        limits: ConnectionLimits {
+            max_rate: 0,
+            ..ConnectionLimits::default()
+        },
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Binds and starts a server; it is accepting when this returns.
+pub async fn start(config: ServeConfig) -> TestServer {
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.listening()[0].addr;
+    let hub = server.hub();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        hub,
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl TestServer {
+    /// A client that has read its welcome line.
+    pub async fn client(&self) -> Client {
+        let mut client = Client::connect(self.addr).await;
+        let welcome = client.line().await;
+        assert!(welcome.starts_with("* welcome to"), "{welcome}");
+        client.nick = welcome
+            .split(", ")
+            .nth(1)
+            .and_then(|rest| rest.split('!').next())
+            .unwrap()
+            .to_string();
+        client
+    }
+
+    /// A client with a chosen nickname, confirmed by the server.
+    pub async fn client_named(&self, nick: &str) -> Client {
+        let mut client = self.client().await;
+        client.send(&format!("/nick {nick}")).await;
+        client.expect(&format!("is now known as {nick}")).await;
+        client.nick = nick.to_string();
+        client
+    }
+
+    /// Stops the server the way Ctrl-C does and waits until it has.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server run");
+    }
+}
+
+pub struct Client {
+    pub nick: String,
+    reader: BufReader<OwnedReadHalf>,
+    pub writer: OwnedWriteHalf,
+}
+
+impl Client {
+    /// Connects without reading anything.
+    pub async fn connect(addr: SocketAddr) -> Client {
+        Client::from_stream(TcpStream::connect(addr).await.expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
+        let (reader, writer) = stream.into_split();
+        Client {
+            nick: String::new(),
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
+    /// The socket back, to reset or half-close it.
+    pub fn into_stream(self) -> TcpStream {
+        self.reader
+            .into_inner()
+            .reunite(self.writer)
+            .expect("halves of one stream")
+    }
+
+    /// Sends `text` and a newline.
+    pub async fn send(&mut self, text: &str) {
+        self.send_bytes(format!("{text}\n").as_bytes()).await;
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("send");
+    }
+
+    /// The next line, without its newline. Panics at end of stream.
+    pub async fn line(&mut self) -> String {
+        self.try_line()
+            .await
+            .expect("expected a line, the server closed the connection")
+    }
+
+    /// The next line, or `None` at end of stream.
+    pub async fn try_line(&mut self) -> Option<String> {
+        let mut bytes = Vec::new();
+        let read = tokio::time::timeout(PATIENCE, self.reader.read_until(b'\n', &mut bytes))
+            .await
+            .expect("a line arrives in time")
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+        let line = String::from_utf8(bytes).expect("the server sends UTF-8");
+        Some(line.trim_end_matches('\n').to_string())
+    }
+
+    /// Reads until a line contains `needle`; returns that line.
+    pub async fn expect(&mut self, needle: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            match self.try_line().await {
+                Some(line) if line.contains(needle) => return line,
+                Some(line) => seen.push(line),
+                None => panic!("closed before {needle:?} arrived; saw {seen:#?}"),
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns every line seen.
+    pub async fn expect_closed(&mut self) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some(line) = self.try_line().await {
+            seen.push(line);
+        }
+        seen
+    }
+}
