@@ -42,8 +42,11 @@ pub(super) async fn run(stream: TcpStream) -> anyhow::Result<ExitCode> {
                 Some(Ok(Frame::Line(line))) => {
                     writer.write_all(line.as_bytes()).await?;
                     if GOODBYE_WORDS.contains(&line.trim()) {
+                        // Send nothing more, but print what the server
+                        // still says until it closes.
+                        input_done = true;
                         let _ = writer.shutdown().await;
-                        return Ok(ExitCode::SUCCESS);
+                        deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
                     }
                 }
                 Some(Ok(_)) => eprintln!("sockchat: skipped an input line (too long or not UTF-8)"),

@@ -1,1 +1,157 @@
+//! The hub without sockets: members are sessions whose outboxes the tests
+//! read directly.
 
+use super::*;
+use crate::protocol::{ClientCommand, ServerEvent};
+
+fn hub() -> Hub {
+    Hub::new(HubConfig {
+        filter: WordFilter::new(vec!["sb=alexsb".parse().unwrap()]),
+        ..HubConfig::default()
+    })
+}
+
+/// Everything queued for `session` right now.
+fn drain(session: &mut Session) -> Vec<ServerEvent> {
+    std::iter::from_fn(|| session.outbox.try_recv().ok())
+        .map(|outgoing| outgoing.event().clone())
+        .collect()
+}
+
+fn say(text: &str) -> ClientCommand {
+    ClientCommand::Say {
+        text: text.into(),
+        room: None,
+    }
+}
+
+#[test]
+fn a_member_is_welcomed_and_announced() {
+    let hub = hub();
+    let mut first = hub.connect(Door::Tcp, None).unwrap();
+    let mut second = hub.connect(Door::Udp, None).unwrap();
+    assert!(matches!(
+        &drain(&mut second)[..],
+        [ServerEvent::Welcome { nick, members, .. }] if nick == "guest-2" && members.len() == 2
+    ));
+    let seen = drain(&mut first);
+    assert!(matches!(&seen[1], ServerEvent::Join { nick, .. } if nick == "guest-2"));
+}
+
+#[test]
+fn messages_are_filtered_and_shared_not_copied() {
+    let hub = hub();
+    let mut alice = hub.connect(Door::Tcp, None).unwrap();
+    let mut bob = hub.connect(Door::Web, None).unwrap();
+    drain(&mut alice);
+    drain(&mut bob);
+    hub.handle(alice.id, say("you sb"));
+    let to_alice = alice.outbox.try_recv().unwrap();
+    let to_bob = bob.outbox.try_recv().unwrap();
+    assert!(
+        Arc::ptr_eq(&to_alice, &to_bob),
+        "one event for all recipients"
+    );
+    assert!(
+        matches!(to_bob.event(), ServerEvent::Message(message) if message.text == "you alexsb")
+    );
+}
+
+#[test]
+fn a_full_outbox_drops_that_member_only() {
+    let hub = Hub::new(HubConfig {
+        outbox: 4,
+        ..HubConfig::default()
+    });
+    let mut talker = hub.connect(Door::Tcp, None).unwrap();
+    let mut stuck = hub.connect(Door::Tcp, None).unwrap();
+    for index in 0..10 {
+        hub.handle(talker.id, say(&format!("line {index}")));
+        drain(&mut talker);
+    }
+    assert_eq!(
+        stuck.dropped.try_recv().unwrap(),
+        "sendq exceeded: too many messages waiting for you to read them"
+    );
+    assert_eq!(hub.member_count(), 1);
+    hub.handle(talker.id, ClientCommand::Who { room: None });
+    assert!(matches!(
+        drain(&mut talker).last(),
+        Some(ServerEvent::Members { nicks, .. }) if nicks == &["guest-1"]
+    ));
+}
+
+#[test]
+fn nicknames_are_unique_regardless_of_case() {
+    let hub = hub();
+    let mut alice = hub.connect(Door::Tcp, None).unwrap();
+    let mut bob = hub.connect(Door::Tcp, None).unwrap();
+    hub.handle(
+        alice.id,
+        ClientCommand::Nick {
+            nick: "Alice".into(),
+        },
+    );
+    hub.handle(
+        bob.id,
+        ClientCommand::Nick {
+            nick: "aLICE".into(),
+        },
+    );
+    drain(&mut alice);
+    assert!(matches!(
+        drain(&mut bob).last(),
+        Some(ServerEvent::Error {
+            code: ErrorCode::NickInUse,
+            ..
+        })
+    ));
+    // Changing only the case of your own nickname is allowed.
+    hub.handle(
+        alice.id,
+        ClientCommand::Nick {
+            nick: "ALICE".into(),
+        },
+    );
+    assert!(
+        matches!(drain(&mut alice).last(), Some(ServerEvent::Nick { new, .. }) if new == "ALICE")
+    );
+}
+
+#[test]
+fn kick_and_shutdown_tell_the_door() {
+    let hub = hub();
+    let mut victim = hub.connect(Door::Tcp, None).unwrap();
+    let mut other = hub.connect(Door::Tcp, None).unwrap();
+    hub.kick("guest-1", Some("spam")).unwrap();
+    assert_eq!(victim.dropped.try_recv().unwrap(), "you were kicked: spam");
+    assert!(matches!(
+        drain(&mut other).last(),
+        Some(ServerEvent::Leave { detail: Some(detail), .. }) if detail == "kicked: spam"
+    ));
+    assert!(hub.kick("nobody", None).is_err());
+    hub.shutdown();
+    assert_eq!(other.dropped.try_recv().unwrap(), SHUTDOWN_REASON);
+    assert_eq!(
+        hub.connect(Door::Tcp, None).unwrap_err(),
+        Refusal::ShuttingDown
+    );
+}
+
+#[test]
+fn limits_count_per_address_and_free_on_leave() {
+    let hub = Hub::new(HubConfig {
+        max_per_ip: 1,
+        ..HubConfig::default()
+    });
+    let ip = Some("10.0.0.1".parse().unwrap());
+    let first = hub.connect(Door::Tcp, ip).unwrap();
+    assert_eq!(
+        hub.connect(Door::Tcp, ip).unwrap_err(),
+        Refusal::TooManyFromAddress(1)
+    );
+    hub.connect(Door::Tcp, Some("10.0.0.2".parse().unwrap()))
+        .unwrap();
+    hub.disconnect(first.id, LeaveReason::Lost, None);
+    hub.connect(Door::Tcp, ip).unwrap();
+}

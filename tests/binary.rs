@@ -1,0 +1,232 @@
+//! The built `sockchat` binary end to end: start the server, read its
+//! `listening` line, chat through it with `sockchat connect` and a raw
+//! socket, stop it with SIGTERM.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::Client;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_sockchat");
+
+/// A `sockchat serve` process, killed if the test fails half-way.
+struct ServerProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    async fn start(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sockchat serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
+            .await
+            .expect("the listening line comes in time")
+            .unwrap()
+            .expect("sockchat serve prints a line");
+        let addr = first
+            .strip_prefix("listening tcp ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .parse()
+            .unwrap();
+        ServerProcess { child, addr }
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    async fn terminate(mut self) -> i32 {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(common::PATIENCE, self.child.wait())
+            .await
+            .expect("the server exits in time")
+            .unwrap();
+        status.code().expect("exited, not killed by a signal")
+    }
+}
+
+async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = Command::new(BINARY)
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sockchat connect");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("the client exits in time")
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn serve_chat_and_stop_with_sigterm() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--filter", "sb=alexsb"]).await;
+    let mut watcher = Client::connect(server.addr).await;
+    watcher.expect("welcome to sockchat").await;
+
+    let addr = server.addr.to_string();
+    let (code, stdout, stderr) = run_client(
+        &[&addr, "--nick", "piper", "--room", "lobby"],
+        "hello sb 你好\n/msg nobody x\n",
+    )
+    .await;
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(
+        stdout.contains("[lobby] piper: hello alexsb 你好\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("! no such nick: nobody\n"), "{stdout}");
+    assert!(stdout.ends_with("* bye: goodbye, piper\n"), "{stdout}");
+    assert_eq!(
+        watcher.expect("piper:").await,
+        "[lobby] piper: hello alexsb 你好"
+    );
+    assert_eq!(watcher.expect("piper left").await, "* piper left");
+
+    assert_eq!(server.terminate().await, 0);
+    let rest = watcher.expect_closed().await;
+    assert_eq!(rest.last().unwrap(), "* bye: server is shutting down");
+}
+
+#[tokio::test]
+async fn the_client_reports_a_server_that_goes_away() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"]).await;
+    let addr = server.addr.to_string();
+    let mut watcher = Client::connect(server.addr).await;
+    watcher.expect("welcome").await;
+    let client = Command::new(BINARY)
+        .args(["connect", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until the client is in.
+    watcher.expect("joined #lobby").await;
+    assert_eq!(server.terminate().await, 0);
+    let output = tokio::time::timeout(common::PATIENCE, client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stdout.contains("* bye: server is shutting down"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("the server ended the session"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_client_reports_a_server_that_is_down() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let (code, _, stderr) = run_client(&[&addr], "").await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("cannot connect to {addr}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn raw_mode_talks_to_a_classic_bare_server() {
+    // The classic exercise's server: greet, then read raw UTF-8 with no
+    // terminators until the client says byebye.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let classic = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        socket.write_all("你好, client".as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        socket.read_to_end(&mut received).await.unwrap();
+        String::from_utf8(received).unwrap()
+    });
+    let (code, stdout, _) = run_client(&["--raw", &addr], "hello 世界\nbyebye\nnever sent\n").await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "你好, client");
+    // Sent exactly as typed: no terminators, and nothing after byebye.
+    assert_eq!(classic.await.unwrap(), "hello 世界byebye");
+}
+
+#[tokio::test]
+async fn the_config_file_sets_flags_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sockchat.toml");
+    std::fs::write(
+        &path,
+        "[serve]\ntcp = \"127.0.0.1:0\"\nfilter = [\"cat=dog\"]\nname = \"from-file\"\nroom = \"hall\"\n",
+    )
+    .unwrap();
+    let server =
+        ServerProcess::start(&["--config", path.to_str().unwrap(), "--room", "kitchen"]).await;
+    let mut client = Client::connect(server.addr).await;
+    let welcome = client.line().await;
+    assert!(
+        welcome.starts_with("* welcome to from-file, guest-1! you are in #kitchen"),
+        "{welcome}"
+    );
+    client.send("a cat").await;
+    assert_eq!(client.line().await, "[kitchen] guest-1: a dog");
+    assert_eq!(server.terminate().await, 0);
+}
+
+#[tokio::test]
+async fn start_up_errors_are_clear_and_exit_non_zero() {
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = Command::new(BINARY)
+        .args(["serve", "--tcp", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on tcp {addr}")),
+        "{stderr}"
+    );
+
+    let output = Command::new(BINARY)
+        .args(["serve", "--config", "/nonexistent/sockchat.toml"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8(output.stderr)
+        .unwrap()
+        .contains("cannot read config file"));
+}

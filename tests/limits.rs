@@ -1,0 +1,265 @@
+//! Every limit and every kind of bad input, through real sockets: the
+//! offender gets a clear answer, everyone else is untouched.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, start, Client};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpSocket;
+
+#[tokio::test]
+async fn an_over_long_line_is_refused_and_the_connection_kept() {
+    let mut settings = config();
+    settings.limits.max_line = 64;
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    let mut talker = server.client_named("talker").await;
+    talker.send(&"x".repeat(65)).await;
+    assert_eq!(
+        talker.line().await,
+        "! line longer than 64 bytes; it was dropped"
+    );
+    // A long line arriving in pieces, with no newline yet, is cut off early.
+    talker.send_bytes("y".repeat(10_000).as_bytes()).await;
+    assert_eq!(
+        talker.line().await,
+        "! line longer than 64 bytes; it was dropped"
+    );
+    talker.send_bytes(b"rest of the long line\n").await;
+    talker.send(&"z".repeat(64)).await;
+    assert_eq!(
+        watcher.expect("talker:").await,
+        format!("[lobby] talker: {}", "z".repeat(64))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_refused_and_the_connection_kept() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut talker = server.client_named("talker").await;
+    talker.send_bytes(b"bad \xff\xfe bytes\n").await;
+    assert_eq!(
+        talker.line().await,
+        "! line is not valid UTF-8; it was dropped"
+    );
+    talker.send("good 字").await;
+    assert_eq!(watcher.expect("talker:").await, "[lobby] talker: good 字");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_refuses_clients_past_max_clients() {
+    let mut settings = config();
+    settings.hub.max_clients = 2;
+    let server = start(settings).await;
+    let _first = server.client().await;
+    let _second = server.client().await;
+    let mut third = Client::connect(server.addr).await;
+    assert_eq!(
+        third.expect_closed().await,
+        vec!["! server full: 2 clients connected, try again later"]
+    );
+    drop(_first);
+    // The seat frees once the hub has seen the first one go.
+    let mut watcher = _second;
+    watcher.expect(" left").await;
+    server.client().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_server_refuses_clients_past_max_per_ip() {
+    let mut settings = config();
+    settings.hub.max_per_ip = 2;
+    let server = start(settings).await;
+    let _first = server.client().await;
+    let _second = server.client().await;
+    let mut third = Client::connect(server.addr).await;
+    assert_eq!(
+        third.expect_closed().await,
+        vec!["! too many connections from your address (at most 2)"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_over_the_rate_is_delayed_not_lost() {
+    let mut settings = config();
+    settings.limits.max_rate = 20;
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    let mut paster = server.client_named("paster").await;
+    // 50 lines at once: 20 pass now, 30 are spread over 1.5 s. Nothing is
+    // dropped and nobody is disconnected.
+    let paste: String = (0..50).map(|index| format!("line {index}\n")).collect();
+    paster.send_bytes(paste.as_bytes()).await;
+    for index in 0..50 {
+        assert_eq!(
+            watcher.expect("paster:").await,
+            format!("[lobby] paster: line {index}")
+        );
+    }
+    paster.send("still connected").await;
+    watcher.expect("still connected").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_is_throttled_then_disconnected_with_a_notice() {
+    let mut settings = config();
+    settings.limits.max_rate = 20;
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    let mut flooder = server.client_named("flooder").await;
+    let flood: String = (0..500).map(|index| format!("spam {index}\n")).collect();
+    flooder.send_bytes(flood.as_bytes()).await;
+    let seen = flooder.expect_closed().await;
+    assert_eq!(
+        seen.last().unwrap(),
+        "* bye: excess flood: more than 20 messages a second"
+    );
+    let relayed = seen
+        .iter()
+        .filter(|line| line.contains("flooder: spam"))
+        .count();
+    // The burst (20) plus at most 2 x burst throttled lines got through.
+    assert!((20..=60).contains(&relayed), "{relayed} relayed");
+    assert_eq!(
+        watcher.expect("flooder was").await,
+        "* flooder was disconnected (excess flood)"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_dropped_and_does_not_slow_the_others() {
+    const MESSAGES: usize = 2500;
+    let mut settings = config();
+    settings.hub.outbox = 16;
+    settings.limits.max_line = 8192;
+    let server = start(settings).await;
+
+    // The slow reader: a tiny receive window, and it never reads.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Client::from_stream(socket.connect(server.addr).await.unwrap());
+    slow.expect("welcome").await;
+    slow.send("/nick slow").await;
+    slow.expect("now known as slow").await;
+
+    let mut fast = server.client_named("fast").await;
+    let sender = server.client_named("sender").await;
+    fast.expect("now known as sender").await;
+
+    // About 10 MB in all, far past what socket buffers can hide. The
+    // sender stays at most WINDOW messages ahead of the fast reader, so the
+    // fast reader never lags and only the slow one can fill its outbox.
+    const WINDOW: usize = 8;
+    let (mut sender_in, mut sender_out) = sender.into_stream().into_split();
+    let drain =
+        tokio::spawn(async move { tokio::io::copy(&mut sender_in, &mut tokio::io::sink()).await });
+    let body = "b".repeat(4000);
+    let (mut sent, mut received, mut saw_drop) = (0, 0, false);
+    while received < MESSAGES {
+        while sent < MESSAGES && sent < received + WINDOW {
+            let line = format!("big-{sent} {body}\n");
+            sender_out.write_all(line.as_bytes()).await.unwrap();
+            sent += 1;
+        }
+        let line = fast.line().await;
+        if line.starts_with("[lobby] sender: big-") {
+            received += 1;
+        } else if line == "* slow was disconnected (sendq exceeded)" {
+            saw_drop = true;
+        }
+    }
+    assert!(
+        saw_drop,
+        "the slow reader was dropped while the others went on"
+    );
+    drain.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_client_is_disconnected_with_a_notice() {
+    let mut settings = config();
+    settings.limits.idle = Some(Duration::from_secs(1));
+    let server = start(settings).await;
+    let mut sleeper = server.client_named("sleeper").await;
+    let seen = sleeper.expect_closed().await;
+    assert_eq!(seen.last().unwrap(), "* bye: idle for 1 s");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn control_characters_are_made_inert_and_other_scripts_pass() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut talker = server.client_named("t").await;
+    talker
+        .send(
+            "\u{1b}[2J\u{1b}]0;pwned\u{7}red\u{9b}x \u{202e}evil\u{2066} tab\there 中文 العربية 🎉",
+        )
+        .await;
+    assert_eq!(
+        watcher.expect("[lobby] t:").await,
+        "[lobby] t: ␛[2J␛]0;pwned␇red\u{fffd}x \u{fffd}evil\u{fffd} tab\there 中文 العربية 🎉"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_half_closed_client_gets_its_answer_and_a_goodbye() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut leaver = server.client_named("leaver").await;
+    // Unterminated last words, then the write side closes (like `nc -N`).
+    leaver.send_bytes("last words 最后".as_bytes()).await;
+    leaver.writer.shutdown().await.unwrap();
+    let seen = leaver.expect_closed().await;
+    assert_eq!(
+        seen,
+        vec!["[lobby] leaver: last words 最后", "* bye: goodbye, leaver"]
+    );
+    watcher.expect("last words").await;
+    assert_eq!(watcher.expect("leaver left").await, "* leaver left");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_reset_in_mid_line_loses_only_that_client() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut victim = server.client_named("victim").await;
+    victim.send_bytes(b"half a li").await;
+    let stream = victim.into_stream();
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    assert_eq!(
+        watcher.expect("victim l").await,
+        "* victim lost the connection"
+    );
+    let mut other = server.client_named("other").await;
+    other.send("fine").await;
+    watcher.expect("[lobby] other: fine").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_every_client_and_closes_cleanly() {
+    let server = start(config()).await;
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(server.client().await);
+    }
+    server.stop().await;
+    for client in &mut clients {
+        let seen = client.expect_closed().await;
+        assert_eq!(seen.last().unwrap(), "* bye: server is shutting down");
+    }
+}
