@@ -201,7 +201,11 @@ impl ServerEvent {
                 let _ = write!(out, "! {message}");
             }
             ServerEvent::Mode { mode } => {
-                let _ = write!(out, "* mode {mode:?}");
+                let name = match mode {
+                    WireMode::Text => "text",
+                    WireMode::Json => "json",
+                };
+                let _ = write!(out, "* mode: {name}");
             }
             ServerEvent::Bye { reason } => {
                 let _ = write!(out, "* bye: {reason}");

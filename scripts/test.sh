@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: formatting, lints, then every
+# unit, integration and doc test. Installs what it needs when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "scripts/test.sh: cargo is missing; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+# The tests stop the built server with SIGTERM through kill(1).
+if ! command -v kill >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq procps
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
+cargo test --doc --locked
