@@ -74,9 +74,15 @@ impl Screen {
     pub(super) fn print_line(&mut self, line: &str) {
         match self {
             Screen::Terminal { readline, writer } => {
-                let _ = writeln!(writer, "{line}");
-                // Draw now, above the input line, rather than on the next key.
-                let _ = readline.flush();
+                // Queued lines are drawn above the input line the next time
+                // `readline()` is polled, which the client's loop does at
+                // once. When the queue is full, draw it now (this erases the
+                // prompt until the next key or line redraws it).
+                let text = format!("{line}\n");
+                if writer.write_all(text.as_bytes()).is_err() {
+                    let _ = readline.flush();
+                    let _ = writer.write_all(text.as_bytes());
+                }
             }
             Screen::Plain { .. } => {
                 let mut stdout = std::io::stdout().lock();
