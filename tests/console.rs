@@ -20,12 +20,16 @@ async fn the_operator_talks_lists_messages_and_kicks() {
         console_output,
     ));
     let mut screen = BufReader::new(screen).lines();
-    let mut screen_line = async move || {
-        tokio::time::timeout(common::PATIENCE, screen.next_line())
+    // Reads the console's screen until `wanted` is shown.
+    let mut screen_shows = async move |wanted: &str| loop {
+        let line = tokio::time::timeout(common::PATIENCE, screen.next_line())
             .await
+            .expect("the console shows it in time")
             .unwrap()
-            .unwrap()
-            .unwrap()
+            .expect("the console is still running");
+        if line == wanted {
+            return;
+        }
     };
     alice.expect("server joined").await;
 
@@ -39,11 +43,7 @@ async fn the_operator_talks_lists_messages_and_kicks() {
     );
     bob.send("hi server").await;
     // The operator sees room traffic.
-    loop {
-        if screen_line().await == "[lobby] bob: hi server" {
-            break;
-        }
-    }
+    screen_shows("[lobby] bob: hi server").await;
     keyboard
         .write_all(b"/msg alice just for you\n")
         .await
@@ -53,11 +53,7 @@ async fn the_operator_talks_lists_messages_and_kicks() {
         "[private] server -> alice: just for you"
     );
     keyboard.write_all(b"/who\n").await.unwrap();
-    loop {
-        if screen_line().await == "* #lobby has 3: alice, bob, server" {
-            break;
-        }
-    }
+    screen_shows("* #lobby has 3: alice, bob, server").await;
     keyboard.write_all(b"/kick bob spamming\n").await.unwrap();
     let seen = bob.expect_closed().await;
     assert_eq!(seen.last().unwrap(), "* bye: you were kicked: spamming");
@@ -66,11 +62,7 @@ async fn the_operator_talks_lists_messages_and_kicks() {
         "* bob was disconnected (kicked: spamming)"
     );
     keyboard.write_all(b"/kick nobody\n").await.unwrap();
-    loop {
-        if screen_line().await == "! no such nick: nobody" {
-            break;
-        }
-    }
+    screen_shows("! no such nick: nobody").await;
     drop(keyboard);
     console.await.unwrap().unwrap();
     server.stop().await;

@@ -51,39 +51,40 @@ async fn invalid_utf8_is_refused_and_the_connection_kept() {
     server.stop().await;
 }
 
+/// Two clients get in; the third gets `refusal` and is closed; once one
+/// leaves, a seat is free again.
+async fn assert_third_client_refused(settings: sockchat::server::ServeConfig, refusal: &str) {
+    let server = start(settings).await;
+    let first = server.client().await;
+    let mut second = server.client().await;
+    let mut third = Client::connect(server.addr).await;
+    assert_eq!(third.expect_closed().await, vec![refusal]);
+    drop(first);
+    second.expect(" left").await;
+    server.client().await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn the_server_refuses_clients_past_max_clients() {
     let mut settings = config();
     settings.hub.max_clients = 2;
-    let server = start(settings).await;
-    let _first = server.client().await;
-    let _second = server.client().await;
-    let mut third = Client::connect(server.addr).await;
-    assert_eq!(
-        third.expect_closed().await,
-        vec!["! server full: 2 clients connected, try again later"]
-    );
-    drop(_first);
-    // The seat frees once the hub has seen the first one go.
-    let mut watcher = _second;
-    watcher.expect(" left").await;
-    server.client().await;
-    server.stop().await;
+    assert_third_client_refused(
+        settings,
+        "! server full: 2 clients connected, try again later",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn the_server_refuses_clients_past_max_per_ip() {
     let mut settings = config();
     settings.hub.max_per_ip = 2;
-    let server = start(settings).await;
-    let _first = server.client().await;
-    let _second = server.client().await;
-    let mut third = Client::connect(server.addr).await;
-    assert_eq!(
-        third.expect_closed().await,
-        vec!["! too many connections from your address (at most 2)"]
-    );
-    server.stop().await;
+    assert_third_client_refused(
+        settings,
+        "! too many connections from your address (at most 2)",
+    )
+    .await;
 }
 
 #[tokio::test]
