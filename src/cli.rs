@@ -16,8 +16,8 @@ use crate::hub::{FilterRule, HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
 use crate::server::ServeConfig;
 
-/// Where the server listens unless told otherwise, and where the client
-/// connects: the classic exercise's port, on loopback only.
+/// Where the server listens (TCP and UDP) unless told otherwise, and where
+/// the client connects: the classic exercises' port, on loopback only.
 pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
 
 /// The room everyone starts in.
@@ -51,6 +51,16 @@ pub enum Listen {
     Off,
     /// Listen here (port 0: any free port).
     On(SocketAddr),
+}
+
+impl Listen {
+    /// The address, or `None` when off.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Listen::Off => None,
+            Listen::On(addr) => Some(addr),
+        }
+    }
 }
 
 impl FromStr for Listen {
@@ -95,6 +105,9 @@ pub struct ServeArgs {
     /// TCP address, or `off` [default: 127.0.0.1:8888; 0.0.0.0:8888 opens it to the LAN].
     #[arg(long, value_name = "ADDR")]
     pub tcp: Option<Listen>,
+    /// UDP address, or `off` [default: 127.0.0.1:8888, the same port as TCP].
+    #[arg(long, value_name = "ADDR")]
+    pub udp: Option<Listen>,
     /// The room everyone starts in [default: lobby].
     #[arg(long, value_name = "ROOM")]
     pub room: Option<String>,
@@ -129,6 +142,12 @@ pub struct ServeArgs {
     /// Unterminated text becomes a message after this many quiet ms [default: 300].
     #[arg(long, value_name = "MS")]
     pub line_flush_ms: Option<u64>,
+    /// Largest UDP datagram accepted, in bytes; larger ones get an error [default: 1200].
+    #[arg(long, value_name = "BYTES")]
+    pub max_datagram: Option<usize>,
+    /// A UDP client silent this long has left [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub udp_expiry: Option<u64>,
 }
 
 fn deserialize_filters<'de, D: serde::Deserializer<'de>>(
@@ -166,6 +185,7 @@ impl ServeArgs {
         ServeArgs {
             config: self.config,
             tcp: self.tcp.or(file.tcp),
+            udp: self.udp.or(file.udp),
             room: self.room.or(file.room),
             name: self.name.or(file.name),
             filter: if self.filter.is_empty() {
@@ -181,23 +201,22 @@ impl ServeArgs {
             outbox: self.outbox.or(file.outbox),
             idle: self.idle.or(file.idle),
             line_flush_ms: self.line_flush_ms.or(file.line_flush_ms),
+            max_datagram: self.max_datagram.or(file.max_datagram),
+            udp_expiry: self.udp_expiry.or(file.udp_expiry),
         }
     }
 
     fn into_config(self) -> anyhow::Result<ServeConfig> {
         let hub_defaults = HubConfig::default();
         let limit_defaults = ConnectionLimits::default();
-        let tcp = match self
-            .tcp
-            .unwrap_or_else(|| DEFAULT_TCP.parse().expect("the default address parses"))
-        {
-            Listen::Off => None,
-            Listen::On(addr) => Some(addr),
-        };
+        let default_addr = || DEFAULT_TCP.parse().expect("the default address parses");
+        let tcp = self.tcp.unwrap_or_else(default_addr).addr();
+        let udp = self.udp.unwrap_or_else(default_addr).addr();
         let default_room = normalize_room(self.room.as_deref().unwrap_or(DEFAULT_ROOM))
             .map_err(|why| anyhow::anyhow!("--room: {why}"))?;
         Ok(ServeConfig {
             tcp,
+            udp,
             hub: HubConfig {
                 server_name: self.name.unwrap_or(hub_defaults.server_name),
                 default_room,
@@ -214,6 +233,13 @@ impl ServeArgs {
                 partial_line_flush: self
                     .line_flush_ms
                     .map_or(limit_defaults.partial_line_flush, Duration::from_millis),
+                max_datagram: self.max_datagram.unwrap_or(limit_defaults.max_datagram),
+                udp_expiry: match self.udp_expiry {
+                    // Expiry cannot be off: UDP has no other way to see a client go.
+                    Some(0) => anyhow::bail!("--udp-expiry must be at least 1 second"),
+                    Some(secs) => Duration::from_secs(secs),
+                    None => limit_defaults.udp_expiry,
+                },
             },
         })
     }
@@ -259,6 +285,8 @@ mod tests {
     fn defaults() {
         let config = parse(&[]).resolve().unwrap();
         assert_eq!(config.tcp, Some(DEFAULT_TCP.parse().unwrap()));
+        assert_eq!(config.udp, Some(DEFAULT_TCP.parse().unwrap()));
+        assert_eq!(config.limits.max_datagram, 1200);
         assert_eq!(config.hub.default_room, "lobby");
         assert_eq!(config.limits.max_line, 4096);
         assert_eq!(config.limits.idle, None);
@@ -267,6 +295,8 @@ mod tests {
     #[test]
     fn off_and_port_zero() {
         assert_eq!(parse(&["--tcp", "off"]).resolve().unwrap().tcp, None);
+        assert_eq!(parse(&["--udp", "off"]).resolve().unwrap().udp, None);
+        assert!(parse(&["--udp-expiry", "0"]).resolve().is_err());
         let config = parse(&["--tcp", "0.0.0.0:0"]).resolve().unwrap();
         assert_eq!(config.tcp, Some("0.0.0.0:0".parse().unwrap()));
         assert!(Cli::try_parse_from(["sockchat", "serve", "--tcp", "nowhere"]).is_err());

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::door::{tcp, ConnectionLimits};
+use crate::door::{tcp, udp, ConnectionLimits};
 use crate::hub::{Hub, HubConfig};
 
 /// How long shutdown waits for connections to say goodbye before giving up.
@@ -21,6 +21,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct ServeConfig {
     /// Where the TCP door listens; `None` turns it off.
     pub tcp: Option<SocketAddr>,
+    /// Where the UDP door listens; `None` turns it off.
+    pub udp: Option<SocketAddr>,
     pub hub: HubConfig,
     pub limits: ConnectionLimits,
 }
@@ -30,6 +32,7 @@ pub struct ServeConfig {
 pub struct Server {
     hub: Hub,
     tcp: Option<TcpListener>,
+    udp: Option<UdpSocket>,
     limits: ConnectionLimits,
 }
 
@@ -53,19 +56,34 @@ impl Server {
             ),
             None => None,
         };
+        let udp = match config.udp {
+            Some(addr) => Some(
+                UdpSocket::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on udp {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Server {
             hub: Hub::new(config.hub),
             tcp,
+            udp,
             limits: config.limits,
         })
     }
 
     /// The bound listeners, in a fixed order.
     pub fn listening(&self) -> Vec<Listening> {
-        self.tcp
+        let tcp = self
+            .tcp
             .iter()
-            .filter_map(|listener| listener.local_addr().ok())
-            .map(|addr| Listening { door: "tcp", addr })
+            .filter_map(|listener| listener.local_addr().ok());
+        let udp = self
+            .udp
+            .iter()
+            .filter_map(|socket| socket.local_addr().ok());
+        tcp.map(|addr| Listening { door: "tcp", addr })
+            .chain(udp.map(|addr| Listening { door: "udp", addr }))
             .collect()
     }
 
@@ -82,6 +100,15 @@ impl Server {
         if let Some(listener) = self.tcp {
             tracker.spawn(tcp::serve(
                 listener,
+                self.hub.clone(),
+                self.limits.clone(),
+                stop_accepting.clone(),
+                tracker.clone(),
+            ));
+        }
+        if let Some(socket) = self.udp {
+            tracker.spawn(udp::serve(
+                socket,
                 self.hub.clone(),
                 self.limits.clone(),
                 stop_accepting.clone(),

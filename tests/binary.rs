@@ -17,13 +17,17 @@ const BINARY: &str = env!("CARGO_BIN_EXE_sockchat");
 struct ServerProcess {
     child: Child,
     addr: std::net::SocketAddr,
+    udp: std::net::SocketAddr,
 }
 
 impl ServerProcess {
+    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0` and reads its two
+    /// `listening` lines.
     async fn start(args: &[&str]) -> ServerProcess {
         let mut child = Command::new(BINARY)
             .arg("serve")
             .args(args)
+            .args(["--udp", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -32,17 +36,25 @@ impl ServerProcess {
             .expect("start sockchat serve");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(common::PATIENCE, lines.next_line())
-            .await
-            .expect("the listening line comes in time")
-            .unwrap()
-            .expect("sockchat serve prints a line");
-        let addr = first
-            .strip_prefix("listening tcp ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .parse()
-            .unwrap();
-        ServerProcess { child, addr }
+        let mut listening = Vec::new();
+        for door in ["tcp", "udp"] {
+            let line = tokio::time::timeout(common::PATIENCE, lines.next_line())
+                .await
+                .expect("the listening line comes in time")
+                .unwrap()
+                .expect("sockchat serve prints its listening lines");
+            let addr = line
+                .strip_prefix(&format!("listening {door} "))
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+                .parse()
+                .unwrap();
+            listening.push(addr);
+        }
+        ServerProcess {
+            child,
+            addr: listening[0],
+            udp: listening[1],
+        }
     }
 
     /// Sends SIGTERM and returns the exit code.
@@ -207,7 +219,7 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let output = Command::new(BINARY)
-        .args(["serve", "--tcp", &addr])
+        .args(["serve", "--udp", "off", "--tcp", &addr])
         .stdin(Stdio::null())
         .output()
         .await
@@ -216,6 +228,21 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
         stderr.contains(&format!("cannot listen on tcp {addr}")),
+        "{stderr}"
+    );
+
+    let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_addr = taken_udp.local_addr().unwrap().to_string();
+    let output = Command::new(BINARY)
+        .args(["serve", "--tcp", "127.0.0.1:0", "--udp", &udp_addr])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on udp {udp_addr}")),
         "{stderr}"
     );
 

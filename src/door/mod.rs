@@ -5,8 +5,11 @@
 pub mod line_codec;
 pub mod tcp;
 pub mod throttle;
+pub mod udp;
 
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 /// Per-connection limits shared by the doors. A limit of 0 is off.
 #[derive(Debug, Clone)]
@@ -20,6 +23,10 @@ pub struct ConnectionLimits {
     /// Unterminated text counts as one line once no byte has followed it
     /// for this long (the classic client never sends a newline).
     pub partial_line_flush: Duration,
+    /// Largest datagram accepted from a UDP client, in bytes.
+    pub max_datagram: usize,
+    /// A UDP member that sends nothing for this long is gone.
+    pub udp_expiry: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -29,6 +36,24 @@ impl Default for ConnectionLimits {
             max_rate: 20,
             idle: None,
             partial_line_flush: Duration::from_millis(300),
+            max_datagram: 1200,
+            udp_expiry: Duration::from_secs(120),
         }
+    }
+}
+
+/// Resolves with the hub's reason once it drops the member (the `dropped`
+/// half of a [`Session`](crate::hub::Session)). Once the signal is spent,
+/// because the member left by itself, it never resolves. Cancel-safe.
+pub(crate) async fn wait_dropped(dropped: &mut Option<oneshot::Receiver<String>>) -> String {
+    match dropped {
+        Some(receiver) => match receiver.await {
+            Ok(reason) => reason,
+            Err(_) => {
+                *dropped = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::line_codec::{Frame, LineCodec};
 use super::throttle::{Throttle, Verdict};
-use super::ConnectionLimits;
+use super::{wait_dropped, ConnectionLimits};
 use crate::hub::{Door, Flow, Hub, MemberId};
 use crate::protocol::{
     parse_line, ClientCommand, ErrorCode, LeaveReason, Outgoing, ParseError, ServerEvent, WireMode,
@@ -433,20 +433,5 @@ impl Connection {
             Ok(Err(error)) => tracing::debug!(%error, "farewell not delivered"),
             Err(_) => tracing::debug!("farewell timed out"),
         }
-    }
-}
-
-/// Resolves with the hub's reason once it drops the member; never resolves
-/// once the signal is spent (the member left by itself).
-async fn wait_dropped(dropped: &mut Option<oneshot::Receiver<String>>) -> String {
-    match dropped {
-        Some(receiver) => match receiver.await {
-            Ok(reason) => reason,
-            Err(_) => {
-                *dropped = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
     }
 }

@@ -231,6 +231,11 @@ impl Hub {
         self.lock().drop_everyone(SHUTDOWN_REASON);
     }
 
+    /// The member's nickname now, if it is still a member.
+    pub fn nick_of(&self, id: MemberId) -> Option<String> {
+        self.lock().nick_of(id)
+    }
+
     /// Members connected now, the console aside.
     pub fn member_count(&self) -> usize {
         self.lock().counted_members()

@@ -99,6 +99,10 @@ impl State {
         self.counted
     }
 
+    pub(super) fn nick_of(&self, id: MemberId) -> Option<String> {
+        self.members.get(&id).map(|member| member.nick.clone())
+    }
+
     pub(super) fn find_nick(&self, nick: &str) -> Option<MemberId> {
         self.nicks.get(&nick_key(nick)).copied()
     }

@@ -3,6 +3,7 @@
 //! and the two wire encodings of events (plain text lines and JSON lines).
 
 pub mod command;
+pub mod datagram;
 mod event;
 pub mod text;
 

@@ -24,6 +24,7 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub fn config() -> ServeConfig {
     ServeConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
+        udp: Some("127.0.0.1:0".parse().unwrap()),
         hub: HubConfig::default(),
         limits: ConnectionLimits {
             max_rate: 0,
@@ -33,7 +34,10 @@ pub fn config() -> ServeConfig {
 }
 
 pub struct TestServer {
+    /// The TCP door.
     pub addr: SocketAddr,
+    /// The UDP door, when on.
+    pub udp: Option<SocketAddr>,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -42,7 +46,12 @@ pub struct TestServer {
 /// Binds and starts a server; it is accepting when this returns.
 pub async fn start(config: ServeConfig) -> TestServer {
     let server = Server::bind(config).await.expect("bind");
-    let addr = server.listening()[0].addr;
+    let listening = server.listening();
+    let addr = listening[0].addr;
+    let udp = listening
+        .iter()
+        .find(|listening| listening.door == "udp")
+        .map(|listening| listening.addr);
     let hub = server.hub();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
@@ -50,6 +59,7 @@ pub async fn start(config: ServeConfig) -> TestServer {
     }));
     TestServer {
         addr,
+        udp,
         hub,
         stop: Some(stop),
         task,

@@ -1,0 +1,121 @@
+//! The structured UDP protocol our client speaks: one JSON object per
+//! datagram. Bare clients send plain text instead (see `docs/PROTOCOL.md`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{ClientCommand, ServerEvent};
+
+/// Largest client datagram our client sends, and the size it pads to
+/// until its address is proven (the server may answer an unproven address
+/// with no more bytes than it received).
+pub const CLIENT_DATAGRAM: usize = 1200;
+
+/// A datagram from a structured client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientDatagram {
+    /// Increasing per session. A retransmission repeats the id; the server
+    /// then answers again without carrying out the command twice.
+    pub id: u64,
+    /// What to do; none is a poll or keep-alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<ClientCommand>,
+    /// The token from the server's answers, echoed to prove that this
+    /// address receives what is sent to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+    /// Ignored filler, so that an unproven client's small commands still
+    /// pay for the answers they need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad: Option<String>,
+}
+
+/// A datagram from the server to a structured client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerDatagram {
+    /// The one answer to the client datagram with this id.
+    Ack {
+        ack: u64,
+        /// What the command produced (your message as the room saw it,
+        /// errors, lists) and, for an unproven address, room traffic pulled
+        /// since the last datagram, as far as the byte budget allows.
+        events: Vec<ServerEvent>,
+        /// Present until the address is proven: echo it as `proof`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Events still waiting (unproven only): poll to fetch them.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        more: usize,
+    },
+    /// Events pushed as they happen, to proven addresses only.
+    Push {
+        /// Increases by one per push datagram; a gap means pushes were lost.
+        seq: u64,
+        events: Vec<ServerEvent>,
+    },
+}
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
+}
+
+impl ClientDatagram {
+    /// Encodes the datagram, padded with spaces in `pad` up to `size` bytes
+    /// when `size` is given (never cut: a long command stays long).
+    pub fn encode(&self, pad_to: Option<usize>) -> Vec<u8> {
+        // Plain data with string keys: serialisation cannot fail.
+        let mut bytes = serde_json::to_vec(self).expect("datagrams serialise");
+        if let Some(size) = pad_to {
+            // `,"pad":""` costs 9 bytes before any filler.
+            let room = size.saturating_sub(bytes.len() + 9);
+            if room > 0 && self.pad.is_none() {
+                let padded = ClientDatagram {
+                    pad: Some(" ".repeat(room)),
+                    ..self.clone()
+                };
+                bytes = serde_json::to_vec(&padded).expect("datagrams serialise");
+            }
+        }
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_reaches_the_size_exactly() {
+        let datagram = ClientDatagram {
+            id: 3,
+            cmd: Some(ClientCommand::Rooms),
+            proof: None,
+            pad: None,
+        };
+        assert_eq!(
+            datagram.encode(Some(CLIENT_DATAGRAM)).len(),
+            CLIENT_DATAGRAM
+        );
+        let plain = datagram.encode(None);
+        assert_eq!(plain, br#"{"id":3,"cmd":{"type":"rooms"}}"#);
+        let back: ClientDatagram = serde_json::from_slice(&datagram.encode(Some(500))).unwrap();
+        assert_eq!(back.cmd, datagram.cmd);
+    }
+
+    #[test]
+    fn server_datagrams_parse() {
+        let ack: ServerDatagram = serde_json::from_str(
+            r#"{"type":"ack","ack":1,"events":[{"type":"notice","text":"hi"}],"token":"ab"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ack,
+            ServerDatagram::Ack {
+                ack: 1,
+                events: vec![ServerEvent::Notice { text: "hi".into() }],
+                token: Some("ab".into()),
+                more: 0
+            }
+        );
+    }
+}
