@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the chat server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Chat with a server from this terminal (or a pipe).
     Connect(ConnectArgs),
 }
@@ -267,6 +267,9 @@ pub struct ConnectArgs {
     /// whatever arrives: for bare socket servers like the classic exercise.
     #[arg(long)]
     pub raw: bool,
+    /// Talk over UDP instead of TCP (with --raw: plain-text datagrams).
+    #[arg(long)]
+    pub udp: bool,
 }
 
 #[cfg(test)]
@@ -276,7 +279,7 @@ mod tests {
     fn parse(args: &[&str]) -> ServeArgs {
         let cli = Cli::try_parse_from([&["sockchat", "serve"], args].concat()).unwrap();
         match cli.command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             Command::Connect(_) => unreachable!("parsed a serve command"),
         }
     }

@@ -18,6 +18,8 @@ struct ServerProcess {
     child: Child,
     addr: std::net::SocketAddr,
     udp: std::net::SocketAddr,
+    /// The server's log, line by line.
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl ServerProcess {
@@ -30,10 +32,18 @@ impl ServerProcess {
             .args(["--udp", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("start sockchat serve");
+        // Drained all along, so a chatty log can never block the server.
+        let (log_tx, log) = tokio::sync::mpsc::unbounded_channel();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                let _ = log_tx.send(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut listening = Vec::new();
@@ -54,6 +64,20 @@ impl ServerProcess {
             child,
             addr: listening[0],
             udp: listening[1],
+            log,
+        }
+    }
+
+    /// Reads the log until a line contains `needle`.
+    async fn expect_log(&mut self, needle: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(common::PATIENCE, self.log.recv())
+                .await
+                .expect("the log line comes in time")
+                .expect("the server is still logging");
+            if line.contains(needle) {
+                return line;
+            }
         }
     }
 
@@ -100,7 +124,7 @@ async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
 
 #[tokio::test]
 async fn serve_chat_and_stop_with_sigterm() {
-    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--filter", "sb=alexsb"]).await;
+    let mut server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--filter", "sb=alexsb"]).await;
     let mut watcher = Client::connect(server.addr).await;
     watcher.expect("welcome to sockchat").await;
 
@@ -122,6 +146,22 @@ async fn serve_chat_and_stop_with_sigterm() {
         "[lobby] piper: hello alexsb 你好"
     );
     assert_eq!(watcher.expect("piper left").await, "* piper left");
+    server.expect_log("member connected").await;
+
+    // A bare UDP client in the same room, logged as the classic server did.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.send_to("udp sb 你好".as_bytes(), server.udp)
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 2048];
+    let len = udp.recv(&mut answer).await.unwrap();
+    assert_eq!(&answer[..len], "udp alexsb 你好".as_bytes());
+    assert!(watcher.expect("你好").await.ends_with(": udp alexsb 你好"));
+    let port = udp.local_addr().unwrap().port();
+    let logged = server
+        .expect_log(&format!("message from 127.0.0.1:{port}"))
+        .await;
+    assert!(logged.ends_with("udp sb 你好"), "{logged}");
 
     assert_eq!(server.terminate().await, 0);
     let rest = watcher.expect_closed().await;
@@ -256,4 +296,34 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     assert!(String::from_utf8(output.stderr)
         .unwrap()
         .contains("cannot read config file"));
+}
+
+#[tokio::test]
+async fn udp_raw_mode_talks_to_a_classic_bare_udp_server() {
+    // The classic UDP server: answer REPLY,TEXT with sb rewritten; stop
+    // listening at bye.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let classic = tokio::spawn(async move {
+        let mut received = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let (len, peer) = socket.recv_from(&mut buf).await.unwrap();
+            let text = String::from_utf8(buf[..len].to_vec()).unwrap();
+            if text == "bye" {
+                return received;
+            }
+            let reply = format!("got it,{}", text.replace("sb", "alexsb"));
+            socket.send_to(reply.as_bytes(), peer).await.unwrap();
+            received.push(text);
+        }
+    });
+    // Input that ends: every answer is printed, one datagram per line.
+    let (code, stdout, _) = run_client(&["--udp", "--raw", &addr], "hello sb\n你好\n").await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "got it,hello alexsb\ngot it,你好\n");
+    // bye is sent, then the client stops at once: nothing after it is sent.
+    let (code, _, _) = run_client(&["--udp", "--raw", &addr], "bye\nnever sent\n").await;
+    assert_eq!(code, 0);
+    assert_eq!(classic.await.unwrap(), vec!["hello sb", "你好"]);
 }

@@ -4,10 +4,12 @@
 //! welcome line) and shows events as text. On a terminal the input line is
 //! kept intact while messages arrive above it; with piped stdin it sends
 //! each line and, at end of input, says goodbye and exits 0. `--raw` talks
-//! to bare socket servers instead (see [`raw`]).
+//! to bare socket servers instead (see `raw`); `--udp` speaks UDP (see
+//! `udp`).
 
 mod raw;
 mod screen;
+mod udp;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +42,15 @@ pub const EXIT_SERVER_GONE: u8 = 2;
 
 /// Runs the client; the exit code says how the session ended.
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    if args.udp {
+        return udp::run(
+            &args.server,
+            args.nick.as_deref(),
+            args.room.as_deref(),
+            args.raw,
+        )
+        .await;
+    }
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&args.server)).await
     {
         Ok(Ok(stream)) => stream,

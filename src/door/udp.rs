@@ -15,6 +15,7 @@
 //! datagram to a task per source address (like a TCP connection's task),
 //! which also drains that member's outbox.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -284,6 +285,14 @@ impl UdpSession {
     /// Handles one datagram and sends its one answer.
     async fn on_datagram(&mut self, datagram: &[u8]) -> Option<Ending> {
         self.received += datagram.len();
+        // Whatever the room said before this datagram is older than its
+        // answer: keep it apart from what this datagram's command produces.
+        let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
+        if self.proven {
+            self.push(waiting).await;
+        } else {
+            self.keep(waiting);
+        }
         let max = self.limits.max_datagram;
         if max > 0 && datagram.len() > max {
             let message = format!(
@@ -386,6 +395,11 @@ impl UdpSession {
         self.last_id = request.id;
         self.last_answer = Some(answer.clone());
         self.send(&answer).await;
+        if self.proven && !self.backlog.is_empty() {
+            // Just proven: what waited for a pull is pushed now.
+            let backlog: Vec<_> = self.backlog.drain(..).collect();
+            self.push(backlog).await;
+        }
         (flow == Flow::Quit).then_some(Ending::Quit)
     }
 
@@ -417,14 +431,11 @@ impl UdpSession {
         }
     }
 
-    /// Runs a command; returns what it produced for this member. Room
-    /// traffic that was already waiting goes to the backlog first, so the
-    /// response is exactly this command's. What the server's rewriting
+    /// Runs a command; returns what it produced for this member (room
+    /// traffic already waiting was taken by `on_datagram`). What the server's rewriting
     /// (word filter, control pictures) added to the member's own text is
     /// credited to its budget: the member may see its text as relayed.
     fn carry_out(&mut self, command: ClientCommand) -> (Flow, Vec<Arc<Outgoing>>) {
-        let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
-        self.keep(waiting);
         let nick = self.hub.nick_of(self.id);
         let said_len = said_text(&command).map(str::len);
         let flow = self.hub.handle(self.id, command);
@@ -474,7 +485,7 @@ impl UdpSession {
             let separator = usize::from(!answer.is_empty());
             if answer.len() + separator + line.len() > limit {
                 if answer.is_empty() {
-                    answer.push_str(cut_to(&line, limit));
+                    answer.push_str(&cut_to(&line, limit));
                 }
                 break;
             }
@@ -534,7 +545,11 @@ impl UdpSession {
         if let Some(token) = &token {
             datagram.extend_from_slice(token.as_bytes());
         }
-        let more = self.backlog.len() - pulled;
+        let more = if self.proven {
+            0
+        } else {
+            self.backlog.len() - pulled
+        };
         if more > 0 {
             datagram.extend_from_slice(format!(r#","more":{more}"#).as_bytes());
         }
@@ -549,7 +564,7 @@ impl UdpSession {
 
     async fn answer_error(&mut self, code: ErrorCode, message: &str) {
         let line = ServerEvent::error(code, message).to_text();
-        let answer = cut_to(&line, self.budget()).to_string();
+        let answer = cut_to(&line, self.budget()).into_owned();
         self.send(answer.as_bytes()).await;
     }
 
@@ -613,17 +628,21 @@ fn join_events(datagram: &mut Vec<u8>, events: &[&[u8]]) {
     }
 }
 
-/// The longest prefix of `text` of at most `limit` bytes that ends on a
-/// character boundary.
-fn cut_to(text: &str, limit: usize) -> &str {
+/// `text` in at most `limit` bytes: whole, or cut on a character boundary
+/// and marked with `…` where that fits, so a cut is never silent.
+fn cut_to(text: &str, limit: usize) -> Cow<'_, str> {
     if text.len() <= limit {
-        return text;
+        return Cow::Borrowed(text);
     }
-    let mut end = limit;
+    const MARK: &str = "…";
+    let (mut end, mark) = match limit.checked_sub(MARK.len()) {
+        Some(end) => (end, MARK),
+        None => (limit, ""),
+    };
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &text[..end]
+    Cow::Owned(format!("{}{mark}", &text[..end]))
 }
 
 /// 128 random bits, hex: unguessable by anyone who does not receive it.
@@ -647,9 +666,10 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn cuts_on_character_boundaries() {
-        assert_eq!(cut_to("你好", 4), "你");
+    fn cuts_on_character_boundaries_and_says_so() {
+        assert_eq!(cut_to("你好吗", 7), "你…");
         assert_eq!(cut_to("abc", 5), "abc");
+        assert_eq!(cut_to("abcdef", 2), "ab");
         assert_eq!(cut_to("你", 2), "");
     }
 

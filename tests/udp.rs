@@ -1,0 +1,455 @@
+//! The UDP door through real UDP sockets: bare clients, structured clients,
+//! UDP and TCP in one room, the amplification budget, limits, expiry, and
+//! our client over a lossy link.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{config, start, TestServer};
+use sockchat::hub::WordFilter;
+use sockchat::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
+use sockchat::protocol::{ClientCommand, ServerEvent};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UdpSocket;
+
+/// A plain `sendto`/`recvfrom` client, like the classic exercise's.
+struct Bare {
+    socket: UdpSocket,
+    sent_bytes: usize,
+}
+
+impl Bare {
+    async fn new(server: &TestServer) -> Bare {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(server.udp.unwrap()).await.unwrap();
+        Bare {
+            socket,
+            sent_bytes: 0,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.sent_bytes += bytes.len();
+        self.socket.send(bytes).await.unwrap();
+    }
+
+    async fn recv(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 65_536];
+        let len = tokio::time::timeout(common::PATIENCE, self.socket.recv(&mut buf))
+            .await
+            .expect("an answer arrives in time")
+            .unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    /// Sends `text` and returns the one answer, as text.
+    async fn ask(&mut self, text: &str) -> String {
+        self.send(text.as_bytes()).await;
+        String::from_utf8(self.recv().await).unwrap()
+    }
+
+    /// Every datagram already waiting, without blocking.
+    fn waiting(&self) -> Vec<Vec<u8>> {
+        let mut buf = vec![0u8; 65_536];
+        std::iter::from_fn(|| match self.socket.try_recv(&mut buf) {
+            Ok(len) => Some(buf[..len].to_vec()),
+            Err(_) => None,
+        })
+        .collect()
+    }
+}
+
+/// A structured client, driven by hand.
+struct Structured {
+    socket: UdpSocket,
+    next_id: u64,
+    token: Option<String>,
+    /// Size of the first answer received.
+    first_answer: usize,
+}
+
+impl Structured {
+    async fn new(server: &TestServer) -> Structured {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.connect(server.udp.unwrap()).await.unwrap();
+        Structured {
+            socket,
+            next_id: 1,
+            token: None,
+            first_answer: 0,
+        }
+    }
+
+    async fn recv(&mut self) -> ServerDatagram {
+        let mut buf = vec![0u8; 65_536];
+        let len = tokio::time::timeout(common::PATIENCE, self.socket.recv(&mut buf))
+            .await
+            .expect("a datagram arrives in time")
+            .unwrap();
+        if self.first_answer == 0 {
+            self.first_answer = len;
+        }
+        serde_json::from_slice(&buf[..len]).unwrap()
+    }
+
+    /// Sends a command (padded, with the proof once known if `prove`) and
+    /// returns the events of its ack, skipping pushes.
+    async fn request(&mut self, cmd: Option<ClientCommand>, prove: bool) -> Vec<ServerEvent> {
+        let datagram = ClientDatagram {
+            id: self.next_id,
+            cmd,
+            proof: if prove { self.token.clone() } else { None },
+            pad: None,
+        };
+        self.next_id += 1;
+        self.socket
+            .send(&datagram.encode(Some(CLIENT_DATAGRAM)))
+            .await
+            .unwrap();
+        loop {
+            if let ServerDatagram::Ack {
+                ack, events, token, ..
+            } = self.recv().await
+            {
+                assert_eq!(ack, datagram.id);
+                if token.is_some() {
+                    self.token = token;
+                }
+                return events;
+            }
+        }
+    }
+
+    /// The events of the next push.
+    async fn push(&mut self) -> Vec<ServerEvent> {
+        loop {
+            if let ServerDatagram::Push { events, .. } = self.recv().await {
+                return events;
+            }
+        }
+    }
+}
+
+fn say(text: &str) -> Option<ClientCommand> {
+    Some(ClientCommand::Say {
+        text: text.into(),
+        room: None,
+    })
+}
+
+fn texts(events: &[ServerEvent]) -> Vec<String> {
+    events.iter().map(ServerEvent::to_text).collect()
+}
+
+#[tokio::test]
+async fn a_bare_client_gets_exactly_one_answer_showing_the_filter() {
+    let mut settings = config();
+    settings.hub.filter = WordFilter::new(vec!["sb=alexsb".parse().unwrap()]);
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    let mut bare = Bare::new(&server).await;
+
+    assert_eq!(bare.ask("你好 sb").await, "你好 alexsb");
+    let relayed = watcher.expect("你好").await;
+    assert!(relayed.ends_with(": 你好 alexsb"), "{relayed}");
+    // Exactly one answer each: the next answer is the next message's.
+    assert_eq!(bare.ask("second").await, "second");
+    assert!(bare.waiting().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn udp_and_tcp_members_share_rooms_both_ways() {
+    let server = start(config()).await;
+    let mut tcp = server.client_named("tcp").await;
+    let mut udp = Structured::new(&server).await;
+    let welcome = udp.request(None, false).await;
+    assert!(
+        matches!(&welcome[0], ServerEvent::Welcome { .. }),
+        "{welcome:?}"
+    );
+    let renamed = udp
+        .request(Some(ClientCommand::Nick { nick: "udp".into() }), true)
+        .await;
+    assert_eq!(texts(&renamed), vec!["* guest-2 is now known as udp"]);
+    tcp.expect("is now known as udp").await;
+
+    // UDP to TCP: the ack carries the message as the room saw it.
+    let ack = udp.request(say("hello from udp 你好"), false).await;
+    assert_eq!(texts(&ack), vec!["[lobby] udp: hello from udp 你好"]);
+    assert_eq!(
+        tcp.expect("from udp").await,
+        "[lobby] udp: hello from udp 你好"
+    );
+    // TCP to UDP: a push, since this address proved itself.
+    tcp.send("hello from tcp").await;
+    assert_eq!(
+        texts(&udp.push().await),
+        vec!["[lobby] tcp: hello from tcp"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_retransmitted_datagram_is_answered_again_but_relayed_once() {
+    let server = start(config()).await;
+    let mut tcp = server.client().await;
+    let mut udp = Structured::new(&server).await;
+    udp.request(None, false).await;
+    let datagram = ClientDatagram {
+        id: udp.next_id,
+        cmd: say("only once"),
+        proof: None,
+        pad: None,
+    }
+    .encode(Some(CLIENT_DATAGRAM));
+    for _ in 0..3 {
+        udp.socket.send(&datagram).await.unwrap();
+        let ServerDatagram::Ack { events, .. } = udp.recv().await else {
+            panic!("an ack")
+        };
+        assert_eq!(texts(&events), vec!["[lobby] guest-2: only once"]);
+    }
+    tcp.expect("only once").await;
+    tcp.send("next").await;
+    // Had the repeats been relayed, they would come before this line.
+    assert_eq!(tcp.expect("guest-").await, "[lobby] guest-1: next");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bye_ends_only_its_senders_session() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut leaver = Bare::new(&server).await;
+    let mut stayer = Bare::new(&server).await;
+    leaver.ask("/nick leaver").await;
+    stayer.ask("/nick stayer").await;
+    watcher.expect("is now known as stayer").await;
+
+    assert_eq!(leaver.ask("bye").await, "bye");
+    assert_eq!(watcher.expect("leaver").await, "* leaver left");
+    assert_eq!(stayer.ask("still here").await, "still here");
+    assert_eq!(watcher.expect("still").await, "[lobby] stayer: still here");
+    // The same address comes back as a new member.
+    leaver.ask("again").await;
+    assert!(watcher
+        .expect("joined #lobby")
+        .await
+        .starts_with("* guest-"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unproven_address_gets_no_push_and_no_amplification() {
+    let server = start(config()).await;
+    let mut tcp = server.client_named("talker").await;
+    // What a forged source address looks like from the server: datagrams
+    // from an address that never echoes the token.
+    let mut bare = Bare::new(&server).await;
+    let mut structured = Structured::new(&server).await;
+    assert_eq!(bare.ask("hi").await, "hi");
+    structured.request(None, false).await;
+    for index in 0..20 {
+        tcp.send(&format!(
+            "a long message to tempt the server into pushing, number {index}"
+        ))
+        .await;
+        tcp.expect(&format!("number {index}")).await;
+    }
+    // One more datagram each; the answer comes after anything the server
+    // would have pushed, so what waits now is everything it sent. The room's
+    // twenty messages are not pulled into the answer either: "ok" paid for
+    // two bytes, and two bytes is what it gets.
+    assert_eq!(bare.ask("ok").await, "ok");
+    assert!(
+        bare.waiting().is_empty(),
+        "no pushes to an unproven address"
+    );
+
+    // The structured client that never proves itself: everything it was
+    // ever sent adds up to no more than everything it sent.
+    let poll = ClientDatagram {
+        id: 99,
+        cmd: None,
+        proof: Some("not-the-token".into()),
+        pad: None,
+    }
+    .encode(None);
+    structured.socket.send(&poll).await.unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let answered = structured.socket.recv(&mut buf).await.unwrap();
+    let first_answer = structured.first_answer;
+    assert!(
+        first_answer + answered <= CLIENT_DATAGRAM + poll.len(),
+        "{first_answer} + {answered} bytes answered to {} + {}",
+        CLIENT_DATAGRAM,
+        poll.len()
+    );
+    assert!(structured.socket.try_recv(&mut buf).is_err(), "no pushes");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_answer_to_an_unproven_address_fits_its_budget() {
+    let server = start(config()).await;
+    let mut tcp = server.client().await;
+    let mut bare = Bare::new(&server).await;
+    let mut answered = 0;
+    for command in [
+        "/help",
+        "/who",
+        "/rooms",
+        "x",
+        "/nick a-long-nickname",
+        "/frob",
+    ] {
+        bare.send(command.as_bytes()).await;
+        answered += bare.recv().await.len();
+        assert!(
+            answered <= bare.sent_bytes,
+            "{answered} > {} after {command}",
+            bare.sent_bytes
+        );
+    }
+    tcp.send("/who").await;
+    tcp.expect("a-long-nickname").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_and_invalid_datagrams_get_an_error_and_are_not_relayed() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut bare = Bare::new(&server).await;
+    bare.send(&[b'x'; 1201]).await;
+    assert_eq!(
+        String::from_utf8(bare.recv().await).unwrap(),
+        "! datagram of 1201 bytes is over the 1200-byte limit; not relayed"
+    );
+    let mut invalid = vec![0xff; 60];
+    invalid[0] = b'a';
+    bare.send(&invalid).await;
+    assert_eq!(
+        String::from_utf8(bare.recv().await).unwrap(),
+        "! datagram is not valid UTF-8; not relayed"
+    );
+    // What the room said meanwhile (the welcome) rides along, now that
+    // the big datagrams paid for it.
+    let answer = bare.ask("fine").await;
+    assert!(
+        answer.starts_with("fine\n* welcome to sockchat"),
+        "{answer}"
+    );
+    // Neither bad datagram reached the room: the first message seen is "fine".
+    assert!(watcher.expect("]").await.ends_with(": fine"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_rate_a_datagram_is_refused_with_an_error() {
+    let mut settings = config();
+    settings.limits.max_rate = 5;
+    let server = start(settings).await;
+    let mut bare = Bare::new(&server).await;
+    let line = "a line long enough to pay for the error answer: 0123456789";
+    for _ in 0..5 {
+        assert_eq!(bare.ask(line).await, line);
+    }
+    assert_eq!(
+        bare.ask(line).await,
+        "! over 5 messages a second; not relayed"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_udp_member_expires() {
+    let mut settings = config();
+    settings.limits.udp_expiry = Duration::from_secs(1);
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    let mut bare = Bare::new(&server).await;
+    bare.ask("/nick quiet").await;
+    watcher.expect("is now known as quiet").await;
+    assert_eq!(
+        watcher.expect("quiet was").await,
+        "* quiet was disconnected (no datagram for 1 s)"
+    );
+    server.stop().await;
+}
+
+/// Forwards datagrams between one client and the server, dropping a
+/// fixed pattern in each direction: every 2nd from the client and every
+/// 3rd from the server.
+async fn lossy_relay(server: SocketAddr) -> SocketAddr {
+    let outside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let inside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    inside.connect(server).await.unwrap();
+    let addr = outside.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut client, mut from_client, mut from_server) = (None, 0u64, 0u64);
+        let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+        loop {
+            tokio::select! {
+                Ok((len, peer)) = outside.recv_from(&mut up) => {
+                    client = Some(peer);
+                    from_client += 1;
+                    if from_client % 2 == 1 {
+                        let _ = inside.send(&up[..len]).await;
+                    }
+                }
+                Ok(len) = inside.recv(&mut down) => {
+                    from_server += 1;
+                    if let (Some(peer), true) = (client, from_server % 3 != 0) {
+                        let _ = outside.send_to(&down[..len], peer).await;
+                    }
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn our_client_delivers_every_message_exactly_once_over_a_lossy_link() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let relay = lossy_relay(server.udp.unwrap()).await;
+    let mut client = tokio::process::Command::new(env!("CARGO_BIN_EXE_sockchat"))
+        .args(["connect", "--udp", &relay.to_string(), "--nick", "lossy"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let input: String = (0..10).map(|index| format!("message {index}\n")).collect();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    for index in 0..10 {
+        assert_eq!(
+            watcher.expect("lossy:").await,
+            format!("[lobby] lossy: message {index}")
+        );
+    }
+    drop(stdin);
+    let output = tokio::time::timeout(common::PATIENCE, client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    // Had any message been relayed twice, it would come before this line.
+    assert_eq!(watcher.expect("lossy").await, "* lossy left");
+    // The client showed each acknowledgement once, lost answers and all.
+    let shown = String::from_utf8(output.stdout).unwrap();
+    for index in 0..10 {
+        let line = format!("[lobby] lossy: message {index}\n");
+        assert_eq!(shown.matches(&line).count(), 1, "{shown}");
+    }
+    server.stop().await;
+}
