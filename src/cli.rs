@@ -270,6 +270,10 @@ pub struct ConnectArgs {
     /// Talk over UDP instead of TCP (with --raw: plain-text datagrams).
     #[arg(long)]
     pub udp: bool,
+    /// Over UDP, send a keep-alive after this many silent seconds; keep it
+    /// under the server's --udp-expiry (120 s by default).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive: u64,
 }
 
 #[cfg(test)]

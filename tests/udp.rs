@@ -14,6 +14,7 @@ use sockchat::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGR
 use sockchat::protocol::{ClientCommand, ServerEvent};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 /// A plain `sendto`/`recvfrom` client, like the classic exercise's.
 struct Bare {
@@ -383,14 +384,20 @@ async fn a_silent_udp_member_expires() {
     server.stop().await;
 }
 
-/// Forwards datagrams between one client and the server, dropping a
-/// fixed pattern in each direction: every 2nd from the client and every
-/// 3rd from the server.
-async fn lossy_relay(server: SocketAddr) -> SocketAddr {
+/// Forwards datagrams between one client and the server. `drop_up` and
+/// `drop_down` get each datagram's number (from 1) in that direction and
+/// say whether to lose it; every datagram from the client is also reported
+/// on the returned channel, whether it was forwarded or not.
+async fn relay(
+    server: SocketAddr,
+    drop_up: fn(u64) -> bool,
+    drop_down: fn(u64) -> bool,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>) {
     let outside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let inside = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     inside.connect(server).await.unwrap();
     let addr = outside.local_addr().unwrap();
+    let (seen_tx, seen) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (mut client, mut from_client, mut from_server) = (None, 0u64, 0u64);
         let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
@@ -399,35 +406,42 @@ async fn lossy_relay(server: SocketAddr) -> SocketAddr {
                 Ok((len, peer)) = outside.recv_from(&mut up) => {
                     client = Some(peer);
                     from_client += 1;
-                    if from_client % 2 == 1 {
+                    let _ = seen_tx.send(up[..len].to_vec());
+                    if !drop_up(from_client) {
                         let _ = inside.send(&up[..len]).await;
                     }
                 }
                 Ok(len) = inside.recv(&mut down) => {
                     from_server += 1;
-                    if let (Some(peer), true) = (client, from_server % 3 != 0) {
+                    if let (Some(peer), false) = (client, drop_down(from_server)) {
                         let _ = outside.send_to(&down[..len], peer).await;
                     }
                 }
             }
         }
     });
-    addr
+    (addr, seen)
+}
+
+fn udp_client(relay: SocketAddr, extra: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sockchat"))
+        .args(["connect", "--udp", &relay.to_string()])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn our_client_delivers_every_message_exactly_once_over_a_lossy_link() {
     let server = start(config()).await;
     let mut watcher = server.client().await;
-    let relay = lossy_relay(server.udp.unwrap()).await;
-    let mut client = tokio::process::Command::new(env!("CARGO_BIN_EXE_sockchat"))
-        .args(["connect", "--udp", &relay.to_string(), "--nick", "lossy"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    // Every 2nd datagram from the client and every 3rd from the server is lost.
+    let (relay, _) = relay(server.udp.unwrap(), |n| n % 2 == 0, |n| n % 3 == 0).await;
+    let mut client = udp_client(relay, &["--nick", "lossy"]);
     let mut stdin = client.stdin.take().unwrap();
     let input: String = (0..10).map(|index| format!("message {index}\n")).collect();
     stdin.write_all(input.as_bytes()).await.unwrap();
@@ -451,5 +465,64 @@ async fn our_client_delivers_every_message_exactly_once_over_a_lossy_link() {
         let line = format!("[lobby] lossy: message {index}\n");
         assert_eq!(shown.matches(&line).count(), 1, "{shown}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_says_plainly_when_a_message_was_probably_lost() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    // The first datagram (the client's hello) gets through; nothing after.
+    let (relay, _) = relay(server.udp.unwrap(), |n| n > 1, |_| false).await;
+    let mut client = udp_client(relay, &[]);
+    watcher.expect("joined #lobby").await;
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"doomed\n").await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(common::PATIENCE, client.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        shown.contains(
+            "! no answer from the server after 6 tries: your message \"doomed\" was probably lost"
+        ),
+        "{shown}"
+    );
+    // "doomed" never reached the room: the first chat line is the marker.
+    watcher.send("marker").await;
+    assert_eq!(watcher.expect("]").await, "[lobby] guest-1: marker");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn our_client_keeps_a_quiet_session_alive() {
+    let mut settings = config();
+    settings.limits.udp_expiry = Duration::from_secs(2);
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    let (relay, mut seen) = relay(server.udp.unwrap(), |_| false, |_| false).await;
+    let mut client = udp_client(relay, &["--nick", "quiet", "--keepalive", "1"]);
+    watcher.expect("is now known as quiet").await;
+    // Four keep-alives a second apart span twice the expiry.
+    let mut keepalives = 0;
+    while keepalives < 4 {
+        let datagram = tokio::time::timeout(common::PATIENCE, seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let request: ClientDatagram = serde_json::from_slice(&datagram).unwrap();
+        if request.cmd.is_none() && request.id > 1 {
+            keepalives += 1;
+        }
+    }
+    watcher.send("/who").await;
+    assert_eq!(
+        watcher.expect("has").await,
+        "* #lobby has 2: guest-1, quiet"
+    );
+    drop(client.stdin.take());
+    assert_eq!(client.wait().await.unwrap().code(), Some(0));
     server.stop().await;
 }

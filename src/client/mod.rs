@@ -43,13 +43,7 @@ pub const EXIT_SERVER_GONE: u8 = 2;
 /// Runs the client; the exit code says how the session ended.
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     if args.udp {
-        return udp::run(
-            &args.server,
-            args.nick.as_deref(),
-            args.room.as_deref(),
-            args.raw,
-        )
-        .await;
+        return udp::run(&args).await;
     }
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&args.server)).await
     {

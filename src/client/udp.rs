@@ -19,6 +19,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::screen::Screen;
 use super::{EXIT_CANNOT_CONNECT, EXIT_SERVER_GONE};
+use crate::cli::ConnectArgs;
 use crate::protocol::command::GOODBYE_WORDS;
 use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
 use crate::protocol::{parse_line, ClientCommand, ServerEvent};
@@ -29,20 +30,12 @@ const RETRY_AFTER: Duration = Duration::from_millis(300);
 /// Sends of one datagram before it counts as lost.
 const MAX_TRIES: u32 = 6;
 
-/// A poll when nothing was sent for this long keeps the session alive
-/// (the server forgets silent clients after `--udp-expiry`, 120 s by default).
-const KEEPALIVE: Duration = Duration::from_secs(30);
-
 /// In raw mode, after input ends, how long to wait for outstanding answers.
 const RAW_DRAIN: Duration = Duration::from_secs(2);
 
-/// Runs the UDP client against `server`.
-pub(super) async fn run(
-    server: &str,
-    nick: Option<&str>,
-    room: Option<&str>,
-    raw: bool,
-) -> anyhow::Result<ExitCode> {
+/// Runs the UDP client as `args` say.
+pub(super) async fn run(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
+    let server = args.server.as_str();
     let server_addr = match tokio::net::lookup_host(server)
         .await
         .map(|mut addrs| addrs.next())
@@ -57,20 +50,21 @@ pub(super) async fn run(
         .connect(server_addr)
         .await
         .context("setting the server address")?;
-    if raw {
+    if args.raw {
         return run_raw(socket).await;
     }
-    let mut session = UdpClient::new(socket, Screen::open()?);
+    // A poll after this much silence keeps the session alive (the server
+    // forgets silent clients after its --udp-expiry).
+    let keepalive = Duration::from_secs(args.keepalive);
+    let mut session = UdpClient::new(socket, Screen::open()?, keepalive);
     session.queue.push_back(None);
-    if let Some(nick) = nick {
-        session.queue.push_back(Some(ClientCommand::Nick {
-            nick: nick.to_string(),
-        }));
+    if let Some(nick) = &args.nick {
+        let nick = nick.clone();
+        session.queue.push_back(Some(ClientCommand::Nick { nick }));
     }
-    if let Some(room) = room {
-        session.queue.push_back(Some(ClientCommand::Join {
-            room: room.to_string(),
-        }));
+    if let Some(room) = &args.room {
+        let room = room.clone();
+        session.queue.push_back(Some(ClientCommand::Join { room }));
     }
     let code = session.run(server).await;
     session.screen.close();
@@ -104,6 +98,7 @@ struct UdpClient {
     proven: bool,
     last_push: u64,
     last_sent: Instant,
+    keepalive: Duration,
     /// We sent our goodbye (or input ended).
     quitting: bool,
     /// The server has answered at least once.
@@ -111,7 +106,7 @@ struct UdpClient {
 }
 
 impl UdpClient {
-    fn new(socket: UdpSocket, screen: Screen) -> Self {
+    fn new(socket: UdpSocket, screen: Screen, keepalive: Duration) -> Self {
         UdpClient {
             socket,
             screen,
@@ -122,6 +117,7 @@ impl UdpClient {
             proven: false,
             last_push: 0,
             last_sent: Instant::now(),
+            keepalive,
             quitting: false,
             reached: false,
         }
@@ -138,7 +134,7 @@ impl UdpClient {
                 }
             }
             let resend_at = self.in_flight.as_ref().map(|flight| flight.resend_at);
-            let keepalive_at = self.last_sent + KEEPALIVE;
+            let keepalive_at = self.last_sent + self.keepalive;
             tokio::select! {
                 received = self.socket.recv(&mut buf) => match received {
                     Ok(len) => {
