@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
             let server = Server::bind(args.resolve()?).await?;
+            let shutdown = shutdown_signal()?;
             for listening in server.listening() {
                 // Scripts and tests wait for these lines; print them before
                 // anyone is accepted.
@@ -54,7 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 });
             }
-            server.run(shutdown_signal()).await?;
+            server.run(shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect(args) => sockchat::client::run(args).await,
