@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::door::ConnectionLimits;
 use crate::hub::{FilterRule, HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
-use crate::server::ServeConfig;
+use crate::server::{HistoryConfig, ServeConfig};
+use crate::store::Retention;
 
 /// Where the server listens (TCP and UDP) unless told otherwise, and where
 /// the client connects: the classic exercises' port, on loopback only.
@@ -22,6 +23,9 @@ pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
 
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "lobby";
+
+/// Messages kept on disk per room unless told otherwise.
+pub const DEFAULT_MAX_PER_ROOM: usize = 100_000;
 
 /// `sockchat`: a chat hub for TCP, UDP and browser clients.
 #[derive(Debug, Parser)]
@@ -118,9 +122,28 @@ pub struct ServeArgs {
     #[arg(long = "filter", value_name = "FROM=TO")]
     #[serde(deserialize_with = "deserialize_filters")]
     pub filter: Vec<FilterRule>,
-    /// Messages kept per room and replayed on join [default: 20].
+    /// Messages replayed to whoever joins a room [default: 20].
     #[arg(long, value_name = "N")]
     pub history: Option<usize>,
+    /// The history database [default: $XDG_DATA_HOME/sockchat/history.db].
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Keep no history on disk (recent messages are still replayed from memory).
+    #[arg(long)]
+    pub no_history: bool,
+    /// Store private messages in the history database too.
+    #[arg(long)]
+    pub store_private: bool,
+    /// Messages kept per room on disk; older ones are deleted [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub history_max_per_room: Option<usize>,
+    /// Messages older than this many seconds are deleted [default: 0, kept forever].
+    #[arg(long, value_name = "SECS")]
+    pub history_max_age: Option<u64>,
+    /// Cap on the database file's size; past it, history stops being saved
+    /// (with a warning) until retention frees room [default: 0, no cap].
+    #[arg(long, value_name = "BYTES")]
+    pub db_max_size: Option<u64>,
     /// Longest line in bytes; longer lines are refused [default: 4096].
     #[arg(long, value_name = "BYTES")]
     pub max_line: Option<usize>,
@@ -194,6 +217,12 @@ impl ServeArgs {
                 self.filter
             },
             history: self.history.or(file.history),
+            db: self.db.or(file.db),
+            no_history: self.no_history || file.no_history,
+            store_private: self.store_private || file.store_private,
+            history_max_per_room: self.history_max_per_room.or(file.history_max_per_room),
+            history_max_age: self.history_max_age.or(file.history_max_age),
+            db_max_size: self.db_max_size.or(file.db_max_size),
             max_line: self.max_line.or(file.max_line),
             max_clients: self.max_clients.or(file.max_clients),
             max_per_ip: self.max_per_ip.or(file.max_per_ip),
@@ -214,9 +243,30 @@ impl ServeArgs {
         let udp = self.udp.unwrap_or_else(default_addr).addr();
         let default_room = normalize_room(self.room.as_deref().unwrap_or(DEFAULT_ROOM))
             .map_err(|why| anyhow::anyhow!("--room: {why}"))?;
+        let db = match (self.no_history, self.db) {
+            (true, _) => None,
+            (false, Some(path)) => Some(path),
+            (false, None) => Some(default_db_path()?),
+        };
+        let history = HistoryConfig {
+            db,
+            max_bytes: self.db_max_size.unwrap_or(0),
+            retention: Retention {
+                max_per_room: match self.history_max_per_room {
+                    Some(0) => None,
+                    Some(count) => Some(count),
+                    None => Some(DEFAULT_MAX_PER_ROOM),
+                },
+                max_age: self
+                    .history_max_age
+                    .filter(|secs| *secs > 0)
+                    .map(Duration::from_secs),
+            },
+        };
         Ok(ServeConfig {
             tcp,
             udp,
+            history,
             hub: HubConfig {
                 server_name: self.name.unwrap_or(hub_defaults.server_name),
                 default_room,
@@ -225,6 +275,7 @@ impl ServeArgs {
                 max_clients: self.max_clients.unwrap_or(10_000),
                 max_per_ip: self.max_per_ip.unwrap_or(100),
                 outbox: self.outbox.unwrap_or(hub_defaults.outbox),
+                store_private: self.store_private,
             },
             limits: ConnectionLimits {
                 max_line: self.max_line.unwrap_or(limit_defaults.max_line),
@@ -243,6 +294,13 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// `$XDG_DATA_HOME/sockchat/history.db` (or the platform's equivalent).
+fn default_db_path() -> anyhow::Result<PathBuf> {
+    let data = dirs::data_dir()
+        .context("no data directory is known for this user; give --db PATH or --no-history")?;
+    Ok(data.join("sockchat").join("history.db"))
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -289,8 +347,35 @@ mod tests {
     }
 
     #[test]
+    fn history_flags() {
+        let config = parse(&["--no-history"]).resolve().unwrap();
+        assert_eq!(config.history.db, None);
+        let config = parse(&[
+            "--db",
+            "/tmp/x.db",
+            "--history-max-age",
+            "60",
+            "--history-max-per-room",
+            "0",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(config.history.db, Some(PathBuf::from("/tmp/x.db")));
+        assert_eq!(
+            config.history.retention.max_age,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(config.history.retention.max_per_room, None);
+    }
+
+    #[test]
     fn defaults() {
         let config = parse(&[]).resolve().unwrap();
+        assert!(config.history.db.unwrap().ends_with("sockchat/history.db"));
+        assert_eq!(
+            config.history.retention.max_per_room,
+            Some(DEFAULT_MAX_PER_ROOM)
+        );
         assert_eq!(config.tcp, Some(DEFAULT_TCP.parse().unwrap()));
         assert_eq!(config.udp, Some(DEFAULT_TCP.parse().unwrap()));
         assert_eq!(config.limits.max_datagram, 1200);

@@ -22,3 +22,4 @@ pub mod door;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod store;

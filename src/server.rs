@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,13 +13,26 @@ use tokio_util::task::TaskTracker;
 
 use crate::door::{tcp, udp, ConnectionLimits};
 use crate::hub::{Hub, HubConfig};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Retention;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Where and how history is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// The SQLite file; `None` keeps no history on disk.
+    pub db: Option<PathBuf>,
+    /// Cap on the file's size in bytes; 0 is none.
+    pub max_bytes: u64,
+    pub retention: Retention,
+}
+
 /// Everything `sockchat serve` needs, after flags and config file are merged.
 #[derive(Debug, Clone, Default)]
 pub struct ServeConfig {
+    pub history: HistoryConfig,
     /// Where the TCP door listens; `None` turns it off.
     pub tcp: Option<SocketAddr>,
     /// Where the UDP door listens; `None` turns it off.
@@ -64,8 +78,16 @@ impl Server {
             ),
             None => None,
         };
+        let hub = match &config.history.db {
+            Some(path) => {
+                let store = SqliteStore::open(path, config.history.max_bytes)?;
+                tracing::info!(path = %path.display(), "history kept in SQLite");
+                Hub::with_store(config.hub, Box::new(store), config.history.retention)?
+            }
+            None => Hub::new(config.hub),
+        };
         Ok(Server {
-            hub: Hub::new(config.hub),
+            hub,
             tcp,
             udp,
             limits: config.limits,

@@ -16,6 +16,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_sockchat");
 /// A `sockchat serve` process, killed if the test fails half-way.
 struct ServerProcess {
     child: Child,
+    /// Holds the history database unless the test gave its own.
+    _data: tempfile::TempDir,
     addr: std::net::SocketAddr,
     udp: std::net::SocketAddr,
     /// The server's log, line by line.
@@ -23,12 +25,20 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0` and reads its two
-    /// `listening` lines.
+    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0` (with a database of
+    /// its own unless ARGS name one) and reads its two `listening` lines.
     async fn start(args: &[&str]) -> ServerProcess {
+        let data = tempfile::tempdir().unwrap();
+        let own_db = data.path().join("history.db");
+        let db_args: Vec<&str> = if args.contains(&"--db") || args.contains(&"--no-history") {
+            Vec::new()
+        } else {
+            vec!["--db", own_db.to_str().unwrap()]
+        };
         let mut child = Command::new(BINARY)
             .arg("serve")
             .args(args)
+            .args(db_args)
             .args(["--udp", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -62,6 +72,7 @@ impl ServerProcess {
         }
         ServerProcess {
             child,
+            _data: data,
             addr: listening[0],
             udp: listening[1],
             log,
@@ -259,7 +270,7 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let output = Command::new(BINARY)
-        .args(["serve", "--udp", "off", "--tcp", &addr])
+        .args(["serve", "--no-history", "--udp", "off", "--tcp", &addr])
         .stdin(Stdio::null())
         .output()
         .await
@@ -274,7 +285,14 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp_addr = taken_udp.local_addr().unwrap().to_string();
     let output = Command::new(BINARY)
-        .args(["serve", "--tcp", "127.0.0.1:0", "--udp", &udp_addr])
+        .args([
+            "serve",
+            "--no-history",
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            &udp_addr,
+        ])
         .stdin(Stdio::null())
         .output()
         .await

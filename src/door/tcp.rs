@@ -40,6 +40,10 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// example when the process is out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// How long input waits for the echo of the member's own message (a
+/// history commit, normally well under a millisecond) before going on.
+const ECHO_WAIT: Duration = Duration::from_secs(2);
+
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
 
@@ -120,6 +124,9 @@ async fn run_connection(
         write_buf: Vec::new(),
         held: None,
         resume_at: None,
+        awaiting_echo: None,
+        echo_deadline: None,
+        echo_seen: false,
         flush_at: None,
         input_closed: false,
     };
@@ -164,6 +171,14 @@ struct Connection {
     /// A line waiting out the throttle; nothing more is read meanwhile.
     held: Option<Frame>,
     resume_at: Option<Instant>,
+    /// The id of this member's last message until its echo comes back:
+    /// with history on, a message reaches the room once it is on disk, and
+    /// nothing more is read from this connection until then, so the room
+    /// sees its messages, nick changes and goodbye in the order it sent them.
+    awaiting_echo: Option<u64>,
+    echo_deadline: Option<Instant>,
+    /// Set when a written batch held the awaited echo.
+    echo_seen: bool,
     flush_at: Option<Instant>,
     idle_at: Option<Instant>,
     /// The peer half-closed; what it sent is handled, then it quits.
@@ -173,11 +188,12 @@ struct Connection {
 impl Connection {
     async fn run(&mut self) -> Ending {
         loop {
-            let next_timer = [self.resume_at, self.flush_at, self.idle_at]
+            let flush_at = self.flush_at.filter(|_| !self.paused());
+            let next_timer = [self.resume_at, self.echo_deadline, flush_at, self.idle_at]
                 .into_iter()
                 .flatten()
                 .min();
-            let can_read = self.held.is_none() && !self.input_closed;
+            let can_read = !self.paused() && !self.input_closed;
             self.read_buf.reserve(READ_CHUNK);
             tokio::select! {
                 reason = wait_dropped(&mut self.dropped) => return Ending::Dropped(reason),
@@ -187,6 +203,11 @@ impl Connection {
                     }
                     if let Err(ending) = self.write_batch().await {
                         return ending;
+                    }
+                    if std::mem::take(&mut self.echo_seen) {
+                        if let Some(ending) = self.continue_input() {
+                            return ending;
+                        }
                     }
                 }
                 read = self.reader.read_buf(&mut self.read_buf), if can_read => match read {
@@ -212,11 +233,30 @@ impl Connection {
         }
     }
 
+    /// Input waits for the throttle or for the last message's echo.
+    fn paused(&self) -> bool {
+        self.held.is_some() || self.awaiting_echo.is_some()
+    }
+
+    /// After a pause: the lines already buffered, then end of input.
+    fn continue_input(&mut self) -> Option<Ending> {
+        if self.paused() {
+            return None;
+        }
+        if let Some(ending) = self.on_bytes() {
+            return Some(ending);
+        }
+        if self.input_closed && !self.paused() {
+            return self.on_end_of_input();
+        }
+        None
+    }
+
     /// Handles every complete line now in the read buffer, stopping early
-    /// when the throttle asks to wait.
+    /// when input pauses.
     fn on_bytes(&mut self) -> Option<Ending> {
         self.idle_at = self.limits.idle.map(|idle| Instant::now() + idle);
-        while self.held.is_none() {
+        while !self.paused() {
             // Decoding never fails; the io::Error type is the trait's.
             let Ok(Some(frame)) = self.codec.decode(&mut self.read_buf) else {
                 break;
@@ -232,19 +272,23 @@ impl Connection {
 
     /// The peer will send no more: handle what is left, then say goodbye.
     fn on_end_of_input(&mut self) -> Option<Ending> {
-        if self.held.is_some() {
-            // Finish the throttled lines first; the timer brings us back.
-            return None;
-        }
-        while let Ok(Some(frame)) = self.codec.decode_eof(&mut self.read_buf) {
+        while !self.paused() {
+            let Ok(Some(frame)) = self.codec.decode_eof(&mut self.read_buf) else {
+                break;
+            };
             if let Some(ending) = self.handle_frame(frame) {
                 return Some(ending);
             }
+        }
+        if self.paused() {
+            // Finish the waiting lines first; a timer or an echo brings us back.
+            return None;
         }
         self.flush_at = None;
         match self
             .hub
             .handle(self.id, ClientCommand::Quit { reason: None })
+            .flow
         {
             Flow::Quit | Flow::Continue => Some(Ending::Quit),
         }
@@ -263,14 +307,16 @@ impl Connection {
                 }
             }
             // Lines already buffered behind the held one go next.
-            if let Some(ending) = self.on_bytes() {
-                return Some(ending);
-            }
-            if self.input_closed && self.held.is_none() {
-                return self.on_end_of_input();
-            }
+            return self.continue_input();
         }
-        if self.flush_at.is_some_and(|at| at <= now) {
+        if self.echo_deadline.is_some_and(|at| at <= now) {
+            // The history writer is stuck; do not hold the member hostage.
+            tracing::warn!("no echo of a message in time; reading on");
+            self.awaiting_echo = None;
+            self.echo_deadline = None;
+            return self.continue_input();
+        }
+        if self.flush_at.is_some_and(|at| at <= now) && !self.paused() {
             self.flush_at = None;
             if let Some(frame) = self.codec.take_partial(&mut self.read_buf) {
                 return self.admit(frame);
@@ -345,7 +391,12 @@ impl Connection {
             self.hub.notify(self.id, ServerEvent::Mode { mode });
             return None;
         }
-        match self.hub.handle(self.id, command) {
+        let handled = self.hub.handle(self.id, command);
+        if let Some(message) = handled.message {
+            self.awaiting_echo = Some(message);
+            self.echo_deadline = Some(Instant::now() + ECHO_WAIT);
+        }
+        match handled.flow {
             Flow::Continue => None,
             Flow::Quit => Some(Ending::Quit),
         }
@@ -372,8 +423,14 @@ impl Connection {
     fn fill_write_buf(&mut self) {
         self.write_buf.clear();
         for outgoing in self.batch.drain(..) {
-            if let ServerEvent::Mode { mode } = outgoing.event() {
-                self.output_mode = *mode;
+            match outgoing.event() {
+                ServerEvent::Mode { mode } => self.output_mode = *mode,
+                ServerEvent::Message(message) if Some(message.id) == self.awaiting_echo => {
+                    self.awaiting_echo = None;
+                    self.echo_deadline = None;
+                    self.echo_seen = true;
+                }
+                _ => {}
             }
             self.write_buf
                 .extend_from_slice(outgoing.encoded(self.output_mode));

@@ -19,6 +19,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -55,6 +56,10 @@ const BACKLOG: usize = 256;
 
 /// Sessions in the routing map before it is swept of ended ones.
 const SWEEP_AT: usize = 1024;
+
+/// How long an answer waits for the sender's own message to come back
+/// from the history writer (normally a commit, well under a millisecond).
+const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 /// Events taken from the outbox at a time.
 const DRAIN_BATCH: usize = 128;
@@ -348,7 +353,7 @@ impl UdpSession {
             }
         };
         let said = said_text(&command).is_some();
-        let (flow, response) = self.carry_out(command);
+        let (flow, response) = self.carry_out(command).await;
         let answer = self.compose_text(response, said);
         self.send(&answer).await;
         (flow == Flow::Quit).then_some(Ending::Quit)
@@ -388,7 +393,7 @@ impl UdpSession {
                 let error = ServerEvent::error(ErrorCode::Usage, "UDP clients have no modes");
                 (Flow::Continue, vec![Arc::new(Outgoing::new(error))])
             }
-            Some(command) => self.carry_out(command),
+            Some(command) => self.carry_out(command).await,
             None => (Flow::Continue, Vec::new()),
         };
         let answer = Bytes::from(self.compose_json(request.id, response));
@@ -432,15 +437,28 @@ impl UdpSession {
     }
 
     /// Runs a command; returns what it produced for this member (room
-    /// traffic already waiting was taken by `on_datagram`). What the server's rewriting
-    /// (word filter, control pictures) added to the member's own text is
-    /// credited to its budget: the member may see its text as relayed.
-    fn carry_out(&mut self, command: ClientCommand) -> (Flow, Vec<Arc<Outgoing>>) {
+    /// traffic already waiting was taken by `on_datagram`). A message is
+    /// fanned out once it is on disk, so its echo is awaited, briefly.
+    /// What the server's rewriting (word filter, control pictures) added to
+    /// the member's own text is credited to its budget: the member may see
+    /// its text as the room did.
+    async fn carry_out(&mut self, command: ClientCommand) -> (Flow, Vec<Arc<Outgoing>>) {
         let nick = self.hub.nick_of(self.id);
         let said_len = said_text(&command).map(str::len);
-        let flow = self.hub.handle(self.id, command);
-        let response: Vec<Arc<Outgoing>> =
+        let handled = self.hub.handle(self.id, command);
+        let mut response: Vec<Arc<Outgoing>> =
             std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
+        if let Some(message_id) = handled.message {
+            let is_echo = |event: &Arc<Outgoing>| matches!(event.event(), ServerEvent::Message(message) if message.id == message_id);
+            let deadline = Instant::now() + ECHO_WAIT;
+            while !response.iter().any(is_echo) {
+                match tokio::time::timeout_at(deadline, self.outbox.recv()).await {
+                    Ok(Some(event)) => response.push(event),
+                    // Gone or too slow: answer with what there is.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
         if let (Some(said_len), Some(nick)) = (said_len, nick) {
             let relayed = response.iter().find_map(|event| match event.event() {
                 ServerEvent::Message(message) if message.from == nick => Some(message.text.len()),
@@ -449,7 +467,7 @@ impl UdpSession {
             });
             self.filter_growth += relayed.unwrap_or(0).saturating_sub(said_len);
         }
-        (flow, response)
+        (handled.flow, response)
     }
 
     /// Keeps events for an unproven address's next answer.
@@ -663,7 +681,6 @@ fn fresh_token() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn cuts_on_character_boundaries_and_says_so() {

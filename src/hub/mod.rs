@@ -10,14 +10,16 @@ mod filter;
 mod state;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::{mpsc, oneshot};
 
 pub use filter::{FilterRule, WordFilter};
 
 use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent};
-use state::State;
+use crate::store::writer::{HistoryWriter, Publisher, Query};
+use crate::store::{HistoryStore, Retention, StoreError, StoredMessage};
+use state::{PendingQuery, State};
 
 /// The nickname of the server's operator console; nobody else may take it.
 pub const CONSOLE_NICK: &str = "server";
@@ -29,13 +31,25 @@ pub const SHUTDOWN_REASON: &str = "server is shutting down";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId(u64);
 
-/// Which door a member came in by (for logs and `/who`).
+/// Which door a member came in by (for logs and history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Door {
     Tcp,
     Udp,
     Web,
     Console,
+}
+
+impl Door {
+    /// The door's name, as stored with each message.
+    pub fn name(self) -> &'static str {
+        match self {
+            Door::Tcp => "tcp",
+            Door::Udp => "udp",
+            Door::Web => "web",
+            Door::Console => "console",
+        }
+    }
 }
 
 /// Hub settings. Limits of 0 mean "no limit".
@@ -55,6 +69,9 @@ pub struct HubConfig {
     pub max_per_ip: usize,
     /// Events queued per member before it counts as too slow and is dropped.
     pub outbox: usize,
+    /// Store private messages too (room messages always are, when history
+    /// is on).
+    pub store_private: bool,
 }
 
 impl Default for HubConfig {
@@ -67,6 +84,7 @@ impl Default for HubConfig {
             max_clients: 0,
             max_per_ip: 0,
             outbox: 1024,
+            store_private: false,
         }
     }
 }
@@ -108,6 +126,17 @@ impl Refusal {
     }
 }
 
+/// What a command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    /// Whether the member stays.
+    pub flow: Flow,
+    /// The id of the room message the command said, if any. With history
+    /// on, the message reaches the room (the sender included) once it is
+    /// on disk, a moment after `handle` returns.
+    pub message: Option<u64>,
+}
+
 /// What a door does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -126,6 +155,8 @@ pub struct Hub {
 #[derive(Debug)]
 struct Shared {
     config: HubConfig,
+    /// Owns the history store, when history is kept.
+    history: Option<HistoryWriter>,
     /// A `std` mutex, not Tokio's: it is held only for in-memory work and
     /// `try_send`s, never across an `.await`, so it is short and uncontended
     /// locks stay cheap. Fan-out happens under it, which keeps every member's
@@ -134,14 +165,48 @@ struct Shared {
 }
 
 impl Hub {
-    /// A hub with no members yet.
+    /// A hub with no members yet, keeping recent messages in memory only.
     pub fn new(config: HubConfig) -> Self {
-        let state = State::new(&config.default_room);
+        let state = State::new(&config, 0, Vec::new());
         Hub {
             shared: Arc::new(Shared {
                 config,
+                history: None,
                 state: Mutex::new(state),
             }),
+        }
+    }
+
+    /// A hub whose room messages go to `store` before anyone sees them.
+    /// Message ids continue after the stored ones, and each room's recent
+    /// past is loaded for replay on join.
+    pub fn with_store(
+        config: HubConfig,
+        mut store: Box<dyn HistoryStore>,
+        retention: Retention,
+    ) -> Result<Self, StoreError> {
+        let last_id = store.last_id()?;
+        let mut recent = Vec::new();
+        for room in store.rooms()? {
+            recent.extend(store.recent(&room, u64::MAX, config.history_len)?);
+        }
+        let state = State::new(&config, last_id, recent);
+        let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+            history: Some(HistoryWriter::spawn(
+                store,
+                HubPublisher(weak.clone()),
+                retention,
+            )),
+            config,
+            state: Mutex::new(state),
+        });
+        Ok(Hub { shared })
+    }
+
+    /// Commits what is queued for history and stops the writer. Blocks.
+    pub fn close_history(&self) {
+        if let Some(writer) = &self.shared.history {
+            writer.stop();
         }
     }
 
@@ -181,12 +246,59 @@ impl Hub {
     }
 
     /// Carries out one command from a member.
-    pub fn handle(&self, id: MemberId, command: ClientCommand) -> Flow {
+    pub fn handle(&self, id: MemberId, command: ClientCommand) -> Handled {
+        let config = &self.shared.config;
+        let history = self.shared.history.as_ref();
+        let mut state = self.lock();
+        let handled = state.handle(config, history, id, command);
+        state.settle(config);
+        drop(state);
+        if let (Some(pending), Some(writer)) = (handled.query, history) {
+            writer.query(pending.query.clone(), self.reply_to(pending));
+        }
+        Handled {
+            flow: handled.flow,
+            message: handled.message,
+        }
+    }
+
+    /// Where a history lookup's answer goes: to the member who asked.
+    fn reply_to(&self, pending: PendingQuery) -> crate::store::writer::Reply {
+        let hub = Arc::downgrade(&self.shared);
+        let PendingQuery {
+            member,
+            room,
+            query,
+        } = pending;
+        Box::new(move |result| {
+            let Some(shared) = hub.upgrade() else { return };
+            let event = match (result, query) {
+                (Ok(messages), Query::Recent { .. }) => ServerEvent::History { room, messages },
+                (Ok(messages), Query::Search { text, .. }) => ServerEvent::SearchResults {
+                    room,
+                    query: text,
+                    messages,
+                },
+                (Err(error), _) => ServerEvent::error(
+                    ErrorCode::NoHistory,
+                    format!("history is not available right now: {error}"),
+                ),
+            };
+            Hub { shared }.notify(member, event);
+        })
+    }
+
+    /// Fans out messages the writer has committed.
+    fn publish(&self, messages: Vec<StoredMessage>) {
         let config = &self.shared.config;
         let mut state = self.lock();
-        let flow = state.handle(config, id, command);
+        for message in messages {
+            // Private messages were delivered when sent; they are only kept.
+            if message.to.is_none() {
+                state.publish(config, message.record);
+            }
+        }
         state.settle(config);
-        flow
     }
 
     /// Sends one event to one member (a door's own errors, for instance),
@@ -231,6 +343,19 @@ impl Hub {
         self.lock().drop_everyone(SHUTDOWN_REASON);
     }
 
+    /// Tells every member something (history trouble, say).
+    pub fn announce(&self, text: &str) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.announce(text);
+        state.settle(config);
+    }
+
+    /// The highest message id fanned out so far.
+    pub fn last_published(&self) -> u64 {
+        self.lock().last_published()
+    }
+
     /// The member's nickname now, if it is still a member.
     pub fn nick_of(&self, id: MemberId) -> Option<String> {
         self.lock().nick_of(id)
@@ -239,6 +364,23 @@ impl Hub {
     /// Members connected now, the console aside.
     pub fn member_count(&self) -> usize {
         self.lock().counted_members()
+    }
+}
+
+/// The writer's way back into the hub. Weak: the hub owns the writer.
+struct HubPublisher(Weak<Shared>);
+
+impl Publisher for HubPublisher {
+    fn publish(&self, messages: Vec<StoredMessage>) {
+        if let Some(shared) = self.0.upgrade() {
+            Hub { shared }.publish(messages);
+        }
+    }
+
+    fn announce(&self, text: &str) {
+        if let Some(shared) = self.0.upgrade() {
+            Hub { shared }.announce(text);
+        }
     }
 }
 

@@ -13,9 +13,36 @@ use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
 use crate::protocol::{
     ClientCommand, ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent,
 };
+use crate::store::writer::{HistoryWriter, Query};
+use crate::store::StoredMessage;
 
 /// Longest quit reason relayed to a room, in characters.
 const MAX_REASON_CHARS: usize = 200;
+
+/// Messages `/history` replays when no count is given, and at most.
+const DEFAULT_HISTORY_REQUEST: usize = 50;
+const MAX_HISTORY_REQUEST: usize = 1000;
+
+/// Matches `/search` returns at most (the newest).
+const MAX_SEARCH_RESULTS: usize = 50;
+
+/// What a command did, for the hub.
+#[derive(Debug)]
+pub(super) struct Handled {
+    pub flow: Flow,
+    /// The id of the room message it said, if any.
+    pub message: Option<u64>,
+    /// A lookup for the history writer to run.
+    pub query: Option<PendingQuery>,
+}
+
+/// A history lookup whose answer goes to `member`.
+#[derive(Debug)]
+pub(super) struct PendingQuery {
+    pub member: MemberId,
+    pub room: String,
+    pub query: Query,
+}
 
 /// The console's outbox: the operator's terminal may pause, and the console
 /// is never dropped, so it gets more room than a member.
@@ -35,6 +62,8 @@ commands:
   /me ACTION         say an action: * you ACTION
   /who [ROOM]        members of a room
   /rooms             rooms with members
+  /history [N]       the last N messages of the current room (default 50)
+  /search WORDS      past messages of the current room with all the WORDS
   /json              switch this connection to JSON lines
   /quit [REASON]     leave (so do the lines byebye and bye)";
 
@@ -55,8 +84,6 @@ struct Member {
 struct Room {
     /// In the order they joined.
     members: Vec<MemberId>,
-    /// The most recent messages, oldest first.
-    history: VecDeque<MessageRecord>,
 }
 
 #[derive(Debug)]
@@ -65,6 +92,12 @@ pub(super) struct State {
     /// Nickname key (see `nick_key`) to member.
     nicks: HashMap<String, MemberId>,
     rooms: HashMap<String, Room>,
+    /// The latest messages of each room that has any, oldest first,
+    /// replayed on join. Kept apart from `rooms` so an empty room's past
+    /// survives until someone comes back.
+    recent: HashMap<String, VecDeque<MessageRecord>>,
+    /// The highest message id fanned out so far.
+    last_published: u64,
     per_ip: HashMap<IpAddr, usize>,
     counted: usize,
     next_member: u64,
@@ -78,20 +111,70 @@ pub(super) struct State {
 }
 
 impl State {
-    pub(super) fn new(default_room: &str) -> Self {
+    /// A state whose message ids continue after `last_id`, with `recent`
+    /// (oldest first, any rooms) as the rooms' past.
+    pub(super) fn new(config: &HubConfig, last_id: u64, recent: Vec<MessageRecord>) -> Self {
         let mut rooms = HashMap::new();
-        rooms.insert(default_room.to_string(), Room::default());
-        State {
+        rooms.insert(config.default_room.clone(), Room::default());
+        let mut state = State {
             members: HashMap::new(),
             nicks: HashMap::new(),
             rooms,
+            recent: HashMap::new(),
+            last_published: last_id,
             per_ip: HashMap::new(),
             counted: 0,
             next_member: 1,
             next_guest: 1,
-            next_message: 1,
+            next_message: last_id + 1,
             overflowed: Vec::new(),
             closed: false,
+        };
+        for record in recent {
+            state.remember(config, record);
+        }
+        state
+    }
+
+    /// Adds a message to its room's ring of recent messages.
+    fn remember(&mut self, config: &HubConfig, record: MessageRecord) {
+        if config.history_len == 0 {
+            return;
+        }
+        let ring = self.recent.entry(record.room.clone()).or_default();
+        if ring.len() == config.history_len {
+            ring.pop_front();
+        }
+        ring.push_back(record);
+    }
+
+    fn recent_in(&self, room: &str) -> Vec<MessageRecord> {
+        self.recent
+            .get(room)
+            .map_or_else(Vec::new, |ring| ring.iter().cloned().collect())
+    }
+
+    pub(super) fn last_published(&self) -> u64 {
+        self.last_published
+    }
+
+    /// Fans a message out to its room (after it is on disk, when history
+    /// is kept) and remembers it for newcomers.
+    pub(super) fn publish(&mut self, config: &HubConfig, record: MessageRecord) {
+        self.last_published = self.last_published.max(record.id);
+        self.remember(config, record.clone());
+        let room = record.room.clone();
+        self.broadcast(&room, ServerEvent::Message(record));
+    }
+
+    /// Tells every member something.
+    pub(super) fn announce(&mut self, text: &str) {
+        let event = Arc::new(Outgoing::new(ServerEvent::Notice {
+            text: text.to_string(),
+        }));
+        let ids: Vec<MemberId> = self.members.keys().copied().collect();
+        for id in ids {
+            self.deliver(id, event.clone());
         }
     }
 
@@ -167,7 +250,7 @@ impl State {
         let room_state = self.rooms.entry(room.clone()).or_default();
         room_state.members.push(id);
         let members = self.nicks_in(&room);
-        let history: Vec<MessageRecord> = self.rooms[&room].history.iter().cloned().collect();
+        let history = self.recent_in(&room);
         self.deliver_event(
             id,
             ServerEvent::Welcome {
@@ -222,19 +305,34 @@ impl State {
         })
     }
 
+    /// Carries out a command. History lookups that need the store come
+    /// back as a [`PendingQuery`] for the hub to send to the writer.
     pub(super) fn handle(
         &mut self,
         config: &HubConfig,
+        history: Option<&HistoryWriter>,
         id: MemberId,
         command: ClientCommand,
-    ) -> Flow {
+    ) -> Handled {
+        let mut handled = Handled {
+            flow: Flow::Continue,
+            message: None,
+            query: None,
+        };
         if !self.members.contains_key(&id) {
-            return Flow::Quit;
+            handled.flow = Flow::Quit;
+            return handled;
         }
         match command {
-            ClientCommand::Say { text, room } => self.say(config, id, room, &text, false),
-            ClientCommand::Me { text, room } => self.say(config, id, room, &text, true),
-            ClientCommand::Msg { to, text } => self.private_message(config, id, &to, &text),
+            ClientCommand::Say { text, room } => {
+                handled.message = self.say(config, history, id, room, &text, false);
+            }
+            ClientCommand::Me { text, room } => {
+                handled.message = self.say(config, history, id, room, &text, true);
+            }
+            ClientCommand::Msg { to, text } => {
+                self.private_message(config, history, id, &to, &text);
+            }
             ClientCommand::Nick { nick } => self.change_nick(id, &nick),
             ClientCommand::Join { room } => self.join(id, &room),
             ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
@@ -242,6 +340,12 @@ impl State {
             ClientCommand::Rooms => self.list_rooms(id),
             ClientCommand::Help => {
                 self.deliver_event(id, ServerEvent::Notice { text: HELP.into() })
+            }
+            ClientCommand::History { count } => {
+                handled.query = self.history(history.is_some(), id, count);
+            }
+            ClientCommand::Search { text } => {
+                handled.query = self.search(history.is_some(), id, text);
             }
             ClientCommand::Quit { reason } => {
                 let nick = self.members[&id].nick.clone();
@@ -260,12 +364,61 @@ impl State {
                     })
                     .filter(|reason| !reason.trim().is_empty());
                 self.remove_member(config, id, LeaveReason::Quit, detail, None);
-                return Flow::Quit;
+                handled.flow = Flow::Quit;
             }
             // The door switches modes; there is nothing for the hub to do.
             ClientCommand::Mode { .. } => {}
         }
-        Flow::Continue
+        handled
+    }
+
+    /// `/history [N]`: from the store when there is one (anything kept),
+    /// else from the ring of recent messages.
+    fn history(
+        &mut self,
+        stored: bool,
+        id: MemberId,
+        count: Option<usize>,
+    ) -> Option<PendingQuery> {
+        let room = self.target_room(id, None)?;
+        let limit = count
+            .unwrap_or(DEFAULT_HISTORY_REQUEST)
+            .min(MAX_HISTORY_REQUEST);
+        if stored {
+            return Some(PendingQuery {
+                member: id,
+                room: room.clone(),
+                query: Query::Recent {
+                    room,
+                    // Later messages reach the member live.
+                    up_to: self.last_published,
+                    limit,
+                },
+            });
+        }
+        let mut messages = self.recent_in(&room);
+        messages.drain(..messages.len().saturating_sub(limit));
+        self.deliver_event(id, ServerEvent::History { room, messages });
+        None
+    }
+
+    /// `/search WORDS` in the current room: needs the store.
+    fn search(&mut self, stored: bool, id: MemberId, text: String) -> Option<PendingQuery> {
+        let room = self.target_room(id, None)?;
+        if !stored {
+            let message = "search needs history, and this server keeps none (--no-history)";
+            self.deliver_event(id, ServerEvent::error(ErrorCode::NoHistory, message));
+            return None;
+        }
+        Some(PendingQuery {
+            member: id,
+            room: room.clone(),
+            query: Query::Search {
+                room,
+                text,
+                limit: MAX_SEARCH_RESULTS,
+            },
+        })
     }
 
     /// Resolves the room a command is about: the named one, or the
@@ -293,17 +446,17 @@ impl State {
         Some(room)
     }
 
+    /// Says `text` in a room; returns the message's id.
     fn say(
         &mut self,
         config: &HubConfig,
+        history: Option<&HistoryWriter>,
         id: MemberId,
         room: Option<String>,
         text: &str,
         action: bool,
-    ) {
-        let Some(room) = self.target_room(id, room.as_deref()) else {
-            return;
-        };
+    ) -> Option<u64> {
+        let room = self.target_room(id, room.as_deref())?;
         if !self.members[&id].rooms.contains(&room) {
             self.deliver_event(
                 id,
@@ -312,11 +465,11 @@ impl State {
                     format!("you are not in #{room}; /join it first"),
                 ),
             );
-            return;
+            return None;
         }
         let text = config.filter.apply(&sanitize(text)).into_owned();
         if text.trim().is_empty() {
-            return;
+            return None;
         }
         let record = MessageRecord {
             id: self.next_message,
@@ -328,18 +481,27 @@ impl State {
         };
         self.next_message += 1;
         tracing::debug!(room = %record.room, from = %record.from, "message");
-        if let Some(room_state) = self.rooms.get_mut(&room) {
-            if config.history_len > 0 {
-                if room_state.history.len() == config.history_len {
-                    room_state.history.pop_front();
-                }
-                room_state.history.push_back(record.clone());
-            }
+        let message_id = record.id;
+        match history {
+            // Fanned out by the writer once committed.
+            Some(writer) => writer.submit(StoredMessage {
+                record,
+                door: self.members[&id].door.name(),
+                to: None,
+            }),
+            None => self.publish(config, record),
         }
-        self.broadcast(&room, ServerEvent::Message(record));
+        Some(message_id)
     }
 
-    fn private_message(&mut self, config: &HubConfig, id: MemberId, to: &str, text: &str) {
+    fn private_message(
+        &mut self,
+        config: &HubConfig,
+        history: Option<&HistoryWriter>,
+        id: MemberId,
+        to: &str,
+        text: &str,
+    ) {
         let Some(target) = self.find_nick(to) else {
             self.deliver_event(
                 id,
@@ -348,11 +510,32 @@ impl State {
             return;
         };
         let text = config.filter.apply(&sanitize(text)).into_owned();
+        let (from, to, time) = (
+            self.members[&id].nick.clone(),
+            self.members[&target].nick.clone(),
+            now_millis(),
+        );
+        if let (Some(writer), true) = (history, config.store_private) {
+            // Kept, but not waited for: only room messages promise that.
+            writer.submit(StoredMessage {
+                record: MessageRecord {
+                    id: self.next_message,
+                    room: String::new(),
+                    from: from.clone(),
+                    text: text.clone(),
+                    time,
+                    action: false,
+                },
+                door: self.members[&id].door.name(),
+                to: Some(to.clone()),
+            });
+            self.next_message += 1;
+        }
         let event = Arc::new(Outgoing::new(ServerEvent::Private {
-            from: self.members[&id].nick.clone(),
-            to: self.members[&target].nick.clone(),
+            from,
+            to,
             text,
-            time: now_millis(),
+            time,
         }));
         self.deliver(target, event.clone());
         if target != id {
@@ -435,7 +618,7 @@ impl State {
                 nicks,
             },
         );
-        let history: Vec<MessageRecord> = self.rooms[&room].history.iter().cloned().collect();
+        let history = self.recent_in(&room);
         if !history.is_empty() {
             self.deliver_event(
                 id,

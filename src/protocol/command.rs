@@ -50,6 +50,13 @@ pub enum ClientCommand {
     Rooms,
     /// Show the command summary.
     Help,
+    /// Replay more of the current room's past: the last `count` messages.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<usize>,
+    },
+    /// Find past messages of the current room containing every word.
+    Search { text: String },
     /// Leave the server.
     Quit {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,6 +140,17 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
             None => return Err(ParseError::Usage("/me ACTION")),
         },
         "help" | "?" => ClientCommand::Help,
+        "history" => match rest {
+            "" => ClientCommand::History { count: None },
+            count => match count.parse() {
+                Ok(count) => ClientCommand::History { count: Some(count) },
+                Err(_) => return Err(ParseError::Usage("/history [N]")),
+            },
+        },
+        "search" => match optional(rest) {
+            Some(text) => ClientCommand::Search { text },
+            None => return Err(ParseError::Usage("/search WORDS")),
+        },
         "quit" | "exit" => ClientCommand::Quit {
             reason: optional(rest),
         },
@@ -201,6 +219,20 @@ mod tests {
         assert_eq!(
             parse_line("/part").unwrap(),
             Some(ClientCommand::Part { room: None })
+        );
+        assert_eq!(
+            parse_line("/history 50").unwrap(),
+            Some(ClientCommand::History { count: Some(50) })
+        );
+        assert_eq!(
+            parse_line("/search 天气 好").unwrap(),
+            Some(ClientCommand::Search {
+                text: "天气 好".into()
+            })
+        );
+        assert_eq!(
+            parse_line("/history lots"),
+            Err(ParseError::Usage("/history [N]"))
         );
     }
 

@@ -66,6 +66,7 @@ pub enum ErrorCode {
     SendqExceeded,
     Idle,
     Kicked,
+    NoHistory,
 }
 
 /// Everything the server tells a client.
@@ -107,6 +108,12 @@ pub enum ServerEvent {
     /// Recent messages of a room, oldest first, sent on join.
     History {
         room: String,
+        messages: Vec<MessageRecord>,
+    },
+    /// Past messages of a room matching a `/search`, oldest first.
+    SearchResults {
+        room: String,
+        query: String,
         messages: Vec<MessageRecord>,
     },
     /// Informational text (help, server notices).
@@ -187,6 +194,21 @@ impl ServerEvent {
                 for message in messages {
                     out.push('\n');
                     write_message(&mut out, message, "(history) ");
+                }
+            }
+            ServerEvent::SearchResults {
+                room,
+                query,
+                messages,
+            } => {
+                let _ = write!(
+                    out,
+                    "* {} message(s) in #{room} match {query:?}:",
+                    messages.len()
+                );
+                for message in messages {
+                    out.push('\n');
+                    write_message(&mut out, message, "(found) ");
                 }
             }
             ServerEvent::Notice { text } => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sockchat::door::ConnectionLimits;
 use sockchat::hub::{Hub, HubConfig};
-use sockchat::server::{ServeConfig, Server};
+use sockchat::server::{HistoryConfig, ServeConfig, Server};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -25,12 +25,20 @@ pub fn config() -> ServeConfig {
     ServeConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         udp: Some("127.0.0.1:0".parse().unwrap()),
+        history: HistoryConfig::default(),
         hub: HubConfig::default(),
         limits: ConnectionLimits {
             max_rate: 0,
             ..ConnectionLimits::default()
         },
     }
+}
+
+/// `config()` with history kept in `db`.
+pub fn config_with_history(db: &std::path::Path) -> ServeConfig {
+    let mut config = config();
+    config.history.db = Some(db.to_path_buf());
+    config
 }
 
 pub struct TestServer {

@@ -1,0 +1,92 @@
+//! History: where room messages are kept, behind a small trait so another
+//! backend can come later. SQLite is the default ([`sqlite`]); a
+//! [`writer`] thread owns the store, groups writes into one commit, and
+//! only then lets the hub fan the messages out.
+
+pub mod sqlite;
+pub mod writer;
+
+use std::time::Duration;
+
+use crate::protocol::MessageRecord;
+
+/// A message on its way to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub record: MessageRecord,
+    /// The door it came in by (`tcp`, `udp`, `web`, `console`).
+    pub door: &'static str,
+    /// The recipient of a private message; `None` for room messages.
+    pub to: Option<String>,
+}
+
+/// How long history is kept. `None`: no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Messages kept per room; older ones are deleted.
+    pub max_per_room: Option<usize>,
+    /// Messages older than this are deleted.
+    pub max_age: Option<Duration>,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the directory for {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a sockchat history database ({detail})")]
+    NotADatabase { path: String, detail: String },
+    #[error("{path} is in use by another sockchat server")]
+    Locked { path: String },
+    #[error(
+        "{path} has schema version {found}, newer than this sockchat understands ({supported}); \
+         use a newer sockchat or another --db"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the history database or its disk is full")]
+    Full,
+    #[error("history database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A history backend. Calls come from one thread at a time (the writer's).
+pub trait HistoryStore: Send {
+    /// Stores messages, all or none, in one commit.
+    fn append(&mut self, messages: &[StoredMessage]) -> Result<(), StoreError>;
+    /// The last `limit` room messages of `room` with ids up to `up_to`,
+    /// oldest first.
+    fn recent(
+        &mut self,
+        room: &str,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Room messages of `room` containing every word of `query` (any
+    /// script, CJK included), the newest `limit`, oldest first.
+    fn search(
+        &mut self,
+        room: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// Rooms that have stored messages.
+    fn rooms(&mut self) -> Result<Vec<String>, StoreError>;
+    /// The highest message id stored (0 if none), so ids go on increasing
+    /// across restarts.
+    fn last_id(&mut self) -> Result<u64, StoreError>;
+    /// Deletes up to `batch` messages that `retention` no longer keeps;
+    /// returns how many. Small batches keep each call short.
+    fn prune(
+        &mut self,
+        retention: &Retention,
+        now_ms: u64,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+}

@@ -1,0 +1,468 @@
+//! The default history store: one SQLite file, WAL mode, full-text search
+//! with FTS5's trigram tokenizer (which works for Chinese, Japanese and
+//! every other script, since it needs no word boundaries).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
+
+use super::{HistoryStore, Retention, StoreError, StoredMessage};
+use crate::protocol::MessageRecord;
+
+/// The schema, one step per version. Version N is reached by running
+/// steps 1..=N; `PRAGMA user_version` records where a file stands.
+const MIGRATIONS: &[&str] = &[
+    // 1: room messages.
+    "CREATE TABLE messages (
+         id INTEGER PRIMARY KEY,
+         room TEXT NOT NULL,
+         sender TEXT NOT NULL,
+         time INTEGER NOT NULL,
+         text TEXT NOT NULL
+     );
+     CREATE INDEX messages_by_room ON messages (room, id);",
+    // 2: the door, /me actions, private messages, full-text search.
+    "ALTER TABLE messages ADD COLUMN door TEXT NOT NULL DEFAULT 'tcp';
+     ALTER TABLE messages ADD COLUMN action INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE messages ADD COLUMN recipient TEXT;
+     CREATE INDEX messages_by_time ON messages (time);
+     CREATE VIRTUAL TABLE messages_fts USING fts5(
+         text, content = 'messages', content_rowid = 'id', tokenize = 'trigram'
+     );
+     INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+         INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+     END;
+     CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+         INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+     END;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Shortest word FTS5's trigram index can find; shorter words (two-character
+/// Chinese words, say) are matched with `LIKE` instead.
+const TRIGRAM: usize = 3;
+
+/// A history database file, opened for this server alone.
+pub struct SqliteStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, takes it for this
+    /// process alone, and brings its schema up to date. `max_bytes` caps
+    /// the file's size (0: no cap); past it, writes fail as on a full disk.
+    pub fn open(path: &Path, max_bytes: u64) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: shown.clone(),
+                source,
+            })?;
+        }
+        let classify = |error: rusqlite::Error| classify_open_error(error, &shown);
+        let connection = Connection::open(path).map_err(classify)?;
+        // Another server holding the file answers "busy" at once.
+        connection
+            .busy_timeout(Duration::from_millis(200))
+            .map_err(classify)?;
+        // Exclusive: a second server on the same file is refused rather
+        // than interleaving its writes with ours.
+        connection
+            .pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(classify)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(classify)?;
+        // In WAL mode, NORMAL writes every commit to the log before it
+        // returns: a killed process loses nothing committed. Only a power
+        // cut can lose the last commits (FULL would fsync each one).
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(classify)?;
+        // Take the lock now, not at the first message.
+        connection
+            .execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+            .map_err(classify)?;
+        let mut store = SqliteStore {
+            connection,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        if max_bytes > 0 {
+            let page_size: i64 = store
+                .connection
+                .pragma_query_value(None, "page_size", |row| row.get(0))?;
+            let pages = (max_bytes / page_size.max(512) as u64).max(1) as i64;
+            store
+                .connection
+                .pragma_update(None, "max_page_count", pages)?;
+        }
+        Ok(store)
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))?)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.display().to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (index, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let version = index as i64 + 1;
+            let transaction = self.connection.transaction()?;
+            transaction.execute_batch(step)?;
+            transaction.pragma_update(None, "user_version", version)?;
+            transaction.commit()?;
+            tracing::info!(path = %self.path.display(), version, "history schema upgraded");
+        }
+        Ok(())
+    }
+}
+
+fn classify_open_error(error: rusqlite::Error, path: &str) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase {
+            path: path.to_string(),
+            detail: error.to_string(),
+        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+            path: path.to_string(),
+        },
+        _ => StoreError::Sqlite(error),
+    }
+}
+
+fn classify(error: rusqlite::Error) -> StoreError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Full,
+        _ => StoreError::Sqlite(error),
+    }
+}
+
+fn to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        id: row.get::<_, i64>(0)? as u64,
+        room: row.get(1)?,
+        from: row.get(2)?,
+        time: row.get::<_, i64>(3)? as u64,
+        text: row.get(4)?,
+        action: row.get(5)?,
+    })
+}
+
+const COLUMNS: &str = "id, room, sender, time, text, action";
+
+impl HistoryStore for SqliteStore {
+    fn append(&mut self, messages: &[StoredMessage]) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction().map_err(classify)?;
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO messages (id, room, sender, time, text, door, action, recipient)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(classify)?;
+            for message in messages {
+                let record = &message.record;
+                insert
+                    .execute(params![
+                        record.id as i64,
+                        record.room,
+                        record.from,
+                        record.time as i64,
+                        record.text,
+                        message.door,
+                        record.action,
+                        message.to,
+                    ])
+                    .map_err(classify)?;
+            }
+        }
+        transaction.commit().map_err(classify)
+    }
+
+    fn recent(
+        &mut self,
+        room: &str,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let mut query = self.connection.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM messages
+             WHERE room = ?1 AND recipient IS NULL AND id <= ?2
+             ORDER BY id DESC LIMIT ?3"
+        ))?;
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        let mut records = query
+            .query_map(params![room, up_to, limit as i64], to_record)?
+            .collect::<Result<Vec<_>, _>>()?;
+        records.reverse();
+        Ok(records)
+    }
+
+    fn search(
+        &mut self,
+        room: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        let words: Vec<&str> = query.split_whitespace().collect();
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (long, short): (Vec<&str>, Vec<&str>) = words
+            .iter()
+            .partition(|word| word.chars().count() >= TRIGRAM);
+        let mut sql =
+            format!("SELECT {COLUMNS} FROM messages WHERE room = ? AND recipient IS NULL");
+        let mut values: Vec<String> = vec![room.to_string()];
+        if !long.is_empty() {
+            // Each word a quoted phrase: no FTS5 operator can sneak in.
+            let phrases: Vec<String> = long
+                .iter()
+                .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+                .collect();
+            sql.push_str(" AND id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)");
+            values.push(phrases.join(" AND "));
+        }
+        for word in &short {
+            sql.push_str(" AND text LIKE ? ESCAPE '\\'");
+            let escaped = word
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            values.push(format!("%{escaped}%"));
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+        let mut statement = self.connection.prepare(&sql)?;
+        let mut records = statement
+            .query_map(params_from_iter(values.iter()), to_record)?
+            .collect::<Result<Vec<_>, _>>()?;
+        records.reverse();
+        Ok(records)
+    }
+
+    fn rooms(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut query = self
+            .connection
+            .prepare_cached("SELECT DISTINCT room FROM messages WHERE recipient IS NULL")?;
+        let rooms = query
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(rooms)
+    }
+
+    fn last_id(&mut self) -> Result<u64, StoreError> {
+        let id: Option<i64> = self
+            .connection
+            .query_row("SELECT max(id) FROM messages", [], |row| row.get(0))
+            .optional()?
+            .flatten();
+        Ok(id.unwrap_or(0) as u64)
+    }
+
+    fn prune(
+        &mut self,
+        retention: &Retention,
+        now_ms: u64,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        if let Some(max_age) = retention.max_age {
+            let cutoff = now_ms.saturating_sub(max_age.as_millis() as u64) as i64;
+            deleted += self
+                .connection
+                .execute(
+                    "DELETE FROM messages WHERE id IN
+                     (SELECT id FROM messages WHERE time < ?1 ORDER BY time LIMIT ?2)",
+                    params![cutoff, batch as i64],
+                )
+                .map_err(classify)?;
+        }
+        if let Some(max_per_room) = retention.max_per_room {
+            for room in self.rooms()? {
+                if deleted >= batch {
+                    break;
+                }
+                // The newest id that falls outside the kept window, if any.
+                let oldest_dropped: Option<i64> = self
+                    .connection
+                    .query_row(
+                        "SELECT id FROM messages WHERE room = ?1 AND recipient IS NULL
+                         ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                        params![room, max_per_room as i64],
+                        |row| row.get(0),
+                    )
+                    .optional()?;
+                if let Some(newest_to_drop) = oldest_dropped {
+                    deleted += self
+                        .connection
+                        .execute(
+                            "DELETE FROM messages WHERE id IN
+                             (SELECT id FROM messages WHERE room = ?1 AND recipient IS NULL AND id <= ?2
+                              ORDER BY id LIMIT ?3)",
+                            params![room, newest_to_drop, (batch - deleted) as i64],
+                        )
+                        .map_err(classify)?;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: u64, room: &str, text: &str, time: u64) -> StoredMessage {
+        StoredMessage {
+            record: MessageRecord {
+                id,
+                room: room.into(),
+                from: "alice".into(),
+                text: text.into(),
+                time,
+                action: false,
+            },
+            door: "tcp",
+            to: None,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("nested/history.db"), 0).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn append_recent_and_last_id() {
+        let (_dir, mut store) = store();
+        assert_eq!(store.last_id().unwrap(), 0);
+        let batch: Vec<_> = (1..=5)
+            .map(|id| message(id, "lobby", &format!("m{id}"), id))
+            .collect();
+        store.append(&batch).unwrap();
+        store.append(&[message(6, "rust", "elsewhere", 6)]).unwrap();
+        assert_eq!(store.last_id().unwrap(), 6);
+        let recent = store.recent("lobby", u64::MAX, 3).unwrap();
+        let texts: Vec<_> = recent.iter().map(|record| record.text.as_str()).collect();
+        assert_eq!(texts, ["m3", "m4", "m5"]);
+        let before = store.recent("lobby", 2, 10).unwrap();
+        assert_eq!(before.len(), 2);
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn search_finds_chinese_and_short_words() {
+        let (_dir, mut store) = store();
+        store
+            .append(&[
+                message(1, "lobby", "今天天气很好", 1),
+                message(2, "lobby", "我们去吃饭吧", 2),
+                message(3, "lobby", "hello world", 3),
+                message(4, "other", "今天天气很好", 4),
+                message(5, "lobby", "100% sure_thing", 5),
+            ])
+            .unwrap();
+        let ids = |records: Vec<MessageRecord>| {
+            records.iter().map(|record| record.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(store.search("lobby", "天气很好", 10).unwrap()), [1]);
+        assert_eq!(ids(store.search("lobby", "吃饭", 10).unwrap()), [2]);
+        assert_eq!(ids(store.search("lobby", "WORLD", 10).unwrap()), [3]);
+        assert_eq!(ids(store.search("lobby", "天气 好", 10).unwrap()), [1]);
+        assert_eq!(ids(store.search("lobby", "% _", 10).unwrap()), [5]);
+        assert!(store.search("lobby", "\"NEAR(", 10).unwrap().is_empty());
+        assert!(store
+            .search("lobby", "nothing-here", 10)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn prune_by_count_and_age_in_batches() {
+        let (_dir, mut store) = store();
+        let batch: Vec<_> = (1..=10)
+            .map(|id| message(id, "lobby", "x", id * 1000))
+            .collect();
+        store.append(&batch).unwrap();
+        let keep_three = Retention {
+            max_per_room: Some(3),
+            max_age: None,
+        };
+        assert_eq!(store.prune(&keep_three, 0, 4).unwrap(), 4);
+        assert_eq!(store.prune(&keep_three, 0, 100).unwrap(), 3);
+        assert_eq!(store.prune(&keep_three, 0, 100).unwrap(), 0);
+        let recent = store.recent("lobby", u64::MAX, 100).unwrap();
+        assert_eq!(recent.iter().map(|r| r.id).collect::<Vec<_>>(), [8, 9, 10]);
+        let young = Retention {
+            max_per_room: None,
+            max_age: Some(Duration::from_secs(1)),
+        };
+        // At 10.5 s, only the message from 10 s is younger than 1 s.
+        assert_eq!(store.prune(&young, 10_500, 100).unwrap(), 2);
+        assert_eq!(store.search("lobby", "x", 10).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_second_server_on_the_same_file_is_refused() {
+        let (dir, _store) = store();
+        let error = SqliteStore::open(&dir.path().join("nested/history.db"), 0).unwrap_err();
+        assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "these are my notes, not a database ".repeat(100)).unwrap();
+        let error = SqliteStore::open(&path, 0).unwrap_err();
+        assert!(matches!(error, StoreError::NotADatabase { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_full_database_reports_full_and_accepts_writes_after_pruning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("small.db"), 64 * 1024).unwrap();
+        let big = "字".repeat(1000);
+        let mut id = 0;
+        let error = loop {
+            id += 1;
+            if let Err(error) = store.append(&[message(id, "lobby", &big, id)]) {
+                break error;
+            }
+            assert!(id < 1000, "the cap never bit");
+        };
+        assert!(matches!(error, StoreError::Full), "{error}");
+        let keep_one = Retention {
+            max_per_room: Some(1),
+            max_age: None,
+        };
+        store.prune(&keep_one, 0, 1000).unwrap();
+        store.append(&[message(id, "lobby", &big, id)]).unwrap();
+    }
+}

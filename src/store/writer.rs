@@ -1,0 +1,279 @@
+//! The history writer: one thread owns the store (SQLite calls block, so
+//! they stay off the async runtime). Messages queue up while a commit is
+//! under way and go into the next commit together (group commit), so the
+//! cost is one commit per batch, not per message. Only after its commit is
+//! a message handed back for fan-out: what a client saw is on disk.
+//!
+//! When writing fails (disk full, I/O error) the chat goes on: messages
+//! are fanned out anyway, kept for a retry, everyone is warned once, and
+//! writing resumes (with the kept messages first) as soon as it can.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{HistoryStore, Retention, StoreError, StoredMessage};
+use crate::protocol::MessageRecord;
+
+/// Most messages in one commit.
+const MAX_BATCH: usize = 4096;
+
+/// Messages kept for a retry while writing fails; past this the oldest
+/// are given up (and logged).
+const MAX_UNSAVED: usize = 100_000;
+
+/// Messages deleted per retention step, so pruning never holds up a commit
+/// for long.
+const PRUNE_BATCH: usize = 500;
+
+/// How often retention runs when nothing else is pending.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+/// How often a failed write is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// A read of past messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// The last `limit` messages of `room` with ids up to `up_to`.
+    Recent {
+        room: String,
+        up_to: u64,
+        limit: usize,
+    },
+    /// Messages of `room` containing every word of `text`.
+    Search {
+        room: String,
+        text: String,
+        limit: usize,
+    },
+}
+
+/// Where a query's answer goes.
+pub type Reply = Box<dyn FnOnce(Result<Vec<MessageRecord>, String>) + Send>;
+
+/// What the writer hands back to its owner (the hub).
+pub trait Publisher: Send + 'static {
+    /// These messages are committed (or, while writing fails, kept for a
+    /// retry): fan them out.
+    fn publish(&self, messages: Vec<StoredMessage>);
+    /// Tell everyone connected.
+    fn announce(&self, text: &str);
+}
+
+enum Job {
+    Append(StoredMessage),
+    Query(Query, Reply),
+    Stop,
+}
+
+/// A handle to the writer thread.
+pub struct HistoryWriter {
+    jobs: mpsc::Sender<Job>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for HistoryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HistoryWriter")
+    }
+}
+
+impl HistoryWriter {
+    /// Starts the writer thread around `store`.
+    pub fn spawn(
+        store: Box<dyn HistoryStore>,
+        publisher: impl Publisher,
+        retention: Retention,
+    ) -> HistoryWriter {
+        let (jobs, inbox) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("sockchat-history".into())
+            .spawn(move || Worker::new(store, publisher, retention).run(inbox))
+            .expect("the OS can start a thread");
+        HistoryWriter {
+            jobs,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    /// Queues a message for the next commit. Never blocks.
+    pub fn submit(&self, message: StoredMessage) {
+        // The thread ends only at `stop`; after that there is no one to fan
+        // out to either.
+        let _ = self.jobs.send(Job::Append(message));
+    }
+
+    /// Runs `query` after every message submitted before it is committed.
+    pub fn query(&self, query: Query, reply: Reply) {
+        if let Err(mpsc::SendError(Job::Query(_, reply))) = self.jobs.send(Job::Query(query, reply))
+        {
+            reply(Err("history is closed".into()));
+        }
+    }
+
+    /// Commits what is queued and stops the thread. Blocks until it has.
+    pub fn stop(&self) {
+        let _ = self.jobs.send(Job::Stop);
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the history writer panicked");
+            }
+        }
+    }
+}
+
+struct Worker<P> {
+    store: Box<dyn HistoryStore>,
+    publisher: P,
+    retention: Retention,
+    /// Messages already fanned out but not yet on disk.
+    unsaved: Vec<StoredMessage>,
+    failing: bool,
+    next_prune: Instant,
+}
+
+impl<P: Publisher> Worker<P> {
+    fn new(store: Box<dyn HistoryStore>, publisher: P, retention: Retention) -> Self {
+        Worker {
+            store,
+            publisher,
+            retention,
+            unsaved: Vec::new(),
+            failing: false,
+            // Retention runs once at start, then every PRUNE_EVERY.
+            next_prune: Instant::now(),
+        }
+    }
+
+    fn run(mut self, inbox: mpsc::Receiver<Job>) {
+        loop {
+            let wake_at = if self.unsaved.is_empty() {
+                self.next_prune
+            } else {
+                self.next_prune.min(Instant::now() + RETRY_EVERY)
+            };
+            let first = match inbox.recv_timeout(wake_at.saturating_duration_since(Instant::now()))
+            {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = Vec::new();
+            let mut queries = Vec::new();
+            let mut stop = false;
+            let mut next = first;
+            // Everything that queued up during the last commit joins this one.
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Append(message) => batch.push(message),
+                    Job::Query(query, reply) => queries.push((query, reply)),
+                    Job::Stop => stop = true,
+                }
+                if batch.len() < MAX_BATCH && !stop {
+                    next = inbox.try_recv().ok();
+                }
+            }
+            self.write(batch);
+            for (query, reply) in queries {
+                reply(self.answer(query).map_err(|error| error.to_string()));
+            }
+            if stop {
+                return;
+            }
+            if Instant::now() >= self.next_prune || self.failing {
+                self.prune();
+            }
+        }
+    }
+
+    /// Commits `batch` (after any messages kept from a failed write), then
+    /// hands it over for fan-out.
+    fn write(&mut self, batch: Vec<StoredMessage>) {
+        if !self.unsaved.is_empty() {
+            match self.store.append(&self.unsaved) {
+                Ok(()) => self.unsaved.clear(),
+                Err(error) => {
+                    self.fail(&error);
+                    self.keep_unsaved(batch.clone());
+                    self.publisher.publish(batch);
+                    return;
+                }
+            }
+        }
+        if batch.is_empty() {
+            self.recover();
+            return;
+        }
+        match self.store.append(&batch) {
+            Ok(()) => self.recover(),
+            Err(error) => {
+                self.fail(&error);
+                self.keep_unsaved(batch.clone());
+            }
+        }
+        self.publisher.publish(batch);
+    }
+
+    fn fail(&mut self, error: &StoreError) {
+        if !self.failing {
+            tracing::error!(%error, "HISTORY IS NOT BEING SAVED; the chat goes on and writing will be retried");
+            self.publisher.announce(&format!(
+                "warning: history is not being saved ({error}); the chat goes on"
+            ));
+            self.failing = true;
+        }
+    }
+
+    fn recover(&mut self) {
+        if self.failing && self.unsaved.is_empty() {
+            tracing::warn!("history is being saved again");
+            self.publisher.announce("history is being saved again");
+            self.failing = false;
+        }
+    }
+
+    fn keep_unsaved(&mut self, batch: Vec<StoredMessage>) {
+        self.unsaved.extend(batch);
+        if self.unsaved.len() > MAX_UNSAVED {
+            let lost = self.unsaved.len() - MAX_UNSAVED;
+            self.unsaved.drain(..lost);
+            tracing::error!(lost, "gave up saving the oldest unsaved messages");
+        }
+    }
+
+    /// One step of retention; another follows soon if there is more to do.
+    fn prune(&mut self) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        match self.store.prune(&self.retention, now_ms, PRUNE_BATCH) {
+            Ok(deleted) if deleted == PRUNE_BATCH => {
+                self.next_prune = Instant::now();
+            }
+            Ok(deleted) => {
+                if deleted > 0 {
+                    tracing::debug!(deleted, "history pruned");
+                }
+                self.next_prune = Instant::now() + PRUNE_EVERY;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "history pruning failed");
+                self.next_prune = Instant::now() + PRUNE_EVERY;
+            }
+        }
+    }
+
+    fn answer(&mut self, query: Query) -> Result<Vec<MessageRecord>, StoreError> {
+        match query {
+            Query::Recent { room, up_to, limit } => self.store.recent(&room, up_to, limit),
+            Query::Search { room, text, limit } => self.store.search(&room, &text, limit),
+        }
+    }
+}
