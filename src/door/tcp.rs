@@ -24,7 +24,7 @@ use tracing::Instrument;
 use super::line_codec::{Frame, LineCodec};
 use super::throttle::{Throttle, Verdict};
 use super::{wait_dropped, ConnectionLimits};
-use crate::hub::{Door, Flow, Hub, MemberId};
+use crate::hub::{Door, Flow, Hub, MemberId, Pending};
 use crate::protocol::{
     parse_line, ClientCommand, ErrorCode, LeaveReason, Outgoing, ParseError, ServerEvent, WireMode,
 };
@@ -40,9 +40,9 @@ const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// example when the process is out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long input waits for the echo of the member's own message (a
-/// history commit, normally well under a millisecond) before going on.
-const ECHO_WAIT: Duration = Duration::from_secs(2);
+/// How long input waits for the rest of a command's answer (a history
+/// commit or lookup, normally well under a millisecond) before going on.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -124,9 +124,9 @@ async fn run_connection(
         write_buf: Vec::new(),
         held: None,
         resume_at: None,
-        awaiting_echo: None,
-        echo_deadline: None,
-        echo_seen: false,
+        awaiting: None,
+        awaiting_deadline: None,
+        answer_seen: false,
         flush_at: None,
         input_closed: false,
     };
@@ -171,14 +171,15 @@ struct Connection {
     /// A line waiting out the throttle; nothing more is read meanwhile.
     held: Option<Frame>,
     resume_at: Option<Instant>,
-    /// The id of this member's last message until its echo comes back:
-    /// with history on, a message reaches the room once it is on disk, and
-    /// nothing more is read from this connection until then, so the room
-    /// sees its messages, nick changes and goodbye in the order it sent them.
-    awaiting_echo: Option<u64>,
-    echo_deadline: Option<Instant>,
-    /// Set when a written batch held the awaited echo.
-    echo_seen: bool,
+    /// Part of the last command's answer still to come (with history on,
+    /// a message reaches the room once it is on disk). Nothing more is read
+    /// from this connection until then, so the room sees this member's
+    /// messages, nick changes and goodbye in the order it sent them, and a
+    /// piped `/search` gets its answer before the goodbye.
+    awaiting: Option<Pending>,
+    awaiting_deadline: Option<Instant>,
+    /// Set when a written batch held the awaited answer.
+    answer_seen: bool,
     flush_at: Option<Instant>,
     idle_at: Option<Instant>,
     /// The peer half-closed; what it sent is handled, then it quits.
@@ -189,10 +190,15 @@ impl Connection {
     async fn run(&mut self) -> Ending {
         loop {
             let flush_at = self.flush_at.filter(|_| !self.paused());
-            let next_timer = [self.resume_at, self.echo_deadline, flush_at, self.idle_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let next_timer = [
+                self.resume_at,
+                self.awaiting_deadline,
+                flush_at,
+                self.idle_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let can_read = !self.paused() && !self.input_closed;
             self.read_buf.reserve(READ_CHUNK);
             tokio::select! {
@@ -204,7 +210,7 @@ impl Connection {
                     if let Err(ending) = self.write_batch().await {
                         return ending;
                     }
-                    if std::mem::take(&mut self.echo_seen) {
+                    if std::mem::take(&mut self.answer_seen) {
                         if let Some(ending) = self.continue_input() {
                             return ending;
                         }
@@ -233,9 +239,9 @@ impl Connection {
         }
     }
 
-    /// Input waits for the throttle or for the last message's echo.
+    /// Input waits for the throttle or for the last command's answer.
     fn paused(&self) -> bool {
-        self.held.is_some() || self.awaiting_echo.is_some()
+        self.held.is_some() || self.awaiting.is_some()
     }
 
     /// After a pause: the lines already buffered, then end of input.
@@ -309,11 +315,11 @@ impl Connection {
             // Lines already buffered behind the held one go next.
             return self.continue_input();
         }
-        if self.echo_deadline.is_some_and(|at| at <= now) {
+        if self.awaiting_deadline.is_some_and(|at| at <= now) {
             // The history writer is stuck; do not hold the member hostage.
-            tracing::warn!("no echo of a message in time; reading on");
-            self.awaiting_echo = None;
-            self.echo_deadline = None;
+            tracing::warn!("an answer did not come in time; reading on");
+            self.awaiting = None;
+            self.awaiting_deadline = None;
             return self.continue_input();
         }
         if self.flush_at.is_some_and(|at| at <= now) && !self.paused() {
@@ -392,9 +398,9 @@ impl Connection {
             return None;
         }
         let handled = self.hub.handle(self.id, command);
-        if let Some(message) = handled.message {
-            self.awaiting_echo = Some(message);
-            self.echo_deadline = Some(Instant::now() + ECHO_WAIT);
+        if let Some(pending) = handled.pending {
+            self.awaiting = Some(pending);
+            self.awaiting_deadline = Some(Instant::now() + ANSWER_WAIT);
         }
         match handled.flow {
             Flow::Continue => None,
@@ -423,14 +429,16 @@ impl Connection {
     fn fill_write_buf(&mut self) {
         self.write_buf.clear();
         for outgoing in self.batch.drain(..) {
-            match outgoing.event() {
-                ServerEvent::Mode { mode } => self.output_mode = *mode,
-                ServerEvent::Message(message) if Some(message.id) == self.awaiting_echo => {
-                    self.awaiting_echo = None;
-                    self.echo_deadline = None;
-                    self.echo_seen = true;
-                }
-                _ => {}
+            if let ServerEvent::Mode { mode } = outgoing.event() {
+                self.output_mode = *mode;
+            }
+            if self
+                .awaiting
+                .is_some_and(|pending| pending.is_met_by(outgoing.event()))
+            {
+                self.awaiting = None;
+                self.awaiting_deadline = None;
+                self.answer_seen = true;
             }
             self.write_buf
                 .extend_from_slice(outgoing.encoded(self.output_mode));

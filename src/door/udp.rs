@@ -57,9 +57,9 @@ const BACKLOG: usize = 256;
 /// Sessions in the routing map before it is swept of ended ones.
 const SWEEP_AT: usize = 1024;
 
-/// How long an answer waits for the sender's own message to come back
-/// from the history writer (normally a commit, well under a millisecond).
-const ECHO_WAIT: Duration = Duration::from_secs(2);
+/// How long an answer waits for the part that comes from the history
+/// writer (a commit or a lookup, normally well under a millisecond).
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 /// Events taken from the outbox at a time.
 const DRAIN_BATCH: usize = 128;
@@ -437,8 +437,9 @@ impl UdpSession {
     }
 
     /// Runs a command; returns what it produced for this member (room
-    /// traffic already waiting was taken by `on_datagram`). A message is
-    /// fanned out once it is on disk, so its echo is awaited, briefly.
+    /// traffic already waiting was taken by `on_datagram`). What comes
+    /// from the history writer (a message's echo once it is on disk, a
+    /// lookup's result) is awaited, briefly.
     /// What the server's rewriting (word filter, control pictures) added to
     /// the member's own text is credited to its budget: the member may see
     /// its text as the room did.
@@ -448,16 +449,30 @@ impl UdpSession {
         let handled = self.hub.handle(self.id, command);
         let mut response: Vec<Arc<Outgoing>> =
             std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
-        if let Some(message_id) = handled.message {
-            let is_echo = |event: &Arc<Outgoing>| matches!(event.event(), ServerEvent::Message(message) if message.id == message_id);
-            let deadline = Instant::now() + ECHO_WAIT;
-            while !response.iter().any(is_echo) {
+        if let Some(pending) = handled.pending {
+            let deadline = Instant::now() + ANSWER_WAIT;
+            while !response
+                .iter()
+                .any(|event| pending.is_met_by(event.event()))
+            {
                 match tokio::time::timeout_at(deadline, self.outbox.recv()).await {
                     Ok(Some(event)) => response.push(event),
                     // Gone or too slow: answer with what there is.
                     Ok(None) | Err(_) => break,
                 }
             }
+        }
+        // Room traffic that raced in with the answer (another member's
+        // message fanned out just now) is not part of it: it waits in the
+        // backlog like the rest, so the answer leads with what was asked.
+        let nick = self.hub.nick_of(self.id).or(nick);
+        let (response, traffic): (Vec<_>, Vec<_>) = response
+            .into_iter()
+            .partition(|event| is_reply(event.event(), nick.as_deref()));
+        if self.proven {
+            self.push(traffic).await;
+        } else {
+            self.keep(traffic);
         }
         if let (Some(said_len), Some(nick)) = (said_len, nick) {
             let relayed = response.iter().find_map(|event| match event.event() {
@@ -612,6 +627,19 @@ impl UdpSession {
             let bye = Arc::new(Outgoing::new(ServerEvent::Bye { reason: farewell }));
             self.push(vec![bye]).await;
         }
+    }
+}
+
+/// Whether `event`, found in a member's outbox right after its command, is
+/// about that member (part of the answer) rather than room traffic.
+fn is_reply(event: &ServerEvent, nick: Option<&str>) -> bool {
+    let mine = |name: &str| Some(name) == nick;
+    match event {
+        ServerEvent::Message(message) => mine(&message.from),
+        ServerEvent::Private { from, .. } => mine(from),
+        ServerEvent::Join { nick, .. } | ServerEvent::Leave { nick, .. } => mine(nick),
+        ServerEvent::Nick { old, new } => mine(old) || mine(new),
+        _ => true,
     }
 }
 

@@ -24,6 +24,9 @@ use state::{PendingQuery, State};
 /// The nickname of the server's operator console; nobody else may take it.
 pub const CONSOLE_NICK: &str = "server";
 
+/// Messages deleted per step of the retention pass at start.
+const STARTUP_PRUNE_BATCH: usize = 10_000;
+
 /// What every member is told when the server stops.
 pub const SHUTDOWN_REASON: &str = "server is shutting down";
 
@@ -131,10 +134,36 @@ impl Refusal {
 pub struct Handled {
     /// Whether the member stays.
     pub flow: Flow,
-    /// The id of the room message the command said, if any. With history
-    /// on, the message reaches the room (the sender included) once it is
-    /// on disk, a moment after `handle` returns.
-    pub message: Option<u64>,
+    /// Part of the command's answer comes a moment after `handle` returns:
+    /// a room message reaches the room (the sender included) once it is on
+    /// disk, and history lookups run on the writer's thread. A door that
+    /// wants its member's commands to take effect in order waits for it.
+    pub pending: Option<Pending>,
+}
+
+/// An answer still to come, see [`Handled::pending`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// The member's own room message, with this id, coming back.
+    Echo(u64),
+    /// The result of `/history` or `/search` (or the error saying why not).
+    Lookup,
+}
+
+impl Pending {
+    /// Whether `event`, arriving in the member's outbox, is the awaited one.
+    pub fn is_met_by(&self, event: &ServerEvent) -> bool {
+        match (self, event) {
+            (Pending::Echo(id), ServerEvent::Message(message)) => message.id == *id,
+            (
+                Pending::Lookup,
+                ServerEvent::History { .. }
+                | ServerEvent::SearchResults { .. }
+                | ServerEvent::Error { .. },
+            ) => true,
+            _ => false,
+        }
+    }
 }
 
 /// What a door does after a command.
@@ -185,6 +214,10 @@ impl Hub {
         mut store: Box<dyn HistoryStore>,
         retention: Retention,
     ) -> Result<Self, StoreError> {
+        // Retention first, while nobody is chatting yet, so the replayed
+        // past is what retention keeps.
+        let now_ms = state::now_millis();
+        while store.prune(&retention, now_ms, STARTUP_PRUNE_BATCH)? == STARTUP_PRUNE_BATCH {}
         let last_id = store.last_id()?;
         let mut recent = Vec::new();
         for room in store.rooms()? {
@@ -253,12 +286,14 @@ impl Hub {
         let handled = state.handle(config, history, id, command);
         state.settle(config);
         drop(state);
-        if let (Some(pending), Some(writer)) = (handled.query, history) {
-            writer.query(pending.query.clone(), self.reply_to(pending));
+        let mut pending = handled.message.map(Pending::Echo);
+        if let (Some(query), Some(writer)) = (handled.query, history) {
+            writer.query(query.query.clone(), self.reply_to(query));
+            pending = Some(Pending::Lookup);
         }
         Handled {
             flow: handled.flow,
-            message: handled.message,
+            pending,
         }
     }
 

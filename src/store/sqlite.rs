@@ -429,6 +429,22 @@ mod tests {
     }
 
     #[test]
+    fn prune_by_count_right_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let mut store = SqliteStore::open(&path, 0).unwrap();
+        let batch: Vec<_> = (1..=6).map(|id| message(id, "lobby", "x", id)).collect();
+        store.append(&batch).unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&path, 0).unwrap();
+        let keep_three = Retention {
+            max_per_room: Some(3),
+            max_age: None,
+        };
+        assert_eq!(store.prune(&keep_three, 0, 500).unwrap(), 3);
+    }
+
+    #[test]
     fn a_second_server_on_the_same_file_is_refused() {
         let (dir, _store) = store();
         let error = SqliteStore::open(&dir.path().join("nested/history.db"), 0).unwrap_err();

@@ -4,7 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sockchat::door::ConnectionLimits;
@@ -19,19 +22,38 @@ use tokio::task::JoinHandle;
 /// Long enough for a loaded CI machine; reached only when a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Settings for tests: loopback, port 0, and no rate limit unless a test
-/// sets one (tests chat faster than people do).
+/// Settings for tests: loopback, port 0, history in a fresh SQLite file
+/// (as `sockchat serve` keeps it by default), and no rate limit unless a
+/// test sets one (tests chat faster than people do).
 pub fn config() -> ServeConfig {
+    static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+    let db = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "history-{}-{}.db",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    ));
+    // A leftover from an earlier run with the same pid would replay its past.
+    let _ = std::fs::remove_file(&db);
     ServeConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         udp: Some("127.0.0.1:0".parse().unwrap()),
-        history: HistoryConfig::default(),
+        history: HistoryConfig {
+            db: Some(db),
+            ..HistoryConfig::default()
+        },
         hub: HubConfig::default(),
         limits: ConnectionLimits {
             max_rate: 0,
             ..ConnectionLimits::default()
         },
     }
+}
+
+/// `config()` keeping no history on disk.
+pub fn config_without_history() -> ServeConfig {
+    let mut config = config();
+    config.history.db = None;
+    config
 }
 
 /// `config()` with history kept in `db`.

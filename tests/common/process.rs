@@ -1,0 +1,130 @@
+//! The built `sockchat` binary as a child process, for end-to-end tests.
+
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::PATIENCE;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_sockchat");
+
+/// A `sockchat serve` process, killed if the test fails half-way.
+pub struct ServerProcess {
+    pub child: Child,
+    /// Holds the history database unless the test gave its own.
+    _data: tempfile::TempDir,
+    pub addr: std::net::SocketAddr,
+    pub udp: std::net::SocketAddr,
+    /// The server's log, line by line.
+    log: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0` (with a database of
+    /// its own unless ARGS name one) and reads its two `listening` lines.
+    pub async fn start(args: &[&str]) -> ServerProcess {
+        let data = tempfile::tempdir().unwrap();
+        let own_db = data.path().join("history.db");
+        let db_args: Vec<&str> = if args.contains(&"--db") || args.contains(&"--no-history") {
+            Vec::new()
+        } else {
+            vec!["--db", own_db.to_str().unwrap()]
+        };
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .args(args)
+            .args(db_args)
+            .args(["--udp", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start sockchat serve");
+        // Drained all along, so a chatty log can never block the server.
+        let (log_tx, log) = tokio::sync::mpsc::unbounded_channel();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                let _ = log_tx.send(line);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut listening = Vec::new();
+        for door in ["tcp", "udp"] {
+            let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .expect("the listening line comes in time")
+                .unwrap()
+                .expect("sockchat serve prints its listening lines");
+            let addr = line
+                .strip_prefix(&format!("listening {door} "))
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+                .parse()
+                .unwrap();
+            listening.push(addr);
+        }
+        ServerProcess {
+            child,
+            _data: data,
+            addr: listening[0],
+            udp: listening[1],
+            log,
+        }
+    }
+
+    /// Reads the log until a line contains `needle`.
+    pub async fn expect_log(&mut self, needle: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(PATIENCE, self.log.recv())
+                .await
+                .expect("the log line comes in time")
+                .expect("the server is still logging");
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    pub async fn terminate(mut self) -> i32 {
+        let pid = self.child.id().unwrap().to_string();
+        let killed = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the server exits in time")
+            .unwrap();
+        status.code().expect("exited, not killed by a signal")
+    }
+}
+
+pub async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
+    let mut child = Command::new(BINARY)
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start sockchat connect");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("the client exits in time")
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
