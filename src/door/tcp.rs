@@ -126,6 +126,7 @@ async fn run_connection(
         resume_at: None,
         awaiting: None,
         awaiting_deadline: None,
+        deferred: None,
         answer_seen: false,
         flush_at: None,
         input_closed: false,
@@ -172,12 +173,16 @@ struct Connection {
     held: Option<Frame>,
     resume_at: Option<Instant>,
     /// Part of the last command's answer still to come (with history on,
-    /// a message reaches the room once it is on disk). Nothing more is read
-    /// from this connection until then, so the room sees this member's
-    /// messages, nick changes and goodbye in the order it sent them, and a
-    /// piped `/search` gets its answer before the goodbye.
+    /// a message reaches the room once it is on disk; a lookup runs on the
+    /// history thread). Messages may follow one another meanwhile (they
+    /// stay in order through the history writer), but any other command
+    /// waits in `deferred` until the answer is in. So the room sees this
+    /// member's messages, nick changes and goodbye in the order it sent
+    /// them, and a piped `/search` gets its answer before the goodbye.
     awaiting: Option<Pending>,
     awaiting_deadline: Option<Instant>,
+    /// A command waiting for `awaiting`; nothing more is read meanwhile.
+    deferred: Option<ClientCommand>,
     /// Set when a written batch held the awaited answer.
     answer_seen: bool,
     flush_at: Option<Instant>,
@@ -239,13 +244,21 @@ impl Connection {
         }
     }
 
-    /// Input waits for the throttle or for the last command's answer.
+    /// Input waits for the throttle or for an earlier command's answer.
     fn paused(&self) -> bool {
-        self.held.is_some() || self.awaiting.is_some()
+        self.held.is_some() || self.deferred.is_some()
     }
 
-    /// After a pause: the lines already buffered, then end of input.
+    /// After a pause: the deferred command, the lines already buffered,
+    /// then end of input.
     fn continue_input(&mut self) -> Option<Ending> {
+        if self.awaiting.is_none() {
+            if let Some(command) = self.deferred.take() {
+                if let Some(ending) = self.run_command(command) {
+                    return Some(ending);
+                }
+            }
+        }
         if self.paused() {
             return None;
         }
@@ -287,17 +300,12 @@ impl Connection {
             }
         }
         if self.paused() {
-            // Finish the waiting lines first; a timer or an echo brings us back.
+            // Finish the waiting lines first; a timer or an answer brings us back.
             return None;
         }
         self.flush_at = None;
-        match self
-            .hub
-            .handle(self.id, ClientCommand::Quit { reason: None })
-            .flow
-        {
-            Flow::Quit | Flow::Continue => Some(Ending::Quit),
-        }
+        // Like any command, the goodbye waits for earlier answers.
+        self.command(ClientCommand::Quit { reason: None })
     }
 
     fn on_timer(&mut self) -> Option<Ending> {
@@ -392,6 +400,25 @@ impl Connection {
                 }
             },
         };
+        self.command(command)
+    }
+
+    /// Runs a command now, or defers it until the answer it must follow
+    /// is in (see `awaiting`).
+    fn command(&mut self, command: ClientCommand) -> Option<Ending> {
+        let is_message = matches!(
+            command,
+            ClientCommand::Say { .. } | ClientCommand::Me { .. }
+        );
+        let may_overtake = is_message && matches!(self.awaiting, Some(Pending::Echo(_)));
+        if self.awaiting.is_some() && !may_overtake {
+            self.deferred = Some(command);
+            return None;
+        }
+        self.run_command(command)
+    }
+
+    fn run_command(&mut self, command: ClientCommand) -> Option<Ending> {
         if let ClientCommand::Mode { mode } = command {
             self.input_mode = mode;
             self.hub.notify(self.id, ServerEvent::Mode { mode });
@@ -399,6 +426,7 @@ impl Connection {
         }
         let handled = self.hub.handle(self.id, command);
         if let Some(pending) = handled.pending {
+            // Answers come in order, so the latest one covers the earlier.
             self.awaiting = Some(pending);
             self.awaiting_deadline = Some(Instant::now() + ANSWER_WAIT);
         }
