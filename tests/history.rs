@@ -381,3 +381,48 @@ async fn a_piped_client_gets_its_lookups_answered_before_it_leaves() {
     assert!(stdout.ends_with(expected), "{stdout}");
     server.terminate().await;
 }
+
+#[tokio::test]
+async fn private_messages_are_stored_only_when_asked() {
+    for store_private in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("h.db");
+        let mut settings = config_with_history(&db);
+        settings.hub.store_private = store_private;
+        let server = start(settings).await;
+        let mut alice = server.client_named("alice").await;
+        let mut bob = server.client_named("bob").await;
+        alice.send("/msg bob 秘密").await;
+        bob.expect("秘密").await;
+        bob.send("public").await;
+        alice.expect("public").await;
+        server.stop().await;
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        let rows: Vec<(String, String, Option<String>, String)> = connection
+            .prepare("SELECT sender, text, recipient, door FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let public = (
+            "bob".to_string(),
+            "public".to_string(),
+            None,
+            "tcp".to_string(),
+        );
+        if store_private {
+            let private = (
+                "alice".to_string(),
+                "秘密".to_string(),
+                Some("bob".to_string()),
+                "tcp".to_string(),
+            );
+            assert_eq!(rows, vec![private, public]);
+        } else {
+            assert_eq!(rows, vec![public]);
+        }
+    }
+}
