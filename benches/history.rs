@@ -54,6 +54,8 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
     let config = ServeConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         udp: None,
+        web: None,
+        web_origins: Vec::new(),
         history: HistoryConfig {
             db,
             ..HistoryConfig::default()

@@ -8,16 +8,24 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "scripts/test.sh: cargo is missing; install Rust (https://rustup.rs) first" >&2
     exit 1
 fi
-# The tests stop the built server with SIGTERM through kill(1), and drive
-# the client on a real terminal inside tmux.
+# System packages the tests use: kill(1) to stop the built server with
+# SIGTERM, tmux for the client on a real terminal, Chromium (with a CJK
+# font, so screenshots show Chinese) and Node.js for the browser test.
 missing=()
 command -v kill >/dev/null 2>&1 || missing+=(procps)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+[ -d /usr/share/fonts/opentype/noto ] || missing+=(fonts-noto-cjk)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+# The browser driver (playwright-core, which uses the Chromium above).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    (cd tests/browser && npm ci --no-audit --no-fund)
 fi
 
 cargo fmt --all -- --check

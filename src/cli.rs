@@ -21,6 +21,9 @@ use crate::store::Retention;
 /// the client connects: the classic exercises' port, on loopback only.
 pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
 
+/// Where the web door listens unless told otherwise.
+pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
+
 /// The room everyone starts in.
 pub const DEFAULT_ROOM: &str = "lobby";
 
@@ -112,6 +115,13 @@ pub struct ServeArgs {
     /// UDP address, or `off` [default: 127.0.0.1:8888, the same port as TCP].
     #[arg(long, value_name = "ADDR")]
     pub udp: Option<Listen>,
+    /// Web address (the page and its WebSocket), or `off` [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub web: Option<Listen>,
+    /// An origin (like https://chat.example.org) whose pages may also open
+    /// WebSockets here, besides the page's own; repeatable.
+    #[arg(long = "web-origin", value_name = "ORIGIN")]
+    pub web_origin: Vec<String>,
     /// The room everyone starts in [default: lobby].
     #[arg(long, value_name = "ROOM")]
     pub room: Option<String>,
@@ -209,6 +219,12 @@ impl ServeArgs {
             config: self.config,
             tcp: self.tcp.or(file.tcp),
             udp: self.udp.or(file.udp),
+            web: self.web.or(file.web),
+            web_origin: if self.web_origin.is_empty() {
+                file.web_origin
+            } else {
+                self.web_origin
+            },
             room: self.room.or(file.room),
             name: self.name.or(file.name),
             filter: if self.filter.is_empty() {
@@ -241,6 +257,10 @@ impl ServeArgs {
         let default_addr = || DEFAULT_TCP.parse().expect("the default address parses");
         let tcp = self.tcp.unwrap_or_else(default_addr).addr();
         let udp = self.udp.unwrap_or_else(default_addr).addr();
+        let web = self
+            .web
+            .unwrap_or_else(|| DEFAULT_WEB.parse().expect("the default address parses"))
+            .addr();
         let default_room = normalize_room(self.room.as_deref().unwrap_or(DEFAULT_ROOM))
             .map_err(|why| anyhow::anyhow!("--room: {why}"))?;
         let db = match (self.no_history, self.db) {
@@ -266,6 +286,8 @@ impl ServeArgs {
         Ok(ServeConfig {
             tcp,
             udp,
+            web,
+            web_origins: self.web_origin,
             history,
             hub: HubConfig {
                 server_name: self.name.unwrap_or(hub_defaults.server_name),
@@ -378,6 +400,7 @@ mod tests {
         );
         assert_eq!(config.tcp, Some(DEFAULT_TCP.parse().unwrap()));
         assert_eq!(config.udp, Some(DEFAULT_TCP.parse().unwrap()));
+        assert_eq!(config.web, Some(DEFAULT_WEB.parse().unwrap()));
         assert_eq!(config.limits.max_datagram, 1200);
         assert_eq!(config.hub.default_room, "lobby");
         assert_eq!(config.limits.max_line, 4096);

@@ -20,6 +20,7 @@ pub mod client;
 pub mod console;
 pub mod door;
 pub mod hub;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -42,7 +42,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for listening in server.listening() {
                 // Scripts and tests wait for these lines; print them before
                 // anyone is accepted.
-                println!("listening {} {}", listening.door, listening.addr);
+                println!("{listening}");
             }
             if std::io::stdin().is_terminal() {
                 let hub = server.hub();

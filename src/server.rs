@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::door::{tcp, udp, ConnectionLimits};
+use crate::door::{tcp, udp, web, ConnectionLimits};
 use crate::hub::{Hub, HubConfig};
 use crate::store::sqlite::SqliteStore;
 use crate::store::Retention;
@@ -37,6 +37,10 @@ pub struct ServeConfig {
     pub tcp: Option<SocketAddr>,
     /// Where the UDP door listens; `None` turns it off.
     pub udp: Option<SocketAddr>,
+    /// Where the web door (page and WebSocket) listens; `None` turns it off.
+    pub web: Option<SocketAddr>,
+    /// Origins besides the page's own whose pages may open WebSockets.
+    pub web_origins: Vec<String>,
     pub hub: HubConfig,
     pub limits: ConnectionLimits,
 }
@@ -47,16 +51,29 @@ pub struct Server {
     hub: Hub,
     tcp: Option<TcpListener>,
     udp: Option<UdpSocket>,
+    web: Option<TcpListener>,
+    web_origins: Vec<String>,
     limits: ConnectionLimits,
 }
 
 /// One bound listener, for the `listening DOOR ADDR` lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listening {
-    /// The door's name: `tcp`, later `udp` and `web`.
+    /// The door's name: `tcp`, `udp` or `web`.
     pub door: &'static str,
     /// The real address, port included (useful after binding port 0).
     pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for Listening {
+    /// `listening tcp 127.0.0.1:8888`, or for the web door the page's URL:
+    /// `listening web http://127.0.0.1:8080/`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.door {
+            "web" => write!(f, "listening web http://{}/", self.addr),
+            door => write!(f, "listening {door} {}", self.addr),
+        }
+    }
 }
 
 impl Server {
@@ -78,6 +95,14 @@ impl Server {
             ),
             None => None,
         };
+        let web = match config.web {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on web {addr}"))?,
+            ),
+            None => None,
+        };
         let hub = match &config.history.db {
             Some(path) => {
                 let store = SqliteStore::open(path, config.history.max_bytes)?;
@@ -90,6 +115,8 @@ impl Server {
             hub,
             tcp,
             udp,
+            web,
+            web_origins: config.web_origins,
             limits: config.limits,
         })
     }
@@ -104,8 +131,13 @@ impl Server {
             .udp
             .iter()
             .filter_map(|socket| socket.local_addr().ok());
+        let web = self
+            .web
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok());
         tcp.map(|addr| Listening { door: "tcp", addr })
             .chain(udp.map(|addr| Listening { door: "udp", addr }))
+            .chain(web.map(|addr| Listening { door: "web", addr }))
             .collect()
     }
 
@@ -133,6 +165,16 @@ impl Server {
                 socket,
                 self.hub.clone(),
                 self.limits.clone(),
+                stop_accepting.clone(),
+                tracker.clone(),
+            ));
+        }
+        if let Some(listener) = self.web {
+            tracker.spawn(web::serve(
+                listener,
+                self.hub.clone(),
+                self.limits.clone(),
+                self.web_origins,
                 stop_accepting.clone(),
                 tracker.clone(),
             ));

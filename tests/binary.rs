@@ -149,7 +149,16 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let output = Command::new(BINARY)
-        .args(["serve", "--no-history", "--udp", "off", "--tcp", &addr])
+        .args([
+            "serve",
+            "--no-history",
+            "--udp",
+            "off",
+            "--web",
+            "off",
+            "--tcp",
+            &addr,
+        ])
         .stdin(Stdio::null())
         .output()
         .await
@@ -171,6 +180,8 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
             "127.0.0.1:0",
             "--udp",
             &udp_addr,
+            "--web",
+            "off",
         ])
         .stdin(Stdio::null())
         .output()
@@ -184,7 +195,13 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
     );
 
     let output = Command::new(BINARY)
-        .args(["serve", "--config", "/nonexistent/sockchat.toml"])
+        .args([
+            "serve",
+            "--web",
+            "off",
+            "--config",
+            "/nonexistent/sockchat.toml",
+        ])
         .stdin(Stdio::null())
         .output()
         .await

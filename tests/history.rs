@@ -228,7 +228,16 @@ async fn start_up_faults_are_clear_errors_with_a_non_zero_exit() {
     ];
     for (db, expected) in cases {
         let output = tokio::process::Command::new(BINARY)
-            .args(["serve", "--tcp", "127.0.0.1:0", "--udp", "off", "--db"])
+            .args([
+                "serve",
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp",
+                "off",
+                "--web",
+                "off",
+                "--db",
+            ])
             .arg(&db)
             .stdin(std::process::Stdio::null())
             .output()

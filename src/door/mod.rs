@@ -6,6 +6,7 @@ pub mod line_codec;
 pub mod tcp;
 pub mod throttle;
 pub mod udp;
+pub mod web;
 
 use std::time::Duration;
 

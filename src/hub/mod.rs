@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use filter::{FilterRule, WordFilter};
 
+use crate::metrics::Metrics;
 use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent};
 use crate::store::writer::{HistoryWriter, Publisher, Query};
 use crate::store::{HistoryStore, Retention, StoreError, StoredMessage};
@@ -184,6 +185,7 @@ pub struct Hub {
 #[derive(Debug)]
 struct Shared {
     config: HubConfig,
+    metrics: Arc<Metrics>,
     /// Owns the history store, when history is kept.
     history: Option<HistoryWriter>,
     /// A `std` mutex, not Tokio's: it is held only for in-memory work and
@@ -196,10 +198,12 @@ struct Shared {
 impl Hub {
     /// A hub with no members yet, keeping recent messages in memory only.
     pub fn new(config: HubConfig) -> Self {
-        let state = State::new(&config, 0, Vec::new());
+        let metrics = Arc::new(Metrics::default());
+        let state = State::new(&config, metrics.clone(), 0, Vec::new());
         Hub {
             shared: Arc::new(Shared {
                 config,
+                metrics,
                 history: None,
                 state: Mutex::new(state),
             }),
@@ -223,8 +227,10 @@ impl Hub {
         for room in store.rooms()? {
             recent.extend(store.recent(&room, u64::MAX, config.history_len)?);
         }
-        let state = State::new(&config, last_id, recent);
+        let metrics = Arc::new(Metrics::default());
+        let state = State::new(&config, metrics.clone(), last_id, recent);
         let shared = Arc::new_cyclic(|weak: &Weak<Shared>| Shared {
+            metrics,
             history: Some(HistoryWriter::spawn(
                 store,
                 HubPublisher(weak.clone()),
@@ -323,8 +329,20 @@ impl Hub {
         })
     }
 
-    /// Fans out messages the writer has committed.
-    fn publish(&self, messages: Vec<StoredMessage>) {
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Fans out messages the writer has committed (`saved`), or could not
+    /// commit and keeps for a retry.
+    fn publish(&self, messages: Vec<StoredMessage>, saved: bool) {
+        let counter = if saved {
+            &self.shared.metrics.history_writes
+        } else {
+            &self.shared.metrics.history_write_failures
+        };
+        counter.inc_by(messages.len() as u64);
         let config = &self.shared.config;
         let mut state = self.lock();
         for message in messages {
@@ -406,9 +424,9 @@ impl Hub {
 struct HubPublisher(Weak<Shared>);
 
 impl Publisher for HubPublisher {
-    fn publish(&self, messages: Vec<StoredMessage>) {
+    fn publish(&self, messages: Vec<StoredMessage>, saved: bool) {
         if let Some(shared) = self.0.upgrade() {
-            Hub { shared }.publish(messages);
+            Hub { shared }.publish(messages, saved);
         }
     }
 

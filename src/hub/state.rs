@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Door, Flow, HubConfig, MemberId, Refusal, Session, CONSOLE_NICK};
+use crate::metrics::{DoorLabel, Metrics};
 use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
 use crate::protocol::{
     ClientCommand, ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent,
@@ -108,12 +109,18 @@ pub(super) struct State {
     overflowed: Vec<(MemberId, LeaveReason)>,
     /// Set at shutdown: no one new gets in.
     closed: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl State {
     /// A state whose message ids continue after `last_id`, with `recent`
     /// (oldest first, any rooms) as the rooms' past.
-    pub(super) fn new(config: &HubConfig, last_id: u64, recent: Vec<MessageRecord>) -> Self {
+    pub(super) fn new(
+        config: &HubConfig,
+        metrics: Arc<Metrics>,
+        last_id: u64,
+        recent: Vec<MessageRecord>,
+    ) -> Self {
         let mut rooms = HashMap::new();
         rooms.insert(config.default_room.clone(), Room::default());
         let mut state = State {
@@ -129,6 +136,7 @@ impl State {
             next_message: last_id + 1,
             overflowed: Vec::new(),
             closed: false,
+            metrics,
         };
         for record in recent {
             state.remember(config, record);
@@ -192,19 +200,24 @@ impl State {
 
     /// Checks the connection limits for a newcomer from `ip`.
     pub(super) fn admit(&self, config: &HubConfig, ip: Option<IpAddr>) -> Result<(), Refusal> {
-        if self.closed {
-            return Err(Refusal::ShuttingDown);
-        }
-        if config.max_clients > 0 && self.counted >= config.max_clients {
-            return Err(Refusal::ServerFull(self.counted));
-        }
-        if let Some(ip) = ip {
-            let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+        let refusal = if self.closed {
+            Refusal::ShuttingDown
+        } else if config.max_clients > 0 && self.counted >= config.max_clients {
+            Refusal::ServerFull(self.counted)
+        } else {
+            let from_ip = ip.map_or(0, |ip| self.per_ip.get(&ip).copied().unwrap_or(0));
             if config.max_per_ip > 0 && from_ip >= config.max_per_ip {
-                return Err(Refusal::TooManyFromAddress(config.max_per_ip));
+                Refusal::TooManyFromAddress(config.max_per_ip)
+            } else {
+                return Ok(());
             }
-        }
-        Ok(())
+        };
+        self.metrics.drop_for(match refusal {
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::ServerFull(_) => "server_full",
+            Refusal::TooManyFromAddress(_) => "too_many_from_address",
+        });
+        Err(refusal)
     }
 
     pub(super) fn add_member(
@@ -234,6 +247,10 @@ impl State {
             }
         }
         self.nicks.insert(nick_key(&nick), id);
+        self.metrics
+            .connections
+            .get_or_create(&DoorLabel { door: door.name() })
+            .inc();
         let room = config.default_room.clone();
         self.members.insert(
             id,
@@ -480,13 +497,18 @@ impl State {
             action,
         };
         self.next_message += 1;
+        let door = self.members[&id].door.name();
+        self.metrics
+            .messages_in
+            .get_or_create(&DoorLabel { door })
+            .inc();
         tracing::debug!(room = %record.room, from = %record.from, "message");
         let message_id = record.id;
         match history {
             // Fanned out by the writer once committed.
             Some(writer) => writer.submit(StoredMessage {
                 record,
-                door: self.members[&id].door.name(),
+                door,
                 to: None,
             }),
             None => self.publish(config, record),
@@ -510,6 +532,11 @@ impl State {
             return;
         };
         let text = config.filter.apply(&sanitize(text)).into_owned();
+        let door = self.members[&id].door.name();
+        self.metrics
+            .messages_in
+            .get_or_create(&DoorLabel { door })
+            .inc();
         let (from, to, time) = (
             self.members[&id].nick.clone(),
             self.members[&target].nick.clone(),
@@ -716,6 +743,17 @@ impl State {
             return;
         };
         self.nicks.remove(&nick_key(&member.nick));
+        self.metrics
+            .connections
+            .get_or_create(&DoorLabel {
+                door: member.door.name(),
+            })
+            .dec();
+        match reason {
+            LeaveReason::Lost => self.metrics.drop_for("lost"),
+            LeaveReason::Dropped => self.metrics.drop_for(drop_label(detail.as_deref())),
+            LeaveReason::Part | LeaveReason::Quit => {}
+        }
         if member.door != Door::Console {
             self.counted -= 1;
             if let Some(ip) = member.ip {
@@ -769,6 +807,12 @@ impl State {
     pub(super) fn drop_everyone(&mut self, reason: &str) {
         self.closed = true;
         for (_, mut member) in self.members.drain() {
+            self.metrics
+                .connections
+                .get_or_create(&DoorLabel {
+                    door: member.door.name(),
+                })
+                .dec();
             if let Some(dropped) = member.dropped.take() {
                 let _ = dropped.send(reason.to_string());
             }
@@ -789,6 +833,9 @@ impl State {
     pub(super) fn deliver(&mut self, id: MemberId, event: Arc<Outgoing>) {
         if let Some(member) = self.members.get(&id) {
             offer(id, member, &event, &mut self.overflowed);
+            if matches!(event.event(), ServerEvent::Private { .. }) {
+                self.metrics.messages_out.inc();
+            }
         }
     }
 
@@ -810,14 +857,20 @@ impl State {
         let Some(room_state) = self.rooms.get(room) else {
             return;
         };
+        let is_message = matches!(event, ServerEvent::Message(_));
         let event = Arc::new(Outgoing::new(event));
+        let mut delivered = 0;
         for id in &room_state.members {
             if Some(*id) == except {
                 continue;
             }
             if let Some(member) = self.members.get(id) {
                 offer(*id, member, &event, &mut self.overflowed);
+                delivered += 1;
             }
+        }
+        if is_message {
+            self.metrics.messages_out.inc_by(delivered);
         }
     }
 }
@@ -837,6 +890,18 @@ fn offer(
         }
         Err(mpsc::error::TrySendError::Full(_)) => overflowed.push((id, LeaveReason::Dropped)),
         Err(mpsc::error::TrySendError::Closed(_)) => overflowed.push((id, LeaveReason::Lost)),
+    }
+}
+
+/// The `drops` label for a member the server removed, from the detail
+/// the room was told.
+fn drop_label(detail: Option<&str>) -> &'static str {
+    match detail.unwrap_or("") {
+        "sendq exceeded" => "sendq",
+        "excess flood" => "flood",
+        detail if detail.starts_with("idle") || detail.starts_with("no datagram") => "idle",
+        detail if detail.starts_with("kicked") => "kicked",
+        _ => "other",
     }
 }
 

@@ -55,9 +55,9 @@ pub type Reply = Box<dyn FnOnce(Result<Vec<MessageRecord>, String>) + Send>;
 
 /// What the writer hands back to its owner (the hub).
 pub trait Publisher: Send + 'static {
-    /// These messages are committed (or, while writing fails, kept for a
-    /// retry): fan them out.
-    fn publish(&self, messages: Vec<StoredMessage>);
+    /// These messages are committed (`saved`), or kept for a retry while
+    /// writing fails: fan them out either way.
+    fn publish(&self, messages: Vec<StoredMessage>, saved: bool);
     /// Tell everyone connected.
     fn announce(&self, text: &str);
 }
@@ -202,7 +202,7 @@ impl<P: Publisher> Worker<P> {
                 Err(error) => {
                     self.fail(&error);
                     self.keep_unsaved(batch.clone());
-                    self.publisher.publish(batch);
+                    self.publisher.publish(batch, false);
                     return;
                 }
             }
@@ -211,14 +211,18 @@ impl<P: Publisher> Worker<P> {
             self.recover();
             return;
         }
-        match self.store.append(&batch) {
-            Ok(()) => self.recover(),
+        let saved = match self.store.append(&batch) {
+            Ok(()) => {
+                self.recover();
+                true
+            }
             Err(error) => {
                 self.fail(&error);
                 self.keep_unsaved(batch.clone());
+                false
             }
-        }
-        self.publisher.publish(batch);
+        };
+        self.publisher.publish(batch, saved);
     }
 
     fn fail(&mut self, error: &StoreError) {

@@ -37,6 +37,8 @@ pub fn config() -> ServeConfig {
     ServeConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         udp: Some("127.0.0.1:0".parse().unwrap()),
+        web: Some("127.0.0.1:0".parse().unwrap()),
+        web_origins: Vec::new(),
         history: HistoryConfig {
             db: Some(db),
             ..HistoryConfig::default()
@@ -68,6 +70,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The UDP door, when on.
     pub udp: Option<SocketAddr>,
+    /// The web door, when on.
+    pub web: Option<SocketAddr>,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -78,10 +82,13 @@ pub async fn start(config: ServeConfig) -> TestServer {
     let server = Server::bind(config).await.expect("bind");
     let listening = server.listening();
     let addr = listening[0].addr;
-    let udp = listening
-        .iter()
-        .find(|listening| listening.door == "udp")
-        .map(|listening| listening.addr);
+    let door = |name: &str| {
+        listening
+            .iter()
+            .find(|listening| listening.door == name)
+            .map(|listening| listening.addr)
+    };
+    let (udp, web) = (door("udp"), door("web"));
     let hub = server.hub();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
@@ -90,6 +97,7 @@ pub async fn start(config: ServeConfig) -> TestServer {
     TestServer {
         addr,
         udp,
+        web,
         hub,
         stop: Some(stop),
         task,

@@ -16,13 +16,15 @@ pub struct ServerProcess {
     _data: tempfile::TempDir,
     pub addr: std::net::SocketAddr,
     pub udp: std::net::SocketAddr,
+    pub web: std::net::SocketAddr,
     /// The server's log, line by line.
     log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl ServerProcess {
-    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0` (with a database of
-    /// its own unless ARGS name one) and reads its two `listening` lines.
+    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0 --web 127.0.0.1:0`
+    /// (with a database of its own unless ARGS name one) and reads its
+    /// three `listening` lines.
     pub async fn start(args: &[&str]) -> ServerProcess {
         let data = tempfile::tempdir().unwrap();
         let own_db = data.path().join("history.db");
@@ -35,7 +37,7 @@ impl ServerProcess {
             .arg("serve")
             .args(args)
             .args(db_args)
-            .args(["--udp", "127.0.0.1:0"])
+            .args(["--udp", "127.0.0.1:0", "--web", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -53,14 +55,15 @@ impl ServerProcess {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut listening = Vec::new();
-        for door in ["tcp", "udp"] {
+        for prefix in ["listening tcp ", "listening udp ", "listening web http://"] {
             let line = tokio::time::timeout(PATIENCE, lines.next_line())
                 .await
                 .expect("the listening line comes in time")
                 .unwrap()
                 .expect("sockchat serve prints its listening lines");
             let addr = line
-                .strip_prefix(&format!("listening {door} "))
+                .strip_prefix(prefix)
+                .map(|rest| rest.trim_end_matches('/'))
                 .unwrap_or_else(|| panic!("unexpected line {line:?}"))
                 .parse()
                 .unwrap();
@@ -71,6 +74,7 @@ impl ServerProcess {
             _data: data,
             addr: listening[0],
             udp: listening[1],
+            web: listening[2],
             log,
         }
     }

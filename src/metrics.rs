@@ -1,0 +1,111 @@
+//! Counters for `/metrics`, in the Prometheus text format: connections by
+//! door, messages in and out, members dropped by reason, history writes.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// A door label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DoorLabel {
+    pub door: &'static str,
+}
+
+/// Why a member was dropped or refused.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// The server's counters. Cheap to update from any thread.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Members connected now, by door.
+    pub connections: Family<DoorLabel, Gauge>,
+    /// Room and private messages received, by the sender's door.
+    pub messages_in: Family<DoorLabel, Counter>,
+    /// Messages delivered to members (one per recipient).
+    pub messages_out: Counter,
+    /// Members dropped or refused, by reason.
+    pub drops: Family<ReasonLabel, Counter>,
+    /// Messages committed to history.
+    pub history_writes: Counter,
+    /// Messages whose commit failed (kept for a retry).
+    pub history_write_failures: Counter,
+}
+
+impl Metrics {
+    /// Counts a member dropped or refused for `reason`.
+    pub fn drop_for(&self, reason: &'static str) {
+        self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut registry = Registry::with_prefix("sockchat");
+        registry.register(
+            "connections",
+            "Members connected now, by door",
+            self.connections.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Messages received, by door",
+            self.messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Messages delivered, one per recipient",
+            self.messages_out.clone(),
+        );
+        registry.register(
+            "drops",
+            "Members dropped or refused, by reason",
+            self.drops.clone(),
+        );
+        registry.register(
+            "history_writes",
+            "Messages committed to history",
+            self.history_writes.clone(),
+        );
+        registry.register(
+            "history_write_failures",
+            "Messages whose history commit failed",
+            self.history_write_failures.clone(),
+        );
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut text, &registry)
+            .expect("encoding into a String");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::default();
+        metrics
+            .connections
+            .get_or_create(&DoorLabel { door: "tcp" })
+            .inc();
+        metrics.messages_out.inc_by(3);
+        metrics.drop_for("sendq");
+        let text = metrics.render();
+        assert!(
+            text.contains("sockchat_connections{door=\"tcp\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("sockchat_messages_out_total 3"), "{text}");
+        assert!(
+            text.contains("sockchat_drops_total{reason=\"sendq\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

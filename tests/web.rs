@@ -1,0 +1,146 @@
+//! The web door: HTTP checks over a raw socket, then the page itself in a
+//! real browser (Debian's Chromium, driven by tests/browser/chat.mjs with
+//! playwright-core) next to a TCP client. `scripts/test.sh` installs
+//! Chromium and the driver when they are missing; this test fails, rather
+//! than skips, when they are not there.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{config, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Sends a raw HTTP/1.1 request and returns the whole response.
+async fn request(addr: std::net::SocketAddr, head: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let read = stream.read_to_end(&mut response);
+    tokio::time::timeout(common::PATIENCE, read)
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test]
+async fn the_page_health_and_metrics_are_served_with_security_headers() {
+    let server = start(config()).await;
+    let web = server.web.unwrap();
+    let mut client = server.client_named("counted").await;
+    client.send("one message").await;
+    client.expect("one message").await;
+
+    let page = request(
+        web,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("content-security-policy: default-src 'none'; script-src 'self'"));
+    assert!(page.contains("x-content-type-options: nosniff"));
+    assert!(page.contains("<script src=\"/app.js\" defer></script>"));
+    let health = request(
+        web,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    let metrics = request(
+        web,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        metrics.contains("sockchat_connections{door=\"tcp\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sockchat_messages_in_total{door=\"tcp\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sockchat_messages_out_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sockchat_history_writes_total 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_cross_origin_websocket_handshake_is_refused() {
+    let server = start(config()).await;
+    let web = server.web.unwrap();
+    let handshake = |origin: &str| {
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {web}\r\nOrigin: {origin}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+    };
+    let status = |origin: String| async move {
+        let mut stream = TcpStream::connect(web).await.unwrap();
+        stream
+            .write_all(handshake(&origin).as_bytes())
+            .await
+            .unwrap();
+        let mut head = vec![0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        String::from_utf8(head).unwrap()
+    };
+    assert_eq!(status("http://evil.example".into()).await, "HTTP/1.1 403");
+    // The page's own origin is welcome: the connection switches protocols.
+    assert_eq!(status(format!("http://{web}")).await, "HTTP/1.1 101");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_browsers_and_a_tcp_client_chat_in_a_real_browser() {
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/test.sh (it runs npm ci in tests/browser)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "Chromium is missing at {chromium}: run scripts/test.sh (it installs Debian's chromium)"
+    );
+    let server = start(config()).await;
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let web_url = format!("http://{}/", server.web.unwrap());
+    let tcp = server.addr.to_string();
+    let shots_arg = shots.to_str().unwrap().to_string();
+    let script = browser_dir.join("chat.mjs");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(["--web", &web_url, "--tcp", &tcp, "--shots", &shots_arg])
+            .env("CHROMIUM", chromium)
+            .output()
+            .expect("node is installed")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("browser checks passed"), "{stdout}");
+    for shot in ["web-desktop.png", "web-phone.png"] {
+        let size = std::fs::metadata(shots.join(shot))
+            .map(|meta| meta.len())
+            .unwrap_or(0);
+        assert!(size > 1000, "screenshot {shot} was saved");
+    }
+    server.stop().await;
+}
