@@ -134,8 +134,12 @@ function handle(event) {
         state.nick = event.new;
         localStorage.setItem("sockchat.nick", event.new);
       }
-      for (const name of state.joined) {
-        if (room(name).members.includes(event.old)) {
+      {
+        // The rooms we share with them; the current one if the member
+        // lists have not caught up yet.
+        let shared = state.joined.filter((name) => room(name).members.includes(event.old));
+        if (shared.length === 0 && state.current) shared = [state.current];
+        for (const name of shared) {
           room(name).members = room(name).members.map((nick) => (nick === event.old ? event.new : nick));
           notice(name, `${event.old} is now known as ${event.new}`, "system");
         }

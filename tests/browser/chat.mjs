@@ -70,8 +70,11 @@ class LineClient {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`TCP client: ${JSON.stringify(needle)} never arrived`);
       await new Promise((resolve) => {
-        this.waiters.push(resolve);
-        setTimeout(resolve, left);
+        const timer = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
       });
     }
   }
@@ -185,6 +188,34 @@ async function main() {
     // The server going away shows in the connection state, and the page
     // comes back by itself (tested by the reload above for a fresh page).
     assert.equal(await bob.locator("#state").textContent(), "online");
+
+    // A dropped connection shows, and the page reconnects (with backoff),
+    // takes its nickname back and rejoins its rooms.
+    await alice.evaluate(() => state.socket.close());
+    await alice.locator("#state.offline", { hasText: "retrying" }).waitFor({ timeout: PATIENCE });
+    await alice.locator("#state.online").waitFor({ timeout: PATIENCE });
+    await carol.expect("is now known as alice");
+    // The rejoin follows the nickname; ask until it has happened.
+    let members = "";
+    for (let asked = 0; asked < 50 && !members.includes("alice"); asked += 1) {
+      carol.send("/who rust");
+      // "* #rust has N: ..." or, before the rejoin, "! no such room: #rust".
+      members = await carol.expect("#rust");
+    }
+    assert.equal(members, "* #rust has 1: alice");
+
+    // Scrolling up fetches older history than the replay on join.
+    for (let index = 0; index < 25; index += 1) carol.send(`filler ${index}`);
+    await carol.expect("filler 24");
+    const dave = await openPage(browser, "dave", { width: 1100, height: 700 });
+    await messageOn(dave, "filler 24");
+    assert.equal(await dave.locator("#messages li", { hasText: "hello from alice" }).count(), 0);
+    await dave.evaluate(() => {
+      const list = document.getElementById("messages");
+      list.scrollTop = 0;
+      list.dispatchEvent(new Event("scroll"));
+    });
+    await messageOn(dave, "hello from alice");
 
     // A page from another origin cannot open a WebSocket to the server.
     const evil = http.createServer((request, response) => {
