@@ -144,3 +144,92 @@ async fn two_browsers_and_a_tcp_client_chat_in_a_real_browser() {
     }
     server.stop().await;
 }
+
+mod websocket {
+    //! The WebSocket protocol itself, from a Rust client.
+
+    use super::common::{config, start};
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::Value;
+    use tokio_tungstenite::tungstenite::Message;
+
+    type Socket = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    async fn open(web: std::net::SocketAddr) -> Socket {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{web}/ws"))
+            .await
+            .expect("the handshake succeeds");
+        socket
+    }
+
+    /// The next event whose type is `kind`.
+    async fn next_of(socket: &mut Socket, kind: &str) -> Value {
+        loop {
+            let frame = tokio::time::timeout(super::common::PATIENCE, socket.next())
+                .await
+                .expect("an event in time")
+                .expect("the socket is open")
+                .expect("a frame");
+            if let Message::Text(text) = frame {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == kind {
+                    return event;
+                }
+            }
+        }
+    }
+
+    async fn send(socket: &mut Socket, json: &str) {
+        socket.send(Message::Text(json.into())).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn json_commands_limits_and_goodbye() {
+        let mut settings = config();
+        settings.limits.max_line = 100;
+        settings.limits.max_rate = 5;
+        let server = start(settings).await;
+        let mut watcher = server.client().await;
+        let mut socket = open(server.web.unwrap()).await;
+        let welcome = next_of(&mut socket, "welcome").await;
+        assert_eq!(welcome["room"], "lobby");
+        send(&mut socket, r#"{"type":"nick","nick":"網頁"}"#).await;
+        watcher.expect("is now known as 網頁").await;
+        send(&mut socket, r#"{"type":"say","text":"from the web"}"#).await;
+        assert_eq!(
+            watcher.expect("from the web").await,
+            "[lobby] 網頁: from the web"
+        );
+        assert_eq!(
+            next_of(&mut socket, "message").await["text"],
+            "from the web"
+        );
+
+        // Too long: an error, and the connection stays.
+        let long = format!(r#"{{"type":"say","text":"{}"}}"#, "x".repeat(200));
+        send(&mut socket, &long).await;
+        assert_eq!(next_of(&mut socket, "error").await["code"], "line_too_long");
+        send(&mut socket, "not json").await;
+        assert_eq!(next_of(&mut socket, "error").await["code"], "bad_json");
+        socket
+            .send(Message::Binary(vec![1, 2, 3].into()))
+            .await
+            .unwrap();
+        assert_eq!(next_of(&mut socket, "error").await["code"], "bad_json");
+        // Over the rate: an error, the message not relayed.
+        for index in 0..6 {
+            send(
+                &mut socket,
+                &format!(r#"{{"type":"say","text":"burst {index}"}}"#),
+            )
+            .await;
+        }
+        assert_eq!(next_of(&mut socket, "error").await["code"], "flood");
+        // Closing the socket is a goodbye.
+        socket.close(None).await.unwrap();
+        assert_eq!(watcher.expect("網頁 left").await, "* 網頁 left");
+        server.stop().await;
+    }
+}
