@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::hub::{Hub, MemberId};
+use crate::protocol::LeaveReason;
+
 /// Per-connection limits shared by the doors. A limit of 0 is off.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimits {
@@ -28,6 +31,23 @@ pub struct ConnectionLimits {
     pub max_datagram: usize,
     /// A UDP member that sends nothing for this long is gone.
     pub udp_expiry: Duration,
+}
+
+impl ConnectionLimits {
+    /// The error for a message refused for going over the rate.
+    pub fn over_rate(&self) -> String {
+        format!("over {} messages a second; not relayed", self.max_rate)
+    }
+}
+
+/// Removes a member that kept sending over the rate; returns what to tell
+/// it on the way out.
+pub(crate) fn disconnect_flooder(hub: &Hub, id: MemberId, limits: &ConnectionLimits) -> String {
+    hub.disconnect(id, LeaveReason::Dropped, Some("excess flood".into()));
+    format!(
+        "excess flood: more than {} messages a second",
+        limits.max_rate
+    )
 }
 
 impl Default for ConnectionLimits {

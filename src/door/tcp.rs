@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::line_codec::{Frame, LineCodec};
 use super::throttle::{Throttle, Verdict};
-use super::{wait_dropped, ConnectionLimits};
+use super::{disconnect_flooder, wait_dropped, ConnectionLimits};
 use crate::hub::{Door, Flow, Hub, MemberId, Pending};
 use crate::protocol::{
     parse_line, ClientCommand, ErrorCode, LeaveReason, Outgoing, ParseError, ServerEvent, WireMode,
@@ -490,14 +490,7 @@ impl Connection {
                 return;
             }
             Ending::Dropped(reason) => Some(reason),
-            Ending::Flood => {
-                self.hub
-                    .disconnect(self.id, LeaveReason::Dropped, Some("excess flood".into()));
-                Some(format!(
-                    "excess flood: more than {} messages a second",
-                    self.limits.max_rate
-                ))
-            }
+            Ending::Flood => Some(disconnect_flooder(&self.hub, self.id, &self.limits)),
             Ending::Idle => {
                 let idle = self.limits.idle.unwrap_or_default().as_secs();
                 self.hub.disconnect(

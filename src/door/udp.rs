@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::throttle::{Throttle, Verdict};
-use super::{wait_dropped, ConnectionLimits};
+use super::{disconnect_flooder, wait_dropped, ConnectionLimits};
 use crate::hub::{Door, Flow, Hub, MemberId};
 use crate::protocol::datagram::ClientDatagram;
 use crate::protocol::text::sanitize;
@@ -417,10 +417,7 @@ impl UdpSession {
         match verdict {
             Verdict::Now => None,
             Verdict::After(_) => {
-                let message = format!(
-                    "over {} messages a second; not relayed",
-                    self.limits.max_rate
-                );
+                let message = self.limits.over_rate();
                 match mode {
                     WireMode::Text => self.answer_error(ErrorCode::Flood, &message).await,
                     WireMode::Json => {
@@ -614,14 +611,7 @@ impl UdpSession {
                     .disconnect(self.id, LeaveReason::Dropped, Some(detail.clone()));
                 detail
             }
-            Ending::Flood => {
-                self.hub
-                    .disconnect(self.id, LeaveReason::Dropped, Some("excess flood".into()));
-                format!(
-                    "excess flood: more than {} messages a second",
-                    self.limits.max_rate
-                )
-            }
+            Ending::Flood => disconnect_flooder(&self.hub, self.id, &self.limits),
         };
         if self.proven && !farewell.is_empty() {
             let bye = Arc::new(Outgoing::new(ServerEvent::Bye { reason: farewell }));

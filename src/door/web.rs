@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::throttle::{Throttle, Verdict};
-use super::{wait_dropped, ConnectionLimits};
+use super::{disconnect_flooder, wait_dropped, ConnectionLimits};
 use crate::hub::{Door, Flow, Hub, MemberId, Pending};
 use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent, WireMode};
 
@@ -302,10 +302,7 @@ impl WebSession {
         match verdict {
             Verdict::Now => {}
             Verdict::After(_) => {
-                let message = format!(
-                    "over {} messages a second; not relayed",
-                    self.limits.max_rate
-                );
+                let message = self.limits.over_rate();
                 self.hub
                     .notify(self.id, ServerEvent::error(ErrorCode::Flood, message));
                 return None;
@@ -387,14 +384,7 @@ impl WebSession {
                 return;
             }
             Ending::Dropped(reason) => Some(reason).filter(|reason| !reason.is_empty()),
-            Ending::Flood => {
-                self.hub
-                    .disconnect(self.id, LeaveReason::Dropped, Some("excess flood".into()));
-                Some(format!(
-                    "excess flood: more than {} messages a second",
-                    self.limits.max_rate
-                ))
-            }
+            Ending::Flood => Some(disconnect_flooder(&self.hub, self.id, &self.limits)),
         };
         let last_words = async {
             while self.outbox.recv_many(&mut self.batch, WRITE_BATCH).await > 0 {
