@@ -48,6 +48,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Chat with a server from this terminal (or a pipe).
     Connect(ConnectArgs),
+    /// Load a chat server (ours or another) and measure it.
+    Bench(BenchArgs),
 }
 
 /// A listening address, or `off`.
@@ -364,7 +366,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["sockchat", "serve"], args].concat()).unwrap();
         match cli.command {
             Command::Serve(args) => *args,
-            Command::Connect(_) => unreachable!("parsed a serve command"),
+            _ => unreachable!("parsed a serve command"),
         }
     }
 
@@ -449,5 +451,57 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(format!("{missing:#}").contains("cannot read config file"));
+    }
+}
+
+/// `sockchat bench` flags.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The server, HOST:PORT (for `--wire ws`, the web door's).
+    #[arg(default_value = DEFAULT_TCP)]
+    pub server: String,
+    /// What to speak: tcp (plain lines), irc, udp (sockchat), ws (sockchat).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub wire: crate::bench::Wire,
+    /// Clients connected, all in one room.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// How many of them send.
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
+    /// Messages a second per sender; 0 sends as fast as the server takes them.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds to wait afterwards for deliveries still on the way.
+    #[arg(long, default_value_t = 5)]
+    pub drain: u64,
+    /// The server's process id, to report its CPU time and memory.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The IRC channel to use.
+    #[arg(long, default_value = "#bench")]
+    pub channel: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The run these flags describe.
+    pub fn plan(&self) -> crate::bench::BenchPlan {
+        crate::bench::BenchPlan {
+            server: self.server.clone(),
+            wire: self.wire,
+            clients: self.clients,
+            senders: self.senders,
+            rate: self.rate,
+            duration: Duration::from_secs(self.duration),
+            drain: Duration::from_secs(self.drain),
+            pid: self.pid,
+            channel: self.channel.clone(),
+        }
     }
 }

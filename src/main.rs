@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         (_, 2..) => "trace",
         (_, 1) => "debug",
         (Command::Serve(_), 0) => "info",
-        (Command::Connect(_), 0) => "warn",
+        (Command::Connect(_) | Command::Bench(_), 0) => "warn",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -59,5 +59,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect(args) => sockchat::client::run(args).await,
+        Command::Bench(args) => {
+            let progress = !args.json && std::io::stderr().is_terminal();
+            let report = sockchat::bench::run(&args.plan(), progress).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -1,0 +1,562 @@
+//! `sockchat bench`: a load generator for line-based chat servers (ours,
+//! `ncat --chat`, IRC servers, tokio's chat example), like
+//! `redis-benchmark` for Redis.
+//!
+//! N clients join one room; S of them send R messages a second each (or as
+//! fast as the server takes them) for T seconds. Every payload carries its
+//! sender, sequence number and send time, so each receiving client counts
+//! deliveries and measures end-to-end latency. A message is expected at
+//! every client but its sender, which makes the count the same for servers
+//! that echo a sender's own lines and servers that do not.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
+use crate::protocol::ClientCommand;
+
+/// What to speak to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wire {
+    /// Plain lines over TCP (sockchat, ncat --chat, tokio's chat).
+    Tcp,
+    /// IRC: register, JOIN a channel, PRIVMSG to it.
+    Irc,
+    /// sockchat's structured UDP datagrams (proven, so pushes flow).
+    Udp,
+    /// sockchat's WebSocket (JSON commands).
+    Ws,
+}
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    pub server: String,
+    pub wire: Wire,
+    pub clients: usize,
+    pub senders: usize,
+    /// Messages a second per sender; 0 sends as fast as the server takes them.
+    pub rate: f64,
+    pub duration: Duration,
+    /// After sending stops, how long to wait for deliveries still on the way.
+    pub drain: Duration,
+    /// The server's process, for CPU time and memory.
+    pub pid: Option<u32>,
+    /// The IRC channel (with `#`).
+    pub channel: String,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub wire: Wire,
+    pub clients_connected: usize,
+    pub senders: usize,
+    pub seconds: f64,
+    pub messages_sent: u64,
+    pub deliveries_expected: u64,
+    pub deliveries_received: u64,
+    pub loss: f64,
+    pub deliveries_per_second: f64,
+    /// Latency percentiles in milliseconds: p50, p90, p99, max.
+    pub latency_ms: Latencies,
+    pub server: Option<ServerUsage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latencies {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The server process's cost, from /proc.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerUsage {
+    pub cpu_seconds: f64,
+    pub rss_before_kib: u64,
+    pub rss_connected_kib: u64,
+    pub rss_after_kib: u64,
+    /// (rss_connected - rss_before) / clients.
+    pub kib_per_connection: f64,
+}
+
+/// Shared between the run's tasks.
+struct Counters {
+    start: Instant,
+    sending: AtomicBool,
+    /// Ends every client's loop; each returns its latencies.
+    stop: tokio_util::sync::CancellationToken,
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// How long senders get to finish the message they were sending when the
+/// run's sending time ended.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// The payload marker; a payload is `bench s<sender> q<seq> t<micros>`.
+const MARK: &str = "bench s";
+
+fn payload(sender: usize, seq: u64, micros: u64) -> String {
+    format!("{MARK}{sender} q{seq} t{micros}")
+}
+
+/// Finds the payloads in a line, frame or datagram (a UDP push can carry
+/// several): (sender, send time in µs) each. Replayed history is not a
+/// delivery and is skipped.
+fn parse_payloads(text: &str) -> Vec<(usize, u64)> {
+    if text.starts_with("(history)") || text.contains(r#""type":"history""#) {
+        return Vec::new();
+    }
+    text.match_indices(MARK)
+        .filter_map(|(at, _)| {
+            let rest = &text[at + MARK.len()..];
+            let mut words = rest.split([' ', '"', '}', '\r']);
+            let sender = words.next()?.parse().ok()?;
+            let _seq = words.next()?;
+            let micros = words.next()?.strip_prefix('t')?.parse().ok()?;
+            Some((sender, micros))
+        })
+        .collect()
+}
+
+/// Runs the plan and reports.
+pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport> {
+    if plan.senders > plan.clients {
+        bail!(
+            "--senders ({}) cannot exceed --clients ({})",
+            plan.senders,
+            plan.clients
+        );
+    }
+    let addr: SocketAddr = tokio::net::lookup_host(&plan.server)
+        .await
+        .with_context(|| format!("cannot resolve {}", plan.server))?
+        .next()
+        .with_context(|| format!("no address for {}", plan.server))?;
+    let rss_before = plan.pid.and_then(read_rss_kib);
+    let cpu_before = plan.pid.and_then(read_cpu_seconds);
+
+    let bar = progress_bar(progress, plan.clients as u64, "connecting");
+    let mut clients = Vec::with_capacity(plan.clients);
+    for index in 0..plan.clients {
+        let client = Client::connect(plan, addr, index)
+            .await
+            .with_context(|| format!("client {index} could not join"))?;
+        clients.push(client);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let rss_connected = plan.pid.and_then(read_rss_kib);
+
+    let counters = Arc::new(Counters {
+        start: Instant::now(),
+        sending: AtomicBool::new(true),
+        stop: tokio_util::sync::CancellationToken::new(),
+        sent: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+    });
+    let mut tasks = JoinSet::new();
+    for (index, client) in clients.into_iter().enumerate() {
+        let sender = (index < plan.senders).then_some(index);
+        tasks.spawn(client.run(sender, plan.rate, counters.clone()));
+    }
+    let bar = progress_bar(progress, plan.duration.as_secs(), "sending");
+    let send_until = counters.start + plan.duration;
+    while Instant::now() < send_until {
+        tokio::time::sleep(Duration::from_millis(200).min(send_until - Instant::now())).await;
+        bar.set_position(counters.start.elapsed().as_secs());
+    }
+    counters.sending.store(false, Ordering::Relaxed);
+    let sending_time = counters.start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    // A sender that saw `sending` just before it went false counts its
+    // last message now; give it a moment so the count is final.
+    tokio::time::sleep(SETTLE).await;
+
+    // Deliveries still on the way: wait until all arrived or the drain ends.
+    let expected_after = |sent: u64| sent * (plan.clients as u64 - 1);
+    let drain_until = Instant::now() + plan.drain;
+    while Instant::now() < drain_until
+        && counters.received.load(Ordering::Relaxed)
+            < expected_after(counters.sent.load(Ordering::Relaxed))
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    counters.stop.cancel();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Ok(histogram)) = done {
+            latency.add(&histogram).expect("same bounds");
+        }
+    }
+    let sent = counters.sent.load(Ordering::Relaxed);
+    let expected = expected_after(sent);
+    let received = counters.received.load(Ordering::Relaxed);
+    let millis = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
+    let server = match (plan.pid, rss_before, rss_connected) {
+        (Some(pid), Some(before), Some(connected)) => Some(ServerUsage {
+            cpu_seconds: read_cpu_seconds(pid).unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
+            rss_before_kib: before,
+            rss_connected_kib: connected,
+            rss_after_kib: read_rss_kib(pid).unwrap_or(0),
+            kib_per_connection: connected.saturating_sub(before) as f64 / plan.clients as f64,
+        }),
+        _ => None,
+    };
+    Ok(BenchReport {
+        wire: plan.wire,
+        clients_connected: plan.clients,
+        senders: plan.senders,
+        seconds: sending_time,
+        messages_sent: sent,
+        deliveries_expected: expected,
+        deliveries_received: received,
+        loss: if expected == 0 {
+            0.0
+        } else {
+            1.0 - received as f64 / expected as f64
+        },
+        deliveries_per_second: received as f64 / sending_time,
+        latency_ms: Latencies {
+            p50: millis(0.50),
+            p90: millis(0.90),
+            p99: millis(0.99),
+            max: latency.max() as f64 / 1000.0,
+        },
+        server,
+    })
+}
+
+fn progress_bar(show: bool, length: u64, what: &'static str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(length);
+    bar.set_message(what);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// One connected client, whichever wire it speaks.
+enum Client {
+    Lines {
+        reader: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+        writer: tokio::net::tcp::OwnedWriteHalf,
+        irc_channel: Option<String>,
+    },
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
+    Udp {
+        socket: UdpSocket,
+        next_id: u64,
+    },
+}
+
+impl Client {
+    async fn connect(plan: &BenchPlan, addr: SocketAddr, index: usize) -> anyhow::Result<Client> {
+        match plan.wire {
+            Wire::Tcp | Wire::Irc => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let (reader, mut writer) = stream.into_split();
+                let mut reader = BufReader::new(reader).lines();
+                let irc_channel = (plan.wire == Wire::Irc).then(|| plan.channel.clone());
+                if let Some(channel) = &irc_channel {
+                    let nick = format!("bench{index}");
+                    writer
+                        .write_all(
+                            format!("NICK {nick}\r\nUSER {nick} 0 * :sockchat bench\r\n")
+                                .as_bytes(),
+                        )
+                        .await?;
+                    wait_for_line(&mut reader, &mut writer, " 001 ").await?;
+                    writer
+                        .write_all(format!("JOIN {channel}\r\n").as_bytes())
+                        .await?;
+                    // 366: end of the names list, sent once the join is done.
+                    wait_for_line(&mut reader, &mut writer, " 366 ").await?;
+                }
+                Ok(Client::Lines {
+                    reader,
+                    writer,
+                    irc_channel,
+                })
+            }
+            Wire::Ws => {
+                let (mut socket, _) =
+                    tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+                // The welcome says we are in.
+                socket.next().await.context("closed before the welcome")??;
+                Ok(Client::Ws(Box::new(socket)))
+            }
+            Wire::Udp => {
+                let local = if addr.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let socket = UdpSocket::bind(local).await?;
+                socket.connect(addr).await?;
+                let token = udp_request(&socket, 1, None, None).await?;
+                udp_request(&socket, 2, None, token).await?;
+                Ok(Client::Udp { socket, next_id: 3 })
+            }
+        }
+    }
+
+    /// Sends (when `sender`) and receives until aborted; returns the
+    /// latencies it measured, in µs.
+    async fn run(
+        self,
+        sender: Option<usize>,
+        rate: f64,
+        counters: Arc<Counters>,
+    ) -> anyhow::Result<Histogram<u64>> {
+        let mut latency =
+            Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+        let mut ticker = (rate > 0.0).then(|| {
+            let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            interval
+        });
+        let mut seq = 0u64;
+        let mut record = |text: &str| {
+            for (from, micros) in parse_payloads(text) {
+                if Some(from) != sender {
+                    let now = counters.start.elapsed().as_micros() as u64;
+                    let _ = latency.record(now.saturating_sub(micros).max(1));
+                    counters.received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        match self {
+            Client::Lines {
+                mut reader,
+                mut writer,
+                irc_channel,
+            } => loop {
+                let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
+                tokio::select! {
+                    _ = counters.stop.cancelled() => return Ok(latency),
+                    line = reader.next_line() => match line? {
+                        Some(line) => {
+                            if let (Some(_), Some(rest)) = (&irc_channel, line.strip_prefix("PING ")) {
+                                writer.write_all(format!("PONG {rest}\r\n").as_bytes()).await?;
+                            }
+                            record(&line);
+                        }
+                        None => return Ok(latency),
+                    },
+                    _ = tick(&mut ticker), if may_send => {
+                        let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
+                        let line = match &irc_channel {
+                            Some(channel) => format!("PRIVMSG {channel} :{text}\r\n"),
+                            None => format!("{text}\n"),
+                        };
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                        writer.write_all(line.as_bytes()).await?;
+                        seq += 1;
+                    }
+                }
+            },
+            Client::Ws(mut socket) => loop {
+                let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
+                tokio::select! {
+                    _ = counters.stop.cancelled() => return Ok(latency),
+                    frame = socket.next() => match frame {
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => record(&text),
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => return Err(error.into()),
+                        None => return Ok(latency),
+                    },
+                    _ = tick(&mut ticker), if may_send => {
+                        let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
+                        let command = serde_json::to_string(&ClientCommand::Say { text, room: None })?;
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                        socket.send(tokio_tungstenite::tungstenite::Message::Text(command.into())).await?;
+                        seq += 1;
+                    }
+                }
+            },
+            Client::Udp {
+                socket,
+                mut next_id,
+            } => {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
+                    tokio::select! {
+                        _ = counters.stop.cancelled() => return Ok(latency),
+                        received = socket.recv(&mut buf) => {
+                            let len = received?;
+                            record(&String::from_utf8_lossy(&buf[..len]));
+                        }
+                        _ = tick(&mut ticker), if may_send => {
+                            let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
+                            let datagram = ClientDatagram {
+                                id: next_id,
+                                cmd: Some(ClientCommand::Say { text, room: None }),
+                                proof: None,
+                                pad: None,
+                            };
+                            counters.sent.fetch_add(1, Ordering::Relaxed);
+                            socket.send(&datagram.encode(None)).await?;
+                            next_id += 1;
+                            seq += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Resolves at the next tick, or at once when sending as fast as possible.
+async fn tick(ticker: &mut Option<tokio::time::Interval>) {
+    match ticker {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => tokio::task::yield_now().await,
+    }
+}
+
+async fn wait_for_line(
+    reader: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    needle: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = tokio::time::timeout_at(deadline, reader.next_line())
+            .await
+            .with_context(|| format!("no {needle:?} from the server in time"))??
+            .context("the server closed the connection")?;
+        if let Some(rest) = line.strip_prefix("PING ") {
+            writer
+                .write_all(format!("PONG {rest}\r\n").as_bytes())
+                .await?;
+        }
+        if line.contains(needle) {
+            return Ok(());
+        }
+    }
+}
+
+/// One structured UDP request, retried; returns the token of its answer.
+async fn udp_request(
+    socket: &UdpSocket,
+    id: u64,
+    cmd: Option<ClientCommand>,
+    proof: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let datagram = ClientDatagram {
+        id,
+        cmd,
+        proof,
+        pad: None,
+    }
+    .encode(Some(CLIENT_DATAGRAM));
+    let mut buf = vec![0u8; 65_536];
+    for _ in 0..10 {
+        socket.send(&datagram).await?;
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            let len = received?;
+            if let Ok(ServerDatagram::Ack { ack, token, .. }) = serde_json::from_slice(&buf[..len])
+            {
+                if ack == id {
+                    return Ok(token);
+                }
+            }
+        }
+    }
+    bail!("no answer over UDP")
+}
+
+/// Resident memory of a process, from /proc (Linux).
+fn read_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU time of a process, from /proc (Linux).
+fn read_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(ticks as f64 / 100.0)
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "clients connected     {}", self.clients_connected)?;
+        writeln!(f, "senders               {}", self.senders)?;
+        writeln!(f, "seconds               {:.1}", self.seconds)?;
+        writeln!(f, "messages sent         {}", self.messages_sent)?;
+        writeln!(f, "deliveries expected   {}", self.deliveries_expected)?;
+        writeln!(f, "deliveries received   {}", self.deliveries_received)?;
+        writeln!(f, "loss                  {:.3} %", self.loss * 100.0)?;
+        writeln!(f, "deliveries/s          {:.0}", self.deliveries_per_second)?;
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "latency ms            p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.max
+        )?;
+        if let Some(server) = &self.server {
+            writeln!(f, "server cpu seconds    {:.2}", server.cpu_seconds)?;
+            writeln!(
+                f,
+                "server rss KiB        {} before, {} connected, {} after ({:.1} KiB per connection)",
+                server.rss_before_kib, server.rss_connected_kib, server.rss_after_kib, server.kib_per_connection
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_are_found_in_any_framing() {
+        let text = payload(3, 17, 123_456);
+        assert_eq!(text, "bench s3 q17 t123456");
+        assert_eq!(
+            parse_payloads(&format!("[lobby] guest-1: {text}")),
+            [(3, 123_456)]
+        );
+        assert_eq!(
+            parse_payloads(&format!(":b!u@h PRIVMSG #bench :{text}\r")),
+            [(3, 123_456)]
+        );
+        let push = format!(
+            r#"{{"type":"push","seq":1,"events":[{{"text":"{text}"}},{{"text":"{}"}}]}}"#,
+            payload(4, 1, 9)
+        );
+        assert_eq!(parse_payloads(&push), [(3, 123_456), (4, 9)]);
+        assert!(parse_payloads(&format!("(history) [lobby] x: {text}")).is_empty());
+        assert!(parse_payloads("no payload").is_empty());
+    }
+}
