@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -63,6 +64,8 @@ pub struct BenchPlan {
 pub struct BenchReport {
     pub wire: Wire,
     pub clients_connected: usize,
+    /// How long connecting (and, for IRC, registering) every client took.
+    pub connect_seconds: f64,
     pub senders: usize,
     pub seconds: f64,
     pub messages_sent: u64,
@@ -100,6 +103,9 @@ struct Counters {
     sending: AtomicBool,
     /// Ends every client's loop; each returns its latencies.
     stop: tokio_util::sync::CancellationToken,
+    /// Per sender, how many of its messages the observer (the last client,
+    /// never a sender) has received: the closed loop's window.
+    delivered: Vec<watch::Sender<u64>>,
     sent: AtomicU64,
     received: AtomicU64,
 }
@@ -118,7 +124,7 @@ fn payload(sender: usize, seq: u64, micros: u64) -> String {
 /// Finds the payloads in a line, frame or datagram (a UDP push can carry
 /// several): (sender, send time in µs) each. Replayed history is not a
 /// delivery and is skipped.
-fn parse_payloads(text: &str) -> Vec<(usize, u64)> {
+fn parse_payloads(text: &str) -> Vec<(usize, u64, u64)> {
     if text.starts_with("(history)") || text.contains(r#""type":"history""#) {
         return Vec::new();
     }
@@ -127,9 +133,9 @@ fn parse_payloads(text: &str) -> Vec<(usize, u64)> {
             let rest = &text[at + MARK.len()..];
             let mut words = rest.split([' ', '"', '}', '\r']);
             let sender = words.next()?.parse().ok()?;
-            let _seq = words.next()?;
+            let seq = words.next()?.strip_prefix('q')?.parse().ok()?;
             let micros = words.next()?.strip_prefix('t')?.parse().ok()?;
-            Some((sender, micros))
+            Some((sender, seq, micros))
         })
         .collect()
 }
@@ -151,6 +157,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     let rss_before = plan.pid.and_then(read_rss_kib);
     let cpu_before = plan.pid.and_then(read_cpu_seconds);
 
+    let connecting = Instant::now();
     let bar = progress_bar(progress, plan.clients as u64, "connecting");
     let mut clients = Vec::with_capacity(plan.clients);
     for index in 0..plan.clients {
@@ -161,19 +168,22 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let connect_seconds = connecting.elapsed().as_secs_f64();
     let rss_connected = plan.pid.and_then(read_rss_kib);
 
     let counters = Arc::new(Counters {
         start: Instant::now(),
         sending: AtomicBool::new(true),
         stop: tokio_util::sync::CancellationToken::new(),
+        delivered: (0..plan.senders).map(|_| watch::Sender::new(0)).collect(),
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
     });
     let mut tasks = JoinSet::new();
+    let observer = plan.clients - 1;
     for (index, client) in clients.into_iter().enumerate() {
         let sender = (index < plan.senders).then_some(index);
-        tasks.spawn(client.run(sender, plan.rate, counters.clone()));
+        tasks.spawn(client.run(sender, index == observer, plan.rate, counters.clone()));
     }
     let bar = progress_bar(progress, plan.duration.as_secs(), "sending");
     let send_until = counters.start + plan.duration;
@@ -221,6 +231,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     Ok(BenchReport {
         wire: plan.wire,
         clients_connected: plan.clients,
+        connect_seconds,
         senders: plan.senders,
         seconds: sending_time,
         messages_sent: sent,
@@ -320,24 +331,39 @@ impl Client {
         }
     }
 
-    /// Sends (when `sender`) and receives until aborted; returns the
-    /// latencies it measured, in µs.
+    /// Sends (when `sender`) and receives until stopped; returns the
+    /// latencies it measured, in µs. The `observer` also tracks how far each
+    /// sender's messages have come, for closed-loop senders.
     async fn run(
         self,
         sender: Option<usize>,
+        observer: bool,
         rate: f64,
         counters: Arc<Counters>,
     ) -> anyhow::Result<Histogram<u64>> {
         let mut latency =
             Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
-        let mut ticker = (rate > 0.0).then(|| {
-            let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-            interval
-        });
+        let mut pace = match sender {
+            _ if rate > 0.0 => {
+                let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                Pace::Rate(interval)
+            }
+            Some(index) => Pace::Window(counters.delivered[index].subscribe()),
+            None => Pace::Never,
+        };
         let mut seq = 0u64;
         let mut record = |text: &str| {
-            for (from, micros) in parse_payloads(text) {
+            for (from, message_seq, micros) in parse_payloads(text) {
+                if observer {
+                    if let Some(count) = counters.delivered.get(from) {
+                        count.send_if_modified(|count| {
+                            let changed = message_seq + 1 > *count;
+                            *count = (*count).max(message_seq + 1);
+                            changed
+                        });
+                    }
+                }
                 if Some(from) != sender {
                     let now = counters.start.elapsed().as_micros() as u64;
                     let _ = latency.record(now.saturating_sub(micros).max(1));
@@ -363,7 +389,7 @@ impl Client {
                         }
                         None => return Ok(latency),
                     },
-                    _ = tick(&mut ticker), if may_send => {
+                    _ = pace.ready(seq), if may_send => {
                         let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
                         let line = match &irc_channel {
                             Some(channel) => format!("PRIVMSG {channel} :{text}\r\n"),
@@ -385,7 +411,7 @@ impl Client {
                         Some(Err(error)) => return Err(error.into()),
                         None => return Ok(latency),
                     },
-                    _ = tick(&mut ticker), if may_send => {
+                    _ = pace.ready(seq), if may_send => {
                         let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
                         let command = serde_json::to_string(&ClientCommand::Say { text, room: None })?;
                         counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -407,7 +433,7 @@ impl Client {
                             let len = received?;
                             record(&String::from_utf8_lossy(&buf[..len]));
                         }
-                        _ = tick(&mut ticker), if may_send => {
+                        _ = pace.ready(seq), if may_send => {
                             let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
                             let datagram = ClientDatagram {
                                 id: next_id,
@@ -427,13 +453,45 @@ impl Client {
     }
 }
 
-/// Resolves at the next tick, or at once when sending as fast as possible.
-async fn tick(ticker: &mut Option<tokio::time::Interval>) {
-    match ticker {
-        Some(interval) => {
-            interval.tick().await;
+/// When a sender may send its next message.
+enum Pace {
+    /// At a fixed rate.
+    Rate(tokio::time::Interval),
+    /// As fast as the server delivers: at most `WINDOW` messages not yet
+    /// seen by the observer (a closed loop, so queues cannot run away).
+    Window(watch::Receiver<u64>),
+    /// Not a sender.
+    Never,
+}
+
+/// Messages a closed-loop sender may have on their way.
+const WINDOW: u64 = 16;
+
+/// How long a closed-loop sender waits for progress before sending anyway.
+const STALL: Duration = Duration::from_millis(200);
+
+impl Pace {
+    /// Resolves when message number `seq` may go. Cancel-safe.
+    async fn ready(&mut self, seq: u64) {
+        match self {
+            Pace::Rate(interval) => {
+                interval.tick().await;
+            }
+            Pace::Window(delivered) => loop {
+                if seq < *delivered.borrow_and_update() + WINDOW {
+                    return;
+                }
+                // A server that loses or mangles messages (ncat relays raw
+                // chunks, which can cut a line) would stall the loop; after
+                // a while without progress, send anyway.
+                match tokio::time::timeout(STALL, delivered.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => std::future::pending::<()>().await,
+                    Err(_) => return,
+                }
+            },
+            Pace::Never => std::future::pending().await,
         }
-        None => tokio::task::yield_now().await,
     }
 }
 
@@ -509,7 +567,11 @@ fn read_cpu_seconds(pid: u32) -> Option<f64> {
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "clients connected     {}", self.clients_connected)?;
+        writeln!(
+            f,
+            "clients connected     {} in {:.2} s",
+            self.clients_connected, self.connect_seconds
+        )?;
         writeln!(f, "senders               {}", self.senders)?;
         writeln!(f, "seconds               {:.1}", self.seconds)?;
         writeln!(f, "messages sent         {}", self.messages_sent)?;
@@ -545,17 +607,17 @@ mod tests {
         assert_eq!(text, "bench s3 q17 t123456");
         assert_eq!(
             parse_payloads(&format!("[lobby] guest-1: {text}")),
-            [(3, 123_456)]
+            [(3, 17, 123_456)]
         );
         assert_eq!(
             parse_payloads(&format!(":b!u@h PRIVMSG #bench :{text}\r")),
-            [(3, 123_456)]
+            [(3, 17, 123_456)]
         );
         let push = format!(
             r#"{{"type":"push","seq":1,"events":[{{"text":"{text}"}},{{"text":"{}"}}]}}"#,
             payload(4, 1, 9)
         );
-        assert_eq!(parse_payloads(&push), [(3, 123_456), (4, 9)]);
+        assert_eq!(parse_payloads(&push), [(3, 17, 123_456), (4, 1, 9)]);
         assert!(parse_payloads(&format!("(history) [lobby] x: {text}")).is_empty());
         assert!(parse_payloads("no payload").is_empty());
     }

@@ -6,6 +6,7 @@
 //! timer (throttle, unterminated-line flush, idle). Every branch is
 //! cancel-safe: `read_buf`, `recv_many`, a oneshot and a sleep.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long input waits for the rest of a command's answer (a history
 /// commit or lookup, normally well under a millisecond) before going on.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// Messages a connection may have on their way to disk before it stops
+/// reading (see `Connection::echoes_in_flight`).
+const MAX_IN_FLIGHT: usize = 64;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -127,6 +132,7 @@ async fn run_connection(
         awaiting: None,
         awaiting_deadline: None,
         deferred: None,
+        echoes_in_flight: VecDeque::new(),
         answer_seen: false,
         flush_at: None,
         input_closed: false,
@@ -183,6 +189,10 @@ struct Connection {
     awaiting_deadline: Option<Instant>,
     /// A command waiting for `awaiting`; nothing more is read meanwhile.
     deferred: Option<ClientCommand>,
+    /// Ids of this member's messages not yet echoed, oldest first. At
+    /// `MAX_IN_FLIGHT` reading stops, so a fast sender is held back by TCP
+    /// instead of queueing without bound in front of the history writer.
+    echoes_in_flight: VecDeque<u64>,
     /// Set when a written batch held the awaited answer.
     answer_seen: bool,
     flush_at: Option<Instant>,
@@ -246,7 +256,9 @@ impl Connection {
 
     /// Input waits for the throttle or for an earlier command's answer.
     fn paused(&self) -> bool {
-        self.held.is_some() || self.deferred.is_some()
+        self.held.is_some()
+            || self.deferred.is_some()
+            || self.echoes_in_flight.len() >= MAX_IN_FLIGHT
     }
 
     /// After a pause: the deferred command, the lines already buffered,
@@ -328,6 +340,7 @@ impl Connection {
             tracing::warn!("an answer did not come in time; reading on");
             self.awaiting = None;
             self.awaiting_deadline = None;
+            self.echoes_in_flight.clear();
             return self.continue_input();
         }
         if self.flush_at.is_some_and(|at| at <= now) && !self.paused() {
@@ -429,6 +442,9 @@ impl Connection {
             // Answers come in order, so the latest one covers the earlier.
             self.awaiting = Some(pending);
             self.awaiting_deadline = Some(Instant::now() + ANSWER_WAIT);
+            if let Pending::Echo(id) = pending {
+                self.echoes_in_flight.push_back(id);
+            }
         }
         match handled.flow {
             Flow::Continue => None,
@@ -457,8 +473,15 @@ impl Connection {
     fn fill_write_buf(&mut self) {
         self.write_buf.clear();
         for outgoing in self.batch.drain(..) {
-            if let ServerEvent::Mode { mode } = outgoing.event() {
-                self.output_mode = *mode;
+            match outgoing.event() {
+                ServerEvent::Mode { mode } => self.output_mode = *mode,
+                ServerEvent::Message(message)
+                    if self.echoes_in_flight.front() == Some(&message.id) =>
+                {
+                    self.echoes_in_flight.pop_front();
+                    self.answer_seen = true;
+                }
+                _ => {}
             }
             if self
                 .awaiting

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# sockchat next to its peers (ncat --chat, ngircd), on loopback, the same
+# scenarios against each, alternating, twice; writes docs/BENCHMARKS.md.
+#
+#   bench/compare.sh            # everything (20 minutes or more: the peers seat
+#                               # thousands of clients slowly)
+#   SCENARIOS="A D" SERVERS="sockchat ngircd" ROUNDS=1 bench/compare.sh
+#
+# Results accumulate in target/compare-results.jsonl (kept if a run is cut
+# short); `python3 bench/report.py target/compare-results.jsonl` redoes the page.
+#
+# Servers run on CPU 0 and the load generator on CPU 1 (taskset), so they
+# do not compete for a core. Every load is bounded in clients and seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v ncat >/dev/null 2>&1 || missing+=(ncat)
+command -v ngircd >/dev/null 2>&1 && [ -x /usr/sbin/ngircd ] || missing+=(ngircd)
+command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+cargo build --release --quiet
+BIN=$PWD/target/release/sockchat
+SCENARIOS=${SCENARIOS:-"A B C D E"}
+SERVERS=${SERVERS:-"sockchat ncat ngircd"}
+RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
+ROUNDS=${ROUNDS:-2}
+# 5000 clients need as many sockets on each side.
+ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {
+    for _ in $(seq 100); do
+        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2
+    return 1
+}
+
+# start_server NAME PORT [history|nohistory]: sets server_pid and WIRE.
+start_server() {
+    local name=$1 port=$2 history=${3:-history}
+    case $name in
+        sockchat)
+            local db=(--db "$work/history-$RANDOM.db")
+            [ "$history" = nohistory ] && db=(--no-history)
+            taskset -c 0 "$BIN" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
+                --web "127.0.0.1:$((port + 1))" "${db[@]}" --max-rate 0 --max-per-ip 0 \
+                --max-clients 0 --outbox 65536 </dev/null >/dev/null 2>&1 &
+            WIRE=tcp ;;
+        ncat)
+            taskset -c 0 ncat --chat --listen 127.0.0.1 "$port" --max-conns 10000 </dev/null >/dev/null 2>&1 &
+            WIRE=tcp ;;
+        ngircd)
+            cat >"$work/ngircd.conf" <<CONF
+[Global]
+Name = bench.localhost
+Info = sockchat comparison
+Listen = 127.0.0.1
+Ports = $port
+PidFile = $work/ngircd.pid
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+RequireAuthPing = no
+CONF
+            taskset -c 0 /usr/sbin/ngircd --nodaemon --config "$work/ngircd.conf" </dev/null >/dev/null 2>&1 &
+            WIRE=irc ;;
+    esac
+    server_pid=$!
+    wait_for_port "$port"
+}
+
+stop_server() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+# run NAME SCENARIO PORT ARGS...: one bench run; appends a JSON line.
+run() {
+    local name=$1 scenario=$2 port=$3
+    shift 3
+    local target="127.0.0.1:$port"
+    [ "$WIRE_OVERRIDE" = ws ] && target="127.0.0.1:$((port + 1))"
+    local wire=${WIRE_OVERRIDE:-$WIRE}
+    local report
+    if report=$(taskset -c 1 "$BIN" bench "$target" --wire "$wire" --pid "$server_pid" --json "$@" 2>"$work/err"); then
+        printf '{"server":"%s","scenario":"%s","wire":"%s","report":%s}\n' "$name" "$scenario" "$wire" \
+            "$(echo "$report" | tr -d '\n')" >>"$RESULTS"
+        echo "  $scenario $name ($wire): $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f/s, loss %.2f %%, p99 %.1f ms" % (r["deliveries_per_second"], r["loss"] * 100, r["latency_ms"]["p99"]))')"
+    else
+        echo "  $scenario $name: failed: $(tail -1 "$work/err")"
+        printf '{"server":"%s","scenario":"%s","wire":"%s","error":%s}\n' "$name" "$scenario" "$wire" \
+            "$(tail -1 "$work/err" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))')" >>"$RESULTS"
+    fi
+}
+
+scenario_args() {
+    case $1 in
+        A) echo "--clients 100 --senders 10 --rate 0 --duration 10" ;;
+        B) echo "--clients 1000 --senders 1 --rate 100 --duration 10" ;;
+        C) echo "--clients 1000 --senders 10 --rate 50 --duration 10" ;;
+        D) echo "--clients 5000 --senders 0 --rate 1 --duration 1 --drain 0" ;;
+    esac
+}
+
+: >"$RESULTS"
+WIRE_OVERRIDE=""
+for round in $(seq "$ROUNDS"); do
+    for scenario in $SCENARIOS; do
+        if [ "$scenario" = E ]; then
+            echo "round $round, scenario E"
+            for variant in history nohistory; do
+                port=$(free_port)
+                start_server sockchat "$port" "$variant"
+                run "sockchat ($variant)" E "$port" $(scenario_args A)
+                stop_server
+            done
+            for wire in udp ws; do
+                port=$(free_port)
+                start_server sockchat "$port"
+                WIRE_OVERRIDE=$wire run "sockchat ($wire)" E "$port" --clients 100 --senders 10 --rate 100 --duration 10
+                stop_server
+            done
+            continue
+        fi
+        echo "round $round, scenario $scenario"
+        for name in $SERVERS; do
+            port=$(free_port)
+            start_server "$name" "$port"
+            run "$name" "$scenario" "$port" $(scenario_args "$scenario")
+            stop_server
+        done
+    done
+done
+
+python3 bench/report.py "$RESULTS" >docs/BENCHMARKS.md
+echo "wrote docs/BENCHMARKS.md"

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Turns bench/compare.sh's results (JSON lines) into docs/BENCHMARKS.md."""
+
+import json
+import platform
+import subprocess
+import sys
+from collections import defaultdict
+from datetime import date
+
+PEERS = ("ncat", "ngircd")
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return f"{cores} cores ({model}), Linux {platform.release()}"
+
+
+def best(runs, key, lowest=False):
+    values = [key(run) for run in runs if "report" in run]
+    if not values:
+        return None
+    return min(values) if lowest else max(values)
+
+
+def main(path):
+    results = defaultdict(lambda: defaultdict(list))
+    with open(path) as lines:
+        for line in lines:
+            run = json.loads(line)
+            results[run["scenario"]][run["server"]].append(run)
+
+    out = []
+    out.append("# Benchmarks\n")
+    out.append(f"Measured {date.today()} on {machine()}, loopback only. Servers on CPU 0, the load")
+    out.append("generator (`sockchat bench`) on CPU 1. Each figure is the best of the rounds run,")
+    out.append("servers alternating. Reproduce with `bench/compare.sh` (installs ncat and ngircd).\n")
+    titles = {
+        "A": "A. 100 clients, 10 senders as fast as possible, 10 s",
+        "B": "B. 1000 clients, 1 sender x 100 msg/s, 10 s (latency under fan-out)",
+        "C": "C. 1000 clients, 10 senders x 50 msg/s, 10 s",
+        "D": "D. 5000 idle connections (memory per connection)",
+        "E": "E. sockchat alone: history on and off (as A); UDP and WebSocket (10 x 100 msg/s)",
+    }
+    for scenario in sorted(results):
+        servers = results[scenario]
+        out.append(f"## {titles.get(scenario, scenario)}\n")
+        out.append("| server | deliveries/s | loss | p50 ms | p99 ms | max ms | connect s | server CPU s | KiB/conn |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for server, runs in servers.items():
+            errors = [run["error"] for run in runs if "error" in run]
+            if len(errors) == len(runs):
+                out.append(f"| {server} | failed: {errors[0]} | | | | | | | |")
+                continue
+            rate = best(runs, lambda run: run["report"]["deliveries_per_second"])
+            loss = best(runs, lambda run: run["report"]["loss"], lowest=True)
+            p50 = best(runs, lambda run: run["report"]["latency_ms"]["p50"], lowest=True)
+            p99 = best(runs, lambda run: run["report"]["latency_ms"]["p99"], lowest=True)
+            worst = best(runs, lambda run: run["report"]["latency_ms"]["max"], lowest=True)
+            connect = best(runs, lambda run: run["report"]["connect_seconds"], lowest=True)
+            cpu = best(runs, lambda run: (run["report"]["server"] or {}).get("cpu_seconds", 0), lowest=True)
+            kib = best(runs, lambda run: (run["report"]["server"] or {}).get("kib_per_connection", 0), lowest=True)
+            out.append(
+                f"| {server} | {rate:,.0f} | {loss * 100:.2f} % | {p50:.2f} | {p99:.2f} | {worst:.1f} "
+                f"| {connect:.2f} | {cpu:.2f} | {kib:.1f} |"
+            )
+        ours = servers.get("sockchat", [])
+        peers = [run for name in PEERS for run in servers.get(name, []) if "report" in run]
+        if ours and peers and any("report" in run for run in ours):
+            if scenario == "A":
+                ratio = best(ours, lambda r: r["report"]["deliveries_per_second"]) / max(
+                    best(peers, lambda r: r["report"]["deliveries_per_second"]), 1e-9)
+                out.append(f"\nsockchat / best peer, deliveries/s: **{ratio:.2f}** (target: at least 1.5)")
+            elif scenario in ("B", "C"):
+                ratio = best(ours, lambda r: r["report"]["latency_ms"]["p99"], lowest=True) / max(
+                    best(peers, lambda r: r["report"]["latency_ms"]["p99"], lowest=True), 1e-9)
+                out.append(f"\nsockchat / best peer, p99 latency: **{ratio:.2f}** (target: at most 0.5)")
+            elif scenario == "D":
+                kib = best(ours, lambda r: (r["report"]["server"] or {}).get("kib_per_connection", 0), lowest=True)
+                seconds = best(ours, lambda r: r["report"]["connect_seconds"], lowest=True)
+                out.append(f"\nsockchat: {kib:.1f} KiB per idle connection (target: at most 8), "
+                           f"5000 seated in {seconds:.1f} s (target: under 10)")
+        out.append("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
