@@ -110,6 +110,9 @@ struct Counters {
     received: AtomicU64,
 }
 
+/// Connections being set up at once.
+const CONNECTING: usize = 64;
+
 /// How long senders get to finish the message they were sending when the
 /// run's sending time ended.
 const SETTLE: Duration = Duration::from_millis(100);
@@ -159,12 +162,18 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
 
     let connecting = Instant::now();
     let bar = progress_bar(progress, plan.clients as u64, "connecting");
+    // Clients connect CONNECTING at a time, as people arriving would, not
+    // one by one; their order (and so who sends) is kept.
+    let mut arriving = futures_util::stream::iter(0..plan.clients)
+        .map(|index| async move {
+            Client::connect(plan, addr, index)
+                .await
+                .with_context(|| format!("client {index} could not join"))
+        })
+        .buffered(CONNECTING);
     let mut clients = Vec::with_capacity(plan.clients);
-    for index in 0..plan.clients {
-        let client = Client::connect(plan, addr, index)
-            .await
-            .with_context(|| format!("client {index} could not join"))?;
-        clients.push(client);
+    while let Some(client) = arriving.next().await {
+        clients.push(client?);
         bar.inc(1);
     }
     bar.finish_and_clear();
