@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Stdio;
 
-use common::process::{run_client, ServerProcess, BINARY};
+use common::process::{run_client, serve_fails, ServerProcess, BINARY};
 use common::Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -148,23 +148,16 @@ async fn the_config_file_sets_flags_and_flags_win() {
 async fn start_up_errors_are_clear_and_exit_non_zero() {
     let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let output = Command::new(BINARY)
-        .args([
-            "serve",
-            "--no-history",
-            "--udp",
-            "off",
-            "--web",
-            "off",
-            "--tcp",
-            &addr,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let args = [
+        "--no-history",
+        "--udp",
+        "off",
+        "--web",
+        "off",
+        "--tcp",
+        &addr,
+    ];
+    let stderr = serve_fails(&args).await;
     assert!(
         stderr.contains(&format!("cannot listen on tcp {addr}")),
         "{stderr}"
@@ -172,44 +165,23 @@ async fn start_up_errors_are_clear_and_exit_non_zero() {
 
     let taken_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp_addr = taken_udp.local_addr().unwrap().to_string();
-    let output = Command::new(BINARY)
-        .args([
-            "serve",
-            "--no-history",
-            "--tcp",
-            "127.0.0.1:0",
-            "--udp",
-            &udp_addr,
-            "--web",
-            "off",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).unwrap();
+    let args = [
+        "--no-history",
+        "--tcp",
+        "127.0.0.1:0",
+        "--udp",
+        &udp_addr,
+        "--web",
+        "off",
+    ];
+    let stderr = serve_fails(&args).await;
     assert!(
         stderr.contains(&format!("cannot listen on udp {udp_addr}")),
         "{stderr}"
     );
 
-    let output = Command::new(BINARY)
-        .args([
-            "serve",
-            "--web",
-            "off",
-            "--config",
-            "/nonexistent/sockchat.toml",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8(output.stderr)
-        .unwrap()
-        .contains("cannot read config file"));
+    let stderr = serve_fails(&["--web", "off", "--config", "/nonexistent/sockchat.toml"]).await;
+    assert!(stderr.contains("cannot read config file"), "{stderr}");
 }
 
 #[tokio::test]

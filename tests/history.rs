@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::process::{ServerProcess, BINARY};
+use common::process::{serve_fails, ServerProcess};
 use common::{config_with_history, start, Client};
 use serde_json::Value;
 use sockchat::server::Server;
@@ -227,24 +227,18 @@ async fn start_up_faults_are_clear_errors_with_a_non_zero_exit() {
         (taken, "is in use by another sockchat server"),
     ];
     for (db, expected) in cases {
-        let output = tokio::process::Command::new(BINARY)
-            .args([
-                "serve",
-                "--tcp",
-                "127.0.0.1:0",
-                "--udp",
-                "off",
-                "--web",
-                "off",
-                "--db",
-            ])
-            .arg(&db)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        let stderr = String::from_utf8(output.stderr).unwrap();
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let db = db.to_str().unwrap().to_string();
+        let args = [
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "off",
+            "--web",
+            "off",
+            "--db",
+            &db,
+        ];
+        let stderr = serve_fails(&args).await;
         assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
     }
     drop(holder);

@@ -132,3 +132,18 @@ pub async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
         String::from_utf8(output.stderr).unwrap(),
     )
 }
+
+/// Runs `sockchat serve ARGS`, which must fail at start with exit code 1;
+/// returns what it said on stderr.
+pub async fn serve_fails(args: &[&str]) -> String {
+    let output = Command::new(BINARY)
+        .arg("serve")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run sockchat serve");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8 errors");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
