@@ -152,7 +152,6 @@ struct UdpSession {
     filter_growth: usize,
     /// Events not yet delivered to an unproven address.
     backlog: VecDeque<Arc<Outgoing>>,
-    missed: usize,
     /// Structured clients: the last request id and its answer, resent for
     /// a retransmission so the command is not carried out twice.
     last_id: u64,
@@ -193,7 +192,6 @@ impl UdpSession {
             sent: 0,
             filter_growth: 0,
             backlog: VecDeque::new(),
-            missed: 0,
             last_id: 0,
             last_answer: None,
             push_seq: 0,
@@ -487,7 +485,6 @@ impl UdpSession {
         for event in events {
             if self.backlog.len() == BACKLOG {
                 self.backlog.pop_front();
-                self.missed += 1;
             }
             self.backlog.push_back(event);
         }

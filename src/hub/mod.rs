@@ -249,11 +249,6 @@ impl Hub {
         }
     }
 
-    /// The hub's settings.
-    pub fn config(&self) -> &HubConfig {
-        &self.shared.config
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug in the hub; the state
         // is still consistent enough to keep serving everyone else.
@@ -402,11 +397,6 @@ impl Hub {
         let mut state = self.lock();
         state.announce(text);
         state.settle(config);
-    }
-
-    /// The highest message id fanned out so far.
-    pub fn last_published(&self) -> u64 {
-        self.lock().last_published()
     }
 
     /// The member's nickname now, if it is still a member.

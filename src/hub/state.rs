@@ -162,10 +162,6 @@ impl State {
             .map_or_else(Vec::new, |ring| ring.iter().cloned().collect())
     }
 
-    pub(super) fn last_published(&self) -> u64 {
-        self.last_published
-    }
-
     /// Fans a message out to its room (after it is on disk, when history
     /// is kept) and remembers it for newcomers.
     pub(super) fn publish(&mut self, config: &HubConfig, record: MessageRecord) {
