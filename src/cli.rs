@@ -171,6 +171,11 @@ pub struct ServeArgs {
     /// Events queued for a client before it is dropped as too slow [default: 1024].
     #[arg(long, value_name = "N")]
     pub outbox: Option<usize>,
+    /// Rooms with more members than this stop announcing joins and leaves,
+    /// and newcomers get a member count instead of the list (0: no limit)
+    /// [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub big_room: Option<usize>,
     /// Disconnect clients silent for this many seconds [default: 0, off].
     #[arg(long, value_name = "SECS")]
     pub idle: Option<u64>,
@@ -246,6 +251,7 @@ impl ServeArgs {
             max_per_ip: self.max_per_ip.or(file.max_per_ip),
             max_rate: self.max_rate.or(file.max_rate),
             outbox: self.outbox.or(file.outbox),
+            big_room: self.big_room.or(file.big_room),
             idle: self.idle.or(file.idle),
             line_flush_ms: self.line_flush_ms.or(file.line_flush_ms),
             max_datagram: self.max_datagram.or(file.max_datagram),
@@ -300,6 +306,7 @@ impl ServeArgs {
                 max_per_ip: self.max_per_ip.unwrap_or(100),
                 outbox: self.outbox.unwrap_or(hub_defaults.outbox),
                 store_private: self.store_private,
+                big_room: self.big_room.unwrap_or(hub_defaults.big_room),
             },
             limits: ConnectionLimits {
                 max_line: self.max_line.unwrap_or(limit_defaults.max_line),
@@ -484,6 +491,14 @@ pub struct BenchArgs {
     /// The IRC channel to use.
     #[arg(long, default_value = "#bench")]
     pub channel: String,
+    /// With `--wire tcp`: a client counts as seated once the server's first
+    /// line arrives (for servers that greet, as sockchat does), not as soon
+    /// as TCP connects.
+    #[arg(long)]
+    pub greeting: bool,
+    /// Draw the latency distribution (percentile plot) into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -502,6 +517,7 @@ impl BenchArgs {
             drain: Duration::from_secs(self.drain),
             pid: self.pid,
             channel: self.channel.clone(),
+            greeting: self.greeting,
         }
     }
 }

@@ -62,6 +62,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let progress = !args.json && std::io::stderr().is_terminal();
             let report = sockchat::bench::run(&args.plan(), progress).await?;
+            if let Some(path) = &args.plot {
+                let title = format!(
+                    "{} clients, {} senders over {:?}: latency",
+                    report.clients_connected, report.senders, report.wire
+                );
+                sockchat::bench::plot::latency_svg(&report, &title, path)?;
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -76,15 +76,31 @@ impl std::fmt::Display for Listening {
     }
 }
 
+/// Connections the kernel may hold for `accept`. Past it, new connections'
+/// SYNs are dropped and retried a second or more later, so a crowd arriving
+/// at once (everyone reconnecting after a restart) needs a deep queue; the
+/// kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Server {
     /// Binds every enabled door.
     pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
         let tcp = match config.tcp {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on tcp {addr}"))?,
-            ),
+            Some(addr) => {
+                Some(listen(addr).with_context(|| format!("cannot listen on tcp {addr}"))?)
+            }
             None => None,
         };
         let udp = match config.udp {
@@ -96,11 +112,9 @@ impl Server {
             None => None,
         };
         let web = match config.web {
-            Some(addr) => Some(
-                TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on web {addr}"))?,
-            ),
+            Some(addr) => {
+                Some(listen(addr).with_context(|| format!("cannot listen on web {addr}"))?)
+            }
             None => None,
         };
         let hub = match &config.history.db {

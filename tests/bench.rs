@@ -19,6 +19,8 @@ fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
         drain: Duration::from_secs(5),
         pid: Some(std::process::id()),
         channel: "#bench".into(),
+        // sockchat greets every client with its welcome line.
+        greeting: true,
     }
 }
 

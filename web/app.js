@@ -13,7 +13,7 @@ const state = {
   nick: localStorage.getItem("sockchat.nick") || "",
   me: "",
   current: null,
-  rooms: new Map(), // name -> { messages: [], ids: Set, unread: 0, members: [] }
+  rooms: new Map(), // name -> { messages: [], ids: Set, unread: 0, members: [], count: 0 }
   joined: [],
   retryDelay: 1000,
   retryTimer: null,
@@ -24,7 +24,7 @@ const $ = (id) => document.getElementById(id);
 
 function room(name) {
   if (!state.rooms.has(name)) {
-    state.rooms.set(name, { messages: [], ids: new Set(), unread: 0, members: [] });
+    state.rooms.set(name, { messages: [], ids: new Set(), unread: 0, members: [], count: 0 });
   }
   return state.rooms.get(name);
 }
@@ -86,6 +86,7 @@ function handle(event) {
       state.me = event.nick;
       if (!state.joined.includes(event.room)) state.joined.unshift(event.room);
       room(event.room).members = event.members;
+      room(event.room).count = event.count;
       switchTo(state.current && state.joined.includes(state.current) ? state.current : event.room);
       break;
     case "message":
@@ -114,7 +115,8 @@ function handle(event) {
         switchTo(event.room);
       }
       notice(event.room, `${event.nick} joined #${event.room}`, "system");
-      send({ type: "who", room: event.room });
+      // Our own join is followed by a members event anyway.
+      if (event.nick !== state.me) send({ type: "who", room: event.room });
       break;
     case "leave":
       if (event.nick === state.me && event.reason === "part") {
@@ -148,6 +150,7 @@ function handle(event) {
       break;
     case "members":
       room(event.room).members = event.nicks;
+      room(event.room).count = event.count;
       renderSidebar();
       break;
     case "rooms":
@@ -267,7 +270,15 @@ function renderSidebar() {
   const members = $("member-list");
   members.replaceChildren();
   if (state.current && state.current !== PRIVATE) {
-    for (const nick of room(state.current).members) {
+    const { members: nicks, count } = room(state.current);
+    if (count > nicks.length) {
+      // A big room: the server sends a count, not the list, and no joins.
+      const item = document.createElement("li");
+      item.className = "member-count";
+      item.textContent = `${count} members (/who lists them)`;
+      members.append(item);
+    }
+    for (const nick of nicks) {
       const item = document.createElement("li");
       item.textContent = nick;
       item.title = `message ${nick} privately`;

@@ -4,7 +4,11 @@
 //! One task per connection runs one `select!` loop over: bytes from the
 //! peer, the member's outbox, the hub's "you are dropped" signal, and one
 //! timer (throttle, unterminated-line flush, idle). Every branch is
-//! cancel-safe: `read_buf`, `recv_many`, a oneshot and a sleep.
+//! cancel-safe: `readable`, `recv_many`, a oneshot and a sleep.
+//!
+//! An idle connection holds no buffers: the read buffer is taken when
+//! bytes are ready and given back once every line in it is handled, and
+//! the write buffer shrinks after a burst.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -51,6 +55,10 @@ const MAX_IN_FLIGHT: usize = 64;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
+
+/// Write buffer capacity kept between batches; a bigger one (after a burst)
+/// is freed.
+const WRITE_BUF_KEPT: usize = 16 * 1024;
 
 /// Accepts connections until `shutdown` is cancelled, one task each,
 /// tracked by `tracker` so the server can wait for them to finish.
@@ -215,7 +223,6 @@ impl Connection {
             .flatten()
             .min();
             let can_read = !self.paused() && !self.input_closed;
-            self.read_buf.reserve(READ_CHUNK);
             tokio::select! {
                 reason = wait_dropped(&mut self.dropped) => return Ending::Dropped(reason),
                 count = self.outbox.recv_many(&mut self.batch, WRITE_BATCH) => {
@@ -231,7 +238,8 @@ impl Connection {
                         }
                     }
                 }
-                read = self.reader.read_buf(&mut self.read_buf), if can_read => match read {
+                ready = self.reader.readable(), if can_read => match ready.and_then(|()| self.read_some()) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     Ok(0) => {
                         self.input_closed = true;
                         if let Some(ending) = self.on_end_of_input() {
@@ -252,6 +260,17 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Reads what the socket has into the read buffer, allocating it only
+    /// now; `Ok(0)` is end of input.
+    fn read_some(&mut self) -> std::io::Result<usize> {
+        self.read_buf.reserve(READ_CHUNK);
+        let read = self.reader.try_read_buf(&mut self.read_buf);
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        }
+        read
     }
 
     /// Input waits for the throttle or for an earlier command's answer.
@@ -296,8 +315,13 @@ impl Connection {
                 return Some(ending);
             }
         }
-        self.flush_at =
-            (!self.read_buf.is_empty()).then(|| Instant::now() + self.limits.partial_line_flush);
+        if self.read_buf.is_empty() {
+            // Idle connections keep no read buffer.
+            self.read_buf = BytesMut::new();
+            self.flush_at = None;
+        } else {
+            self.flush_at = Some(Instant::now() + self.limits.partial_line_flush);
+        }
         None
     }
 
@@ -462,10 +486,14 @@ impl Connection {
             dropped,
             ..
         } = self;
-        tokio::select! {
+        let written = tokio::select! {
             written = writer.write_all(write_buf) => written.map_err(|error| Ending::Lost(error.to_string())),
             reason = wait_dropped(dropped) => Err(Ending::Dropped(reason)),
+        };
+        if write_buf.capacity() > WRITE_BUF_KEPT {
+            *write_buf = Vec::new();
         }
+        written
     }
 
     /// Encodes `batch` into `write_buf`, switching output mode where a

@@ -56,6 +56,10 @@ impl Door {
     }
 }
 
+/// Members past which a room is big (see [`HubConfig::big_room`]). Twitch
+/// stops sending JOIN/PART past 1000 viewers for the same reason.
+pub const DEFAULT_BIG_ROOM: usize = 1000;
+
 /// Hub settings. Limits of 0 mean "no limit".
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -76,6 +80,10 @@ pub struct HubConfig {
     /// Store private messages too (room messages always are, when history
     /// is on).
     pub store_private: bool,
+    /// Rooms with more members than this are big: joins and leaves are no
+    /// longer announced to the room and newcomers get a member count instead
+    /// of the list, so seating n members costs O(n), not O(n²). 0: no limit.
+    pub big_room: usize,
 }
 
 impl Default for HubConfig {
@@ -89,6 +97,7 @@ impl Default for HubConfig {
             max_per_ip: 0,
             outbox: 1024,
             store_private: false,
+            big_room: DEFAULT_BIG_ROOM,
         }
     }
 }

@@ -262,7 +262,13 @@ impl State {
         );
         let room_state = self.rooms.entry(room.clone()).or_default();
         room_state.members.push(id);
-        let members = self.nicks_in(&room);
+        let count = room_state.members.len();
+        let big = is_big(config, count);
+        let members = if big {
+            Vec::new()
+        } else {
+            self.nicks_in(&room)
+        };
         let history = self.recent_in(&room);
         self.deliver_event(
             id,
@@ -271,6 +277,7 @@ impl State {
                 nick: nick.clone(),
                 room: room.clone(),
                 members,
+                count,
             },
         );
         if !history.is_empty() {
@@ -282,14 +289,16 @@ impl State {
                 },
             );
         }
-        self.broadcast_except(
-            &room,
-            id,
-            ServerEvent::Join {
-                room: room.clone(),
-                nick: nick.clone(),
-            },
-        );
+        if !big {
+            self.broadcast_except(
+                &room,
+                id,
+                ServerEvent::Join {
+                    room: room.clone(),
+                    nick: nick.clone(),
+                },
+            );
+        }
         tracing::info!(?door, ?ip, %nick, "member connected");
         Session {
             id,
@@ -307,6 +316,10 @@ impl State {
                 return nick;
             }
         }
+    }
+
+    fn room_size(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |room| room.members.len())
     }
 
     fn nicks_in(&self, room: &str) -> Vec<String> {
@@ -347,7 +360,7 @@ impl State {
                 self.private_message(config, history, id, &to, &text);
             }
             ClientCommand::Nick { nick } => self.change_nick(id, &nick),
-            ClientCommand::Join { room } => self.join(id, &room),
+            ClientCommand::Join { room } => self.join(config, id, &room),
             ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
             ClientCommand::Who { room } => self.who(id, room.as_deref()),
             ClientCommand::Rooms => self.list_rooms(id),
@@ -604,7 +617,7 @@ impl State {
         }
     }
 
-    fn join(&mut self, id: MemberId, name: &str) {
+    fn join(&mut self, config: &HubConfig, id: MemberId, name: &str) {
         let room = match normalize_room(name) {
             Ok(room) => room,
             Err(why) => {
@@ -625,20 +638,31 @@ impl State {
         }
         member.rooms.push(room.clone());
         let nick = member.nick.clone();
-        self.rooms.entry(room.clone()).or_default().members.push(id);
-        self.broadcast(
-            &room,
-            ServerEvent::Join {
-                room: room.clone(),
-                nick,
-            },
-        );
-        let nicks = self.nicks_in(&room);
+        let room_state = self.rooms.entry(room.clone()).or_default();
+        room_state.members.push(id);
+        let count = room_state.members.len();
+        let big = is_big(config, count);
+        let joined = ServerEvent::Join {
+            room: room.clone(),
+            nick,
+        };
+        if big {
+            // Only the joiner hears it, as its confirmation.
+            self.deliver_event(id, joined);
+        } else {
+            self.broadcast(&room, joined);
+        }
+        let nicks = if big {
+            Vec::new()
+        } else {
+            self.nicks_in(&room)
+        };
         self.deliver_event(
             id,
             ServerEvent::Members {
                 room: room.clone(),
                 nicks,
+                count,
             },
         );
         let history = self.recent_in(&room);
@@ -665,16 +689,18 @@ impl State {
             return;
         }
         let nick = self.members[&id].nick.clone();
+        let left = ServerEvent::Leave {
+            room: room.clone(),
+            nick,
+            reason: LeaveReason::Part,
+            detail: None,
+        };
         // The member hears its own leave, then is taken out.
-        self.broadcast(
-            &room,
-            ServerEvent::Leave {
-                room: room.clone(),
-                nick,
-                reason: LeaveReason::Part,
-                detail: None,
-            },
-        );
+        if is_big(config, self.room_size(&room)) {
+            self.deliver_event(id, left);
+        } else {
+            self.broadcast(&room, left);
+        }
         self.leave_room(config, id, &room);
         let member = self.members.get_mut(&id).expect("checked by handle");
         if member.current.as_deref() == Some(room.as_str()) {
@@ -708,7 +734,8 @@ impl State {
             return;
         }
         let nicks = self.nicks_in(&room);
-        self.deliver_event(id, ServerEvent::Members { room, nicks });
+        let count = nicks.len();
+        self.deliver_event(id, ServerEvent::Members { room, nicks, count });
     }
 
     fn list_rooms(&mut self, id: MemberId) {
@@ -763,7 +790,11 @@ impl State {
         }
         tracing::info!(nick = %member.nick, ?reason, detail = detail.as_deref().unwrap_or(""), "member left");
         for room in std::mem::take(&mut member.rooms) {
+            let was_big = is_big(config, self.room_size(&room));
             self.leave_room(config, id, &room);
+            if was_big {
+                continue;
+            }
             self.broadcast(
                 &room,
                 ServerEvent::Leave {
@@ -828,10 +859,11 @@ impl State {
     /// Queues an event for one member without waiting.
     pub(super) fn deliver(&mut self, id: MemberId, event: Arc<Outgoing>) {
         if let Some(member) = self.members.get(&id) {
-            offer(id, member, &event, &mut self.overflowed);
+            // Counted first: whoever reads the event may read the metrics next.
             if matches!(event.event(), ServerEvent::Private { .. }) {
                 self.metrics.messages_out.inc();
             }
+            offer(id, member, &event, &mut self.overflowed);
         }
     }
 
@@ -853,20 +885,21 @@ impl State {
         let Some(room_state) = self.rooms.get(room) else {
             return;
         };
-        let is_message = matches!(event, ServerEvent::Message(_));
+        if matches!(event, ServerEvent::Message(_)) {
+            // Counted first: whoever reads the event may read the metrics next.
+            let excepted = except.is_some_and(|id| room_state.members.contains(&id));
+            self.metrics
+                .messages_out
+                .inc_by((room_state.members.len() - usize::from(excepted)) as u64);
+        }
         let event = Arc::new(Outgoing::new(event));
-        let mut delivered = 0;
         for id in &room_state.members {
             if Some(*id) == except {
                 continue;
             }
             if let Some(member) = self.members.get(id) {
                 offer(*id, member, &event, &mut self.overflowed);
-                delivered += 1;
             }
-        }
-        if is_message {
-            self.metrics.messages_out.inc_by(delivered);
         }
     }
 }
@@ -891,6 +924,12 @@ fn offer(
 
 /// The `drops` label for a member the server removed, from the detail
 /// the room was told.
+/// Whether a room of `members` (counting the one joining or leaving) is too
+/// big to announce joins and leaves and to list members on join.
+fn is_big(config: &HubConfig, members: usize) -> bool {
+    config.big_room != 0 && members > config.big_room
+}
+
 fn drop_label(detail: Option<&str>) -> &'static str {
     match detail.unwrap_or("") {
         "sendq exceeded" => "sendq",

@@ -155,3 +155,64 @@ fn limits_count_per_address_and_free_on_leave() {
     hub.disconnect(first.id, LeaveReason::Lost, None);
     hub.connect(Door::Tcp, ip).unwrap();
 }
+
+#[test]
+fn a_big_room_sends_counts_instead_of_lists_and_stops_announcing() {
+    let hub = Hub::new(HubConfig {
+        big_room: 2,
+        ..HubConfig::default()
+    });
+    let mut first = hub.connect(Door::Tcp, None).unwrap();
+    let mut second = hub.connect(Door::Tcp, None).unwrap();
+    drain(&mut first);
+    assert!(matches!(
+        &drain(&mut second)[..],
+        [ServerEvent::Welcome { members, count: 2, .. }] if members.len() == 2
+    ));
+
+    // The third member makes the room big: a count, and no join notices.
+    let mut third = hub.connect(Door::Tcp, None).unwrap();
+    assert!(matches!(
+        &drain(&mut third)[..],
+        [ServerEvent::Welcome { members, count: 3, .. }] if members.is_empty()
+    ));
+    assert!(drain(&mut first).is_empty());
+    assert!(drain(&mut second).is_empty());
+
+    // Asking still lists everyone.
+    hub.handle(third.id, ClientCommand::Who { room: None });
+    assert!(matches!(
+        &drain(&mut third)[..],
+        [ServerEvent::Members { nicks, count: 3, .. }] if nicks.len() == 3
+    ));
+
+    // Leaving a big room is not announced either; once it is small again,
+    // leaves are.
+    hub.disconnect(third.id, LeaveReason::Quit, None);
+    assert!(drain(&mut first).is_empty());
+    hub.disconnect(second.id, LeaveReason::Quit, None);
+    assert!(matches!(
+        &drain(&mut first)[..],
+        [ServerEvent::Leave { nick, .. }] if nick == "guest-2"
+    ));
+}
+
+#[test]
+fn joining_a_big_room_confirms_to_the_joiner_only() {
+    let hub = Hub::new(HubConfig {
+        big_room: 1,
+        ..HubConfig::default()
+    });
+    let mut first = hub.connect(Door::Tcp, None).unwrap();
+    let mut second = hub.connect(Door::Tcp, None).unwrap();
+    hub.handle(first.id, ClientCommand::Join { room: "big".into() });
+    drain(&mut first);
+    drain(&mut second);
+    hub.handle(second.id, ClientCommand::Join { room: "big".into() });
+    assert!(matches!(
+        &drain(&mut second)[..],
+        [ServerEvent::Join { nick, .. }, ServerEvent::Members { nicks, count: 2, .. }]
+            if nick == "guest-2" && nicks.is_empty()
+    ));
+    assert!(drain(&mut first).is_empty());
+}

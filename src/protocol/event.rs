@@ -78,7 +78,11 @@ pub enum ServerEvent {
         server: String,
         nick: String,
         room: String,
+        /// Nicks in the room, you included; empty in a big room (see
+        /// `HubConfig::big_room`), where only `count` is sent.
         members: Vec<String>,
+        /// How many are in the room, you included.
+        count: usize,
     },
     /// A room message.
     Message(MessageRecord),
@@ -101,8 +105,13 @@ pub enum ServerEvent {
     },
     /// Someone (possibly you) changed nickname.
     Nick { old: String, new: String },
-    /// The members of a room.
-    Members { room: String, nicks: Vec<String> },
+    /// The members of a room; after joining a big room, only their `count`
+    /// (`/who` always lists them all).
+    Members {
+        room: String,
+        nicks: Vec<String>,
+        count: usize,
+    },
     /// The rooms that have members.
     Rooms { rooms: Vec<RoomInfo> },
     /// Recent messages of a room, oldest first, sent on join.
@@ -145,9 +154,10 @@ impl ServerEvent {
                 server,
                 nick,
                 room,
-                members,
+                count,
+                ..
             } => {
-                let others = members.len().saturating_sub(1);
+                let others = count.saturating_sub(1);
                 let _ = write!(
                     out,
                     "* welcome to {server}, {nick}! you are in #{room} with {others} other{}; type /help for commands",
@@ -180,7 +190,13 @@ impl ServerEvent {
             ServerEvent::Nick { old, new } => {
                 let _ = write!(out, "* {old} is now known as {new}");
             }
-            ServerEvent::Members { room, nicks } => {
+            ServerEvent::Members { room, nicks, count } if nicks.len() < *count => {
+                let _ = write!(
+                    out,
+                    "* #{room} has {count} members; /who #{room} lists them"
+                );
+            }
+            ServerEvent::Members { room, nicks, .. } => {
                 let _ = write!(out, "* #{room} has {}: {}", nicks.len(), nicks.join(", "));
             }
             ServerEvent::Rooms { rooms } => {
@@ -335,6 +351,23 @@ mod tests {
             history.to_text(),
             "* last 1 message(s) in #lobby:\n(history) [lobby] alice: old"
         );
+        let big = ServerEvent::Members {
+            room: "lobby".into(),
+            nicks: Vec::new(),
+            count: 5000,
+        };
+        assert_eq!(
+            big.to_text(),
+            "* #lobby has 5000 members; /who #lobby lists them"
+        );
+        let welcome = ServerEvent::Welcome {
+            server: "s".into(),
+            nick: "bob".into(),
+            room: "lobby".into(),
+            members: Vec::new(),
+            count: 5000,
+        };
+        assert!(welcome.to_text().contains("with 4999 others"));
     }
 
     #[test]

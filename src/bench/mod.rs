@@ -27,6 +27,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
 use crate::protocol::ClientCommand;
 
+pub mod plot;
+
 /// What to speak to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +59,9 @@ pub struct BenchPlan {
     pub pid: Option<u32>,
     /// The IRC channel (with `#`).
     pub channel: String,
+    /// TCP clients wait for the server's first line before counting as
+    /// seated.
+    pub greeting: bool,
 }
 
 /// What a run measured.
@@ -76,6 +81,9 @@ pub struct BenchReport {
     /// Latency percentiles in milliseconds: p50, p90, p99, max.
     pub latency_ms: Latencies,
     pub server: Option<ServerUsage>,
+    /// The latency distribution: (percentile, ms) steps, for `--plot`.
+    #[serde(skip)]
+    pub latency_curve: Vec<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -259,6 +267,15 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
             max: latency.max() as f64 / 1000.0,
         },
         server,
+        latency_curve: latency
+            .iter_quantiles(4)
+            .map(|step| {
+                (
+                    step.quantile_iterated_to() * 100.0,
+                    step.value_iterated_to() as f64 / 1000.0,
+                )
+            })
+            .collect(),
     })
 }
 
@@ -311,6 +328,8 @@ impl Client {
                         .await?;
                     // 366: end of the names list, sent once the join is done.
                     wait_for_line(&mut reader, &mut writer, " 366 ").await?;
+                } else if plan.greeting {
+                    wait_for_line(&mut reader, &mut writer, "").await?;
                 }
                 Ok(Client::Lines {
                     reader,
