@@ -11,14 +11,16 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use memchr::memmem::Finder;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -118,6 +120,9 @@ struct Counters {
     received: AtomicU64,
 }
 
+/// Bytes read at a time by a line client: many deliveries per read.
+const READ_CHUNK: usize = 64 * 1024;
+
 /// Connections being set up at once.
 const CONNECTING: usize = 64;
 
@@ -132,23 +137,72 @@ fn payload(sender: usize, seq: u64, micros: u64) -> String {
     format!("{MARK}{sender} q{seq} t{micros}")
 }
 
-/// Finds the payloads in a line, frame or datagram (a UDP push can carry
-/// several): (sender, send time in µs) each. Replayed history is not a
-/// delivery and is skipped.
-fn parse_payloads(text: &str) -> Vec<(usize, u64, u64)> {
-    if text.starts_with("(history)") || text.contains(r#""type":"history""#) {
-        return Vec::new();
+/// Calls `found` with (sender, seq, send time in µs) for each payload in a
+/// line, frame or datagram (a UDP push can carry several). Replayed history
+/// is not a delivery and is skipped. Works on bytes without allocating:
+/// the load generator must be much cheaper per delivery than the server.
+fn for_each_payload(text: &[u8], mut found: impl FnMut(usize, u64, u64)) {
+    // Built once: building a finder costs more than a search in a line.
+    static MARK_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(MARK));
+    static HISTORY_FINDER: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(r#""type":"history""#));
+    if MARK_FINDER.find(text).is_none()
+        || text.starts_with(b"(history)")
+        || (text.first() == Some(&b'{') && HISTORY_FINDER.find(text).is_some())
+    {
+        return;
     }
-    text.match_indices(MARK)
-        .filter_map(|(at, _)| {
-            let rest = &text[at + MARK.len()..];
-            let mut words = rest.split([' ', '"', '}', '\r']);
-            let sender = words.next()?.parse().ok()?;
-            let seq = words.next()?.strip_prefix('q')?.parse().ok()?;
-            let micros = words.next()?.strip_prefix('t')?.parse().ok()?;
-            Some((sender, seq, micros))
-        })
-        .collect()
+    for at in MARK_FINDER.find_iter(text) {
+        let mut words = text[at + MARK.len()..].split(|byte| b" \"}\r\n".contains(byte));
+        let mut number = |prefix: &[u8]| {
+            let word = words.next()?.strip_prefix(prefix)?;
+            (!word.is_empty() && word.len() < 20 && word.iter().all(u8::is_ascii_digit)).then(
+                || {
+                    word.iter()
+                        .fold(0, |n, digit| n * 10 + u64::from(digit - b'0'))
+                },
+            )
+        };
+        if let (Some(sender), Some(seq), Some(micros)) = (number(b""), number(b"q"), number(b"t")) {
+            found(sender as usize, seq, micros);
+        }
+    }
+}
+
+/// A client's count of what reached it, handed to the shared counters once
+/// per read rather than once per delivery.
+struct Tally {
+    sender: Option<usize>,
+    observer: bool,
+    latency: Histogram<u64>,
+    received: u64,
+}
+
+impl Tally {
+    /// Everything in `text`, which arrived at `now` (µs since the start).
+    fn record(&mut self, text: &[u8], now: u64, counters: &Counters) {
+        for_each_payload(text, |from, seq, micros| {
+            if self.observer {
+                if let Some(count) = counters.delivered.get(from) {
+                    count.send_if_modified(|count| {
+                        let changed = seq + 1 > *count;
+                        *count = (*count).max(seq + 1);
+                        changed
+                    });
+                }
+            }
+            if Some(from) != self.sender {
+                let _ = self.latency.record(now.saturating_sub(micros).max(1));
+                self.received += 1;
+            }
+        });
+    }
+
+    fn flush(&mut self, counters: &Counters) {
+        counters
+            .received
+            .fetch_add(std::mem::take(&mut self.received), Ordering::Relaxed);
+    }
 }
 
 /// Runs the plan and reports.
@@ -369,8 +423,12 @@ impl Client {
         rate: f64,
         counters: Arc<Counters>,
     ) -> anyhow::Result<Histogram<u64>> {
-        let mut latency =
-            Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+        let mut tally = Tally {
+            sender,
+            observer,
+            latency: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            received: 0,
+        };
         let mut pace = match sender {
             _ if rate > 0.0 => {
                 let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -381,63 +439,63 @@ impl Client {
             None => Pace::Never,
         };
         let mut seq = 0u64;
-        let mut record = |text: &str| {
-            for (from, message_seq, micros) in parse_payloads(text) {
-                if observer {
-                    if let Some(count) = counters.delivered.get(from) {
-                        count.send_if_modified(|count| {
-                            let changed = message_seq + 1 > *count;
-                            *count = (*count).max(message_seq + 1);
-                            changed
-                        });
-                    }
-                }
-                if Some(from) != sender {
-                    let now = counters.start.elapsed().as_micros() as u64;
-                    let _ = latency.record(now.saturating_sub(micros).max(1));
-                    counters.received.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        };
+        let now = || counters.start.elapsed().as_micros() as u64;
         match self {
             Client::Lines {
-                mut reader,
+                reader,
                 mut writer,
                 irc_channel,
-            } => loop {
-                let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
-                tokio::select! {
-                    _ = counters.stop.cancelled() => return Ok(latency),
-                    line = reader.next_line() => match line? {
-                        Some(line) => {
-                            if let (Some(_), Some(rest)) = (&irc_channel, line.strip_prefix("PING ")) {
-                                writer.write_all(format!("PONG {rest}\r\n").as_bytes()).await?;
+            } => {
+                // Lines are taken from raw reads in bulk (what connecting
+                // left buffered first), without a String per line.
+                let reader = reader.into_inner();
+                let mut buf = BytesMut::from(reader.buffer());
+                let mut reader = reader.into_inner();
+                loop {
+                    let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
+                    buf.reserve(READ_CHUNK);
+                    tokio::select! {
+                        _ = counters.stop.cancelled() => return Ok(tally.latency),
+                        read = reader.read_buf(&mut buf) => {
+                            if read? == 0 {
+                                return Ok(tally.latency);
                             }
-                            record(&line);
+                            let Some(end) = memchr::memrchr(b'\n', &buf) else { continue };
+                            let lines = buf.split_to(end + 1);
+                            let arrived = now();
+                            for line in lines[..].split(|byte| *byte == b'\n') {
+                                if let (Some(_), Some(rest)) = (&irc_channel, line.strip_prefix(b"PING ")) {
+                                    writer.write_all(&[&b"PONG "[..], rest, b"\n"].concat()).await?;
+                                }
+                                tally.record(line, arrived, &counters);
+                            }
+                            tally.flush(&counters);
+                        },
+                        _ = pace.ready(seq), if may_send => {
+                            let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
+                            let line = match &irc_channel {
+                                Some(channel) => format!("PRIVMSG {channel} :{text}\r\n"),
+                                None => format!("{text}\n"),
+                            };
+                            counters.sent.fetch_add(1, Ordering::Relaxed);
+                            writer.write_all(line.as_bytes()).await?;
+                            seq += 1;
                         }
-                        None => return Ok(latency),
-                    },
-                    _ = pace.ready(seq), if may_send => {
-                        let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
-                        let line = match &irc_channel {
-                            Some(channel) => format!("PRIVMSG {channel} :{text}\r\n"),
-                            None => format!("{text}\n"),
-                        };
-                        counters.sent.fetch_add(1, Ordering::Relaxed);
-                        writer.write_all(line.as_bytes()).await?;
-                        seq += 1;
                     }
                 }
-            },
+            }
             Client::Ws(mut socket) => loop {
                 let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                 tokio::select! {
-                    _ = counters.stop.cancelled() => return Ok(latency),
+                    _ = counters.stop.cancelled() => return Ok(tally.latency),
                     frame = socket.next() => match frame {
-                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => record(&text),
+                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                            tally.record(text.as_bytes(), now(), &counters);
+                            tally.flush(&counters);
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(error)) => return Err(error.into()),
-                        None => return Ok(latency),
+                        None => return Ok(tally.latency),
                     },
                     _ = pace.ready(seq), if may_send => {
                         let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
@@ -456,10 +514,11 @@ impl Client {
                 loop {
                     let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                     tokio::select! {
-                        _ = counters.stop.cancelled() => return Ok(latency),
+                        _ = counters.stop.cancelled() => return Ok(tally.latency),
                         received = socket.recv(&mut buf) => {
                             let len = received?;
-                            record(&String::from_utf8_lossy(&buf[..len]));
+                            tally.record(&buf[..len], now(), &counters);
+                            tally.flush(&counters);
                         }
                         _ = pace.ready(seq), if may_send => {
                             let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
@@ -628,6 +687,14 @@ impl std::fmt::Display for BenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_payloads(text: &str) -> Vec<(usize, u64, u64)> {
+        let mut found = Vec::new();
+        for_each_payload(text.as_bytes(), |sender, seq, micros| {
+            found.push((sender, seq, micros))
+        });
+        found
+    }
 
     #[test]
     fn payloads_are_found_in_any_framing() {

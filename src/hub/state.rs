@@ -89,7 +89,10 @@ struct Room {
 
 #[derive(Debug)]
 pub(super) struct State {
-    members: HashMap<MemberId, Member>,
+    /// Looked up once per recipient in every fan-out. Ids are the hub's own
+    /// counter, not client input, so a fast hash without HashDoS
+    /// resistance is safe here (names, which clients choose, keep SipHash).
+    members: HashMap<MemberId, Member, foldhash::fast::RandomState>,
     /// Nickname key (see `nick_key`) to member.
     nicks: HashMap<String, MemberId>,
     rooms: HashMap<String, Room>,
@@ -124,7 +127,7 @@ impl State {
         let mut rooms = HashMap::new();
         rooms.insert(config.default_room.clone(), Room::default());
         let mut state = State {
-            members: HashMap::new(),
+            members: HashMap::default(),
             nicks: HashMap::new(),
             rooms,
             recent: HashMap::new(),
