@@ -22,10 +22,34 @@ pub const MAX_ROOM_CHARS: usize = 32;
 /// assert_eq!(sanitize("\x1b[2Jgone"), "␛[2Jgone");
 /// ```
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(needs_replacing) {
+    if !has_unsafe_bytes(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
     Cow::Owned(text.chars().map(replacement).collect())
+}
+
+/// Whether `needs_replacing` holds for some character of `utf8`, checked
+/// on the bytes: every relayed message goes through here, and nearly all
+/// are clean, so the check is a byte scan rather than a char decode.
+fn has_unsafe_bytes(utf8: &[u8]) -> bool {
+    // A branch-free first pass the compiler turns into SIMD: no byte that
+    // could start anything unsafe means clean.
+    let suspects = utf8.iter().fold(false, |found, &byte| {
+        found | (byte < 0x20) | (byte == 0x7f) | (byte == 0xc2) | (byte == 0xe2)
+    });
+    suspects
+        && utf8.iter().enumerate().any(|(at, byte)| match byte {
+            b'\t' => false,
+            0x00..=0x1f | 0x7f => true,
+            // C1 controls, U+0080..U+009F.
+            0xc2 => matches!(utf8.get(at + 1), Some(0x80..=0x9f)),
+            // U+202A..U+202E and U+2066..U+2069.
+            0xe2 => matches!(
+                (utf8.get(at + 1), utf8.get(at + 2)),
+                (Some(0x80), Some(0xaa..=0xae)) | (Some(0x81), Some(0xa6..=0xa9))
+            ),
+            _ => false,
+        })
 }
 
 fn needs_replacing(c: char) -> bool {
@@ -99,6 +123,20 @@ pub fn nick_key(nick: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_byte_scan_agrees_with_the_character_rule_everywhere() {
+        for code in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let mut utf8 = [0; 4];
+            let text = code.encode_utf8(&mut utf8);
+            assert_eq!(
+                has_unsafe_bytes(text.as_bytes()),
+                needs_replacing(code),
+                "U+{:04X}",
+                code as u32
+            );
+        }
+    }
 
     #[test]
     fn controls_become_visible_and_inert() {

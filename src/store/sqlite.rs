@@ -75,7 +75,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const TRIGRAM: usize = 3;
 
 /// Messages added to the full-text index at a time.
-const INDEX_BATCH: usize = 4096;
+const INDEX_BATCH: usize = 1024;
 
 /// A history database file, opened for this server alone.
 pub struct SqliteStore {
