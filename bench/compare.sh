@@ -26,7 +26,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
-SCENARIOS=${SCENARIOS:-"A B C D E"}
+SCENARIOS=${SCENARIOS:-"A B C D E F"}
 SERVERS=${SERVERS:-"sockchat ncat ngircd"}
 RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
 ROUNDS=${ROUNDS:-2}
@@ -56,14 +56,18 @@ wait_for_port() {
     return 1
 }
 
-# start_server NAME PORT [history|nohistory]: sets server_pid and WIRE.
+# start_server NAME PORT [history|nohistory]: sets server_pid, WIRE and
+# GREETING (clients of a server that greets count as seated on its first line).
+# SERVER_CPUS (default 0) is where the server may run.
 start_server() {
     local name=$1 port=$2 history=${3:-history}
+    GREETING=()
     case $name in
         sockchat)
             local db=(--db "$work/history-$RANDOM.db")
             [ "$history" = nohistory ] && db=(--no-history)
-            taskset -c 0 "$BIN" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
+            GREETING=(--greeting)
+            taskset -c "${SERVER_CPUS:-0}" "$BIN" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
                 --web "127.0.0.1:$((port + 1))" "${db[@]}" --max-rate 0 --max-per-ip 0 \
                 --max-clients 0 --outbox 65536 </dev/null >/dev/null 2>&1 &
             WIRE=tcp ;;
@@ -112,7 +116,8 @@ run() {
     [ "$WIRE_OVERRIDE" = ws ] && target="127.0.0.1:$((port + 1))"
     local wire=${WIRE_OVERRIDE:-$WIRE}
     local report
-    if report=$(taskset -c 1 "$BIN" bench "$target" --wire "$wire" --pid "$server_pid" --json "$@" 2>"$work/err"); then
+    if report=$(taskset -c "${LOAD_CPUS:-1}" "$BIN" bench "$target" --wire "$wire" --pid "$server_pid" \
+        "${GREETING[@]}" --json "$@" 2>"$work/err"); then
         printf '{"server":"%s","scenario":"%s","wire":"%s","report":%s}\n' "$name" "$scenario" "$wire" \
             "$(echo "$report" | tr -d '\n')" >>"$RESULTS"
         echo "  $scenario $name ($wire): $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f/s, loss %.2f %%, p99 %.1f ms" % (r["deliveries_per_second"], r["loss"] * 100, r["latency_ms"]["p99"]))')"
@@ -132,7 +137,9 @@ scenario_args() {
     esac
 }
 
-: >"$RESULTS"
+# APPEND=1 adds to earlier results (to rerun a subset); otherwise start afresh.
+[ "${APPEND:-0}" = 1 ] || : >"$RESULTS"
+mkdir -p docs/bench
 WIRE_OVERRIDE=""
 for round in $(seq "$ROUNDS"); do
     for scenario in $SCENARIOS; do
@@ -152,11 +159,26 @@ for round in $(seq "$ROUNDS"); do
             done
             continue
         fi
+        if [ "$scenario" = F ]; then
+            # Scaling: the same load (A) with the server on one core, then on
+            # both (the load generator then shares them).
+            echo "round $round, scenario F"
+            for cpus in 0 0-1; do
+                port=$(free_port)
+                SERVER_CPUS=$cpus start_server sockchat "$port"
+                LOAD_CPUS=$([ "$cpus" = 0 ] && echo 1 || echo 0-1) \
+                    run "sockchat (cores $cpus)" F "$port" $(scenario_args A)
+                stop_server
+            done
+            continue
+        fi
         echo "round $round, scenario $scenario"
         for name in $SERVERS; do
             port=$(free_port)
             start_server "$name" "$port"
-            run "$name" "$scenario" "$port" $(scenario_args "$scenario")
+            plot=()
+            [ "$scenario" = B ] && [ "$round" = 1 ] && plot=(--plot "docs/bench/latency-B-$name.svg")
+            run "$name" "$scenario" "$port" $(scenario_args "$scenario") "${plot[@]}"
             stop_server
         done
     done

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Turns bench/compare.sh's results (JSON lines) into docs/BENCHMARKS.md."""
 
+import glob
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -50,6 +52,7 @@ def main(path):
         "C": "C. 1000 clients, 10 senders x 50 msg/s, 10 s",
         "D": "D. 5000 idle connections (memory per connection)",
         "E": "E. sockchat alone: history on and off (as A); UDP and WebSocket (10 x 100 msg/s)",
+        "F": "F. sockchat alone: A with the server on one core, then on both",
     }
     for scenario in sorted(results):
         servers = results[scenario]
@@ -89,6 +92,19 @@ def main(path):
                 seconds = best(ours, lambda r: r["report"]["connect_seconds"], lowest=True)
                 out.append(f"\nsockchat: {kib:.1f} KiB per idle connection (target: at most 8), "
                            f"5000 seated in {seconds:.1f} s (target: under 10)")
+        rate = lambda name: best(servers.get(name, []), lambda r: r["report"]["deliveries_per_second"])
+        if scenario == "E" and rate("sockchat (history)") and rate("sockchat (nohistory)"):
+            cost = 1 - rate("sockchat (history)") / rate("sockchat (nohistory)")
+            out.append(f"\nHistory on costs **{cost * 100:.0f} %** of the deliveries/s (target: at most 15 %)")
+        if scenario == "F" and rate("sockchat (cores 0)") and rate("sockchat (cores 0-1)"):
+            scale = rate("sockchat (cores 0-1)") / rate("sockchat (cores 0)")
+            out.append(f"\nTwo cores / one core: **{scale:.2f}** (target: at least 1.6)")
+        if scenario == "B":
+            plots = sorted(glob.glob("docs/bench/latency-B-*.svg"))
+            if plots:
+                out.append("\nLatency distributions (round 1): " + ", ".join(
+                    f"[{os.path.basename(plot)[len('latency-B-'):-4]}](bench/{os.path.basename(plot)})"
+                    for plot in plots))
         out.append("")
     print("\n".join(out))
 
