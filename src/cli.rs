@@ -205,7 +205,20 @@ fn deserialize_filters<'de, D: serde::Deserializer<'de>>(
 #[serde(default, deny_unknown_fields)]
 struct ConfigFile {
     serve: ServeArgs,
-    connect: toml::Table,
+    connect: ConnectFile,
+}
+
+/// The config file's `[connect]` table: the client's defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct ConnectFile {
+    server: Option<String>,
+    nick: Option<String>,
+    room: Option<String>,
+    udp: bool,
+    keepalive: Option<u64>,
+    /// `[connect.colors]`: colour names (`red`, `light-blue`, `#ff8800`, ...).
+    colors: crate::client::tui::ColorNames,
 }
 
 impl ServeArgs {
@@ -340,18 +353,22 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
 }
 
-/// `sockchat connect` flags.
+/// `sockchat connect` flags; the config file's `[connect]` table gives
+/// their defaults.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// The server, HOST:PORT.
-    #[arg(default_value = DEFAULT_TCP)]
-    pub server: String,
+    /// The server, HOST:PORT [default: 127.0.0.1:8888].
+    pub server: Option<String>,
     /// Nickname to take on arrival.
     #[arg(long)]
     pub nick: Option<String>,
     /// Room to join on arrival.
     #[arg(long)]
     pub room: Option<String>,
+    /// Line mode even on a terminal (it is automatic when stdin or stdout
+    /// is not a terminal).
+    #[arg(long)]
+    pub plain: bool,
     /// Send each typed line exactly as typed, with no terminator, and print
     /// whatever arrives: for bare socket servers like the classic exercise.
     #[arg(long)]
@@ -360,9 +377,58 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub udp: bool,
     /// Over UDP, send a keep-alive after this many silent seconds; keep it
-    /// under the server's --udp-expiry (120 s by default).
-    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    pub keepalive: u64,
+    /// under the server's --udp-expiry [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keepalive: Option<u64>,
+    /// TOML config file; its [connect] table sets server, nick, room, udp,
+    /// keepalive and [connect.colors].
+    #[arg(long, value_name = "PATH", env = "SOCKCHAT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// What `sockchat connect` runs with: flags over the config file over
+/// defaults.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub server: String,
+    pub nick: Option<String>,
+    pub room: Option<String>,
+    pub udp: bool,
+    pub keepalive: Duration,
+    pub theme: crate::client::tui::Theme,
+}
+
+impl ClientSettings {
+    /// What to send on arrival: the nick, then the room.
+    pub fn hello(&self) -> Vec<crate::protocol::ClientCommand> {
+        use crate::protocol::ClientCommand;
+        let nick = self.nick.clone().map(|nick| ClientCommand::Nick { nick });
+        let room = self.room.clone().map(|room| ClientCommand::Join { room });
+        nick.into_iter().chain(room).collect()
+    }
+}
+
+impl ConnectArgs {
+    /// Reads the config file (if any) and lets flags win over it.
+    pub fn resolve(&self) -> anyhow::Result<ClientSettings> {
+        let file = match &self.config {
+            Some(path) => read_config(path)?.connect,
+            None => ConnectFile::default(),
+        };
+        Ok(ClientSettings {
+            server: self
+                .server
+                .clone()
+                .or(file.server)
+                .unwrap_or_else(|| DEFAULT_TCP.to_string()),
+            nick: self.nick.clone().or(file.nick),
+            room: self.room.clone().or(file.room),
+            udp: self.udp || file.udp,
+            keepalive: Duration::from_secs(self.keepalive.or(file.keepalive).unwrap_or(30).max(1)),
+            theme: crate::client::tui::Theme::from_names(&file.colors)
+                .context("[connect.colors] in the config file")?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -252,6 +252,15 @@ async fn json_lines_mode_types_every_event() {
     let mode: Value = serde_json::from_str(&client.line().await).unwrap();
     assert_eq!(mode["type"], "mode");
     assert_eq!(mode["mode"], "json");
+    // Then the welcome again, structured: nick, room, members.
+    let welcome: Value = serde_json::from_str(&client.line().await).unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["room"], "lobby");
+    assert_eq!(welcome["count"], 2);
+    assert!(welcome["members"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("watcher")));
 
     let next = async |client: &mut Client| -> Value {
         serde_json::from_str(&client.line().await).unwrap()

@@ -1,9 +1,12 @@
-//! `sockchat connect` on a real terminal (a tmux pane): what others say
-//! appears while you type, without mangling the line being typed.
+//! `sockchat connect` on a real terminal (a tmux pane): the full-screen
+//! client (chat, resize, reconnect, and the terminal restored however it
+//! ends), and the line client's `--plain` mode, where what others say
+//! appears while you type without mangling the line being typed.
 
 mod common;
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{config, start};
@@ -17,10 +20,25 @@ struct Pane {
 
 impl Pane {
     fn open(command: &str) -> Pane {
-        let socket = format!("sockchat-test-{}", std::process::id());
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let socket = format!(
+            "sockchat-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let pane = Pane { socket };
         let status = pane
-            .tmux(&["new-session", "-d", "-x", "100", "-y", "20", command])
+            .tmux(&[
+                "new-session",
+                "-d",
+                "-x",
+                "100",
+                "-y",
+                "20",
+                "sh",
+                "-c",
+                command,
+            ])
             .status()
             .expect("tmux is installed (scripts/test.sh installs it)");
         assert!(status.success());
@@ -43,9 +61,27 @@ impl Pane {
             .success());
     }
 
-    fn screen(&self) -> String {
+    /// A tmux format variable of the pane, like `#{alternate_on}`.
+    fn variable(&self, name: &str) -> String {
         let output = self
-            .tmux(&["capture-pane", "-p", "-t", "0"])
+            .tmux(&["display-message", "-p", "-t", "0", name])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    fn screen(&self) -> String {
+        self.capture(&[])
+    }
+
+    /// The screen with what scrolled off it above.
+    fn screen_and_scrollback(&self) -> String {
+        self.capture(&["-S", "-200"])
+    }
+
+    fn capture(&self, extra: &[&str]) -> String {
+        let output = self
+            .tmux(&[&["capture-pane", "-p", "-t", "0"], extra].concat())
             .output()
             .unwrap();
         String::from_utf8(output.stdout).unwrap()
@@ -86,7 +122,10 @@ fn last_line(screen: &str) -> &str {
 async fn incoming_messages_print_above_the_line_being_typed() {
     let server = start(config()).await;
     let mut watcher = server.client_named("watcher").await;
-    let pane = Pane::open(&format!("{BINARY} connect {} --nick tty", server.addr));
+    let pane = Pane::open(&format!(
+        "{BINARY} connect {} --nick tty --plain",
+        server.addr
+    ));
     watcher.expect("is now known as tty").await;
     pane.wait_for("the prompt", |screen| last_line(screen) == ">");
 
@@ -104,4 +143,107 @@ async fn incoming_messages_print_above_the_line_being_typed() {
     pane.keys(&["C-d"]);
     assert_eq!(watcher.expect("tty left").await, "* tty left");
     server.stop().await;
+}
+
+/// The command for a pane that runs the full-screen client, then shows how
+/// it exited and the terminal's modes, then waits (so the pane stays).
+fn full_screen(server: std::net::SocketAddr) -> String {
+    format!(
+        "{BINARY} connect {server} --nick tui; echo \"exit=$?\"; stty -a; echo stty-done; exec cat"
+    )
+}
+
+/// After the client exits: its code, and a terminal as it was before.
+fn assert_restored(pane: &Pane, code: &str) {
+    pane.wait_for("the exit", |screen| screen.contains("stty-done"));
+    let screen = pane.screen_and_scrollback();
+    assert!(screen.contains(&format!("exit={code}")), "{screen}");
+    // Canonical mode and echo are back (raw mode turns both off) ...
+    assert!(
+        screen.contains(" icanon") && screen.contains(" echo "),
+        "{screen}"
+    );
+    // ... and the alternate screen and mouse reporting are off.
+    assert_eq!(pane.variable("#{alternate_on}"), "0");
+    assert_eq!(pane.variable("#{mouse_any_flag}"), "0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_screen_client_chats_resizes_and_restores_the_terminal() {
+    let server = start(config()).await;
+    let mut watcher = server.client_named("watcher").await;
+    let pane = Pane::open(&full_screen(server.addr));
+    watcher.expect("is now known as tui").await;
+    pane.wait_for("the full screen", |screen| {
+        screen.contains("┌ rooms") && screen.contains("│ tui │ #lobby │ connected")
+    });
+
+    pane.keys(&["-l", "hello from the 全屏 client"]);
+    pane.keys(&["Enter"]);
+    assert_eq!(
+        watcher.expect("tui:").await,
+        "[lobby] tui: hello from the 全屏 client"
+    );
+    watcher.send("你好 tui \u{1b}[2J").await;
+    pane.wait_for("the other client's message", |screen| {
+        screen.contains("watcher: 你好 tui ␛[2J")
+    });
+    // The member list shows both.
+    pane.wait_for("the members", |screen| screen.contains("│watcher"));
+
+    // Narrower than the side panes need: the messages alone, redrawn.
+    assert!(pane
+        .tmux(&["resize-window", "-t", "0", "-x", "50", "-y", "12"])
+        .status()
+        .unwrap()
+        .success());
+    pane.wait_for("the narrow layout", |screen| {
+        screen.starts_with("┌ #lobby") && screen.contains("watcher: 你好 tui")
+    });
+
+    pane.keys(&["-l", "/quit"]);
+    pane.keys(&["Enter"]);
+    assert_eq!(watcher.expect("tui left").await, "* tui left");
+    assert_restored(&pane, "0");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_screen_client_reconnects_to_a_restarted_server_then_quits_on_ctrl_c() {
+    let db = tempfile::tempdir().unwrap();
+    let first = start(common::config_with_history(&db.path().join("h.db"))).await;
+    let addr = first.addr;
+    let pane = Pane::open(&full_screen(addr));
+    pane.wait_for("the full screen", |screen| {
+        screen.contains("│ tui │ #lobby │ connected")
+    });
+    pane.keys(&["-l", "/join rust"]);
+    pane.keys(&["Enter"]);
+    pane.wait_for("the new room", |screen| {
+        screen.contains("│ tui │ #rust │ connected")
+    });
+
+    first.stop().await;
+    pane.wait_for("the reconnecting state", |screen| {
+        screen.contains("reconnecting in")
+    });
+
+    // The same address and history file, as a restarted server would have.
+    let mut config = common::config_with_history(&db.path().join("h.db"));
+    config.tcp = Some(addr);
+    let second = start(config).await;
+    let mut watcher = second.client_named("watcher").await;
+    watcher.send("/join rust").await;
+    watcher.send("said while tui was away, or just back").await;
+    // Back with the same nick, in the same room (current again), with the
+    // message (fetched as history, or live if it was back already).
+    pane.wait_for("the rejoined room", |screen| {
+        screen.contains("│ tui │ #rust │ connected")
+            && screen.contains("said while tui was away, or just back")
+    });
+
+    pane.keys(&["C-c"]);
+    assert_eq!(watcher.expect("tui left").await, "* tui left");
+    assert_restored(&pane, "0");
+    second.stop().await;
 }

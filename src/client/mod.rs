@@ -1,16 +1,22 @@
 //! `sockchat connect`: the terminal client.
 //!
-//! It speaks JSON lines to the server (switching with `/json` after the
-//! welcome line) and shows events as text. On a terminal the input line is
-//! kept intact while messages arrive above it; with piped stdin it sends
-//! each line and, at end of input, says goodbye and exits 0. `--raw` talks
-//! to bare socket servers instead (see `raw`); `--udp` speaks UDP (see
-//! `udp`).
+//! On a terminal it opens the full-screen client (`tui`). With `--plain`,
+//! or when stdin or stdout is not a terminal, it is a line client
+//! (`screen`): on a terminal the input line is kept intact while messages
+//! arrive above it; with piped stdin it sends each line and, at end of
+//! input, says goodbye and exits 0. `--raw` talks to bare socket servers
+//! instead (see `raw`).
+//!
+//! Both speak JSON lines over TCP, or structured datagrams with `--udp`
+//! (see `udp`). The protocol loops are written once, against [`Frontend`]:
+//! what shows the chat and supplies typed lines.
 
 mod raw;
 mod screen;
+pub mod tui;
 mod udp;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the server's goodbye after ours.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How the text welcome line starts; a JSON welcome follows `/json`.
+const WELCOME_LINE: &str = "* welcome to ";
+
 /// Longest line accepted from the server (history can be long).
 const MAX_SERVER_LINE: usize = 1 << 20;
 
@@ -40,22 +49,76 @@ pub const EXIT_CANNOT_CONNECT: u8 = 1;
 /// Exit code when the server ends the session (shutdown, kick, lost link).
 pub const EXIT_SERVER_GONE: u8 = 2;
 
+/// What was typed: a line to parse, or a command the frontend built.
+pub(crate) enum Typed {
+    Line(String),
+    Command(ClientCommand),
+}
+
+/// What a protocol loop needs from whoever shows the chat.
+pub(crate) trait Frontend {
+    /// The next thing typed; `None` once input has ended. Cancel-safe.
+    async fn next_input(&mut self) -> Option<Typed>;
+    /// An event from the server.
+    fn event(&mut self, event: ServerEvent);
+    /// Something the client itself has to say (a datagram probably lost, a
+    /// line from the server it cannot read).
+    fn notice(&mut self, text: &str);
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// We said goodbye and the server closed.
+    Done,
+    /// The server closed without our goodbye (shutdown, kick).
+    Ended,
+    /// The connection failed.
+    Lost(String),
+    /// The server could not be reached at all.
+    Unreachable(String),
+}
+
 /// Runs the client; the exit code says how the session ended.
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    if args.udp {
-        return udp::run(&args).await;
+    let settings = args.resolve()?;
+    let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !args.raw && !args.plain && on_terminal {
+        return tui::run(settings).await;
     }
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&args.server)).await
-    {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return Ok(cannot_connect(&args.server, &error.to_string())),
-        Err(_) => return Ok(cannot_connect(&args.server, "timed out")),
-    };
-    let _ = stream.set_nodelay(true);
     if args.raw {
-        return raw::run(stream).await;
+        return if settings.udp {
+            udp::run_raw(&settings.server).await
+        } else {
+            raw::run(&settings.server).await
+        };
     }
-    chat(stream, &args).await
+    let mut screen = Screen::open()?;
+    let hello = settings.hello();
+    let ending = if settings.udp {
+        udp::session(&settings.server, settings.keepalive, &hello, &mut screen).await
+    } else {
+        tcp_session(&settings.server, &hello, &mut screen).await
+    };
+    screen.close();
+    Ok(exit_code(&settings.server, ending))
+}
+
+/// Says how a line-mode session ended, on stderr, and turns it into the
+/// exit code.
+fn exit_code(server: &str, ending: Ending) -> ExitCode {
+    match ending {
+        Ending::Done => ExitCode::SUCCESS,
+        Ending::Ended => {
+            eprintln!("sockchat: the server ended the session");
+            ExitCode::from(EXIT_SERVER_GONE)
+        }
+        Ending::Lost(error) => {
+            eprintln!("sockchat: lost the connection: {error}");
+            ExitCode::from(EXIT_SERVER_GONE)
+        }
+        Ending::Unreachable(why) => cannot_connect(server, &why),
+    }
 }
 
 fn cannot_connect(server: &str, why: &str) -> ExitCode {
@@ -63,95 +126,80 @@ fn cannot_connect(server: &str, why: &str) -> ExitCode {
     ExitCode::from(EXIT_CANNOT_CONNECT)
 }
 
-async fn chat(stream: TcpStream, args: &ConnectArgs) -> anyhow::Result<ExitCode> {
+/// Connects over TCP (with [`CONNECT_TIMEOUT`]).
+async fn connect_tcp(server: &str) -> Result<TcpStream, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("timed out".to_string()),
+    }
+}
+
+/// One session over TCP in JSON-lines mode: sends `hello` (nick, rooms)
+/// first, then what `frontend` types, until either side says goodbye.
+pub(crate) async fn tcp_session(
+    server: &str,
+    hello: &[ClientCommand],
+    frontend: &mut impl Frontend,
+) -> Ending {
+    let stream = match connect_tcp(server).await {
+        Ok(stream) => stream,
+        Err(why) => return Ending::Unreachable(why),
+    };
     let (reader, mut writer) = stream.into_split();
     let mut server = FramedRead::new(reader, LineCodec::new(MAX_SERVER_LINE));
-    let mut screen = Screen::open()?;
 
     // The switch to JSON is the one command sent as text: the server reads
     // text until it sees it.
-    writer
-        .write_all(b"/json\n")
-        .await
-        .context("sending to the server")?;
-    let mut hello = Vec::new();
-    if let Some(nick) = &args.nick {
-        hello.push(ClientCommand::Nick { nick: nick.clone() });
+    if let Err(error) = writer.write_all(b"/json\n").await {
+        return Ending::Lost(error.to_string());
     }
-    if let Some(room) = &args.room {
-        hello.push(ClientCommand::Join { room: room.clone() });
-    }
-    for command in &hello {
-        send(&mut writer, command).await?;
+    for command in hello {
+        if let Err(error) = send(&mut writer, command).await {
+            return Ending::Lost(format!("{error:#}"));
+        }
     }
 
     let mut said_goodbye = false;
     let mut goodbye_deadline = None;
-    let outcome = loop {
+    let mut welcomed_in_text = false;
+    loop {
         let deadline = goodbye_deadline;
         tokio::select! {
             line = server.next() => match line {
+                // The welcome line says again, as JSON, what comes next.
+                Some(Ok(Frame::Line(line))) if !welcomed_in_text && line.starts_with(WELCOME_LINE) => {
+                    welcomed_in_text = true;
+                }
                 Some(Ok(Frame::Line(line))) => {
-                    let event = show_server_line(&mut screen, &line);
-                    if let Some(ServerEvent::Bye { .. }) = event {
+                    if let Some(ServerEvent::Bye { .. }) = server_line(frontend, &line) {
                         if !said_goodbye {
-                            break Outcome::Ended;
+                            return Ending::Ended;
                         }
                     }
                 }
-                Some(Ok(_)) => screen.show("! the server sent a line this client cannot read"),
-                Some(Err(error)) => break Outcome::Lost(error.to_string()),
-                None => break if said_goodbye { Outcome::Done } else { Outcome::Ended },
+                Some(Ok(_)) => frontend.notice("! the server sent a line this client cannot read"),
+                Some(Err(error)) => return Ending::Lost(error.to_string()),
+                None => return if said_goodbye { Ending::Done } else { Ending::Ended },
             },
-            input = screen.next_input(), if !said_goodbye => match input {
-                Some(line) => match parse_line(&line) {
-                    Ok(Some(ClientCommand::Mode { .. })) => screen.show("! this client always speaks JSON"),
-                    Ok(Some(command)) => {
-                        let quitting = matches!(command, ClientCommand::Quit { .. });
-                        if let Err(error) = send(&mut writer, &command).await {
-                            break Outcome::Lost(error.to_string());
-                        }
-                        if quitting {
-                            said_goodbye = true;
-                            goodbye_deadline = Some(tokio::time::Instant::now() + GOODBYE_TIMEOUT);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(error) => screen.show(&format!("! {error}")),
-                },
-                None => {
+            input = frontend.next_input(), if !said_goodbye => {
+                let Some(command) = command_for(frontend, input) else { continue };
+                if matches!(command, ClientCommand::Quit { .. }) {
                     said_goodbye = true;
                     goodbye_deadline = Some(tokio::time::Instant::now() + GOODBYE_TIMEOUT);
-                    if let Err(error) = send(&mut writer, &ClientCommand::Quit { reason: None }).await {
-                        break Outcome::Lost(error.to_string());
-                    }
+                }
+                if let Err(error) = send(&mut writer, &command).await {
+                    return Ending::Lost(format!("{error:#}"));
                 }
             },
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                break Outcome::Done;
+                return Ending::Done;
             }
         }
-    };
-    screen.close();
-    Ok(match outcome {
-        Outcome::Done => ExitCode::SUCCESS,
-        Outcome::Ended => {
-            eprintln!("sockchat: the server ended the session");
-            ExitCode::from(EXIT_SERVER_GONE)
-        }
-        Outcome::Lost(error) => {
-            eprintln!("sockchat: lost the connection: {error}");
-            ExitCode::from(EXIT_SERVER_GONE)
-        }
-    })
-}
-
-enum Outcome {
-    /// We said goodbye and the server closed.
-    Done,
-    /// The server closed without our goodbye.
-    Ended,
-    Lost(String),
+    }
 }
 
 async fn send(
@@ -166,19 +214,54 @@ async fn send(
         .context("sending to the server")
 }
 
-/// Shows one line from the server: a JSON event rendered as text, or a
-/// text line (the welcome comes before JSON mode starts) as it is.
-fn show_server_line(screen: &mut Screen, line: &str) -> Option<ServerEvent> {
+/// The command to send for what was typed (`None` typed: input ended, so
+/// goodbye); `None` when there is nothing to send (an empty line, or a
+/// mistake the frontend has been told about).
+fn command_for(frontend: &mut impl Frontend, typed: Option<Typed>) -> Option<ClientCommand> {
+    match typed {
+        None => Some(ClientCommand::Quit { reason: None }),
+        Some(Typed::Command(command)) => Some(command),
+        Some(Typed::Line(line)) => match parse_line(&line) {
+            Ok(Some(ClientCommand::Mode { .. })) => {
+                frontend.notice("! this client picks its own wire format");
+                None
+            }
+            Ok(command) => command,
+            Err(error) => {
+                frontend.notice(&format!("! {error}"));
+                None
+            }
+        },
+    }
+}
+
+/// Hands one line from the server to `frontend`: a JSON event, or a text
+/// line (the welcome comes before JSON mode starts) as a notice.
+fn server_line(frontend: &mut impl Frontend, line: &str) -> Option<ServerEvent> {
     match serde_json::from_str::<ServerEvent>(line) {
         Ok(ServerEvent::Mode { .. }) => None,
         Ok(event) => {
-            screen.show(&event.to_text());
+            frontend.event(event.clone());
             Some(event)
         }
         Err(_) => {
-            screen.show(line);
+            frontend.notice(line);
             None
         }
+    }
+}
+
+impl Frontend for Screen {
+    async fn next_input(&mut self) -> Option<Typed> {
+        Screen::next_input(self).await.map(Typed::Line)
+    }
+
+    fn event(&mut self, event: ServerEvent) {
+        self.show(&event.to_text());
+    }
+
+    fn notice(&mut self, text: &str) {
+        self.show(text);
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::door::line_codec::{Frame, LineCodec};
@@ -17,7 +16,11 @@ use crate::protocol::command::GOODBYE_WORDS;
 /// After our input ends, how long to keep printing what the server sends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) async fn run(stream: TcpStream) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(server: &str) -> anyhow::Result<ExitCode> {
+    let stream = match super::connect_tcp(server).await {
+        Ok(stream) => stream,
+        Err(why) => return Ok(super::cannot_connect(server, &why)),
+    };
     let (mut reader, mut writer) = stream.into_split();
     let mut stdin = FramedRead::new(tokio::io::stdin(), LineCodec::new(1 << 16));
     let mut stdout = tokio::io::stdout();

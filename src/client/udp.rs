@@ -17,12 +17,10 @@ use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
-use super::screen::Screen;
-use super::{EXIT_CANNOT_CONNECT, EXIT_SERVER_GONE};
-use crate::cli::ConnectArgs;
+use super::{command_for, Ending, Frontend};
 use crate::protocol::command::GOODBYE_WORDS;
 use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
-use crate::protocol::{parse_line, ClientCommand, ServerEvent};
+use crate::protocol::{ClientCommand, ServerEvent};
 
 /// Wait this long for an acknowledgement before sending again.
 const RETRY_AFTER: Duration = Duration::from_millis(300);
@@ -33,42 +31,44 @@ const MAX_TRIES: u32 = 6;
 /// In raw mode, after input ends, how long to wait for outstanding answers.
 const RAW_DRAIN: Duration = Duration::from_secs(2);
 
-/// Runs the UDP client as `args` say.
-pub(super) async fn run(args: &ConnectArgs) -> anyhow::Result<ExitCode> {
-    let server = args.server.as_str();
+/// The server's address, and a UDP socket connected to it (so it hears
+/// only from the server).
+async fn open_socket(server: &str) -> Result<UdpSocket, String> {
     let server_addr = match tokio::net::lookup_host(server)
         .await
         .map(|mut addrs| addrs.next())
     {
         Ok(Some(addr)) => addr,
-        Ok(None) => return Ok(super::cannot_connect(server, "no address found")),
-        Err(error) => return Ok(super::cannot_connect(server, &error.to_string())),
+        Ok(None) => return Err("no address found".to_string()),
+        Err(error) => return Err(error.to_string()),
     };
-    let socket = bind_for(server_addr).await?;
-    // A connected UDP socket hears only from the server.
+    let socket = bind_for(server_addr)
+        .await
+        .map_err(|error| format!("{error:#}"))?;
     socket
         .connect(server_addr)
         .await
-        .context("setting the server address")?;
-    if args.raw {
-        return run_raw(socket).await;
-    }
-    // A poll after this much silence keeps the session alive (the server
-    // forgets silent clients after its --udp-expiry).
-    let keepalive = Duration::from_secs(args.keepalive);
-    let mut session = UdpClient::new(socket, Screen::open()?, keepalive);
+        .map_err(|error| format!("setting the server address: {error}"))?;
+    Ok(socket)
+}
+
+/// One session over UDP: sends `hello` (nick, rooms) first, then what
+/// `frontend` types. A poll after `keepalive` of silence keeps the session
+/// alive (the server forgets silent clients after its --udp-expiry).
+pub(crate) async fn session(
+    server: &str,
+    keepalive: Duration,
+    hello: &[ClientCommand],
+    frontend: &mut impl Frontend,
+) -> Ending {
+    let socket = match open_socket(server).await {
+        Ok(socket) => socket,
+        Err(why) => return Ending::Unreachable(why),
+    };
+    let mut session = UdpClient::new(socket, frontend, keepalive);
     session.queue.push_back(None);
-    if let Some(nick) = &args.nick {
-        let nick = nick.clone();
-        session.queue.push_back(Some(ClientCommand::Nick { nick }));
-    }
-    if let Some(room) = &args.room {
-        let room = room.clone();
-        session.queue.push_back(Some(ClientCommand::Join { room }));
-    }
-    let code = session.run(server).await;
-    session.screen.close();
-    Ok(code)
+    session.queue.extend(hello.iter().cloned().map(Some));
+    session.run(server).await
 }
 
 async fn bind_for(server: SocketAddr) -> anyhow::Result<UdpSocket> {
@@ -88,9 +88,9 @@ struct InFlight {
     resend_at: Instant,
 }
 
-struct UdpClient {
+struct UdpClient<'a, F> {
     socket: UdpSocket,
-    screen: Screen,
+    frontend: &'a mut F,
     queue: VecDeque<Option<ClientCommand>>,
     in_flight: Option<InFlight>,
     next_id: u64,
@@ -105,11 +105,11 @@ struct UdpClient {
     reached: bool,
 }
 
-impl UdpClient {
-    fn new(socket: UdpSocket, screen: Screen, keepalive: Duration) -> Self {
+impl<'a, F: Frontend> UdpClient<'a, F> {
+    fn new(socket: UdpSocket, frontend: &'a mut F, keepalive: Duration) -> Self {
         UdpClient {
             socket,
-            screen,
+            frontend,
             queue: VecDeque::new(),
             in_flight: None,
             next_id: 1,
@@ -123,14 +123,14 @@ impl UdpClient {
         }
     }
 
-    async fn run(&mut self, server: &str) -> ExitCode {
+    async fn run(&mut self, server: &str) -> Ending {
         let mut buf = vec![0u8; 65_536];
         loop {
             if self.in_flight.is_none() {
                 if let Some(command) = self.queue.pop_front() {
                     self.send_new(command).await;
                 } else if self.quitting {
-                    return ExitCode::SUCCESS;
+                    return Ending::Done;
                 }
             }
             let resend_at = self.in_flight.as_ref().map(|flight| flight.resend_at);
@@ -138,33 +138,24 @@ impl UdpClient {
             tokio::select! {
                 received = self.socket.recv(&mut buf) => match received {
                     Ok(len) => {
-                        if let Some(code) = self.on_datagram(&buf[..len]) {
-                            return code;
+                        if let Some(ending) = self.on_datagram(&buf[..len]) {
+                            return ending;
                         }
                     }
                     // ICMP "port unreachable" for an earlier datagram: the
                     // retransmission timer decides whether that is fatal.
                     Err(error) => tracing::debug!(%error, "udp receive error"),
                 },
-                input = self.screen.next_input(), if !self.quitting => match input {
-                    Some(line) => match parse_line(&line) {
-                        Ok(Some(ClientCommand::Mode { .. })) => self.screen.show("! modes are for TCP"),
-                        Ok(Some(command)) => {
-                            self.quitting = matches!(command, ClientCommand::Quit { .. });
-                            self.queue.push_back(Some(command));
-                        }
-                        Ok(None) => {}
-                        Err(error) => self.screen.show(&format!("! {error}")),
-                    },
-                    None => {
-                        self.quitting = true;
-                        self.queue.push_back(Some(ClientCommand::Quit { reason: None }));
+                input = self.frontend.next_input(), if !self.quitting => {
+                    if let Some(command) = command_for(self.frontend, input) {
+                        self.quitting = matches!(command, ClientCommand::Quit { .. });
+                        self.queue.push_back(Some(command));
                     }
-                },
+                }
                 _ = sleep_until(resend_at.unwrap_or(keepalive_at)) => {
                     if resend_at.is_some() {
-                        if let Some(code) = self.on_timeout(server).await {
-                            return code;
+                        if let Some(ending) = self.on_timeout(server).await {
+                            return ending;
                         }
                     } else if !self.quitting {
                         self.queue.push_back(None);
@@ -210,7 +201,7 @@ impl UdpClient {
         }
     }
 
-    async fn on_timeout(&mut self, server: &str) -> Option<ExitCode> {
+    async fn on_timeout(&mut self, server: &str) -> Option<Ending> {
         let flight = self.in_flight.as_ref()?;
         if flight.tries < MAX_TRIES {
             self.transmit().await;
@@ -218,29 +209,28 @@ impl UdpClient {
         }
         let flight = self.in_flight.take()?;
         if !self.reached {
-            eprintln!(
-                "sockchat: cannot reach {server} over UDP: no answer after {MAX_TRIES} tries"
-            );
-            return Some(ExitCode::from(EXIT_CANNOT_CONNECT));
+            return Some(Ending::Unreachable(format!(
+                "no answer from {server} over UDP after {MAX_TRIES} tries"
+            )));
         }
         let what = match &flight.command {
             Some(ClientCommand::Say { text, .. }) => format!("your message {text:?}"),
-            Some(ClientCommand::Quit { .. }) => return Some(ExitCode::SUCCESS),
+            Some(ClientCommand::Quit { .. }) => return Some(Ending::Done),
             Some(_) => "your command".to_string(),
             None => "a keep-alive".to_string(),
         };
-        self.screen.show(&format!(
+        self.frontend.notice(&format!(
             "! no answer from the server after {MAX_TRIES} tries: {what} was probably lost"
         ));
         None
     }
 
     /// Handles one datagram from the server; `Some` ends the session.
-    fn on_datagram(&mut self, bytes: &[u8]) -> Option<ExitCode> {
+    fn on_datagram(&mut self, bytes: &[u8]) -> Option<Ending> {
         let Ok(datagram) = serde_json::from_slice::<ServerDatagram>(bytes) else {
             // A text answer (a refusal, or an error about our datagram).
             if !bytes.is_empty() {
-                self.screen.show(&String::from_utf8_lossy(bytes));
+                self.frontend.notice(&String::from_utf8_lossy(bytes));
             }
             return None;
         };
@@ -265,30 +255,31 @@ impl UdpClient {
                 if more > 0 && !events.is_empty() {
                     self.queue.push_front(None);
                 }
-                self.show_events(&events)
+                self.show_events(events)
             }
             ServerDatagram::Push { seq, events } => {
                 if self.last_push > 0 && seq > self.last_push + 1 {
                     let lost = seq - self.last_push - 1;
-                    self.screen.show(&format!(
+                    self.frontend.notice(&format!(
                         "! {lost} update(s) from the server were lost on the way"
                     ));
                 }
                 self.last_push = self.last_push.max(seq);
-                self.show_events(&events)
+                self.show_events(events)
             }
         }
     }
 
-    fn show_events(&mut self, events: &[ServerEvent]) -> Option<ExitCode> {
+    fn show_events(&mut self, events: Vec<ServerEvent>) -> Option<Ending> {
         for event in events {
-            self.screen.show(&event.to_text());
-            if let ServerEvent::Bye { .. } = event {
-                if self.quitting {
-                    return Some(ExitCode::SUCCESS);
-                }
-                eprintln!("sockchat: the server ended the session");
-                return Some(ExitCode::from(EXIT_SERVER_GONE));
+            let bye = matches!(event, ServerEvent::Bye { .. });
+            self.frontend.event(event);
+            if bye {
+                return Some(if self.quitting {
+                    Ending::Done
+                } else {
+                    Ending::Ended
+                });
             }
         }
         None
@@ -299,7 +290,11 @@ impl UdpClient {
 /// typed; every datagram that arrives is printed. Exits right after
 /// sending `bye` (or `byebye`), or once input ends and every datagram sent
 /// has had an answer (or [`RAW_DRAIN`] has passed).
-async fn run_raw(socket: UdpSocket) -> anyhow::Result<ExitCode> {
+pub(super) async fn run_raw(server: &str) -> anyhow::Result<ExitCode> {
+    let socket = match open_socket(server).await {
+        Ok(socket) => socket,
+        Err(why) => return Ok(super::cannot_connect(server, &why)),
+    };
     use futures_util::StreamExt;
     use std::io::Write;
     use tokio_util::codec::FramedRead;

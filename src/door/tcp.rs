@@ -459,6 +459,11 @@ impl Connection {
         if let ClientCommand::Mode { mode } = command {
             self.input_mode = mode;
             self.hub.notify(self.id, ServerEvent::Mode { mode });
+            if mode == WireMode::Json {
+                // The welcome again, structured this time: where a JSON
+                // client starts from (nick, room, members).
+                self.hub.welcome(self.id);
+            }
             return None;
         }
         let handled = self.hub.handle(self.id, command);

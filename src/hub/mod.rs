@@ -371,6 +371,15 @@ impl Hub {
         state.settle(config);
     }
 
+    /// Sends the member a welcome event again, as of now (the TCP door does
+    /// when a connection switches to JSON).
+    pub fn welcome(&self, id: MemberId) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.welcome(config, id);
+        state.settle(config);
+    }
+
     /// Removes a member whose door ended the session (connection lost,
     /// flood, idle). The member's rooms see `reason`. Does nothing if the
     /// member is already gone.

@@ -65,6 +65,7 @@ commands:
   /rooms             rooms with members
   /history [N]       the last N messages of the current room (default 50)
   /search WORDS      past messages of the current room with all the WORDS
+  /ping              answered with a pong (a round-trip check)
   /json              switch this connection to JSON lines
   /quit [REASON]     leave (so do the lines byebye and bye)";
 
@@ -265,24 +266,9 @@ impl State {
         );
         let room_state = self.rooms.entry(room.clone()).or_default();
         room_state.members.push(id);
-        let count = room_state.members.len();
-        let big = is_big(config, count);
-        let members = if big {
-            Vec::new()
-        } else {
-            self.nicks_in(&room)
-        };
+        let big = is_big(config, room_state.members.len());
         let history = self.recent_in(&room);
-        self.deliver_event(
-            id,
-            ServerEvent::Welcome {
-                server: config.server_name.clone(),
-                nick: nick.clone(),
-                room: room.clone(),
-                members,
-                count,
-            },
-        );
+        self.welcome(config, id);
         if !history.is_empty() {
             self.deliver_event(
                 id,
@@ -319,6 +305,32 @@ impl State {
                 return nick;
             }
         }
+    }
+
+    /// Tells the member who and where it is: its nick, its current room
+    /// and who is in it (just the count in a big room).
+    pub(super) fn welcome(&mut self, config: &HubConfig, id: MemberId) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let nick = member.nick.clone();
+        let room = member.current.clone().unwrap_or_default();
+        let count = self.room_size(&room);
+        let members = if is_big(config, count) {
+            Vec::new()
+        } else {
+            self.nicks_in(&room)
+        };
+        self.deliver_event(
+            id,
+            ServerEvent::Welcome {
+                server: config.server_name.clone(),
+                nick,
+                room,
+                members,
+                count,
+            },
+        );
     }
 
     fn room_size(&self, room: &str) -> usize {
@@ -367,6 +379,7 @@ impl State {
             ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
             ClientCommand::Who { room } => self.who(id, room.as_deref()),
             ClientCommand::Rooms => self.list_rooms(id),
+            ClientCommand::Ping { token } => self.deliver_event(id, ServerEvent::Pong { token }),
             ClientCommand::Help => {
                 self.deliver_event(id, ServerEvent::Notice { text: HELP.into() })
             }

@@ -64,6 +64,12 @@ pub enum ClientCommand {
     },
     /// Switch this connection's wire mode (handled by the door, not the hub).
     Mode { mode: WireMode },
+    /// Ask for a `pong` carrying the same `token`, in order with everything
+    /// else sent to you: a round-trip time, or a check that the link works.
+    Ping {
+        #[serde(default)]
+        token: u64,
+    },
 }
 
 /// Why a line could not be turned into a command.
@@ -154,6 +160,7 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
         "quit" | "exit" => ClientCommand::Quit {
             reason: optional(rest),
         },
+        "ping" => ClientCommand::Ping { token: 0 },
         "json" => ClientCommand::Mode {
             mode: WireMode::Json,
         },

@@ -134,6 +134,8 @@ pub enum ServerEvent {
     Mode { mode: WireMode },
     /// Your session is over; the server closes the connection next.
     Bye { reason: String },
+    /// The answer to a `ping`.
+    Pong { token: u64 },
 }
 
 impl ServerEvent {
@@ -248,6 +250,7 @@ impl ServerEvent {
             ServerEvent::Bye { reason } => {
                 let _ = write!(out, "* bye: {reason}");
             }
+            ServerEvent::Pong { .. } => out.push_str("* pong"),
         }
         out
     }

@@ -1,0 +1,354 @@
+//! The full-screen client, the way WeeChat or irssi look: rooms, messages
+//! with scrollback, members, a status line and an input line (ratatui on
+//! crossterm).
+//!
+//! The protocol is the line client's (`tcp_session`, `udp::session`), run
+//! as a task that talks to the screen through channels; when it ends
+//! without our goodbye, a new one starts after a backoff, takes back the
+//! nick and rooms, and fetches what was missed. The terminal is restored
+//! however the client ends, a panic included.
+
+mod app;
+mod input;
+mod theme;
+mod view;
+
+use std::io::Stdout;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    EventStream,
+};
+use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
+use futures_util::StreamExt;
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+pub use app::App;
+pub use theme::{ColorNames, Theme};
+
+use super::{cannot_connect, tcp_session, udp, Ending, Frontend, Typed};
+use crate::cli::ClientSettings;
+use crate::protocol::{ClientCommand, ServerEvent};
+use app::{Action, Link};
+
+/// Messages fetched per room after a reconnect, to fill the gap.
+const MISSED: usize = 200;
+
+/// How often the round-trip time is measured.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the protocol task tells the screen.
+enum LinkEvent {
+    Event(ServerEvent),
+    Notice(String),
+    Ended(Ending),
+}
+
+/// The protocol task's side of the channels.
+struct Channels {
+    commands: mpsc::UnboundedReceiver<ClientCommand>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+}
+
+impl Frontend for Channels {
+    async fn next_input(&mut self) -> Option<Typed> {
+        self.commands.recv().await.map(Typed::Command)
+    }
+
+    fn event(&mut self, event: ServerEvent) {
+        let _ = self.events.send(LinkEvent::Event(event));
+    }
+
+    fn notice(&mut self, text: &str) {
+        let _ = self.events.send(LinkEvent::Notice(text.to_string()));
+    }
+}
+
+/// The screen's side: one running session.
+struct Session {
+    commands: mpsc::UnboundedSender<ClientCommand>,
+    events: mpsc::UnboundedReceiver<LinkEvent>,
+}
+
+impl Session {
+    fn start(settings: &ClientSettings, hello: Vec<ClientCommand>) -> Session {
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (server, udp, keepalive) = (settings.server.clone(), settings.udp, settings.keepalive);
+        tokio::spawn(async move {
+            let mut channels = Channels {
+                commands: commands_rx,
+                events: events_tx.clone(),
+            };
+            let ending = if udp {
+                udp::session(&server, keepalive, &hello, &mut channels).await
+            } else {
+                tcp_session(&server, &hello, &mut channels).await
+            };
+            let _ = events_tx.send(LinkEvent::Ended(ending));
+        });
+        Session { commands, events }
+    }
+
+    fn send(&self, command: ClientCommand) {
+        // A session that has just ended reports it through `events`.
+        let _ = self.commands.send(command);
+    }
+}
+
+/// The terminal in full-screen mode; dropping it restores the terminal.
+struct Screen {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl Screen {
+    fn enter() -> anyhow::Result<Screen> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+        crossterm::terminal::enable_raw_mode()?;
+        crossterm::execute!(
+            std::io::stdout(),
+            EnterAlternateScreen,
+            EnableMouseCapture,
+            EnableBracketedPaste
+        )?;
+        let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        Ok(Screen { terminal })
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Leaves every mode the client turned on. Safe to call twice.
+fn restore_terminal() {
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = crossterm::terminal::disable_raw_mode();
+}
+
+/// How the screen ended.
+enum Exit {
+    Done,
+    /// The first connection failed: most likely a wrong address.
+    Unreachable(String),
+}
+
+/// Runs the full-screen client until the user leaves.
+pub async fn run(settings: ClientSettings) -> anyhow::Result<ExitCode> {
+    let door = if settings.udp { "udp" } else { "tcp" };
+    let mut app = App::new(&settings.server, door, settings.theme.clone());
+    app.utc_offset = i64::from(chrono::Local::now().offset().local_minus_utc());
+    let mut screen = Screen::enter()?;
+    let exit = drive(&mut screen, &mut app, &settings).await;
+    drop(screen);
+    Ok(match exit? {
+        Exit::Done => ExitCode::SUCCESS,
+        Exit::Unreachable(why) => cannot_connect(&settings.server, &why),
+    })
+}
+
+async fn drive(
+    screen: &mut Screen,
+    app: &mut App,
+    settings: &ClientSettings,
+) -> anyhow::Result<Exit> {
+    let mut keys = EventStream::new();
+    let mut session = Some(Session::start(settings, settings.hello()));
+    let mut ever_connected = false;
+    let mut quitting = false;
+    let mut attempt = 0u32;
+    let mut reconnect_at: Option<Instant> = None;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut last_ping: (u64, Instant) = (0, Instant::now());
+    // Redraws the reconnect countdown.
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        screen.terminal.draw(|frame| view::draw(frame, app))?;
+        let retry = reconnect_at;
+        tokio::select! {
+            key = keys.next() => match key {
+                Some(Ok(event)) => {
+                    for action in app.on_terminal(event) {
+                        match (action, &session) {
+                            (Action::Send(command), Some(session)) => session.send(command),
+                            (Action::Send(_), None) => {
+                                app.system("! not connected; that was not sent");
+                            }
+                            (Action::Quit, Some(session)) if app.link == Link::Connected => {
+                                quitting = true;
+                                session.send(ClientCommand::Quit { reason: None });
+                            }
+                            (Action::Quit, _) => return Ok(Exit::Done),
+                        }
+                    }
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => return Ok(Exit::Done),
+            },
+            event = next_link_event(&mut session) => match event {
+                LinkEvent::Event(event) => {
+                    match &event {
+                        ServerEvent::Welcome { .. } => {
+                            ever_connected = true;
+                            attempt = 0;
+                        }
+                        ServerEvent::Pong { token } if *token == last_ping.0 => {
+                            app.rtt = Some(last_ping.1.elapsed());
+                        }
+                        _ => {}
+                    }
+                    app.apply(event);
+                }
+                LinkEvent::Notice(text) => app.system(&text),
+                LinkEvent::Ended(ending) => {
+                    session = None;
+                    if quitting || ending == Ending::Done {
+                        return Ok(Exit::Done);
+                    }
+                    if let (false, Ending::Unreachable(why)) = (ever_connected, &ending) {
+                        return Ok(Exit::Unreachable(why.clone()));
+                    }
+                    attempt += 1;
+                    let wait = backoff(attempt);
+                    reconnect_at = Some(Instant::now() + wait);
+                    app.link = Link::Reconnecting {
+                        attempt,
+                        at: (Instant::now() + wait).into_std(),
+                    };
+                    app.rtt = None;
+                    let why = match ending {
+                        Ending::Lost(error) => format!("lost the connection ({error})"),
+                        Ending::Unreachable(error) => format!("cannot reach the server ({error})"),
+                        _ => "the server ended the session".to_string(),
+                    };
+                    app.system(&format!("! {why}; trying again in {} s", wait.as_secs_f32().ceil()));
+                }
+            },
+            _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                reconnect_at = None;
+                app.link = Link::Connecting;
+                session = Some(Session::start(settings, rejoin(app)));
+            }
+            _ = ping.tick() => {
+                if let (Some(session), Link::Connected) = (&session, &app.link) {
+                    last_ping = (last_ping.0 + 1, Instant::now());
+                    session.send(ClientCommand::Ping { token: last_ping.0 });
+                }
+            }
+            _ = second.tick(), if reconnect_at.is_some() => {}
+        }
+    }
+}
+
+/// The next event of the running session; pending while there is none.
+async fn next_link_event(session: &mut Option<Session>) -> LinkEvent {
+    match session {
+        Some(session) => session
+            .events
+            .recv()
+            .await
+            .unwrap_or(LinkEvent::Ended(Ending::Lost("the session stopped".into()))),
+        None => std::future::pending().await,
+    }
+}
+
+/// 1 s, 2 s, 4 s, ... up to [`MAX_BACKOFF`].
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF)
+}
+
+/// What a new session sends to pick up where the last one stopped: the
+/// nick, every room (with what it missed), the current room last so it is
+/// the server's current room again.
+fn rejoin(app: &App) -> Vec<ClientCommand> {
+    let mut hello = Vec::new();
+    if !app.nick.is_empty() {
+        hello.push(ClientCommand::Nick {
+            nick: app.nick.clone(),
+        });
+    }
+    let current = app.current_room().map(str::to_string);
+    let rooms = app.rooms();
+    for room in rooms
+        .iter()
+        .filter(|room| Some(*room) != current.as_ref())
+        .chain(current.iter())
+    {
+        hello.push(ClientCommand::Join { room: room.clone() });
+        hello.push(ClientCommand::History {
+            count: Some(MISSED),
+        });
+    }
+    hello
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_limit() {
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[test]
+    fn a_reconnect_takes_back_the_nick_and_rooms_current_last() {
+        let mut app = App::new("s", "tcp", Theme::default());
+        for event in [
+            ServerEvent::Welcome {
+                server: "s".into(),
+                nick: "小明".into(),
+                room: "lobby".into(),
+                members: vec![],
+                count: 1,
+            },
+            ServerEvent::Join {
+                room: "rust".into(),
+                nick: "小明".into(),
+            },
+        ] {
+            app.apply(event);
+        }
+        app.switch_to(0);
+        let history = ClientCommand::History {
+            count: Some(MISSED),
+        };
+        assert_eq!(
+            rejoin(&app),
+            [
+                ClientCommand::Nick {
+                    nick: "小明".into()
+                },
+                ClientCommand::Join {
+                    room: "rust".into()
+                },
+                history.clone(),
+                ClientCommand::Join {
+                    room: "lobby".into()
+                },
+                history,
+            ]
+        );
+    }
+}
