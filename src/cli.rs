@@ -525,6 +525,50 @@ mod tests {
             .unwrap_err();
         assert!(format!("{missing:#}").contains("cannot read config file"));
     }
+
+    fn connect_args(args: &[&str]) -> ConnectArgs {
+        let cli = Cli::try_parse_from([&["sockchat", "connect"], args].concat()).unwrap();
+        match cli.command {
+            Command::Connect(args) => args,
+            _ => unreachable!("parsed a connect command"),
+        }
+    }
+
+    #[test]
+    fn the_client_takes_its_defaults_from_the_connect_table_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sockchat.toml");
+        std::fs::write(
+            &path,
+            "[serve]\nmax-rate = 3\n\n[connect]\nserver = \"chat.lan:8888\"\nnick = \"小明\"\n\
+             room = \"rust\"\n\n[connect.colors]\nown = \"light-green\"\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let settings = connect_args(&["--config", config]).resolve().unwrap();
+        assert_eq!(settings.server, "chat.lan:8888");
+        assert_eq!(settings.nick.as_deref(), Some("小明"));
+        assert_eq!(settings.keepalive, Duration::from_secs(30));
+        assert_eq!(settings.theme.own, ratatui::style::Color::LightGreen);
+        let settings = connect_args(&["127.0.0.1:9", "--nick", "bob", "--config", config])
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            (
+                settings.server.as_str(),
+                settings.nick.as_deref(),
+                settings.room.as_deref()
+            ),
+            ("127.0.0.1:9", Some("bob"), Some("rust"))
+        );
+
+        std::fs::write(&path, "[connect.colors]\nown = \"sparkly\"\n").unwrap();
+        let error = connect_args(&["--config", config]).resolve().unwrap_err();
+        assert!(
+            format!("{error:#}").contains("\"sparkly\" is not a colour"),
+            "{error:#}"
+        );
+    }
 }
 
 /// `sockchat bench` flags.

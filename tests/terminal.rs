@@ -148,8 +148,12 @@ async fn incoming_messages_print_above_the_line_being_typed() {
 /// The command for a pane that runs the full-screen client, then shows how
 /// it exited and the terminal's modes, then waits (so the pane stays).
 fn full_screen(server: std::net::SocketAddr) -> String {
+    full_screen_with(server, "")
+}
+
+fn full_screen_with(server: std::net::SocketAddr, flags: &str) -> String {
     format!(
-        "{BINARY} connect {server} --nick tui; echo \"exit=$?\"; stty -a; echo stty-done; exec cat"
+        "{BINARY} connect {server} --nick tui {flags}; echo \"exit=$?\"; stty -a; echo stty-done; exec cat"
     )
 }
 
@@ -246,4 +250,27 @@ async fn the_full_screen_client_reconnects_to_a_restarted_server_then_quits_on_c
     assert_eq!(watcher.expect("tui left").await, "* tui left");
     assert_restored(&pane, "0");
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_screen_client_speaks_udp_with_the_same_screen() {
+    let server = start(config()).await;
+    let mut watcher = server.client_named("watcher").await;
+    let pane = Pane::open(&full_screen_with(server.udp.unwrap(), "--udp"));
+    watcher.expect("is now known as tui").await;
+    pane.wait_for("the full screen over UDP", |screen| {
+        screen.contains(" udp │ tui │ #lobby │ connected")
+    });
+    pane.keys(&["-l", "over 数据报"]);
+    pane.keys(&["Enter"]);
+    assert_eq!(watcher.expect("tui:").await, "[lobby] tui: over 数据报");
+    watcher.send("pushed back").await;
+    pane.wait_for("the pushed message", |screen| {
+        screen.contains("watcher: pushed back")
+    });
+    pane.keys(&["-l", "/quit"]);
+    pane.keys(&["Enter"]);
+    assert_eq!(watcher.expect("tui left").await, "* tui left");
+    assert_restored(&pane, "0");
+    server.stop().await;
 }

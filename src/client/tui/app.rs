@@ -211,7 +211,8 @@ impl App {
             history: false,
         };
         if self.tabs.is_empty() {
-            self.tab_index("lobby");
+            // In no room (the last one parted): the private tab is left.
+            self.tab_index(PRIVATE);
         }
         let current = self.current.min(self.tabs.len() - 1);
         for line in split_lines(entry) {
@@ -228,12 +229,8 @@ impl App {
         });
     }
 
-    fn message(&mut self, record: MessageRecord, history: bool) {
-        if !self.seen.insert(record.id) {
-            return;
-        }
-        let index = self.tab_index(&record.room);
-        let entry = Entry {
+    fn message_entry(&self, record: &MessageRecord, history: bool) -> Entry {
+        Entry {
             time: Some(record.time),
             kind: EntryKind::Message {
                 id: record.id,
@@ -243,7 +240,15 @@ impl App {
                 action: record.action,
             },
             history,
-        };
+        }
+    }
+
+    fn message(&mut self, record: MessageRecord, history: bool) {
+        if !self.seen.insert(record.id) {
+            return;
+        }
+        let index = self.tab_index(&record.room);
+        let entry = self.message_entry(&record, history);
         // Older than what is shown (history fetched by scrolling up, or
         // after a reconnect): in id order among the messages.
         let tab = &mut self.tabs[index];
@@ -290,21 +295,11 @@ impl App {
                     messages.len(),
                     sanitize(&query)
                 ));
+                let index = self.current.min(self.tabs.len().saturating_sub(1));
                 for record in messages {
-                    let when = record.time;
-                    let index = self.current.min(self.tabs.len().saturating_sub(1));
+                    let entry = self.message_entry(&record, true);
                     if let Some(tab) = self.tabs.get_mut(index) {
-                        tab.push(Entry {
-                            time: Some(when),
-                            kind: EntryKind::Message {
-                                id: record.id,
-                                own: record.from == self.nick,
-                                from: sanitize(&record.from).into_owned(),
-                                text: sanitize(&record.text).into_owned(),
-                                action: record.action,
-                            },
-                            history: true,
-                        });
+                        tab.push(entry);
                     }
                 }
             }
@@ -345,13 +340,13 @@ impl App {
                 self.system_in(&room, format!("{} joined #{room}", sanitize(&nick)));
             }
             ServerEvent::Leave {
-                room,
-                nick,
+                ref room,
+                ref nick,
                 reason,
-                detail,
+                ..
             } => {
-                if nick == self.nick && reason == LeaveReason::Part {
-                    if let Some(index) = self.tabs.iter().position(|tab| tab.name == room) {
+                if *nick == self.nick && reason == LeaveReason::Part {
+                    if let Some(index) = self.tabs.iter().position(|tab| tab.name == *room) {
                         self.tabs.remove(index);
                         if self.current >= index && self.current > 0 {
                             self.current -= 1;
@@ -360,21 +355,17 @@ impl App {
                     self.system(&format!("you left #{room}"));
                     return;
                 }
-                let index = self.tab_index(&room);
+                let index = self.tab_index(room);
                 let tab = &mut self.tabs[index];
-                if let Some(at) = tab.members.iter().position(|member| *member == nick) {
+                if let Some(at) = tab.members.iter().position(|member| member == nick) {
                     tab.members.remove(at);
                     tab.count = tab.count.saturating_sub(1);
                 }
-                let how = match reason {
-                    LeaveReason::Part | LeaveReason::Quit => "left",
-                    LeaveReason::Lost => "lost the connection",
-                    LeaveReason::Dropped => "was disconnected",
-                };
-                let detail = detail
-                    .map(|detail| format!(" ({})", sanitize(&detail)))
-                    .unwrap_or_default();
-                self.system_in(&room, format!("{} {how}{detail}", sanitize(&nick)));
+                // The line a text client sees, without its "* ".
+                let line = sanitize(&event.to_text())
+                    .trim_start_matches("* ")
+                    .to_string();
+                self.system_in(room, line);
             }
             ServerEvent::Nick { old, new } => {
                 if old == self.nick {
@@ -719,6 +710,29 @@ mod tests {
         assert_eq!(app.tabs[0].scroll, 9);
         app.on_terminal(key(KeyCode::PageDown));
         assert_eq!(app.tabs[0].scroll, 0);
+    }
+
+    #[test]
+    fn leaving_members_are_taken_off_the_list_and_said_so() {
+        let mut app = welcomed();
+        app.apply(ServerEvent::Leave {
+            room: "lobby".into(),
+            nick: "alice".into(),
+            reason: LeaveReason::Lost,
+            detail: None,
+        });
+        assert_eq!(app.tabs[0].members, ["me"]);
+        assert_eq!(
+            app.tabs[0].entries.last().unwrap().kind,
+            EntryKind::System("alice lost the connection".into())
+        );
+        app.apply(ServerEvent::Leave {
+            room: "lobby".into(),
+            nick: "me".into(),
+            reason: LeaveReason::Part,
+            detail: None,
+        });
+        assert!(app.tabs.iter().all(|tab| tab.name != "lobby"));
     }
 
     #[test]
