@@ -57,12 +57,12 @@ def main(path):
     for scenario in sorted(results):
         servers = results[scenario]
         out.append(f"## {titles.get(scenario, scenario)}\n")
-        out.append("| server | deliveries/s | loss | p50 ms | p99 ms | max ms | connect s | server CPU s | KiB/conn |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("| server | seated | deliveries/s | loss | p50 ms | p99 ms | max ms | connect s | server CPU s | KiB/conn |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for server, runs in servers.items():
             errors = [run["error"] for run in runs if "error" in run]
             if len(errors) == len(runs):
-                out.append(f"| {server} | failed: {errors[0]} | | | | | | | |")
+                out.append(f"| {server} | failed: {errors[0]} | | | | | | | | |")
                 continue
             rate = best(runs, lambda run: run["report"]["deliveries_per_second"])
             loss = best(runs, lambda run: run["report"]["loss"], lowest=True)
@@ -72,8 +72,10 @@ def main(path):
             connect = best(runs, lambda run: run["report"]["connect_seconds"], lowest=True)
             cpu = best(runs, lambda run: (run["report"]["server"] or {}).get("cpu_seconds", 0), lowest=True)
             kib = best(runs, lambda run: (run["report"]["server"] or {}).get("kib_per_connection", 0), lowest=True)
+            seated = min((run["report"]["clients_connected"], run["report"].get("clients_wanted", 0))
+                         for run in runs if "report" in run)
             out.append(
-                f"| {server} | {rate:,.0f} | {loss * 100:.2f} % | {p50:.2f} | {p99:.2f} | {worst:.1f} "
+                f"| {server} | {seated[0]}/{seated[1]} | {rate:,.0f} | {loss * 100:.2f} % | {p50:.2f} | {p99:.2f} | {worst:.1f} "
                 f"| {connect:.2f} | {cpu:.2f} | {kib:.1f} |"
             )
         ours = servers.get("sockchat", [])
@@ -106,6 +108,11 @@ def main(path):
                     f"[{os.path.basename(plot)[len('latency-B-'):-4]}](bench/{os.path.basename(plot)})"
                     for plot in plots))
         out.append("")
+    # What the figures mean and what stands in the way, kept by hand.
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as text:
+            out.append(text.read())
     print("\n".join(out))
 
 

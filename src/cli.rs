@@ -606,6 +606,10 @@ pub struct BenchArgs {
     /// as TCP connects.
     #[arg(long)]
     pub greeting: bool,
+    /// Seconds all the clients may take to be seated; a server slower than
+    /// that is measured with those seated so far.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub connect_timeout: u64,
     /// Draw the latency distribution (percentile plot) into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
@@ -628,6 +632,7 @@ impl BenchArgs {
             pid: self.pid,
             channel: self.channel.clone(),
             greeting: self.greeting,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
         }
     }
 }

@@ -21,6 +21,7 @@ fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
         channel: "#bench".into(),
         // sockchat greets every client with its welcome line.
         greeting: true,
+        connect_timeout: Duration::from_secs(60),
     }
 }
 

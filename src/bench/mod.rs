@@ -64,12 +64,17 @@ pub struct BenchPlan {
     /// TCP clients wait for the server's first line before counting as
     /// seated.
     pub greeting: bool,
+    /// How long all the clients may take to be seated.
+    pub connect_timeout: Duration,
 }
 
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub wire: Wire,
+    pub clients_wanted: usize,
+    /// Fewer than wanted when the server did not seat them all within
+    /// the connect timeout.
     pub clients_connected: usize,
     /// How long connecting (and, for IRC, registering) every client took.
     pub connect_seconds: f64,
@@ -234,9 +239,21 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         })
         .buffered(CONNECTING);
     let mut clients = Vec::with_capacity(plan.clients);
-    while let Some(client) = arriving.next().await {
+    let give_up_at = Instant::now() + plan.connect_timeout;
+    // A server that seats clients too slowly is measured with those it
+    // seated in time (the report says how many).
+    while let Ok(Some(client)) = tokio::time::timeout_at(give_up_at, arriving.next()).await {
         clients.push(client?);
         bar.inc(1);
+    }
+    drop(arriving);
+    let seated = clients.len();
+    if seated <= plan.senders || seated == 0 {
+        bail!(
+            "only {seated} of {} clients were seated in {:?}",
+            plan.clients,
+            plan.connect_timeout
+        );
     }
     bar.finish_and_clear();
     let connect_seconds = connecting.elapsed().as_secs_f64();
@@ -251,7 +268,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         received: AtomicU64::new(0),
     });
     let mut tasks = JoinSet::new();
-    let observer = plan.clients - 1;
+    let observer = seated - 1;
     for (index, client) in clients.into_iter().enumerate() {
         let sender = (index < plan.senders).then_some(index);
         tasks.spawn(client.run(sender, index == observer, plan.rate, counters.clone()));
@@ -270,7 +287,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     tokio::time::sleep(SETTLE).await;
 
     // Deliveries still on the way: wait until all arrived or the drain ends.
-    let expected_after = |sent: u64| sent * (plan.clients as u64 - 1);
+    let expected_after = |sent: u64| sent * (seated as u64 - 1);
     let drain_until = Instant::now() + plan.drain;
     while Instant::now() < drain_until
         && counters.received.load(Ordering::Relaxed)
@@ -295,13 +312,14 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
             rss_before_kib: before,
             rss_connected_kib: connected,
             rss_after_kib: read_rss_kib(pid).unwrap_or(0),
-            kib_per_connection: connected.saturating_sub(before) as f64 / plan.clients as f64,
+            kib_per_connection: connected.saturating_sub(before) as f64 / seated as f64,
         }),
         _ => None,
     };
     Ok(BenchReport {
         wire: plan.wire,
-        clients_connected: plan.clients,
+        clients_wanted: plan.clients,
+        clients_connected: seated,
         connect_seconds,
         senders: plan.senders,
         seconds: sending_time,
@@ -656,8 +674,8 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "clients connected     {} in {:.2} s",
-            self.clients_connected, self.connect_seconds
+            "clients connected     {} of {} in {:.2} s",
+            self.clients_connected, self.clients_wanted, self.connect_seconds
         )?;
         writeln!(f, "senders               {}", self.senders)?;
         writeln!(f, "seconds               {:.1}", self.seconds)?;

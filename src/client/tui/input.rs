@@ -293,6 +293,13 @@ mod tests {
         editor.right();
         editor.insert("x");
         assert_eq!(editor.text(), "e\u{301}x👍🏽");
+        // Japanese kana and kanji are two columns each too.
+        let mut editor = typed("日本語です");
+        editor.word_left();
+        assert_eq!(editor.cursor_columns(), 0);
+        editor.right();
+        editor.right();
+        assert_eq!(editor.cursor_columns(), 4);
     }
 
     #[test]

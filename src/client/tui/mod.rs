@@ -111,11 +111,7 @@ struct Screen {
 
 impl Screen {
     fn enter() -> anyhow::Result<Screen> {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            previous(info);
-        }));
+        restore_on_panic(restore_terminal);
         crossterm::terminal::enable_raw_mode()?;
         crossterm::execute!(
             std::io::stdout(),
@@ -132,6 +128,16 @@ impl Drop for Screen {
     fn drop(&mut self) {
         restore_terminal();
     }
+}
+
+/// Makes a panic call `restore` before the usual report, so the report
+/// lands on a working terminal (the guard's drop comes too late for that).
+fn restore_on_panic(restore: fn()) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore();
+        previous(info);
+    }));
 }
 
 /// Leaves every mode the client turned on. Safe to call twice.
@@ -305,6 +311,21 @@ fn rejoin(app: &App) -> Vec<ClientCommand> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_restores_the_terminal_before_anything_else() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static RESTORED: AtomicBool = AtomicBool::new(false);
+        fn restore() {
+            RESTORED.store(true, Ordering::SeqCst);
+        }
+        restore_on_panic(restore);
+        let outcome = std::panic::catch_unwind(|| panic!("drawing failed"));
+        // Back to the default hook for everything else in this process.
+        let _ = std::panic::take_hook();
+        assert!(outcome.is_err());
+        assert!(RESTORED.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_limit() {

@@ -364,6 +364,15 @@ mod tests {
         assert_eq!(rows(&terminal), expected);
         // The cursor sits after the last wide character: 2 + 7 + 4 columns.
         terminal.backend_mut().assert_cursor_position((13, 11));
+        // Nicks in colour: mine in the theme's own colour, others by nick.
+        let theme = Theme::default();
+        let buffer = terminal.backend().buffer();
+        assert_eq!(buffer[(25, 5)].symbol(), "m");
+        assert_eq!(buffer[(25, 5)].fg, theme.own);
+        assert_eq!(buffer[(25, 3)].symbol(), "小");
+        assert_eq!(buffer[(25, 3)].fg, theme.nick_color("小明"));
+        // History is dim.
+        assert!(buffer[(25, 2)].modifier.contains(Modifier::DIM));
     }
 
     #[test]
