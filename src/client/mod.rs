@@ -38,9 +38,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the server's goodbye after ours.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How the text welcome line starts; a JSON welcome follows `/json`.
-const WELCOME_LINE: &str = "* welcome to ";
-
 /// Longest line accepted from the server (history can be long).
 const MAX_SERVER_LINE: usize = 1 << 20;
 
@@ -165,14 +162,16 @@ pub(crate) async fn tcp_session(
 
     let mut said_goodbye = false;
     let mut goodbye_deadline = None;
-    let mut welcomed_in_text = false;
+    let mut in_json = false;
     loop {
         let deadline = goodbye_deadline;
         tokio::select! {
             line = server.next() => match line {
-                // The welcome line says again, as JSON, what comes next.
-                Some(Ok(Frame::Line(line))) if !welcomed_in_text && line.starts_with(WELCOME_LINE) => {
-                    welcomed_in_text = true;
+                // Before the switch: the welcome and recent messages, which
+                // come again as JSON right after it. Errors (a refusal)
+                // are shown.
+                Some(Ok(Frame::Line(line))) if !in_json && !line.starts_with("! ") => {
+                    in_json = line.starts_with(r#"{"type":"mode""#);
                 }
                 Some(Ok(Frame::Line(line))) => {
                     if let Some(ServerEvent::Bye { .. }) = server_line(frontend, &line) {

@@ -371,8 +371,9 @@ impl Hub {
         state.settle(config);
     }
 
-    /// Sends the member a welcome event again, as of now (the TCP door does
-    /// when a connection switches to JSON).
+    /// Sends the member a welcome event again, as of now, and its room's
+    /// recent messages (the TCP door does when a connection switches to
+    /// JSON).
     pub fn welcome(&self, id: MemberId) {
         let config = &self.shared.config;
         let mut state = self.lock();

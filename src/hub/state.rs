@@ -267,17 +267,7 @@ impl State {
         let room_state = self.rooms.entry(room.clone()).or_default();
         room_state.members.push(id);
         let big = is_big(config, room_state.members.len());
-        let history = self.recent_in(&room);
         self.welcome(config, id);
-        if !history.is_empty() {
-            self.deliver_event(
-                id,
-                ServerEvent::History {
-                    room: room.clone(),
-                    messages: history,
-                },
-            );
-        }
         if !big {
             self.broadcast_except(
                 &room,
@@ -307,8 +297,9 @@ impl State {
         }
     }
 
-    /// Tells the member who and where it is: its nick, its current room
-    /// and who is in it (just the count in a big room).
+    /// Tells the member who and where it is (its nick, its current room
+    /// and who is in it, just the count in a big room), then the room's
+    /// recent messages.
     pub(super) fn welcome(&mut self, config: &HubConfig, id: MemberId) {
         let Some(member) = self.members.get(&id) else {
             return;
@@ -321,16 +312,21 @@ impl State {
         } else {
             self.nicks_in(&room)
         };
+        let history = self.recent_in(&room);
         self.deliver_event(
             id,
             ServerEvent::Welcome {
                 server: config.server_name.clone(),
                 nick,
-                room,
+                room: room.clone(),
                 members,
                 count,
             },
         );
+        if !history.is_empty() {
+            let messages = history;
+            self.deliver_event(id, ServerEvent::History { room, messages });
+        }
     }
 
     fn room_size(&self, room: &str) -> usize {

@@ -8,7 +8,7 @@
 //! are fanned out anyway, kept for a retry, everyone is warned once, and
 //! writing resumes (with the kept messages first) as soon as it can.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -157,54 +157,70 @@ impl<P: Publisher> Worker<P> {
 
     fn run(mut self, inbox: mpsc::Receiver<Job>) {
         loop {
-            let wake_at = if self.unsaved.is_empty() {
-                self.next_prune
-            } else {
-                self.next_prune.min(Instant::now() + RETRY_EVERY)
-            };
-            let first = match inbox.recv_timeout(wake_at.saturating_duration_since(Instant::now()))
-            {
+            let first = match inbox.try_recv() {
                 Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => self.wait(&inbox),
+                Err(mpsc::TryRecvError::Disconnected) => return,
             };
-            let mut batch = Vec::new();
-            let mut queries = Vec::new();
-            let mut stop = false;
-            let mut next = first;
-            let mut yielded = false;
-            // Everything that queued up during the last commit joins this one.
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Append(message) => batch.push(message),
-                    Job::Query(query, reply) => queries.push((query, reply)),
-                    Job::Stop => stop = true,
-                }
-                if batch.len() < MAX_BATCH && !stop {
-                    next = inbox.try_recv().ok();
-                    if next.is_none() && !yielded && batch.len() < YIELD_BELOW {
-                        // Woken for one message, likely while its sender's
-                        // thread still has more to hand over: let it run
-                        // once (microseconds) so they share the commit.
-                        // Seen under load: most commits held one message.
-                        yielded = true;
-                        std::thread::yield_now();
-                        next = inbox.try_recv().ok();
-                    }
-                }
-            }
-            tracing::trace!(messages = batch.len(), "group commit");
-            self.write(batch);
-            for (query, reply) in queries {
-                reply(self.answer(query).map_err(|error| error.to_string()));
-            }
-            if stop {
+            if !self.handle(first, &inbox) {
                 return;
             }
-            if Instant::now() >= self.next_prune || self.failing {
-                self.prune();
+        }
+    }
+
+    /// Blocks until a job comes, or a prune or retry is due (`None`).
+    fn wait(&self, inbox: &mpsc::Receiver<Job>) -> Option<Job> {
+        let wake_at = if self.unsaved.is_empty() {
+            self.next_prune
+        } else {
+            self.next_prune.min(Instant::now() + RETRY_EVERY)
+        };
+        // A disconnected inbox is seen by the next `try_recv`.
+        inbox
+            .recv_timeout(wake_at.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+
+    /// Commits `first` and everything queued behind it, answers queries,
+    /// prunes when due; `false` once asked to stop.
+    fn handle(&mut self, first: Option<Job>, inbox: &mpsc::Receiver<Job>) -> bool {
+        let mut batch = Vec::new();
+        let mut queries = Vec::new();
+        let mut stop = false;
+        let mut next = first;
+        let mut yielded = false;
+        // Everything that queued up during the last commit joins this one.
+        while let Some(job) = next.take() {
+            match job {
+                Job::Append(message) => batch.push(message),
+                Job::Query(query, reply) => queries.push((query, reply)),
+                Job::Stop => stop = true,
+            }
+            if batch.len() < MAX_BATCH && !stop {
+                next = inbox.try_recv().ok();
+                if next.is_none() && !yielded && batch.len() < YIELD_BELOW {
+                    // Woken for one message, likely while its sender's
+                    // thread still has more to hand over: let it run once
+                    // (microseconds) so they share the commit. Seen under
+                    // load: most commits held one message.
+                    yielded = true;
+                    std::thread::yield_now();
+                    next = inbox.try_recv().ok();
+                }
             }
         }
+        tracing::trace!(messages = batch.len(), "group commit");
+        self.write(batch);
+        for (query, reply) in queries {
+            reply(self.answer(query).map_err(|error| error.to_string()));
+        }
+        if stop {
+            return false;
+        }
+        if Instant::now() >= self.next_prune || self.failing {
+            self.prune();
+        }
+        true
     }
 
     /// Commits `batch` (after any messages kept from a failed write), then

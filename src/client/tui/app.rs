@@ -271,9 +271,14 @@ impl App {
                 count,
                 server,
             } => {
+                let first = self.nick.is_empty();
                 self.nick = nick;
                 self.link = Link::Connected;
                 let index = self.tab_index(&room);
+                if first {
+                    // After a reconnect the tab shown stays as it was.
+                    self.current = index;
+                }
                 self.tabs[index].members = members;
                 self.tabs[index].count = count;
                 self.system_in(
@@ -636,6 +641,20 @@ mod tests {
             }))
         );
         assert_eq!(app.tabs[0].unread, 0);
+    }
+
+    #[test]
+    fn the_first_welcome_shows_its_room_even_after_early_notices() {
+        let mut app = App::new("s", "tcp", Theme::default());
+        app.system("a notice before the welcome");
+        app.apply(ServerEvent::Welcome {
+            server: "s".into(),
+            nick: "me".into(),
+            room: "lobby".into(),
+            members: vec![],
+            count: 1,
+        });
+        assert_eq!(app.current_room(), Some("lobby"));
     }
 
     #[test]

@@ -237,7 +237,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     };
     let rtt = app
         .rtt
-        .map(|rtt| format!(" │ rtt {} ms", rtt.as_millis()))
+        .map(|rtt| format!(" │ rtt {:.1} ms", rtt.as_secs_f64() * 1000.0))
         .unwrap_or_default();
     let text = format!(
         " {} {} │ {} │ {room} │ {state}{rtt}",
