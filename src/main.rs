@@ -64,8 +64,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = sockchat::bench::run(&args.plan(), progress).await?;
             if let Some(path) = &args.plot {
                 let title = format!(
-                    "{} clients, {} senders over {:?}: latency",
-                    report.clients_connected, report.senders, report.wire
+                    "latency: {} clients, {} sending, over {}",
+                    report.clients_connected,
+                    report.senders,
+                    format!("{:?}", report.wire).to_lowercase()
                 );
                 sockchat::bench::plot::latency_svg(&report, &title, path)?;
             }

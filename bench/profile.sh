@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Where the server's instructions go under scenario A (100 clients, 10
+# closed-loop senders), with history on and off: instructions per delivery
+# counted by callgrind, so the figures do not depend on a noisy machine.
+# Loopback only; each run is bounded (DURATION seconds of load).
+#
+#   bench/profile.sh            # both variants
+#   DURATION=5 bench/profile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v valgrind >/dev/null; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
+fi
+cargo build --release --quiet
+BIN=$PWD/target/release/sockchat
+DURATION=${DURATION:-10}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+profile() {
+    local name=$1
+    shift
+    local port
+    port=$(free_port)
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
+        "$BIN" serve --tcp "127.0.0.1:$port" --udp off --web off --max-rate 0 --max-per-ip 0 \
+        --max-clients 0 --outbox 65536 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
+    local pid=$!
+    for _ in $(seq 300); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+        sleep 0.2
+    done
+    taskset -c 1 "$BIN" bench "127.0.0.1:$port" --greeting --clients 100 --senders 10 --rate 0 \
+        --duration "$DURATION" --json >"$work/$name.json"
+    kill -INT "$pid"
+    wait "$pid" || true
+    callgrind_annotate --threshold=100 "$work/$name.out" >"$work/$name.txt"
+    python3 - "$name" "$work/$name.json" "$work/$name.txt" <<'PY'
+import json, re, sys
+name, report, annotated = sys.argv[1:]
+deliveries = json.load(open(report))["deliveries_received"]
+groups = {}
+total = 0
+for line in open(annotated):
+    match = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", line)
+    if not match or "PROGRAM TOTALS" in line:
+        continue
+    count, symbol = int(match.group(1).replace(",", "")), match.group(2)
+    if re.search(r"fts5|Fts5", symbol):
+        group = "SQLite full-text index"
+    elif re.search(r"sqlite|pcache|[Bb]tree|Vdbe|[Pp]ager|[Ww]al", symbol):
+        group = "SQLite"
+    elif "tokio" in symbol:
+        group = "tokio (channels, wake-ups, I/O driver)"
+    elif "sockchat::" in symbol:
+        group = "sockchat"
+    elif re.search(r"malloc|free", symbol):
+        group = "allocator"
+    elif re.search(r"mem(cpy|move|cmp|set)", symbol):
+        group = "memcpy and friends"
+    else:
+        group = "other"
+    groups[group] = groups.get(group, 0) + count
+    total += count
+print(f"{name}: {deliveries} deliveries, {total / deliveries:.0f} instructions per delivery")
+for group, count in sorted(groups.items(), key=lambda item: -item[1]):
+    print(f"    {count / deliveries:6.0f}  {group}")
+PY
+}
+
+profile "history on" --db "$work/history.db"
+profile "history off" --no-history
