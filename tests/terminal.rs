@@ -274,3 +274,27 @@ async fn the_full_screen_client_speaks_udp_with_the_same_screen() {
     assert_restored(&pane, "0");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_screen_client_says_goodbye_and_restores_the_terminal_on_sigterm() {
+    let server = start(config()).await;
+    let mut watcher = server.client_named("watcher").await;
+    let pane = Pane::open(&full_screen(server.addr));
+    watcher.expect("is now known as tui").await;
+    pane.wait_for("the full screen", |screen| {
+        screen.contains("│ tui │ #lobby │ connected")
+    });
+    // The pane runs `sh -c`; the client is its child.
+    let shell = pane.variable("#{pane_pid}");
+    let output = Command::new("pgrep").args(["-P", &shell]).output().unwrap();
+    let client = String::from_utf8(output.stdout).unwrap();
+    let client = client.lines().next().expect("the client is running");
+    assert!(Command::new("kill")
+        .args(["-TERM", client])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(watcher.expect("tui left").await, "* tui left");
+    assert_restored(&pane, "0");
+    server.stop().await;
+}

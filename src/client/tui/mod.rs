@@ -25,6 +25,7 @@ use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen};
 use futures_util::StreamExt;
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -188,6 +189,10 @@ async fn drive(
     let mut last_ping: (u64, Instant) = (0, Instant::now());
     // Redraws the reconnect countdown.
     let mut second = tokio::time::interval(Duration::from_secs(1));
+    // Killed politely or its terminal closed: leave as on Ctrl-C, so the
+    // room hears a goodbye and the terminal is restored.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         screen.terminal.draw(|frame| view::draw(frame, app))?;
         let retry = reconnect_at;
@@ -262,8 +267,20 @@ async fn drive(
                 }
             }
             _ = second.tick(), if reconnect_at.is_some() => {}
+            _ = terminate.recv() => return Ok(goodbye(session.as_ref()).await),
+            _ = hangup.recv() => return Ok(goodbye(session.as_ref()).await),
         }
     }
+}
+
+/// Says goodbye on the way out, if connected (waiting briefly for the
+/// session to send it).
+async fn goodbye(session: Option<&Session>) -> Exit {
+    if let Some(session) = session {
+        session.send(ClientCommand::Quit { reason: None });
+        let _ = tokio::time::timeout(Duration::from_secs(1), session.commands.closed()).await;
+    }
+    Exit::Done
 }
 
 /// The next event of the running session; pending while there is none.
