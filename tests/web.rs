@@ -232,4 +232,35 @@ mod websocket {
         assert_eq!(watcher.expect("網頁 left").await, "* 網頁 left");
         server.stop().await;
     }
+
+    /// Far more messages than may be on their way to disk at once (64): the
+    /// door stops reading until echoes come back, and everything arrives,
+    /// once, in order, for the sender and the room.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_burst_past_the_in_flight_bound_arrives_whole_and_in_order() {
+        let mut settings = config();
+        settings.limits.max_rate = 0;
+        let server = start(settings).await;
+        let mut watcher = server.client().await;
+        let mut socket = open(server.web.unwrap()).await;
+        next_of(&mut socket, "welcome").await;
+        let frames = (0..300).map(|index| {
+            Ok(Message::Text(
+                format!(r#"{{"type":"say","text":"burst {index}"}}"#).into(),
+            ))
+        });
+        socket
+            .send_all(&mut futures_util::stream::iter(frames))
+            .await
+            .unwrap();
+        for index in 0..300 {
+            let echo = next_of(&mut socket, "message").await;
+            assert_eq!(echo["text"], format!("burst {index}"));
+            assert!(watcher
+                .expect("burst")
+                .await
+                .ends_with(&format!(": burst {index}")));
+        }
+        server.stop().await;
+    }
 }

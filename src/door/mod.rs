@@ -10,6 +10,12 @@ pub mod web;
 
 use std::time::Duration;
 
+/// Messages a connection may have on their way to disk (sent, not yet
+/// echoed back) before its door stops reading from it: a fast sender is
+/// then held back by TCP instead of queueing without bound in front of the
+/// history writer.
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
+
 use tokio::sync::oneshot;
 
 use crate::hub::{Hub, MemberId};

@@ -28,7 +28,7 @@ use tracing::Instrument;
 
 use super::line_codec::{Frame, LineCodec};
 use super::throttle::{Throttle, Verdict};
-use super::{disconnect_flooder, wait_dropped, ConnectionLimits};
+use super::{disconnect_flooder, wait_dropped, ConnectionLimits, MAX_IN_FLIGHT};
 use crate::hub::{Door, Flow, Hub, MemberId, Pending};
 use crate::protocol::{
     parse_line, ClientCommand, ErrorCode, LeaveReason, Outgoing, ParseError, ServerEvent, WireMode,
@@ -48,10 +48,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long input waits for the rest of a command's answer (a history
 /// commit or lookup, normally well under a millisecond) before going on.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
-
-/// Messages a connection may have on their way to disk before it stops
-/// reading (see `Connection::echoes_in_flight`).
-const MAX_IN_FLIGHT: usize = 64;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;

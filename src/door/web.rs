@@ -8,6 +8,7 @@
 //! hijacking). Every response carries a Content-Security-Policy that lets
 //! the page run only its own script.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::throttle::{Throttle, Verdict};
-use super::{disconnect_flooder, wait_dropped, ConnectionLimits};
+use super::{disconnect_flooder, wait_dropped, ConnectionLimits, MAX_IN_FLIGHT};
 use crate::hub::{Door, Flow, Hub, MemberId, Pending};
 use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent, WireMode};
 
@@ -200,6 +201,9 @@ struct WebSession {
     throttle: Option<Throttle>,
     /// The answer an earlier command is still waiting for.
     awaiting: Option<Pending>,
+    /// Ids of this member's messages not yet echoed, oldest first; at
+    /// `MAX_IN_FLIGHT` the socket is not read until some come back.
+    echoes_in_flight: VecDeque<u64>,
     batch: Vec<Arc<Outgoing>>,
 }
 
@@ -229,6 +233,7 @@ async fn run_socket(
         outbox: session.outbox,
         dropped: Some(session.dropped),
         awaiting: None,
+        echoes_in_flight: VecDeque::new(),
         batch: Vec::new(),
     };
     let ending = session.run().await;
@@ -247,7 +252,13 @@ fn text_frame(event: &Outgoing) -> Message {
 impl WebSession {
     async fn run(&mut self) -> Ending {
         loop {
+            let full = self.echoes_in_flight.len() >= MAX_IN_FLIGHT;
             tokio::select! {
+                // The history writer is stuck; do not hold the member hostage.
+                _ = tokio::time::sleep(ANSWER_WAIT), if full => {
+                    tracing::warn!("echoes did not come in time; reading on");
+                    self.echoes_in_flight.clear();
+                }
                 reason = wait_dropped(&mut self.dropped) => return Ending::Dropped(reason),
                 count = self.outbox.recv_many(&mut self.batch, WRITE_BATCH) => {
                     if count == 0 {
@@ -257,7 +268,7 @@ impl WebSession {
                         return ending;
                     }
                 }
-                message = self.socket.recv() => match message {
+                message = self.socket.recv(), if !full => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(ending) = self.on_text(text.as_str()).await {
                             return ending;
@@ -288,6 +299,11 @@ impl WebSession {
                 .is_some_and(|pending| pending.is_met_by(event.event()))
             {
                 self.awaiting = None;
+            }
+            if let ServerEvent::Message(message) = event.event() {
+                if self.echoes_in_flight.front() == Some(&message.id) {
+                    self.echoes_in_flight.pop_front();
+                }
             }
             let sent = tokio::select! {
                 sent = self.socket.feed(text_frame(&event)) => sent,
@@ -353,6 +369,9 @@ impl WebSession {
             }
         }
         let handled = self.hub.handle(self.id, command);
+        if let Some(Pending::Echo(id)) = handled.pending {
+            self.echoes_in_flight.push_back(id);
+        }
         if handled.pending.is_some() {
             self.awaiting = handled.pending;
         }
