@@ -180,13 +180,8 @@ async fn drive(
     settings: &ClientSettings,
 ) -> anyhow::Result<Exit> {
     let mut keys = EventStream::new();
-    let mut session = Some(Session::start(settings, settings.hello()));
-    let mut ever_connected = false;
-    let mut quitting = false;
-    let mut attempt = 0u32;
-    let mut reconnect_at: Option<Instant> = None;
+    let mut link = LinkState::new(Session::start(settings, settings.hello()));
     let mut ping = tokio::time::interval(PING_EVERY);
-    let mut last_ping: (u64, Instant) = (0, Instant::now());
     // Redraws the reconnect countdown.
     let mut second = tokio::time::interval(Duration::from_secs(1));
     // Killed politely or its terminal closed: leave as on Ctrl-C, so the
@@ -195,18 +190,18 @@ async fn drive(
     let mut hangup = signal(SignalKind::hangup())?;
     loop {
         screen.terminal.draw(|frame| view::draw(frame, app))?;
-        let retry = reconnect_at;
+        let retry = link.reconnect_at;
         tokio::select! {
             key = keys.next() => match key {
                 Some(Ok(event)) => {
                     for action in app.on_terminal(event) {
-                        match (action, &session) {
+                        match (action, &link.session) {
                             (Action::Send(command), Some(session)) => session.send(command),
                             (Action::Send(_), None) => {
                                 app.system("! not connected; that was not sent");
                             }
                             (Action::Quit, Some(session)) if app.link == Link::Connected => {
-                                quitting = true;
+                                link.quitting = true;
                                 session.send(ClientCommand::Quit { reason: None });
                             }
                             (Action::Quit, _) => return Ok(Exit::Done),
@@ -216,60 +211,116 @@ async fn drive(
                 Some(Err(error)) => return Err(error.into()),
                 None => return Ok(Exit::Done),
             },
-            event = next_link_event(&mut session) => match event {
-                LinkEvent::Event(event) => {
-                    match &event {
-                        ServerEvent::Welcome { .. } => {
-                            ever_connected = true;
-                            attempt = 0;
-                        }
-                        ServerEvent::Pong { token } if *token == last_ping.0 => {
-                            app.rtt = Some(last_ping.1.elapsed());
-                        }
-                        _ => {}
+            event = next_link_event(&mut link.session) => {
+                // Everything already waiting goes in before one redraw: a
+                // busy room sends faster than a terminal should repaint.
+                let mut next = Some(event);
+                let mut taken = 0;
+                while let Some(event) = next.take() {
+                    if let Some(exit) = link.on_event(app, event) {
+                        return Ok(exit);
                     }
-                    app.apply(event);
+                    taken += 1;
+                    if taken < EVENTS_PER_REDRAW {
+                        next = link.session.as_mut().and_then(|session| session.events.try_recv().ok());
+                    }
                 }
-                LinkEvent::Notice(text) => app.system(&text),
-                LinkEvent::Ended(ending) => {
-                    session = None;
-                    if quitting || ending == Ending::Done {
-                        return Ok(Exit::Done);
-                    }
-                    if let (false, Ending::Unreachable(why)) = (ever_connected, &ending) {
-                        return Ok(Exit::Unreachable(why.clone()));
-                    }
-                    attempt += 1;
-                    let wait = backoff(attempt);
-                    reconnect_at = Some(Instant::now() + wait);
-                    app.link = Link::Reconnecting {
-                        attempt,
-                        at: (Instant::now() + wait).into_std(),
-                    };
-                    app.rtt = None;
-                    let why = match ending {
-                        Ending::Lost(error) => format!("lost the connection ({error})"),
-                        Ending::Unreachable(error) => format!("cannot reach the server ({error})"),
-                        _ => "the server ended the session".to_string(),
-                    };
-                    app.system(&format!("! {why}; trying again in {} s", wait.as_secs_f32().ceil()));
-                }
-            },
+            }
             _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
-                reconnect_at = None;
+                link.reconnect_at = None;
                 app.link = Link::Connecting;
-                session = Some(Session::start(settings, rejoin(app)));
+                link.session = Some(Session::start(settings, rejoin(app)));
             }
-            _ = ping.tick() => {
-                if let (Some(session), Link::Connected) = (&session, &app.link) {
-                    last_ping = (last_ping.0 + 1, Instant::now());
-                    session.send(ClientCommand::Ping { token: last_ping.0 });
-                }
-            }
-            _ = second.tick(), if reconnect_at.is_some() => {}
-            _ = terminate.recv() => return Ok(goodbye(session.as_ref()).await),
-            _ = hangup.recv() => return Ok(goodbye(session.as_ref()).await),
+            _ = ping.tick() => link.ping(app),
+            _ = second.tick(), if link.reconnect_at.is_some() => {}
+            _ = terminate.recv() => return Ok(goodbye(link.session.as_ref()).await),
+            _ = hangup.recv() => return Ok(goodbye(link.session.as_ref()).await),
         }
+    }
+}
+
+/// Events handled at most between two redraws.
+const EVENTS_PER_REDRAW: usize = 256;
+
+/// The link to the server across sessions: the one running (if any), and
+/// what reconnecting needs to know.
+struct LinkState {
+    session: Option<Session>,
+    ever_connected: bool,
+    /// We said goodbye; the session's end is the client's.
+    quitting: bool,
+    attempt: u32,
+    reconnect_at: Option<Instant>,
+    /// The last ping's token and when it went.
+    last_ping: (u64, Instant),
+}
+
+impl LinkState {
+    fn new(session: Session) -> LinkState {
+        LinkState {
+            session: Some(session),
+            ever_connected: false,
+            quitting: false,
+            attempt: 0,
+            reconnect_at: None,
+            last_ping: (0, Instant::now()),
+        }
+    }
+
+    fn ping(&mut self, app: &App) {
+        if let (Some(session), Link::Connected) = (&self.session, &app.link) {
+            self.last_ping = (self.last_ping.0 + 1, Instant::now());
+            session.send(ClientCommand::Ping {
+                token: self.last_ping.0,
+            });
+        }
+    }
+
+    /// Applies one event from the session; `Some` when the client is done.
+    fn on_event(&mut self, app: &mut App, event: LinkEvent) -> Option<Exit> {
+        match event {
+            LinkEvent::Event(event) => {
+                match &event {
+                    ServerEvent::Welcome { .. } => {
+                        self.ever_connected = true;
+                        self.attempt = 0;
+                    }
+                    ServerEvent::Pong { token } if *token == self.last_ping.0 => {
+                        app.rtt = Some(self.last_ping.1.elapsed());
+                    }
+                    _ => {}
+                }
+                app.apply(event);
+            }
+            LinkEvent::Notice(text) => app.system(&text),
+            LinkEvent::Ended(ending) => {
+                self.session = None;
+                if self.quitting || ending == Ending::Done {
+                    return Some(Exit::Done);
+                }
+                if let (false, Ending::Unreachable(why)) = (self.ever_connected, &ending) {
+                    return Some(Exit::Unreachable(why.clone()));
+                }
+                self.attempt += 1;
+                let wait = backoff(self.attempt);
+                self.reconnect_at = Some(Instant::now() + wait);
+                app.link = Link::Reconnecting {
+                    attempt: self.attempt,
+                    at: (Instant::now() + wait).into_std(),
+                };
+                app.rtt = None;
+                let why = match ending {
+                    Ending::Lost(error) => format!("lost the connection ({error})"),
+                    Ending::Unreachable(error) => format!("cannot reach the server ({error})"),
+                    _ => "the server ended the session".to_string(),
+                };
+                app.system(&format!(
+                    "! {why}; trying again in {} s",
+                    wait.as_secs_f32().ceil()
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -342,6 +393,43 @@ mod tests {
         let _ = std::panic::take_hook();
         assert!(outcome.is_err());
         assert!(RESTORED.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_lost_session_is_retried_but_a_first_one_that_fails_ends_the_client() {
+        let mut app = App::new("s", "tcp", Theme::default());
+        let mut link = LinkState {
+            session: None,
+            ever_connected: false,
+            quitting: false,
+            attempt: 0,
+            reconnect_at: None,
+            last_ping: (0, Instant::now()),
+        };
+        let unreachable = LinkEvent::Ended(Ending::Unreachable("refused".into()));
+        assert!(matches!(
+            link.on_event(&mut app, unreachable),
+            Some(Exit::Unreachable(why)) if why == "refused"
+        ));
+        let welcome = ServerEvent::Welcome {
+            server: "s".into(),
+            nick: "me".into(),
+            room: "lobby".into(),
+            members: vec![],
+            count: 1,
+        };
+        assert!(link.on_event(&mut app, LinkEvent::Event(welcome)).is_none());
+        for attempt in 1..=2 {
+            let lost = LinkEvent::Ended(Ending::Lost("reset".into()));
+            assert!(link.on_event(&mut app, lost).is_none());
+            assert!(matches!(app.link, Link::Reconnecting { attempt: a, .. } if a == attempt));
+            assert!(link.reconnect_at.is_some());
+        }
+        link.quitting = true;
+        assert!(matches!(
+            link.on_event(&mut app, LinkEvent::Ended(Ending::Ended)),
+            Some(Exit::Done)
+        ));
     }
 
     #[test]
