@@ -7,10 +7,15 @@
 //!   shared by the server and the client.
 //! - [`hub`]: rooms, members, nicknames, the word filter, recent history.
 //!   No sockets: doors feed it commands and drain member outboxes.
-//! - [`door`]: the ways in. [`door::tcp`] serves text and JSON lines.
+//! - [`door`]: the ways in: [`door::tcp`] (text and JSON lines),
+//!   [`door::udp`] (datagrams), [`door::web`] (the page and its WebSocket).
+//! - [`store`]: history behind a trait; SQLite and the group-commit writer.
 //! - [`server`]: binds the doors, runs them, shuts them down.
 //! - [`console`]: the operator's console on the server's terminal.
-//! - [`client`]: `sockchat connect`, the terminal client.
+//! - [`client`]: `sockchat connect`, the terminal client: full screen
+//!   ([`client::tui`]) or plain lines.
+//! - [`bench`]: `sockchat bench`, the load generator.
+//! - [`metrics`]: the counters behind `/metrics`.
 //! - [`cli`]: command-line flags and the TOML config file.
 
 #![forbid(unsafe_code)]
