@@ -13,17 +13,13 @@
 # do not compete for a core. Every load is bounded in clients and seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 
 missing=()
 command -v ncat >/dev/null 2>&1 || missing+=(ncat)
 command -v ngircd >/dev/null 2>&1 && [ -x /usr/sbin/ngircd ] || missing+=(ngircd)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+install_missing "${missing[@]}"
 cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
 SCENARIOS=${SCENARIOS:-"A B C D E F"}
@@ -40,21 +36,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for_port() {
-    for _ in $(seq 100); do
-        if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "server on port $1 did not start" >&2
-    return 1
-}
 
 # start_server NAME PORT [history|nohistory]: sets server_pid, WIRE and
 # GREETING (clients of a server that greets count as seated on its first line).

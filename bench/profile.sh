@@ -8,22 +8,14 @@
 #   DURATION=5 bench/profile.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/common.sh
 
-if ! command -v valgrind >/dev/null; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq valgrind
-fi
+command -v valgrind >/dev/null || install_missing valgrind
 cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
 DURATION=${DURATION:-10}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 profile() {
     local name=$1
@@ -34,10 +26,8 @@ profile() {
         "$BIN" serve --tcp "127.0.0.1:$port" --udp off --web off --max-rate 0 --max-per-ip 0 \
         --max-clients 0 --outbox 65536 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
     local pid=$!
-    for _ in $(seq 300); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
-        sleep 0.2
-    done
+    # Valgrind starts slowly.
+    wait_for_port "$port" 300
     taskset -c 1 "$BIN" bench "127.0.0.1:$port" --greeting --clients 100 --senders 10 --rate 0 \
         --duration "$DURATION" --json >"$work/$name.json"
     kill -INT "$pid"

@@ -157,6 +157,27 @@ fn full_screen_with(server: std::net::SocketAddr, flags: &str) -> String {
     )
 }
 
+/// The full-screen client (with `flags`) on `server`, seen arriving by
+/// `watcher` and showing `state` (e.g. "tui │ #lobby │ connected").
+async fn open_full_screen(
+    server: std::net::SocketAddr,
+    flags: &str,
+    watcher: &mut common::Client,
+    state: &str,
+) -> Pane {
+    let pane = Pane::open(&full_screen_with(server, flags));
+    watcher.expect("is now known as tui").await;
+    pane.wait_for("the full screen", |screen| screen.contains(state));
+    pane
+}
+
+/// The client said goodbye to the room and exited 0, leaving the terminal
+/// as it was.
+async fn assert_left_and_restored(pane: &Pane, watcher: &mut common::Client) {
+    assert_eq!(watcher.expect("tui left").await, "* tui left");
+    assert_restored(pane, "0");
+}
+
 /// After the client exits: its code, and a terminal as it was before.
 fn assert_restored(pane: &Pane, code: &str) {
     pane.wait_for("the exit", |screen| screen.contains("stty-done"));
@@ -176,11 +197,8 @@ fn assert_restored(pane: &Pane, code: &str) {
 async fn the_full_screen_client_chats_resizes_and_restores_the_terminal() {
     let server = start(config()).await;
     let mut watcher = server.client_named("watcher").await;
-    let pane = Pane::open(&full_screen(server.addr));
-    watcher.expect("is now known as tui").await;
-    pane.wait_for("the full screen", |screen| {
-        screen.contains("┌ rooms") && screen.contains("│ tui │ #lobby │ connected")
-    });
+    let pane = open_full_screen(server.addr, "", &mut watcher, "│ tui │ #lobby │ connected").await;
+    assert!(pane.screen().contains("┌ rooms"));
 
     pane.keys(&["-l", "hello from the 全屏 client"]);
     pane.keys(&["Enter"]);
@@ -207,8 +225,7 @@ async fn the_full_screen_client_chats_resizes_and_restores_the_terminal() {
 
     pane.keys(&["-l", "/quit"]);
     pane.keys(&["Enter"]);
-    assert_eq!(watcher.expect("tui left").await, "* tui left");
-    assert_restored(&pane, "0");
+    assert_left_and_restored(&pane, &mut watcher).await;
     server.stop().await;
 }
 
@@ -247,8 +264,7 @@ async fn the_full_screen_client_reconnects_to_a_restarted_server_then_quits_on_c
     });
 
     pane.keys(&["C-c"]);
-    assert_eq!(watcher.expect("tui left").await, "* tui left");
-    assert_restored(&pane, "0");
+    assert_left_and_restored(&pane, &mut watcher).await;
     second.stop().await;
 }
 
@@ -256,11 +272,14 @@ async fn the_full_screen_client_reconnects_to_a_restarted_server_then_quits_on_c
 async fn the_full_screen_client_speaks_udp_with_the_same_screen() {
     let server = start(config()).await;
     let mut watcher = server.client_named("watcher").await;
-    let pane = Pane::open(&full_screen_with(server.udp.unwrap(), "--udp"));
-    watcher.expect("is now known as tui").await;
-    pane.wait_for("the full screen over UDP", |screen| {
-        screen.contains(" udp │ tui │ #lobby │ connected")
-    });
+    let udp = server.udp.unwrap();
+    let pane = open_full_screen(
+        udp,
+        "--udp",
+        &mut watcher,
+        " udp │ tui │ #lobby │ connected",
+    )
+    .await;
     pane.keys(&["-l", "over 数据报"]);
     pane.keys(&["Enter"]);
     assert_eq!(watcher.expect("tui:").await, "[lobby] tui: over 数据报");
@@ -270,8 +289,7 @@ async fn the_full_screen_client_speaks_udp_with_the_same_screen() {
     });
     pane.keys(&["-l", "/quit"]);
     pane.keys(&["Enter"]);
-    assert_eq!(watcher.expect("tui left").await, "* tui left");
-    assert_restored(&pane, "0");
+    assert_left_and_restored(&pane, &mut watcher).await;
     server.stop().await;
 }
 
@@ -279,11 +297,7 @@ async fn the_full_screen_client_speaks_udp_with_the_same_screen() {
 async fn the_full_screen_client_says_goodbye_and_restores_the_terminal_on_sigterm() {
     let server = start(config()).await;
     let mut watcher = server.client_named("watcher").await;
-    let pane = Pane::open(&full_screen(server.addr));
-    watcher.expect("is now known as tui").await;
-    pane.wait_for("the full screen", |screen| {
-        screen.contains("│ tui │ #lobby │ connected")
-    });
+    let pane = open_full_screen(server.addr, "", &mut watcher, "│ tui │ #lobby │ connected").await;
     // The pane runs `sh -c`; the client is its child.
     let shell = pane.variable("#{pane_pid}");
     let output = Command::new("pgrep").args(["-P", &shell]).output().unwrap();
@@ -294,7 +308,6 @@ async fn the_full_screen_client_says_goodbye_and_restores_the_terminal_on_sigter
         .status()
         .unwrap()
         .success());
-    assert_eq!(watcher.expect("tui left").await, "* tui left");
-    assert_restored(&pane, "0");
+    assert_left_and_restored(&pane, &mut watcher).await;
     server.stop().await;
 }

@@ -171,13 +171,14 @@ pub(crate) async fn tcp_session(
                 // come again as JSON right after it. Errors (a refusal)
                 // are shown.
                 Some(Ok(Frame::Line(line))) if !in_json && !line.starts_with("! ") => {
-                    in_json = line.starts_with(r#"{"type":"mode""#);
+                    in_json = matches!(
+                        serde_json::from_str::<ServerEvent>(&line),
+                        Ok(ServerEvent::Mode { .. })
+                    );
                 }
                 Some(Ok(Frame::Line(line))) => {
-                    if let Some(ServerEvent::Bye { .. }) = server_line(frontend, &line) {
-                        if !said_goodbye {
-                            return Ending::Ended;
-                        }
+                    if server_line(frontend, &line) == Said::Bye && !said_goodbye {
+                        return Ending::Ended;
                     }
                 }
                 Some(Ok(_)) => frontend.notice("! the server sent a line this client cannot read"),
@@ -234,18 +235,29 @@ fn command_for(frontend: &mut impl Frontend, typed: Option<Typed>) -> Option<Cli
     }
 }
 
-/// Hands one line from the server to `frontend`: a JSON event, or a text
-/// line (the welcome comes before JSON mode starts) as a notice.
-fn server_line(frontend: &mut impl Frontend, line: &str) -> Option<ServerEvent> {
+/// What a line from the server said, as far as the session cares.
+#[derive(PartialEq, Eq)]
+enum Said {
+    Bye,
+    Other,
+}
+
+/// Hands one line from the server to `frontend`: a JSON event, or any
+/// other line as a notice.
+fn server_line(frontend: &mut impl Frontend, line: &str) -> Said {
     match serde_json::from_str::<ServerEvent>(line) {
-        Ok(ServerEvent::Mode { .. }) => None,
+        Ok(ServerEvent::Mode { .. }) => Said::Other,
         Ok(event) => {
-            frontend.event(event.clone());
-            Some(event)
+            let said = match event {
+                ServerEvent::Bye { .. } => Said::Bye,
+                _ => Said::Other,
+            };
+            frontend.event(event);
+            said
         }
         Err(_) => {
             frontend.notice(line);
-            None
+            Said::Other
         }
     }
 }

@@ -60,6 +60,8 @@ pub struct Tab {
     pub count: usize,
     /// Rows scrolled up from the bottom (0: following new lines).
     pub scroll: usize,
+    /// The highest message id placed here: anything newer is appended.
+    newest: u64,
 }
 
 impl Tab {
@@ -249,9 +251,14 @@ impl App {
         }
         let index = self.tab_index(&record.room);
         let entry = self.message_entry(&record, history);
-        // Older than what is shown (history fetched by scrolling up, or
-        // after a reconnect): in id order among the messages.
         let tab = &mut self.tabs[index];
+        if record.id > tab.newest {
+            tab.newest = record.id;
+            self.push_to(index, entry);
+            return;
+        }
+        // Older than what is shown (history fetched after a reconnect):
+        // in id order among the messages.
         let later = tab.entries.iter().position(
             |shown| matches!(shown.kind, EntryKind::Message { id, .. } if id > record.id),
         );
@@ -729,6 +736,19 @@ mod tests {
         assert_eq!(app.tabs[0].scroll, 9);
         app.on_terminal(key(KeyCode::PageDown));
         assert_eq!(app.tabs[0].scroll, 0);
+        let wheel = |kind| {
+            Event::Mouse(crossterm::event::MouseEvent {
+                kind,
+                column: 0,
+                row: 0,
+                modifiers: KeyModifiers::NONE,
+            })
+        };
+        app.on_terminal(wheel(MouseEventKind::ScrollUp));
+        app.on_terminal(wheel(MouseEventKind::ScrollUp));
+        assert_eq!(app.tabs[0].scroll, 2 * WHEEL_ROWS);
+        app.on_terminal(wheel(MouseEventKind::ScrollDown));
+        assert_eq!(app.tabs[0].scroll, WHEEL_ROWS);
     }
 
     #[test]
