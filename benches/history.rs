@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sockchat::door::ConnectionLimits;
 use sockchat::hub::HubConfig;
 use sockchat::server::{HistoryConfig, ServeConfig, Server};
+use sockchat::session::Limits as ConnectionLimits;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

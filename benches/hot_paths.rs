@@ -9,8 +9,8 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use sockchat::door::line_codec::{Frame, LineCodec};
-use sockchat::hub::{Door, Hub, HubConfig, Session};
+use sockchat::hub::{DoorKind, Hub, HubConfig, Membership};
+use sockchat::protocol::line_codec::{Frame, LineCodec};
 use sockchat::protocol::text::sanitize;
 use sockchat::protocol::ClientCommand;
 use tokio_util::codec::Decoder;
@@ -61,13 +61,13 @@ fn sanitising(c: &mut Criterion) {
 }
 
 /// A room of `members`, everyone's welcome already taken.
-fn room(members: usize) -> (Hub, Vec<Session>) {
+fn room(members: usize) -> (Hub, Vec<Membership>) {
     let hub = Hub::new(HubConfig {
         big_room: 0,
         ..HubConfig::default()
     });
-    let mut sessions: Vec<Session> = (0..members)
-        .map(|_| hub.connect(Door::Tcp, None).expect("room for everyone"))
+    let mut sessions: Vec<Membership> = (0..members)
+        .map(|_| hub.connect(DoorKind::Tcp, None).expect("room for everyone"))
         .collect();
     for session in &mut sessions {
         while session.outbox.try_recv().is_ok() {}

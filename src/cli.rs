@@ -11,10 +11,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::door::ConnectionLimits;
 use crate::hub::{FilterRule, HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
 use crate::server::{HistoryConfig, ServeConfig};
+use crate::session::Limits as ConnectionLimits;
 use crate::store::Retention;
 
 /// Where the server listens (TCP and UDP) unless told otherwise, and where
@@ -320,6 +320,7 @@ impl ServeArgs {
                 outbox: self.outbox.unwrap_or(hub_defaults.outbox),
                 store_private: self.store_private,
                 big_room: self.big_room.unwrap_or(hub_defaults.big_room),
+                clock: hub_defaults.clock,
             },
             limits: ConnectionLimits {
                 max_line: self.max_line.unwrap_or(limit_defaults.max_line),

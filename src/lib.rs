@@ -7,11 +7,15 @@
 //!   shared by the server and the client.
 //! - [`hub`]: rooms, members, nicknames, the word filter, recent history.
 //!   No sockets: doors feed it commands and drain member outboxes.
-//! - [`door`]: the ways in: [`door::tcp`] (text and JSON lines),
-//!   [`door::udp`] (datagrams), [`door::web`] (the page and its WebSocket).
+//! - [`session`]: the per-member rules every door applies (rate, answers
+//!   in order, idle, farewell), without I/O: time comes in as an argument.
+//! - [`door`]: the ways in, wire work only: [`door::tcp`] (text and JSON
+//!   lines over any byte stream), [`door::udp`] (datagrams), [`door::web`]
+//!   (the page and its WebSocket), [`door::console`] (the operator's
+//!   terminal); one driver runs a session over any of them.
 //! - [`store`]: history behind a trait; SQLite and the group-commit writer.
-//! - [`server`]: binds the doors, runs them, shuts them down.
-//! - [`console`]: the operator's console on the server's terminal.
+//! - [`server`]: the door registry: binds the doors, runs them, shuts them
+//!   down, history last.
 //! - [`client`]: `sockchat connect`, the terminal client: full screen
 //!   ([`client::tui`]) or plain lines.
 //! - [`bench`]: `sockchat bench`, the load generator.
@@ -23,10 +27,10 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
-pub mod console;
 pub mod door;
 pub mod hub;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod session;
 pub mod store;

@@ -3,9 +3,11 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use sockchat::cli::{Cli, Command};
+use sockchat::door::console::ConsoleDoor;
 use sockchat::server::{shutdown_signal, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -24,7 +26,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    match run(cli) {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sockchat: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // A read of the terminal (the console's stdin) may still be blocked on a
+    // runtime thread; it must not keep the process alive. Everything that
+    // matters (history included) is finished by the time `run` returns.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("sockchat: {error:#}");
@@ -33,11 +47,10 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let server = Server::bind(args.resolve()?).await?;
+            let mut server = Server::bind(args.resolve()?).await?;
             let shutdown = shutdown_signal()?;
             for listening in server.listening() {
                 // Scripts and tests wait for these lines; print them before
@@ -45,15 +58,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{listening}");
             }
             if std::io::stdin().is_terminal() {
-                let hub = server.hub();
-                tokio::spawn(async move {
-                    let input = tokio::io::BufReader::new(tokio::io::stdin());
-                    if let Err(error) =
-                        sockchat::console::run(hub, input, tokio::io::stdout()).await
-                    {
-                        tracing::warn!(%error, "console stopped");
-                    }
-                });
+                server.add_door(Box::new(ConsoleDoor));
             }
             server.run(shutdown).await?;
             Ok(ExitCode::SUCCESS)

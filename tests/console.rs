@@ -14,7 +14,7 @@ async fn the_operator_talks_lists_messages_and_kicks() {
 
     let (mut keyboard, console_input) = tokio::io::duplex(4096);
     let (console_output, screen) = tokio::io::duplex(1 << 16);
-    let console = tokio::spawn(sockchat::console::run(
+    let console = tokio::spawn(sockchat::door::console::run(
         server.hub.clone(),
         BufReader::new(console_input),
         console_output,

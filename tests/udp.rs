@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{config, start, TestServer};
+use common::{config, config_without_history, start, TestServer};
 use sockchat::hub::WordFilter;
 use sockchat::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
 use sockchat::protocol::{ClientCommand, ServerEvent};
@@ -351,36 +351,61 @@ async fn oversized_and_invalid_datagrams_get_an_error_and_are_not_relayed() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn over_the_rate_a_datagram_is_refused_with_an_error() {
-    let mut settings = config();
+/// The rate on UDP is the rule of every door: past the burst a datagram
+/// waits its turn (its answer comes later), and keeping on over the rate
+/// is a flood that ends the session. Paused time: no real waiting.
+#[tokio::test(start_paused = true)]
+async fn over_the_rate_a_datagram_waits_its_turn_and_a_flood_ends_the_session() {
+    let mut settings = config_without_history();
     settings.limits.max_rate = 5;
     let server = start(settings).await;
+    let mut watcher = server.client().await;
     let mut bare = Bare::new(&server).await;
-    let line = "a line long enough to pay for the error answer: 0123456789";
+    // Trailing spaces pay for the answer (an unproven address's budget).
+    let nick = format!("/nick eager{}", " ".repeat(40));
+    assert!(bare.ask(&nick).await.ends_with("is now known as eager"));
+    let line = "a line long enough to pay for the answers: 0123456789";
+    let started = tokio::time::Instant::now();
+    // The burst of five (the nick change was one), then one that waits.
     for _ in 0..5 {
+        assert_eq!(bare.ask(line).await, line);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    // Asking again at once each time: ten in a row over the rate pass,
+    // the eleventh is a flood.
+    for _ in 0..9 {
         assert_eq!(bare.ask(line).await, line);
     }
     assert_eq!(
         bare.ask(line).await,
-        "! over 5 messages a second; not relayed"
+        "* bye: excess flood: more than 5 messages a second"
+    );
+    assert_eq!(
+        watcher.expect("eager was").await,
+        "* eager was disconnected (excess flood)"
     );
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_silent_udp_member_expires() {
-    let mut settings = config();
-    settings.limits.udp_expiry = Duration::from_secs(1);
+    let mut settings = config_without_history();
+    settings.limits.udp_expiry = Duration::from_secs(5);
     let server = start(settings).await;
     let mut watcher = server.client().await;
     let mut bare = Bare::new(&server).await;
     bare.ask("/nick quiet").await;
     watcher.expect("is now known as quiet").await;
+    let silent_since = tokio::time::Instant::now();
     assert_eq!(
         watcher.expect("quiet was").await,
-        "* quiet was disconnected (no datagram for 1 s)"
+        "* quiet was disconnected (no datagram for 5 s)"
     );
+    assert!(silent_since.elapsed() >= Duration::from_secs(5));
     server.stop().await;
 }
 

@@ -148,7 +148,7 @@ async fn two_browsers_and_a_tcp_client_chat_in_a_real_browser() {
 mod websocket {
     //! The WebSocket protocol itself, from a Rust client.
 
-    use super::common::{config, start};
+    use super::common::{config, config_without_history, start};
     use futures_util::{SinkExt, StreamExt};
     use serde_json::Value;
     use tokio_tungstenite::tungstenite::Message;
@@ -164,7 +164,7 @@ mod websocket {
         socket
     }
 
-    /// The next event whose type is `kind`.
+    /// The next event whose type is `kind` (any event for "").
     async fn next_of(socket: &mut Socket, kind: &str) -> Value {
         loop {
             let frame = tokio::time::timeout(super::common::PATIENCE, socket.next())
@@ -174,7 +174,7 @@ mod websocket {
                 .expect("a frame");
             if let Message::Text(text) = frame {
                 let event: Value = serde_json::from_str(&text).unwrap();
-                if event["type"] == kind {
+                if kind.is_empty() || event["type"] == kind {
                     return event;
                 }
             }
@@ -189,7 +189,6 @@ mod websocket {
     async fn json_commands_limits_and_goodbye() {
         let mut settings = config();
         settings.limits.max_line = 100;
-        settings.limits.max_rate = 5;
         let server = start(settings).await;
         let mut watcher = server.client().await;
         let mut socket = open(server.web.unwrap()).await;
@@ -218,15 +217,6 @@ mod websocket {
             .await
             .unwrap();
         assert_eq!(next_of(&mut socket, "error").await["code"], "bad_json");
-        // Over the rate: an error, the message not relayed.
-        for index in 0..6 {
-            send(
-                &mut socket,
-                &format!(r#"{{"type":"say","text":"burst {index}"}}"#),
-            )
-            .await;
-        }
-        assert_eq!(next_of(&mut socket, "error").await["code"], "flood");
         // Closing the socket is a goodbye.
         socket.close(None).await.unwrap();
         assert_eq!(watcher.expect("網頁 left").await, "* 網頁 left");
@@ -261,6 +251,94 @@ mod websocket {
                 .await
                 .ends_with(&format!(": burst {index}")));
         }
+        server.stop().await;
+    }
+
+    /// Every frame's event type and text, until (and with) one of `kind`.
+    async fn types_until(socket: &mut Socket, kind: &str) -> Vec<(String, String)> {
+        let mut seen = Vec::new();
+        loop {
+            let event = next_of(socket, "").await;
+            let entry = (
+                event["type"].as_str().unwrap_or("").to_string(),
+                event["text"].as_str().unwrap_or("").to_string(),
+            );
+            let done = entry.0 == kind;
+            seen.push(entry);
+            if done {
+                return seen;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_come_in_the_order_of_the_commands() {
+        let mut settings = config();
+        settings.limits.max_line = 100;
+        let server = start(settings).await;
+        let mut socket = open(server.web.unwrap()).await;
+        next_of(&mut socket, "welcome").await;
+        // A message (its echo comes once it is on disk), then a frame too
+        // long: the error must not overtake the echo.
+        let long = format!(r#"{{"type":"say","text":"{}"}}"#, "x".repeat(200));
+        send(&mut socket, r#"{"type":"say","text":"first"}"#).await;
+        send(&mut socket, &long).await;
+        let seen = types_until(&mut socket, "error").await;
+        let echo = seen
+            .iter()
+            .position(|(kind, text)| kind == "message" && text == "first");
+        assert_eq!(echo, Some(seen.len() - 2), "{seen:?}");
+        server.stop().await;
+    }
+
+    /// `--idle` holds on the web door as on every door. Paused time.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_browser_is_dropped_at_the_idle_limit() {
+        let mut settings = config_without_history();
+        settings.limits.idle = Some(std::time::Duration::from_secs(5));
+        let server = start(settings).await;
+        let mut watcher = server.client_named("watcher").await;
+        let mut socket = open(server.web.unwrap()).await;
+        next_of(&mut socket, "welcome").await;
+        send(&mut socket, r#"{"type":"nick","nick":"dozy"}"#).await;
+        watcher.expect("is now known as dozy").await;
+        let quiet_since = tokio::time::Instant::now();
+        let bye = next_of(&mut socket, "bye").await;
+        assert_eq!(bye["code"], "idle");
+        assert_eq!(bye["reason"], "idle for 5 s");
+        assert!(quiet_since.elapsed() >= std::time::Duration::from_secs(5));
+        assert_eq!(
+            watcher.expect("dozy was").await,
+            "* dozy was disconnected (idle for 5 s)"
+        );
+        server.stop().await;
+    }
+
+    /// Over the rate, messages wait their turn: none is lost. Paused time.
+    #[tokio::test(start_paused = true)]
+    async fn over_the_rate_messages_wait_their_turn() {
+        let mut settings = config_without_history();
+        settings.limits.max_rate = 5;
+        let server = start(settings).await;
+        let mut watcher = server.client().await;
+        let mut socket = open(server.web.unwrap()).await;
+        next_of(&mut socket, "welcome").await;
+        let started = tokio::time::Instant::now();
+        for index in 0..8 {
+            send(
+                &mut socket,
+                &format!(r#"{{"type":"say","text":"burst {index}"}}"#),
+            )
+            .await;
+        }
+        for index in 0..8 {
+            assert!(watcher
+                .expect("burst")
+                .await
+                .ends_with(&format!("burst {index}")));
+        }
+        // Three waited a fifth of a second each.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(600));
         server.stop().await;
     }
 }

@@ -642,7 +642,8 @@ async fn udp_request(
         let deadline = Instant::now() + Duration::from_millis(500);
         while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
             let len = received?;
-            if let Ok(ServerDatagram::Ack { ack, token, .. }) = serde_json::from_slice(&buf[..len])
+            if let Ok(ServerDatagram::Ack { ack, token, .. }) =
+                serde_json::from_slice::<ServerDatagram>(&buf[..len])
             {
                 if ack == id {
                     return Ok(token);

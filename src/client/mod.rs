@@ -27,7 +27,8 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::cli::ConnectArgs;
-use crate::door::line_codec::{Frame, LineCodec};
+use crate::protocol::command::JSON_SWITCH;
+use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::text::sanitize;
 use crate::protocol::{parse_line, ClientCommand, ServerEvent};
 use screen::Screen;
@@ -221,11 +222,11 @@ fn command_for(frontend: &mut impl Frontend, typed: Option<Typed>) -> Option<Cli
     match typed {
         None => Some(ClientCommand::Quit { reason: None }),
         Some(Typed::Command(command)) => Some(command),
+        Some(Typed::Line(line)) if line.trim() == JSON_SWITCH => {
+            frontend.notice("! this client picks its own wire format");
+            None
+        }
         Some(Typed::Line(line)) => match parse_line(&line) {
-            Ok(Some(ClientCommand::Mode { .. })) => {
-                frontend.notice("! this client picks its own wire format");
-                None
-            }
             Ok(command) => command,
             Err(error) => {
                 frontend.notice(&format!("! {error}"));

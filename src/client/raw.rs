@@ -10,8 +10,8 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::FramedRead;
 
-use crate::door::line_codec::{Frame, LineCodec};
 use crate::protocol::command::GOODBYE_WORDS;
+use crate::protocol::line_codec::{Frame, LineCodec};
 
 /// After our input ends, how long to keep printing what the server sends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

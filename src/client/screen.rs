@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
 use tokio_util::codec::FramedRead;
 
-use crate::door::line_codec::{Frame, LineCodec};
+use crate::protocol::line_codec::{Frame, LineCodec};
 
 /// Longest line read from a pipe.
 const MAX_INPUT_LINE: usize = 1 << 16;

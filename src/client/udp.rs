@@ -299,7 +299,7 @@ pub(super) async fn run_raw(server: &str) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     use tokio_util::codec::FramedRead;
 
-    use crate::door::line_codec::{Frame, LineCodec};
+    use crate::protocol::line_codec::{Frame, LineCodec};
 
     let mut stdin = FramedRead::new(tokio::io::stdin(), LineCodec::new(1 << 16));
     let mut buf = vec![0u8; 65_536];

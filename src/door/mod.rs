@@ -1,81 +1,76 @@
-//! Doors: the ways into the hub. Each owns its sockets and wire format and
-//! turns bytes into [`ClientCommand`](crate::protocol::ClientCommand)s for
-//! the hub, and the hub's events back into bytes.
+//! Doors: the ways into the hub. A door owns its sockets and its wire
+//! format, nothing more: the per-member rules live in
+//! [`Session`](crate::session::Session), and one driver
+//! ([`driver::serve_member`]) runs them for every connection-oriented door
+//! over that door's [`Wire`](driver::Wire).
+//!
+//! - [`tcp`]: text and JSON lines over any byte stream ([`stream`]).
+//! - [`web`]: the page, and JSON over a WebSocket.
+//! - [`udp`]: datagrams; its own driver, the same session.
+//! - [`console`]: the operator's terminal as the member `server`.
+//!
+//! Every door implements [`Door`], so the server binds, spawns, tracks and
+//! lists them in one loop.
 
-pub mod line_codec;
+pub mod console;
+pub mod driver;
+pub mod stream;
 pub mod tcp;
-pub mod throttle;
 pub mod udp;
 pub mod web;
 
-use std::time::Duration;
-
-/// Messages a connection may have on their way to disk (sent, not yet
-/// echoed back) before its door stops reading from it: a fast sender is
-/// then held back by TCP instead of queueing without bound in front of the
-/// history writer.
-pub(crate) const MAX_IN_FLIGHT: usize = 64;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::hub::{Hub, MemberId};
-use crate::protocol::LeaveReason;
+use crate::protocol::DropReason;
+use crate::session::{Action, Ending, Limits, Session};
 
-/// Per-connection limits shared by the doors. A limit of 0 is off.
+/// What every door is given to serve with.
 #[derive(Debug, Clone)]
-pub struct ConnectionLimits {
-    /// Longest line, in bytes, without its terminator.
-    pub max_line: usize,
-    /// Messages a second per client, with a burst (see [`throttle`]).
-    pub max_rate: u32,
-    /// Disconnect a client that sends nothing for this long.
-    pub idle: Option<Duration>,
-    /// Unterminated text counts as one line once no byte has followed it
-    /// for this long (the classic client never sends a newline).
-    pub partial_line_flush: Duration,
-    /// Largest datagram accepted from a UDP client, in bytes.
-    pub max_datagram: usize,
-    /// A UDP member that sends nothing for this long is gone.
-    pub udp_expiry: Duration,
+pub struct DoorContext {
+    pub hub: Hub,
+    pub limits: Arc<Limits>,
+    /// Cancelled when the server stops accepting.
+    pub shutdown: CancellationToken,
+    /// Tracks every task a door spawns, so shutdown can wait for them.
+    pub tracker: TaskTracker,
 }
 
-impl ConnectionLimits {
-    /// The error for a message refused for going over the rate.
-    pub fn over_rate(&self) -> String {
-        format!("over {} messages a second; not relayed", self.max_rate)
+/// A bound door, ready to serve.
+pub trait Door: Send {
+    /// The door's name in logs and `listening` lines: `tcp`, `udp`, ...
+    fn name(&self) -> &'static str;
+
+    /// Where it listens, if on a socket.
+    fn local_addr(&self) -> Option<SocketAddr>;
+
+    /// The line printed once it is bound (scripts read it), if any.
+    fn listening_line(&self) -> Option<String> {
+        self.local_addr()
+            .map(|addr| format!("listening {} {addr}", self.name()))
     }
+
+    /// Serves until `context.shutdown` is cancelled.
+    fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
-/// Removes a member that kept sending over the rate; returns what to tell
-/// it on the way out.
-pub(crate) fn disconnect_flooder(hub: &Hub, id: MemberId, limits: &ConnectionLimits) -> String {
-    hub.disconnect(id, LeaveReason::Dropped, Some("excess flood".into()));
-    format!(
-        "excess flood: more than {} messages a second",
-        limits.max_rate
-    )
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_line: 4096,
-            max_rate: 20,
-            idle: None,
-            partial_line_flush: Duration::from_millis(300),
-            max_datagram: 1200,
-            udp_expiry: Duration::from_secs(120),
-        }
-    }
-}
-
-/// Resolves with the hub's reason once it drops the member (the `dropped`
-/// half of a [`Session`](crate::hub::Session)). Once the signal is spent,
-/// because the member left by itself, it never resolves. Cancel-safe.
-pub(crate) async fn wait_dropped(dropped: &mut Option<oneshot::Receiver<String>>) -> String {
+/// Resolves with the hub's reason once it removes the member (the
+/// `dropped` half of a [`Membership`](crate::hub::Membership)). Once the
+/// signal is spent, because the member left by itself, it never resolves.
+/// Cancel-safe.
+pub(crate) async fn wait_dropped(
+    dropped: &mut Option<oneshot::Receiver<DropReason>>,
+) -> DropReason {
     match dropped {
         Some(receiver) => match receiver.await {
-            Ok(reason) => reason,
+            Ok(why) => why,
             Err(_) => {
                 *dropped = None;
                 std::future::pending().await
@@ -83,4 +78,27 @@ pub(crate) async fn wait_dropped(dropped: &mut Option<oneshot::Receiver<String>>
         },
         None => std::future::pending().await,
     }
+}
+
+/// The time now, as the session wants it. Through tokio's clock, so tests
+/// with paused time control it.
+pub(crate) fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Carries out what `session` asks of the hub for member `id`, until it
+/// asks nothing more; the session's ending, once it has one.
+pub(crate) fn carry_out(session: &mut Session, hub: &Hub, id: MemberId) -> Option<Ending> {
+    while let Some(action) = session.poll_action() {
+        match action {
+            Action::Run(command) => {
+                let handled = hub.handle(id, command);
+                session.handle_handled(handled, now());
+            }
+            Action::Tell(event) => hub.notify(id, event),
+            Action::Welcome => hub.welcome(id),
+            Action::End(ending) => return Some(ending),
+        }
+    }
+    None
 }

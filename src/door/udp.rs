@@ -17,26 +17,24 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::throttle::{Throttle, Verdict};
-use super::{disconnect_flooder, wait_dropped, ConnectionLimits};
-use crate::hub::{Door, Flow, Hub, MemberId};
-use crate::protocol::datagram::ClientDatagram;
-use crate::protocol::text::sanitize;
+use super::tcp::parse_error;
+use super::{carry_out, now, wait_dropped, Door, DoorContext};
+use crate::hub::{DoorKind, Hub, MemberId, Membership};
+use crate::protocol::datagram::{ClientDatagram, EncodedEvent, ServerDatagram};
 use crate::protocol::{
-    parse_line, ClientCommand, ErrorCode, LeaveReason, Outgoing, ParseError, ServerEvent, WireMode,
+    parse_line, ClientCommand, DropReason, ErrorCode, Outgoing, ServerEvent, WireMode,
 };
+use crate::session::{Ending, Input, Limits, Session};
 
 /// Largest datagram the server sends. Pushes are packed up to
 /// [`PUSH_TARGET`]; only one event larger than that goes out bigger.
@@ -57,32 +55,49 @@ const BACKLOG: usize = 256;
 /// Sessions in the routing map before it is swept of ended ones.
 const SWEEP_AT: usize = 1024;
 
-/// How long an answer waits for the part that comes from the history
-/// writer (a commit or a lookup, normally well under a millisecond).
-const ANSWER_WAIT: Duration = Duration::from_secs(2);
-
 /// Events taken from the outbox at a time.
 const DRAIN_BATCH: usize = 128;
 
-/// Receives datagrams until `shutdown` is cancelled, one task per source
-/// address, tracked by `tracker`.
-pub async fn serve(
+/// The UDP door, bound.
+#[derive(Debug)]
+pub struct UdpDoor {
     socket: UdpSocket,
-    hub: Hub,
-    limits: ConnectionLimits,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
+}
+
+impl UdpDoor {
+    /// Binds the door to `addr`.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        Ok(UdpDoor {
+            socket: UdpSocket::bind(addr).await?,
+        })
+    }
+}
+
+impl Door for UdpDoor {
+    fn name(&self) -> &'static str {
+        "udp"
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(receive_loop(self.socket, context))
+    }
+}
+
+/// Receives datagrams until shutdown, one tracked task per source address.
+async fn receive_loop(socket: UdpSocket, context: DoorContext) {
     let socket = Arc::new(socket);
-    let limits = Arc::new(limits);
-    let mut sessions: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
     let mut sweep_at = SWEEP_AT;
     // Big enough for any UDP datagram, so an oversized one is seen whole
     // and refused rather than silently cut.
     let mut buf = vec![0u8; 65_536];
     loop {
         let received = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = context.shutdown.cancelled() => return,
             received = socket.recv_from(&mut buf) => received,
         };
         let (len, addr) = match received {
@@ -95,26 +110,26 @@ pub async fn serve(
             }
         };
         let mut datagram = Bytes::copy_from_slice(&buf[..len]);
-        if let Some(inbox) = sessions.get(&addr) {
+        if let Some(inbox) = peers.get(&addr) {
             match inbox.try_send(datagram) {
                 Ok(()) => continue,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::debug!(%addr, "udp session overloaded; datagram dropped");
+                    tracing::debug!(%addr, "udp peer overloaded; datagram dropped");
                     continue;
                 }
                 // That session ended (bye, expiry): this datagram starts a new one.
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
-                    sessions.remove(&addr);
+                    peers.remove(&addr);
                     datagram = returned;
                 }
             }
         }
-        if sessions.len() >= sweep_at {
-            sessions.retain(|_, inbox| !inbox.is_closed());
-            sweep_at = (sessions.len() * 2).max(SWEEP_AT);
+        if peers.len() >= sweep_at {
+            peers.retain(|_, inbox| !inbox.is_closed());
+            sweep_at = (peers.len() * 2).max(SWEEP_AT);
         }
-        let session = match hub.connect(Door::Udp, Some(addr.ip())) {
-            Ok(session) => session,
+        let membership = match context.hub.connect(DoorKind::Udp, Some(addr.ip())) {
+            Ok(membership) => membership,
             Err(refusal) => {
                 tracing::info!(%addr, %refusal, "udp client refused");
                 // Within the budget: no more bytes than the datagram had.
@@ -126,22 +141,34 @@ pub async fn serve(
         let (inbox, inbox_rx) = mpsc::channel(INBOX);
         // A fresh channel has room for one.
         let _ = inbox.try_send(datagram);
-        sessions.insert(addr, inbox);
-        let task = UdpSession::new(addr, socket.clone(), hub.clone(), limits.clone(), session);
+        peers.insert(addr, inbox);
+        let peer = Peer::new(
+            addr,
+            socket.clone(),
+            context.hub.clone(),
+            &context.limits,
+            membership,
+        );
         let span = tracing::info_span!("udp", peer = %addr);
-        tracker.spawn(task.run(inbox_rx).instrument(span));
+        context.tracker.spawn(peer.run(inbox_rx).instrument(span));
     }
 }
 
-/// One source address's membership.
-struct UdpSession {
+/// One source address's membership: its session and the UDP rules around
+/// it (the amplification budget, pushes, retransmissions).
+struct Peer {
     addr: SocketAddr,
     socket: Arc<UdpSocket>,
     hub: Hub,
     id: MemberId,
-    limits: Arc<ConnectionLimits>,
+    limits: Limits,
     outbox: mpsc::Receiver<Arc<Outgoing>>,
-    dropped: Option<oneshot::Receiver<String>>,
+    dropped: Option<oneshot::Receiver<DropReason>>,
+    session: Session,
+    /// Set once the session has ended.
+    ending: Option<Ending>,
+    /// The `bye` went out in a datagram's answer already.
+    farewell_sent: bool,
     /// Echoing this proves the address is real.
     token: String,
     proven: bool,
@@ -157,35 +184,28 @@ struct UdpSession {
     last_id: u64,
     last_answer: Option<Bytes>,
     push_seq: u64,
-    throttle: Option<Throttle>,
-    expires_at: Instant,
     batch: Vec<Arc<Outgoing>>,
 }
 
-/// Why a session ended.
-enum Ending {
-    Quit,
-    Dropped(String),
-    Expired,
-    Flood,
-}
-
-impl UdpSession {
+impl Peer {
     fn new(
         addr: SocketAddr,
         socket: Arc<UdpSocket>,
         hub: Hub,
-        limits: Arc<ConnectionLimits>,
-        session: crate::hub::Session,
+        limits: &Limits,
+        membership: Membership,
     ) -> Self {
-        let now = Instant::now();
-        UdpSession {
+        Peer {
             addr,
             socket,
             hub,
-            id: session.id,
-            outbox: session.outbox,
-            dropped: Some(session.dropped),
+            id: membership.id,
+            outbox: membership.outbox,
+            dropped: Some(membership.dropped),
+            session: Session::for_datagrams(limits, now()),
+            limits: limits.clone(),
+            ending: None,
+            farewell_sent: false,
             token: fresh_token(),
             proven: false,
             received: 0,
@@ -195,37 +215,48 @@ impl UdpSession {
             last_id: 0,
             last_answer: None,
             push_seq: 0,
-            throttle: Throttle::new(limits.max_rate, now.into_std()),
-            expires_at: now + limits.udp_expiry,
-            limits,
             batch: Vec::new(),
         }
     }
 
     async fn run(mut self, mut inbox: mpsc::Receiver<Bytes>) {
-        let ending = loop {
+        while self.ending.is_none() {
+            let timer = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
-                reason = wait_dropped(&mut self.dropped) => break Ending::Dropped(reason),
-                datagram = inbox.recv() => {
-                    let Some(datagram) = datagram else { break Ending::Dropped(String::new()) };
-                    self.expires_at = Instant::now() + self.limits.udp_expiry;
-                    if let Some(ending) = self.on_datagram(&datagram).await {
-                        break ending;
-                    }
-                }
+                why = wait_dropped(&mut self.dropped) => self.session.handle_dropped(why),
+                datagram = inbox.recv() => match datagram {
+                    Some(datagram) => self.on_datagram(&datagram).await,
+                    None => self.session.handle_dropped(DropReason::ShuttingDown),
+                },
                 count = self.outbox.recv_many(&mut self.batch, DRAIN_BATCH) => {
                     if count == 0 {
-                        break Ending::Dropped(String::new());
+                        let why = self.dropped.take().and_then(|mut dropped| dropped.try_recv().ok());
+                        self.ending = Some(why.map_or(Ending::Quit, Ending::Dropped));
+                        break;
                     }
                     let events = std::mem::take(&mut self.batch);
                     self.take_events(events).await;
                 }
-                _ = sleep_until(self.expires_at) => break Ending::Expired,
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
+                    self.session.handle_timeout(now());
+                }
             }
-        };
+            self.carry_out();
+        }
         // Close the inbox first: datagrams from now on start a new session.
         inbox.close();
+        let ending = self.ending.take().expect("the loop ends with one");
         self.finish(ending).await;
+    }
+
+    /// Carries out what the session asks for, noting its ending.
+    fn carry_out(&mut self) {
+        if let Some(ending) = carry_out(&mut self.session, &self.hub, self.id) {
+            self.ending = Some(ending);
+        }
     }
 
     /// Room events between datagrams: pushed to a proven address, kept for
@@ -240,32 +271,33 @@ impl UdpSession {
 
     /// Sends events as push datagrams, packed up to [`PUSH_TARGET`] bytes.
     async fn push(&mut self, events: Vec<Arc<Outgoing>>) {
-        let mut pending: Vec<&[u8]> = Vec::new();
+        let mut pending: Vec<EncodedEvent<'_>> = Vec::new();
         let mut size = 0;
+        let mut datagrams = Vec::new();
         for event in &events {
             let json = json_event(event);
-            if !pending.is_empty() && size + json.len() + 1 > PUSH_TARGET {
-                let datagram = self.push_datagram(&pending);
-                self.send(&datagram).await;
-                pending.clear();
+            if !pending.is_empty() && size + json.get().len() + 1 > PUSH_TARGET {
+                datagrams.push(self.push_datagram(std::mem::take(&mut pending)));
                 size = 0;
             }
-            size += json.len() + 1;
+            size += json.get().len() + 1;
             pending.push(json);
         }
         if !pending.is_empty() {
-            let datagram = self.push_datagram(&pending);
+            datagrams.push(self.push_datagram(pending));
+        }
+        for datagram in datagrams {
             self.send(&datagram).await;
         }
     }
 
-    fn push_datagram(&mut self, events: &[&[u8]]) -> Vec<u8> {
+    fn push_datagram(&mut self, events: Vec<EncodedEvent<'_>>) -> Vec<u8> {
         self.push_seq += 1;
-        let mut datagram =
-            format!(r#"{{"type":"push","seq":{},"events":["#, self.push_seq).into_bytes();
-        join_events(&mut datagram, events);
-        datagram.extend_from_slice(b"]}");
-        datagram
+        ServerDatagram::Push {
+            seq: self.push_seq,
+            events,
+        }
+        .encode()
     }
 
     async fn send(&mut self, datagram: &[u8]) {
@@ -286,80 +318,57 @@ impl UdpSession {
     }
 
     /// Handles one datagram and sends its one answer.
-    async fn on_datagram(&mut self, datagram: &[u8]) -> Option<Ending> {
+    async fn on_datagram(&mut self, datagram: &[u8]) {
         self.received += datagram.len();
         // Whatever the room said before this datagram is older than its
         // answer: keep it apart from what this datagram's command produces.
         let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
-        if self.proven {
-            self.push(waiting).await;
-        } else {
-            self.keep(waiting);
-        }
+        self.take_events(waiting).await;
         let max = self.limits.max_datagram;
         if max > 0 && datagram.len() > max {
             let message = format!(
                 "datagram of {} bytes is over the {max}-byte limit; not relayed",
                 datagram.len()
             );
-            self.answer_error(ErrorCode::LineTooLong, &message).await;
-            return None;
+            let refused = Input::Refused(ServerEvent::error(ErrorCode::LineTooLong, message));
+            return self.answer_text(refused, Answer::Refusal).await;
         }
         let Ok(text) = std::str::from_utf8(datagram) else {
-            self.answer_error(
-                ErrorCode::InvalidUtf8,
-                "datagram is not valid UTF-8; not relayed",
-            )
-            .await;
-            return None;
+            let message = "datagram is not valid UTF-8; not relayed";
+            let refused = Input::Refused(ServerEvent::error(ErrorCode::InvalidUtf8, message));
+            return self.answer_text(refused, Answer::Refusal).await;
         };
         if text.starts_with('{') {
             if let Ok(request) = serde_json::from_str::<ClientDatagram>(text) {
                 return self.on_structured(request).await;
             }
         }
-        self.on_bare(text).await
-    }
-
-    /// A plain-text datagram: one line, answered in text.
-    async fn on_bare(&mut self, text: &str) -> Option<Ending> {
+        // A plain-text datagram: one line, answered in text.
         let line = text.strip_suffix('\n').unwrap_or(text);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        tracing::info!("message from {}: {}", self.addr, sanitize(line));
-        if let Some(ending) = self.check_rate(WireMode::Text).await {
-            return ending;
-        }
-        let command = match parse_line(line) {
-            Ok(Some(ClientCommand::Mode { .. })) => {
-                self.answer_error(
-                    ErrorCode::Usage,
-                    "UDP clients send plain text or structured datagrams",
-                )
-                .await;
-                return None;
-            }
-            Ok(Some(command)) => command,
-            Ok(None) => {
-                let answer = self.compose_text(Vec::new(), false);
-                self.send(&answer).await;
-                return None;
-            }
-            Err(error) => {
-                self.answer_error(parse_error_code(&error), &error.to_string())
-                    .await;
-                return None;
-            }
+        let input = match parse_line(line) {
+            Ok(Some(command)) => Input::Command(command),
+            Ok(None) => Input::Nothing,
+            Err(error) => Input::Refused(parse_error(&error)),
         };
-        let said = said_text(&command).is_some();
-        let (flow, response) = self.carry_out(command).await;
-        let answer = self.compose_text(response, said);
+        let answer = match &input {
+            Input::Command(command) if said_text(command).is_some() => Answer::Said,
+            Input::Refused(_) => Answer::Refusal,
+            _ => Answer::Other,
+        };
+        self.answer_text(input, answer).await;
+    }
+
+    /// Carries out a bare datagram's input and answers in text.
+    async fn answer_text(&mut self, input: Input, kind: Answer) {
+        let response = self.carry_out_input(input).await;
+        let answer = self.compose_text(response, kind);
         self.send(&answer).await;
-        (flow == Flow::Quit).then_some(Ending::Quit)
     }
 
     /// A structured datagram: answered with one `ack`.
-    async fn on_structured(&mut self, request: ClientDatagram) -> Option<Ending> {
-        tracing::info!("message from {}: datagram {}", self.addr, request.id);
+    async fn on_structured(&mut self, request: ClientDatagram) {
+        tracing::debug!(id = request.id, "structured datagram");
         if request.proof.as_deref() == Some(self.token.as_str()) && !self.proven {
             self.proven = true;
             tracing::debug!("address proven");
@@ -374,26 +383,15 @@ impl UdpSession {
                 Bytes::new()
             };
             self.send(&answer).await;
-            return None;
+            return;
         }
         if request.id != 0 && request.id < self.last_id {
             let answer = self.compose_json(request.id, Vec::new());
             self.send(&answer).await;
-            return None;
+            return;
         }
-        if request.cmd.is_some() {
-            if let Some(ending) = self.check_rate(WireMode::Json).await {
-                return ending;
-            }
-        }
-        let (flow, response) = match request.cmd {
-            Some(ClientCommand::Mode { .. }) => {
-                let error = ServerEvent::error(ErrorCode::Usage, "UDP clients have no modes");
-                (Flow::Continue, vec![Arc::new(Outgoing::new(error))])
-            }
-            Some(command) => self.carry_out(command).await,
-            None => (Flow::Continue, Vec::new()),
-        };
+        let input = request.cmd.map_or(Input::Nothing, Input::Command);
+        let response = self.carry_out_input(input).await;
         let answer = Bytes::from(self.compose_json(request.id, response));
         self.last_id = request.id;
         self.last_answer = Some(answer.clone());
@@ -403,72 +401,61 @@ impl UdpSession {
             let backlog: Vec<_> = self.backlog.drain(..).collect();
             self.push(backlog).await;
         }
-        (flow == Flow::Quit).then_some(Ending::Quit)
     }
 
-    /// Applies the rate limit; over it, answers with an error instead.
-    async fn check_rate(&mut self, mode: WireMode) -> Option<Option<Ending>> {
-        let verdict = match &mut self.throttle {
-            Some(throttle) => throttle.check(Instant::now().into_std()),
-            None => Verdict::Now,
-        };
-        match verdict {
-            Verdict::Now => None,
-            Verdict::After(_) => {
-                let message = self.limits.over_rate();
-                match mode {
-                    WireMode::Text => self.answer_error(ErrorCode::Flood, &message).await,
-                    WireMode::Json => {
-                        let error =
-                            Arc::new(Outgoing::new(ServerEvent::error(ErrorCode::Flood, message)));
-                        let answer = self.compose_json(self.last_id, vec![error]);
-                        self.send(&answer).await;
-                    }
-                }
-                Some(None)
-            }
-            Verdict::Flood => Some(Some(Ending::Flood)),
-        }
-    }
-
-    /// Runs a command; returns what it produced for this member (room
-    /// traffic already waiting was taken by `on_datagram`). What comes
-    /// from the history writer (a message's echo once it is on disk, a
-    /// lookup's result) is awaited, briefly.
+    /// Hands one input to the session and collects what it produced for
+    /// this member, waiting (within the session's rules: the rate, the
+    /// answer wait) until the answer is complete. Room traffic that raced
+    /// in with it is not part of it: that goes out as usual.
     /// What the server's rewriting (word filter, control pictures) added to
     /// the member's own text is credited to its budget: the member may see
     /// its text as the room did.
-    async fn carry_out(&mut self, command: ClientCommand) -> (Flow, Vec<Arc<Outgoing>>) {
+    async fn carry_out_input(&mut self, input: Input) -> Vec<Arc<Outgoing>> {
         let nick = self.hub.nick_of(self.id);
-        let said_len = said_text(&command).map(str::len);
-        let handled = self.hub.handle(self.id, command);
-        let mut response: Vec<Arc<Outgoing>> =
-            std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
-        if let Some(pending) = handled.pending {
-            let deadline = Instant::now() + ANSWER_WAIT;
-            while !response
-                .iter()
-                .any(|event| pending.is_met_by(event.event()))
-            {
-                match tokio::time::timeout_at(deadline, self.outbox.recv()).await {
-                    Ok(Some(event)) => response.push(event),
-                    // Gone or too slow: answer with what there is.
-                    Ok(None) | Err(_) => break,
+        let said_len = match &input {
+            Input::Command(command) => said_text(command).map(str::len),
+            _ => None,
+        };
+        self.session.handle_input(input, now());
+        let mut response = Vec::new();
+        loop {
+            self.carry_out();
+            while let Ok(event) = self.outbox.try_recv() {
+                self.session.handle_delivered(event.event(), now());
+                response.push(event);
+            }
+            self.carry_out();
+            if self.session.is_settled() || self.ending.is_some() {
+                break;
+            }
+            let timer = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                event = self.outbox.recv() => match event {
+                    Some(event) => {
+                        self.session.handle_delivered(event.event(), now());
+                        response.push(event);
+                    }
+                    None => break,
+                },
+                why = wait_dropped(&mut self.dropped) => self.session.handle_dropped(why),
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
+                    self.session.handle_timeout(now());
                 }
             }
         }
-        // Room traffic that raced in with the answer (another member's
-        // message fanned out just now) is not part of it: it waits in the
-        // backlog like the rest, so the answer leads with what was asked.
+        if let Some(bye) = self.ending.as_ref().and_then(Ending::farewell) {
+            // The session ended on this datagram: its answer says why.
+            response.push(Arc::new(Outgoing::new(bye)));
+            self.farewell_sent = true;
+        }
         let nick = self.hub.nick_of(self.id).or(nick);
         let (response, traffic): (Vec<_>, Vec<_>) = response
             .into_iter()
             .partition(|event| is_reply(event.event(), nick.as_deref()));
-        if self.proven {
-            self.push(traffic).await;
-        } else {
-            self.keep(traffic);
-        }
+        self.take_events(traffic).await;
         if let (Some(said_len), Some(nick)) = (said_len, nick) {
             let relayed = response.iter().find_map(|event| match event.event() {
                 ServerEvent::Message(message) if message.from == nick => Some(message.text.len()),
@@ -477,7 +464,7 @@ impl UdpSession {
             });
             self.filter_growth += relayed.unwrap_or(0).saturating_sub(said_len);
         }
-        (handled.flow, response)
+        response
     }
 
     /// Keeps events for an unproven address's next answer.
@@ -493,7 +480,9 @@ impl UdpSession {
     /// A text answer: the response lines (your own message as just its
     /// text, the way the room saw it), then what the room said since your
     /// last datagram, as far as size and budget allow.
-    fn compose_text(&mut self, response: Vec<Arc<Outgoing>>, said: bool) -> Vec<u8> {
+    /// A refusal is answered alone, without room traffic.
+    fn compose_text(&mut self, response: Vec<Arc<Outgoing>>, kind: Answer) -> Vec<u8> {
+        let said = kind == Answer::Said;
         let nick = self.hub.nick_of(self.id);
         let mut lines: Vec<String> = Vec::new();
         for event in &response {
@@ -502,7 +491,7 @@ impl UdpSession {
                     lines.push(message.text.clone());
                 }
                 // A bare client's goodbye is as short as its `bye`.
-                ServerEvent::Bye { .. } => lines.push("bye".into()),
+                ServerEvent::Bye { code: None, .. } => lines.push("bye".into()),
                 other => lines.push(other.to_text()),
             }
         }
@@ -521,7 +510,7 @@ impl UdpSession {
             }
             answer.push_str(&line);
         }
-        while let Some(event) = self.backlog.front() {
+        while let Some(event) = self.backlog.front().filter(|_| kind != Answer::Refusal) {
             let line = event.event().to_text();
             let separator = usize::from(!answer.is_empty());
             if answer.len() + separator + line.len() > limit {
@@ -540,81 +529,75 @@ impl UdpSession {
     /// backlog, within the budget.
     fn compose_json(&mut self, ack: u64, response: Vec<Arc<Outgoing>>) -> Vec<u8> {
         let budget = self.budget();
-        let token = (!self.proven).then(|| format!(r#","token":"{}""#, self.token));
-        let head = format!(r#"{{"type":"ack","ack":{ack},"events":["#);
-        // Room for the closing `]`, the token, and a `"more"` count.
-        let fixed = head.len() + 2 + token.as_ref().map_or(0, String::len) + 16;
-        let mut events: Vec<&[u8]> = Vec::new();
+        let token = (!self.proven).then(|| self.token.clone());
+        // `{"type":"ack","ack":N,"events":[` and `]`, the token, and room
+        // for a `"more"` count.
+        let head = format!(r#"{{"type":"ack","ack":{ack},"events":["#).len();
+        let fixed = head + 2 + token.as_ref().map_or(0, |token| token.len() + 11) + 16;
+        let mut events: Vec<EncodedEvent<'_>> = Vec::new();
         let mut size = fixed;
         for event in &response {
             let json = json_event(event);
-            if size + json.len() + 1 > budget {
+            if size + json.get().len() + 1 > budget {
                 break;
             }
-            size += json.len() + 1;
+            size += json.get().len() + 1;
             events.push(json);
         }
         let mut pulled = 0;
         if !self.proven {
+            let pull_limit = budget.min(PUSH_TARGET.max(self.limits.max_datagram));
             for event in &self.backlog {
                 let json = json_event(event);
-                if size + json.len() + 1 > budget.min(PUSH_TARGET.max(self.limits.max_datagram)) {
+                if size + json.get().len() + 1 > pull_limit {
                     break;
                 }
-                size += json.len() + 1;
+                size += json.get().len() + 1;
                 events.push(json);
                 pulled += 1;
             }
-        }
-        let mut datagram = head.into_bytes();
-        join_events(&mut datagram, &events);
-        datagram.push(b']');
-        if let Some(token) = &token {
-            datagram.extend_from_slice(token.as_bytes());
         }
         let more = if self.proven {
             0
         } else {
             self.backlog.len() - pulled
         };
-        if more > 0 {
-            datagram.extend_from_slice(format!(r#","more":{more}"#).as_bytes());
+        let datagram = ServerDatagram::Ack {
+            ack,
+            events,
+            token,
+            more,
         }
-        datagram.push(b'}');
+        .encode();
         self.backlog.drain(..pulled);
         if datagram.len() > budget {
             // Not even an empty ack fits: answer with an empty datagram.
-            datagram.clear();
+            return Vec::new();
         }
         datagram
     }
 
-    async fn answer_error(&mut self, code: ErrorCode, message: &str) {
-        let line = ServerEvent::error(code, message).to_text();
-        let answer = cut_to(&line, self.budget()).into_owned();
-        self.send(answer.as_bytes()).await;
-    }
-
-    /// Tells the hub (unless the member left by itself) and, where the
-    /// budget allows, the client.
+    /// Tells the hub (unless it knows) and, where the budget allows, the
+    /// client.
     async fn finish(mut self, ending: Ending) {
-        let farewell = match ending {
-            Ending::Quit => return,
-            Ending::Dropped(reason) => reason,
-            Ending::Expired => {
-                let secs = self.limits.udp_expiry.as_secs();
-                let detail = format!("no datagram for {secs} s");
-                self.hub
-                    .disconnect(self.id, LeaveReason::Dropped, Some(detail.clone()));
-                detail
-            }
-            Ending::Flood => disconnect_flooder(&self.hub, self.id, &self.limits),
-        };
-        if self.proven && !farewell.is_empty() {
-            let bye = Arc::new(Outgoing::new(ServerEvent::Bye { reason: farewell }));
-            self.push(vec![bye]).await;
+        if let Some(departure) = ending.departure() {
+            self.hub.disconnect(self.id, departure);
+        }
+        if let (true, false, Some(bye)) = (self.proven, self.farewell_sent, ending.farewell()) {
+            self.push(vec![Arc::new(Outgoing::new(bye))]).await;
         }
     }
+}
+
+/// What a bare datagram's text answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A message: the answer leads with its text as the room saw it.
+    Said,
+    /// Refused input: the error alone.
+    Refusal,
+    /// Anything else.
+    Other,
 }
 
 /// Whether `event`, found in a member's outbox right after its command, is
@@ -639,26 +622,11 @@ fn said_text(command: &ClientCommand) -> Option<&str> {
     }
 }
 
-fn parse_error_code(error: &ParseError) -> ErrorCode {
-    match error {
-        ParseError::UnknownCommand(_) => ErrorCode::UnknownCommand,
-        ParseError::Usage(_) => ErrorCode::Usage,
-    }
-}
-
 /// An event's JSON, without the newline the line-based doors use.
-fn json_event(event: &Outgoing) -> &[u8] {
+fn json_event(event: &Outgoing) -> EncodedEvent<'_> {
     let line = event.encoded(WireMode::Json);
-    &line[..line.len() - 1]
-}
-
-fn join_events(datagram: &mut Vec<u8>, events: &[&[u8]]) {
-    for (index, event) in events.iter().enumerate() {
-        if index > 0 {
-            datagram.push(b',');
-        }
-        datagram.extend_from_slice(event);
-    }
+    // Our own encoding of a server event: valid JSON by construction.
+    serde_json::from_slice(&line[..line.len() - 1]).expect("events encode to valid JSON")
 }
 
 /// `text` in at most `limit` bytes: whole, or cut on a character boundary
@@ -715,8 +683,8 @@ mod tests {
     #[test]
     fn expiry_default_is_two_minutes() {
         assert_eq!(
-            ConnectionLimits::default().udp_expiry,
-            Duration::from_secs(120)
+            Limits::default().udp_expiry,
+            std::time::Duration::from_secs(120)
         );
     }
 }

@@ -8,10 +8,11 @@
 //! hijacking). Every response carries a Content-Security-Policy that lets
 //! the page run only its own script.
 
-use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -21,16 +22,16 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::SinkExt;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::{timeout, Instant};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::throttle::{Throttle, Verdict};
-use super::{disconnect_flooder, wait_dropped, ConnectionLimits, MAX_IN_FLIGHT};
-use crate::hub::{Door, Flow, Hub, MemberId, Pending};
-use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent, WireMode};
+use super::driver::{serve_member, Wire};
+use super::tcp::listen;
+use super::{Door, DoorContext};
+use crate::hub::{DoorKind, Hub};
+use crate::protocol::command::ModeSwitch;
+use crate::protocol::{ClientCommand, ErrorCode, Outgoing, ServerEvent, WireMode};
+use crate::session::{Input, Limits};
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -52,37 +53,66 @@ const MAX_FRAME: usize = 64 * 1024;
 /// are small, and a bigger message just takes more than one read.
 const SOCKET_BUFFER: usize = 4 * 1024;
 
-/// Events sent per flush.
-const WRITE_BATCH: usize = 128;
-
-/// How long a command waits for an earlier one's answer (see the TCP door).
-const ANSWER_WAIT: Duration = Duration::from_secs(2);
-
-/// How long the last words to a departing browser may take.
-const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// What every request handler shares.
 #[derive(Clone)]
 struct WebState {
     hub: Hub,
-    limits: Arc<ConnectionLimits>,
+    limits: Arc<Limits>,
     /// Origins allowed besides the page's own.
     extra_origins: Arc<Vec<String>>,
     tracker: TaskTracker,
 }
 
-/// Serves HTTP and WebSocket clients until `shutdown` is cancelled.
-pub async fn serve(
+/// The web door, bound: the page, `/healthz`, `/metrics` and `/ws`.
+#[derive(Debug)]
+pub struct WebDoor {
     listener: TcpListener,
-    hub: Hub,
-    limits: ConnectionLimits,
+    /// Origins allowed besides the page's own.
     extra_origins: Vec<String>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
+}
+
+impl WebDoor {
+    /// Binds the door to `addr`; pages from `extra_origins` may open
+    /// WebSockets too.
+    pub fn bind(addr: SocketAddr, extra_origins: Vec<String>) -> io::Result<Self> {
+        Ok(WebDoor {
+            listener: listen(addr)?,
+            extra_origins,
+        })
+    }
+}
+
+impl Door for WebDoor {
+    fn name(&self) -> &'static str {
+        "web"
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The page's address, for a browser: `listening web http://ADDR/`.
+    fn listening_line(&self) -> Option<String> {
+        self.local_addr()
+            .map(|addr| format!("listening web http://{addr}/"))
+    }
+
+    fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(serve(self.listener, self.extra_origins, context))
+    }
+}
+
+/// Serves HTTP and WebSocket clients until shutdown.
+async fn serve(listener: TcpListener, extra_origins: Vec<String>, context: DoorContext) {
+    let DoorContext {
+        hub,
+        limits,
+        shutdown,
+        tracker,
+    } = context;
     let state = WebState {
         hub,
-        limits: Arc::new(limits),
+        limits,
         extra_origins: Arc::new(extra_origins),
         tracker,
     };
@@ -179,65 +209,49 @@ async fn upgrade(
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(SOCKET_BUFFER)
         .on_upgrade(move |socket| {
-            tracker.track_future(run_socket(socket, peer, state.hub, state.limits).instrument(span))
+            let wire = WebSocketWire::new(socket, state.limits.max_line);
+            let member = serve_member(wire, state.hub, DoorKind::Web, peer.ip(), state.limits);
+            tracker.track_future(member.instrument(span))
         })
 }
 
-/// Why a browser session ended.
-enum Ending {
-    Quit,
-    Lost(String),
-    Dropped(String),
-    Flood,
-}
-
-struct WebSession {
+/// JSON commands and events over a WebSocket, one per text frame.
+struct WebSocketWire {
     socket: WebSocket,
-    hub: Hub,
-    id: MemberId,
-    limits: Arc<ConnectionLimits>,
-    outbox: mpsc::Receiver<Arc<Outgoing>>,
-    dropped: Option<oneshot::Receiver<String>>,
-    throttle: Option<Throttle>,
-    /// The answer an earlier command is still waiting for.
-    awaiting: Option<Pending>,
-    /// Ids of this member's messages not yet echoed, oldest first; at
-    /// `MAX_IN_FLIGHT` the socket is not read until some come back.
-    echoes_in_flight: VecDeque<u64>,
-    batch: Vec<Arc<Outgoing>>,
+    max_line: usize,
+    /// The input from the last frame received, not yet taken.
+    received: Option<Input>,
+    /// Frames encoded, to be sent at the next flush.
+    outgoing: Vec<Message>,
 }
 
-async fn run_socket(
-    mut socket: WebSocket,
-    peer: SocketAddr,
-    hub: Hub,
-    limits: Arc<ConnectionLimits>,
-) {
-    let session = match hub.connect(Door::Web, Some(peer.ip())) {
-        Ok(session) => session,
-        Err(refusal) => {
-            tracing::info!(%refusal, "web client refused");
-            let _ = socket
-                .send(text_frame(&Outgoing::new(refusal.to_event())))
-                .await;
-            let _ = socket.close().await;
-            return;
+impl WebSocketWire {
+    fn new(socket: WebSocket, max_line: usize) -> Self {
+        WebSocketWire {
+            socket,
+            max_line,
+            received: None,
+            outgoing: Vec::new(),
         }
-    };
-    let mut session = WebSession {
-        socket,
-        hub,
-        id: session.id,
-        throttle: Throttle::new(limits.max_rate, Instant::now().into_std()),
-        limits,
-        outbox: session.outbox,
-        dropped: Some(session.dropped),
-        awaiting: None,
-        echoes_in_flight: VecDeque::new(),
-        batch: Vec::new(),
-    };
-    let ending = session.run().await;
-    session.finish(ending).await;
+    }
+
+    fn input(&self, text: &str) -> Input {
+        let max = self.max_line;
+        if max > 0 && text.len() > max {
+            let message = format!("message longer than {max} bytes; it was dropped");
+            return Input::Refused(ServerEvent::error(ErrorCode::LineTooLong, message));
+        }
+        match serde_json::from_str::<ClientCommand>(text) {
+            Ok(command) => Input::Command(command),
+            Err(_) if serde_json::from_str::<ModeSwitch>(text).is_ok() => Input::Refused(
+                ServerEvent::error(ErrorCode::Usage, "the web door speaks JSON only"),
+            ),
+            Err(error) => {
+                let message = format!("not a command object: {error}");
+                Input::Refused(ServerEvent::error(ErrorCode::BadJson, message))
+            }
+        }
+    }
 }
 
 /// An event as one WebSocket text frame: its cached JSON, shared, not
@@ -249,184 +263,44 @@ fn text_frame(event: &Outgoing) -> Message {
     Message::Text(Utf8Bytes::try_from(json).expect("JSON is UTF-8"))
 }
 
-impl WebSession {
-    async fn run(&mut self) -> Ending {
+impl Wire for WebSocketWire {
+    fn next_input(&mut self) -> Option<Input> {
+        self.received.take()
+    }
+
+    async fn receive(&mut self) -> io::Result<bool> {
         loop {
-            let full = self.echoes_in_flight.len() >= MAX_IN_FLIGHT;
-            tokio::select! {
-                // The history writer is stuck; do not hold the member hostage.
-                _ = tokio::time::sleep(ANSWER_WAIT), if full => {
-                    tracing::warn!("echoes did not come in time; reading on");
-                    self.echoes_in_flight.clear();
-                }
-                reason = wait_dropped(&mut self.dropped) => return Ending::Dropped(reason),
-                count = self.outbox.recv_many(&mut self.batch, WRITE_BATCH) => {
-                    if count == 0 {
-                        return Ending::Dropped(String::new());
-                    }
-                    if let Err(ending) = self.send_batch().await {
-                        return ending;
-                    }
-                }
-                message = self.socket.recv(), if !full => match message {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(ending) = self.on_text(text.as_str()).await {
-                            return ending;
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let error = ServerEvent::error(ErrorCode::BadJson, "send JSON commands as text frames");
-                        self.hub.notify(self.id, error);
-                    }
-                    // Pings are answered by the WebSocket layer itself.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    // The tab closed or navigated away: a goodbye.
-                    Some(Ok(Message::Close(_))) | None => {
-                        self.hub.handle(self.id, ClientCommand::Quit { reason: None });
-                        return Ending::Quit;
-                    }
-                    Some(Err(error)) => return Ending::Lost(error.to_string()),
-                },
-            }
-        }
-    }
-
-    /// Sends what is in `batch`, one frame per event, flushed once.
-    async fn send_batch(&mut self) -> Result<(), Ending> {
-        for event in self.batch.drain(..) {
-            if self
-                .awaiting
-                .is_some_and(|pending| pending.is_met_by(event.event()))
-            {
-                self.awaiting = None;
-            }
-            if let ServerEvent::Message(message) = event.event() {
-                if self.echoes_in_flight.front() == Some(&message.id) {
-                    self.echoes_in_flight.pop_front();
-                }
-            }
-            let sent = tokio::select! {
-                sent = self.socket.feed(text_frame(&event)) => sent,
-                reason = wait_dropped(&mut self.dropped) => return Err(Ending::Dropped(reason)),
+            // `recv` is cancel-safe (a stream's `next`).
+            let input = match self.socket.recv().await {
+                Some(Ok(Message::Text(text))) => self.input(text.as_str()),
+                Some(Ok(Message::Binary(_))) => Input::Refused(ServerEvent::error(
+                    ErrorCode::BadJson,
+                    "send JSON commands as text frames",
+                )),
+                // Pings are answered by the WebSocket layer itself.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                // The tab closed or navigated away: a goodbye.
+                Some(Ok(Message::Close(_))) | None => return Ok(false),
+                Some(Err(error)) => return Err(io::Error::other(error)),
             };
-            sent.map_err(|error| Ending::Lost(error.to_string()))?;
-        }
-        tokio::select! {
-            flushed = self.socket.flush() => flushed.map_err(|error| Ending::Lost(error.to_string())),
-            reason = wait_dropped(&mut self.dropped) => Err(Ending::Dropped(reason)),
+            self.received = Some(input);
+            return Ok(true);
         }
     }
 
-    async fn on_text(&mut self, text: &str) -> Option<Ending> {
-        let verdict = match &mut self.throttle {
-            Some(throttle) => throttle.check(Instant::now().into_std()),
-            None => Verdict::Now,
-        };
-        match verdict {
-            Verdict::Now => {}
-            Verdict::After(_) => {
-                let message = self.limits.over_rate();
-                self.hub
-                    .notify(self.id, ServerEvent::error(ErrorCode::Flood, message));
-                return None;
-            }
-            Verdict::Flood => return Some(Ending::Flood),
-        }
-        let max = self.limits.max_line;
-        if max > 0 && text.len() > max {
-            let message = format!("message longer than {max} bytes; it was dropped");
-            self.hub
-                .notify(self.id, ServerEvent::error(ErrorCode::LineTooLong, message));
-            return None;
-        }
-        let command = match serde_json::from_str::<ClientCommand>(text) {
-            Ok(ClientCommand::Mode { .. }) => {
-                self.hub.notify(
-                    self.id,
-                    ServerEvent::error(ErrorCode::Usage, "the web door speaks JSON only"),
-                );
-                return None;
-            }
-            Ok(command) => command,
-            Err(error) => {
-                let message = format!("not a command object: {error}");
-                self.hub
-                    .notify(self.id, ServerEvent::error(ErrorCode::BadJson, message));
-                return None;
-            }
-        };
-        // As on TCP: messages may overtake a pending echo; anything else
-        // waits for it, so the room sees this member's actions in order.
-        let is_message = matches!(
-            command,
-            ClientCommand::Say { .. } | ClientCommand::Me { .. }
-        );
-        if self.awaiting.is_some()
-            && !(is_message && matches!(self.awaiting, Some(Pending::Echo(_))))
-        {
-            if let Err(ending) = self.wait_for_answer().await {
-                return Some(ending);
-            }
-        }
-        let handled = self.hub.handle(self.id, command);
-        if let Some(Pending::Echo(id)) = handled.pending {
-            self.echoes_in_flight.push_back(id);
-        }
-        if handled.pending.is_some() {
-            self.awaiting = handled.pending;
-        }
-        (handled.flow == Flow::Quit).then_some(Ending::Quit)
+    fn encode(&mut self, event: &Outgoing) {
+        self.outgoing.push(text_frame(event));
     }
 
-    /// Forwards the outbox to the browser until the awaited answer has gone
-    /// out (or a while has passed).
-    async fn wait_for_answer(&mut self) -> Result<(), Ending> {
-        let deadline = Instant::now() + ANSWER_WAIT;
-        while self.awaiting.is_some() {
-            match tokio::time::timeout_at(
-                deadline,
-                self.outbox.recv_many(&mut self.batch, WRITE_BATCH),
-            )
-            .await
-            {
-                Ok(0) => return Err(Ending::Dropped(String::new())),
-                Ok(_) => self.send_batch().await?,
-                Err(_) => {
-                    tracing::warn!("an answer did not come in time; going on");
-                    self.awaiting = None;
-                }
-            }
+    async fn flush(&mut self) -> io::Result<()> {
+        for frame in self.outgoing.drain(..) {
+            self.socket.feed(frame).await.map_err(io::Error::other)?;
         }
-        Ok(())
+        self.socket.flush().await.map_err(io::Error::other)
     }
 
-    /// Tells the hub and the browser how the session ended, then closes.
-    async fn finish(mut self, ending: Ending) {
-        let farewell = match ending {
-            Ending::Quit => None,
-            Ending::Lost(error) => {
-                tracing::info!(%error, "web connection lost");
-                self.hub.disconnect(self.id, LeaveReason::Lost, None);
-                return;
-            }
-            Ending::Dropped(reason) => Some(reason).filter(|reason| !reason.is_empty()),
-            Ending::Flood => Some(disconnect_flooder(&self.hub, self.id, &self.limits)),
-        };
-        let last_words = async {
-            while self.outbox.recv_many(&mut self.batch, WRITE_BATCH).await > 0 {
-                if self.send_batch().await.is_err() {
-                    return;
-                }
-            }
-            if let Some(reason) = farewell {
-                let bye = Outgoing::new(ServerEvent::Bye { reason });
-                let _ = self.socket.send(text_frame(&bye)).await;
-            }
-            let _ = self.socket.close().await;
-        };
-        if timeout(FAREWELL_TIMEOUT, last_words).await.is_err() {
-            tracing::debug!("farewell timed out");
-        }
+    async fn close(&mut self) -> io::Result<()> {
+        self.socket.close().await.map_err(io::Error::other)
     }
 }
 

@@ -1,25 +1,43 @@
 //! The hub: rooms, members, nicknames, the word filter and recent history.
 //!
 //! It knows nothing of sockets. A door calls [`Hub::connect`] for each new
-//! client and gets a [`Session`]: the member's id, its bounded outbox, and a
-//! channel on which the hub says "you have been disconnected". The door then
-//! feeds [`ClientCommand`]s to [`Hub::handle`] and writes what arrives in the
-//! outbox. Tests drive the hub the same way, without I/O.
+//! client and gets a [`Membership`]: the member's id, its bounded outbox,
+//! and a channel on which the hub says "you have been removed, because".
+//! The door then feeds [`ClientCommand`]s to [`Hub::handle`] and writes what
+//! arrives in the outbox. Tests drive the hub the same way, without I/O.
+//!
+//! The state and its rules are split by concern: `members.rs` (admission,
+//! nicks, leaving), `rooms.rs`, `commands.rs` (what each command does),
+//! `fanout.rs` (delivery without waiting). Committed messages reach the
+//! fan-out through the [`Bus`] (`bus.rs`); time comes from the
+//! [`Clock`] in [`HubConfig`].
 
+mod bus;
+pub mod clock;
+mod commands;
+mod fanout;
 mod filter;
+pub mod ids;
+mod members;
+mod rooms;
 mod state;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use bus::{Bus, LocalBus};
+pub use clock::{Clock, SystemClock};
 pub use filter::{FilterRule, WordFilter};
 
 use crate::metrics::Metrics;
-use crate::protocol::{ClientCommand, ErrorCode, LeaveReason, Outgoing, ServerEvent};
-use crate::store::writer::{HistoryWriter, Publisher, Query};
-use crate::store::{HistoryStore, Retention, StoreError, StoredMessage};
+use crate::protocol::{
+    ClientCommand, Departure, DropReason, ErrorCode, MessageRecord, Outgoing, ServerEvent,
+};
+use crate::store::writer::{HistoryWriter, Query};
+use crate::store::{HistoryStore, Retention, StoreError};
+use bus::WriterOutlet;
 use state::{PendingQuery, State};
 
 /// The nickname of the server's operator console; nobody else may take it.
@@ -28,30 +46,27 @@ pub const CONSOLE_NICK: &str = "server";
 /// Messages deleted per step of the retention pass at start.
 const STARTUP_PRUNE_BATCH: usize = 10_000;
 
-/// What every member is told when the server stops.
-pub const SHUTDOWN_REASON: &str = "server is shutting down";
-
 /// Identifies a member for as long as it is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId(u64);
 
-/// Which door a member came in by (for logs and history).
+/// Which door a member came in by (for logs, metrics and history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Door {
+pub enum DoorKind {
     Tcp,
     Udp,
     Web,
     Console,
 }
 
-impl Door {
+impl DoorKind {
     /// The door's name, as stored with each message.
     pub fn name(self) -> &'static str {
         match self {
-            Door::Tcp => "tcp",
-            Door::Udp => "udp",
-            Door::Web => "web",
-            Door::Console => "console",
+            DoorKind::Tcp => "tcp",
+            DoorKind::Udp => "udp",
+            DoorKind::Web => "web",
+            DoorKind::Console => "console",
         }
     }
 }
@@ -59,6 +74,18 @@ impl Door {
 /// Members past which a room is big (see [`HubConfig::big_room`]). Twitch
 /// stops sending JOIN/PART past 1000 viewers for the same reason.
 pub const DEFAULT_BIG_ROOM: usize = 1000;
+/// Default members at once, over all doors.
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Default members at once from one IP address.
+pub const DEFAULT_MAX_PER_IP: usize = 100;
+/// Default events queued per member before it is dropped as too slow.
+pub const DEFAULT_OUTBOX: usize = 1024;
+/// Default messages replayed to whoever joins a room.
+pub const DEFAULT_HISTORY_LEN: usize = 20;
+/// The server's default name, shown in the welcome.
+pub const DEFAULT_SERVER_NAME: &str = "sockchat";
+/// The room everyone starts in by default.
+pub const DEFAULT_ROOM: &str = "lobby";
 
 /// Hub settings. Limits of 0 mean "no limit".
 #[derive(Debug, Clone)]
@@ -84,27 +111,30 @@ pub struct HubConfig {
     /// longer announced to the room and newcomers get a member count instead
     /// of the list, so seating n members costs O(n), not O(n²). 0: no limit.
     pub big_room: usize,
+    /// Where message times come from.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
-            server_name: "sockchat".into(),
-            default_room: "lobby".into(),
+            server_name: DEFAULT_SERVER_NAME.into(),
+            default_room: DEFAULT_ROOM.into(),
             filter: WordFilter::default(),
-            history_len: 20,
-            max_clients: 0,
-            max_per_ip: 0,
-            outbox: 1024,
+            history_len: DEFAULT_HISTORY_LEN,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+            outbox: DEFAULT_OUTBOX,
             store_private: false,
             big_room: DEFAULT_BIG_ROOM,
+            clock: Arc::new(SystemClock),
         }
     }
 }
 
 /// A member's end of its connection to the hub, held by its door.
 #[derive(Debug)]
-pub struct Session {
+pub struct Membership {
     /// The member's id, for [`Hub::handle`] and [`Hub::disconnect`].
     pub id: MemberId,
     /// The nickname the member starts with.
@@ -112,9 +142,10 @@ pub struct Session {
     /// Everything addressed to the member, in order. Yields `None` once the
     /// member is gone from the hub and everything queued has been taken.
     pub outbox: mpsc::Receiver<Arc<Outgoing>>,
-    /// Resolves with a reason when the hub drops the member (outbox full,
-    /// kicked, shutdown). Errors, harmlessly, when the member leaves by itself.
-    pub dropped: oneshot::Receiver<String>,
+    /// Resolves with the reason when the hub removes the member (outbox
+    /// full, kicked, shutdown). Errors, harmlessly, when the member leaves
+    /// by itself.
+    pub dropped: oneshot::Receiver<DropReason>,
 }
 
 /// Why the hub refused a new member.
@@ -197,6 +228,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Owns the history store, when history is kept.
     history: Option<HistoryWriter>,
+    /// Where committed messages go to be fanned out.
+    bus: Arc<dyn Bus>,
     /// A `std` mutex, not Tokio's: it is held only for in-memory work and
     /// `try_send`s, never across an `.await`, so it is short and uncontended
     /// locks stay cheap. Fan-out happens under it, which keeps every member's
@@ -209,21 +242,21 @@ impl Hub {
     pub fn new(config: HubConfig) -> Self {
         let metrics = Arc::new(Metrics::default());
         let state = State::new(&config, metrics.clone(), 0, Vec::new());
-        Hub {
-            shared: Arc::new(Shared {
-                config,
-                metrics,
-                history: None,
-                state: Mutex::new(state),
-            }),
-        }
+        let shared = Arc::new_cyclic(|hub| Shared {
+            config,
+            metrics,
+            history: None,
+            bus: Arc::new(LocalBus::new(hub.clone())),
+            state: Mutex::new(state),
+        });
+        Hub { shared }
     }
 
     /// A hub whose room messages go to `store` before anyone sees them.
     /// Message ids continue after the stored ones, and each room's recent
     /// past is loaded for replay on join.
-    /// Must be called on a Tokio runtime: committed messages are fanned
-    /// out by a task on it.
+    /// Must be called on a Tokio runtime: committed messages are handed to
+    /// the bus by a task on it.
     pub fn with_store(
         config: HubConfig,
         mut store: Box<dyn HistoryStore>,
@@ -231,7 +264,7 @@ impl Hub {
     ) -> Result<Self, StoreError> {
         // Retention first, while nobody is chatting yet, so the replayed
         // past is what retention keeps.
-        let now_ms = state::now_millis();
+        let now_ms = config.clock.now_millis();
         while store.prune(&retention, now_ms, STARTUP_PRUNE_BATCH)? == STARTUP_PRUNE_BATCH {}
         let last_id = store.last_id()?;
         let mut recent = Vec::new();
@@ -240,22 +273,30 @@ impl Hub {
         }
         let metrics = Arc::new(Metrics::default());
         let state = State::new(&config, metrics.clone(), last_id, recent);
-        let (committed, committed_rx) = tokio::sync::mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            metrics,
-            history: Some(HistoryWriter::spawn(
-                store,
-                HubPublisher(committed),
-                retention,
-            )),
-            config,
-            state: Mutex::new(state),
+        let mut forward = None;
+        let shared = Arc::new_cyclic(|hub| {
+            let (outlet, task) = WriterOutlet::new(hub.clone());
+            forward = Some(task);
+            Shared {
+                metrics,
+                history: Some(HistoryWriter::spawn(
+                    store,
+                    outlet,
+                    retention,
+                    config.clock.clone(),
+                )),
+                bus: Arc::new(LocalBus::new(hub.clone())),
+                config,
+                state: Mutex::new(state),
+            }
         });
-        tokio::spawn(fan_out_committed(Arc::downgrade(&shared), committed_rx));
+        tokio::spawn(forward.expect("set by new_cyclic"));
         Ok(Hub { shared })
     }
 
-    /// Commits what is queued for history and stops the writer. Blocks.
+    /// Commits everything queued for history and stops the writer thread,
+    /// waiting for it (blocks: call it off the runtime, or where a short
+    /// block is fine). Room messages still arriving are no longer kept.
     pub fn close_history(&self) {
         if let Some(writer) = &self.shared.history {
             writer.stop();
@@ -273,7 +314,7 @@ impl Hub {
 
     /// Admits a new member: gives it a guest nickname, puts it in the default
     /// room, queues its welcome and announces it to the room.
-    pub fn connect(&self, door: Door, ip: Option<IpAddr>) -> Result<Session, Refusal> {
+    pub fn connect(&self, door: DoorKind, ip: Option<IpAddr>) -> Result<Membership, Refusal> {
         let config = &self.shared.config;
         let mut state = self.lock();
         state.admit(config, ip)?;
@@ -284,10 +325,10 @@ impl Hub {
 
     /// Admits the operator console as the member `server`. It counts toward
     /// no limit and is never dropped for a full outbox.
-    pub fn connect_console(&self) -> Session {
+    pub fn connect_console(&self) -> Membership {
         let config = &self.shared.config;
         let mut state = self.lock();
-        let session = state.add_member(config, Door::Console, None, Some(CONSOLE_NICK));
+        let session = state.add_member(config, DoorKind::Console, None, Some(CONSOLE_NICK));
         state.settle(config);
         session
     }
@@ -300,6 +341,9 @@ impl Hub {
         let handled = state.handle(config, history, id, command);
         state.settle(config);
         drop(state);
+        if let Some(message) = handled.to_publish {
+            self.shared.bus.publish(vec![message.record]);
+        }
         let mut pending = handled.message.map(Pending::Echo);
         if let (Some(query), Some(writer)) = (handled.query, history) {
             writer.query(query.query.clone(), self.reply_to(query));
@@ -342,22 +386,13 @@ impl Hub {
         &self.shared.metrics
     }
 
-    /// Fans out messages the writer has committed (`saved`), or could not
-    /// commit and keeps for a retry.
-    fn publish(&self, messages: Vec<StoredMessage>, saved: bool) {
-        let counter = if saved {
-            &self.shared.metrics.history_writes
-        } else {
-            &self.shared.metrics.history_write_failures
-        };
-        counter.inc_by(messages.len() as u64);
+    /// Fans out committed room messages to this hub's members (the bus
+    /// calls this, in room order).
+    pub fn fan_out(&self, messages: Vec<MessageRecord>) {
         let config = &self.shared.config;
         let mut state = self.lock();
         for message in messages {
-            // Private messages were delivered when sent; they are only kept.
-            if message.to.is_none() {
-                state.publish(config, message.record);
-            }
+            state.publish(config, message);
         }
         state.settle(config);
     }
@@ -382,28 +417,26 @@ impl Hub {
     }
 
     /// Removes a member whose door ended the session (connection lost,
-    /// flood, idle). The member's rooms see `reason`. Does nothing if the
-    /// member is already gone.
-    pub fn disconnect(&self, id: MemberId, reason: LeaveReason, detail: Option<String>) {
+    /// flood, idle). Its rooms hear how it left. Does nothing if the member
+    /// is already gone.
+    pub fn disconnect(&self, id: MemberId, departure: Departure) {
         let config = &self.shared.config;
         let mut state = self.lock();
-        state.remove_member(config, id, reason, detail, None);
+        state.remove_member(config, id, departure, false);
         state.settle(config);
     }
 
-    /// Disconnects the member called `nick` (the console's `/kick`).
+    /// Removes the member called `nick` (the console's `/kick`).
     pub fn kick(&self, nick: &str, reason: Option<&str>) -> Result<(), String> {
         let config = &self.shared.config;
         let mut state = self.lock();
         let id = state
             .find_nick(nick)
             .ok_or_else(|| format!("no such nick: {nick}"))?;
-        let detail = match reason {
-            Some(reason) => format!("kicked: {reason}"),
-            None => "kicked".to_string(),
+        let why = DropReason::Kicked {
+            reason: reason.map(str::to_string),
         };
-        let told = format!("you were {detail}");
-        state.remove_member(config, id, LeaveReason::Dropped, Some(detail), Some(told));
+        state.remove_member(config, id, Departure::Dropped(why), true);
         state.settle(config);
         Ok(())
     }
@@ -411,7 +444,7 @@ impl Hub {
     /// Tells every member the server is shutting down and forgets them all.
     /// Their doors see `dropped` resolve and close their connections.
     pub fn shutdown(&self) {
-        self.lock().drop_everyone(SHUTDOWN_REASON);
+        self.lock().drop_everyone(DropReason::ShuttingDown);
     }
 
     /// Tells every member something (history trouble, say).
@@ -430,45 +463,6 @@ impl Hub {
     /// Members connected now, the console aside.
     pub fn member_count(&self) -> usize {
         self.lock().counted_members()
-    }
-}
-
-/// What the history writer hands back, in commit order.
-enum Committed {
-    Messages(Vec<StoredMessage>, bool),
-    Announcement(String),
-}
-
-/// The writer's way back into the hub: a channel to a task on the runtime.
-/// Fanning out from the writer's own thread made every recipient's wake-up
-/// a cross-thread one (the runtime's shared queue and a futex each); from
-/// a runtime task they are cheap local wake-ups, and the writer is free
-/// for the next commit sooner.
-struct HubPublisher(tokio::sync::mpsc::UnboundedSender<Committed>);
-
-impl Publisher for HubPublisher {
-    fn publish(&self, messages: Vec<StoredMessage>, saved: bool) {
-        // Closed only once the hub is gone; then no one is left to tell.
-        let _ = self.0.send(Committed::Messages(messages, saved));
-    }
-
-    fn announce(&self, text: &str) {
-        let _ = self.0.send(Committed::Announcement(text.to_string()));
-    }
-}
-
-/// Fans out what the writer committed, until the hub or the writer is gone.
-async fn fan_out_committed(
-    hub: Weak<Shared>,
-    mut committed: tokio::sync::mpsc::UnboundedReceiver<Committed>,
-) {
-    while let Some(next) = committed.recv().await {
-        let Some(shared) = hub.upgrade() else { return };
-        let hub = Hub { shared };
-        match next {
-            Committed::Messages(messages, saved) => hub.publish(messages, saved),
-            Committed::Announcement(text) => hub.announce(&text),
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! read directly.
 
 use super::*;
-use crate::protocol::{ClientCommand, ServerEvent};
+use crate::protocol::{ClientCommand, Departure, DropReason, ServerEvent};
 
 fn hub() -> Hub {
     Hub::new(HubConfig {
@@ -12,7 +12,7 @@ fn hub() -> Hub {
 }
 
 /// Everything queued for `session` right now.
-fn drain(session: &mut Session) -> Vec<ServerEvent> {
+fn drain(session: &mut Membership) -> Vec<ServerEvent> {
     std::iter::from_fn(|| session.outbox.try_recv().ok())
         .map(|outgoing| outgoing.event().clone())
         .collect()
@@ -28,8 +28,8 @@ fn say(text: &str) -> ClientCommand {
 #[test]
 fn a_member_is_welcomed_and_announced() {
     let hub = hub();
-    let mut first = hub.connect(Door::Tcp, None).unwrap();
-    let mut second = hub.connect(Door::Udp, None).unwrap();
+    let mut first = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut second = hub.connect(DoorKind::Udp, None).unwrap();
     assert!(matches!(
         &drain(&mut second)[..],
         [ServerEvent::Welcome { nick, members, .. }] if nick == "guest-2" && members.len() == 2
@@ -41,8 +41,8 @@ fn a_member_is_welcomed_and_announced() {
 #[test]
 fn messages_are_filtered_and_shared_not_copied() {
     let hub = hub();
-    let mut alice = hub.connect(Door::Tcp, None).unwrap();
-    let mut bob = hub.connect(Door::Web, None).unwrap();
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut bob = hub.connect(DoorKind::Web, None).unwrap();
     drain(&mut alice);
     drain(&mut bob);
     hub.handle(alice.id, say("you sb"));
@@ -63,16 +63,13 @@ fn a_full_outbox_drops_that_member_only() {
         outbox: 4,
         ..HubConfig::default()
     });
-    let mut talker = hub.connect(Door::Tcp, None).unwrap();
-    let mut stuck = hub.connect(Door::Tcp, None).unwrap();
+    let mut talker = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut stuck = hub.connect(DoorKind::Tcp, None).unwrap();
     for index in 0..10 {
         hub.handle(talker.id, say(&format!("line {index}")));
         drain(&mut talker);
     }
-    assert_eq!(
-        stuck.dropped.try_recv().unwrap(),
-        "sendq exceeded: too many messages waiting for you to read them"
-    );
+    assert_eq!(stuck.dropped.try_recv().unwrap(), DropReason::SendqExceeded);
     assert_eq!(hub.member_count(), 1);
     hub.handle(talker.id, ClientCommand::Who { room: None });
     assert!(matches!(
@@ -84,8 +81,8 @@ fn a_full_outbox_drops_that_member_only() {
 #[test]
 fn nicknames_are_unique_regardless_of_case() {
     let hub = hub();
-    let mut alice = hub.connect(Door::Tcp, None).unwrap();
-    let mut bob = hub.connect(Door::Tcp, None).unwrap();
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
     hub.handle(
         alice.id,
         ClientCommand::Nick {
@@ -121,19 +118,24 @@ fn nicknames_are_unique_regardless_of_case() {
 #[test]
 fn kick_and_shutdown_tell_the_door() {
     let hub = hub();
-    let mut victim = hub.connect(Door::Tcp, None).unwrap();
-    let mut other = hub.connect(Door::Tcp, None).unwrap();
+    let mut victim = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut other = hub.connect(DoorKind::Tcp, None).unwrap();
     hub.kick("guest-1", Some("spam")).unwrap();
-    assert_eq!(victim.dropped.try_recv().unwrap(), "you were kicked: spam");
+    assert_eq!(
+        victim.dropped.try_recv().unwrap(),
+        DropReason::Kicked {
+            reason: Some("spam".into())
+        }
+    );
     assert!(matches!(
         drain(&mut other).last(),
         Some(ServerEvent::Leave { detail: Some(detail), .. }) if detail == "kicked: spam"
     ));
     assert!(hub.kick("nobody", None).is_err());
     hub.shutdown();
-    assert_eq!(other.dropped.try_recv().unwrap(), SHUTDOWN_REASON);
+    assert_eq!(other.dropped.try_recv().unwrap(), DropReason::ShuttingDown);
     assert_eq!(
-        hub.connect(Door::Tcp, None).unwrap_err(),
+        hub.connect(DoorKind::Tcp, None).unwrap_err(),
         Refusal::ShuttingDown
     );
 }
@@ -145,15 +147,15 @@ fn limits_count_per_address_and_free_on_leave() {
         ..HubConfig::default()
     });
     let ip = Some("10.0.0.1".parse().unwrap());
-    let first = hub.connect(Door::Tcp, ip).unwrap();
+    let first = hub.connect(DoorKind::Tcp, ip).unwrap();
     assert_eq!(
-        hub.connect(Door::Tcp, ip).unwrap_err(),
+        hub.connect(DoorKind::Tcp, ip).unwrap_err(),
         Refusal::TooManyFromAddress(1)
     );
-    hub.connect(Door::Tcp, Some("10.0.0.2".parse().unwrap()))
+    hub.connect(DoorKind::Tcp, Some("10.0.0.2".parse().unwrap()))
         .unwrap();
-    hub.disconnect(first.id, LeaveReason::Lost, None);
-    hub.connect(Door::Tcp, ip).unwrap();
+    hub.disconnect(first.id, Departure::Lost);
+    hub.connect(DoorKind::Tcp, ip).unwrap();
 }
 
 #[test]
@@ -162,8 +164,8 @@ fn a_big_room_sends_counts_instead_of_lists_and_stops_announcing() {
         big_room: 2,
         ..HubConfig::default()
     });
-    let mut first = hub.connect(Door::Tcp, None).unwrap();
-    let mut second = hub.connect(Door::Tcp, None).unwrap();
+    let mut first = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut second = hub.connect(DoorKind::Tcp, None).unwrap();
     drain(&mut first);
     assert!(matches!(
         &drain(&mut second)[..],
@@ -171,7 +173,7 @@ fn a_big_room_sends_counts_instead_of_lists_and_stops_announcing() {
     ));
 
     // The third member makes the room big: a count, and no join notices.
-    let mut third = hub.connect(Door::Tcp, None).unwrap();
+    let mut third = hub.connect(DoorKind::Tcp, None).unwrap();
     assert!(matches!(
         &drain(&mut third)[..],
         [ServerEvent::Welcome { members, count: 3, .. }] if members.is_empty()
@@ -188,9 +190,9 @@ fn a_big_room_sends_counts_instead_of_lists_and_stops_announcing() {
 
     // Leaving a big room is not announced either; once it is small again,
     // leaves are.
-    hub.disconnect(third.id, LeaveReason::Quit, None);
+    hub.disconnect(third.id, Departure::Quit { reason: None });
     assert!(drain(&mut first).is_empty());
-    hub.disconnect(second.id, LeaveReason::Quit, None);
+    hub.disconnect(second.id, Departure::Quit { reason: None });
     assert!(matches!(
         &drain(&mut first)[..],
         [ServerEvent::Leave { nick, .. }] if nick == "guest-2"
@@ -203,8 +205,8 @@ fn joining_a_big_room_confirms_to_the_joiner_only() {
         big_room: 1,
         ..HubConfig::default()
     });
-    let mut first = hub.connect(Door::Tcp, None).unwrap();
-    let mut second = hub.connect(Door::Tcp, None).unwrap();
+    let mut first = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut second = hub.connect(DoorKind::Tcp, None).unwrap();
     hub.handle(first.id, ClientCommand::Join { room: "big".into() });
     drain(&mut first);
     drain(&mut second);

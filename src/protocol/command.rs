@@ -62,8 +62,6 @@ pub enum ClientCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// Switch this connection's wire mode (handled by the door, not the hub).
-    Mode { mode: WireMode },
     /// Ask for a `pong` carrying the same `token`, in order with everything
     /// else sent to you: a round-trip time, or a check that the link works.
     Ping {
@@ -71,6 +69,19 @@ pub enum ClientCommand {
         token: u64,
     },
 }
+
+/// A JSON-lines client's request to change wire mode,
+/// `{"type":"mode","mode":"text"}`: the door's business, not the hub's,
+/// so it is not a [`ClientCommand`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "mode")]
+pub struct ModeSwitch {
+    pub mode: WireMode,
+}
+
+/// The text line that switches a TCP connection to JSON lines (a door
+/// matter, so [`parse_line`] does not know it).
+pub const JSON_SWITCH: &str = "/json";
 
 /// Why a line could not be turned into a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,9 +172,6 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
             reason: optional(rest),
         },
         "ping" => ClientCommand::Ping { token: 0 },
-        "json" => ClientCommand::Mode {
-            mode: WireMode::Json,
-        },
         _ => return Err(ParseError::UnknownCommand(name.to_string())),
     };
     Ok(Some(command))

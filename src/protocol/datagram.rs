@@ -29,17 +29,19 @@ pub struct ClientDatagram {
     pub pad: Option<String>,
 }
 
-/// A datagram from the server to a structured client.
+/// A datagram from the server to a structured client. Clients read the
+/// events as [`ServerEvent`]s; the server writes each one's JSON as already
+/// encoded for its other recipients ([`EncodedEvent`]), not re-encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerDatagram {
+pub enum ServerDatagram<E = ServerEvent> {
     /// The one answer to the client datagram with this id.
     Ack {
         ack: u64,
         /// What the command produced (your message as the room saw it,
         /// errors, lists) and, for an unproven address, room traffic pulled
         /// since the last datagram, as far as the byte budget allows.
-        events: Vec<ServerEvent>,
+        events: Vec<E>,
         /// Present until the address is proven: echo it as `proof`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
@@ -51,8 +53,20 @@ pub enum ServerDatagram {
     Push {
         /// Increases by one per push datagram; a gap means pushes were lost.
         seq: u64,
-        events: Vec<ServerEvent>,
+        events: Vec<E>,
     },
+}
+
+/// An event's JSON as the server already encoded it, written into a
+/// datagram as is.
+pub type EncodedEvent<'a> = &'a serde_json::value::RawValue;
+
+impl<E: Serialize> ServerDatagram<E> {
+    /// The datagram's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data with string keys: serialisation cannot fail.
+        serde_json::to_vec(self).expect("datagrams serialise")
+    }
 }
 
 fn is_zero(value: &usize) -> bool {

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::WireMode;
+use super::{LeaveReason, WireMode};
 
 /// One room message, as stored and replayed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,20 +32,6 @@ pub struct RoomInfo {
     pub members: usize,
 }
 
-/// Why a member is no longer in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LeaveReason {
-    /// `/part`: left this room, still connected.
-    Part,
-    /// `/quit`, `byebye`, `bye`, or end of input: left the server.
-    Quit,
-    /// The connection broke (killed, reset) without a goodbye.
-    Lost,
-    /// The server removed the member (flood, full outbox, idle, kick, shutdown).
-    Dropped,
-}
-
 /// Machine-readable error kinds, for clients that branch on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,6 +53,7 @@ pub enum ErrorCode {
     Idle,
     Kicked,
     NoHistory,
+    ShuttingDown,
 }
 
 /// Everything the server tells a client.
@@ -132,8 +119,15 @@ pub enum ServerEvent {
     Error { code: ErrorCode, message: String },
     /// The wire mode changed; sent in the new mode.
     Mode { mode: WireMode },
-    /// Your session is over; the server closes the connection next.
-    Bye { reason: String },
+    /// Your session is over; the server closes the connection next. A
+    /// `code` says why the server ended it; a goodbye you asked for has none.
+    Bye {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<ErrorCode>,
+    },
+    /// The room plain text now goes to (after `/join` of a room you are in).
+    Current { room: String },
     /// The answer to a `ping`.
     Pong { token: u64 },
 }
@@ -247,7 +241,10 @@ impl ServerEvent {
                 };
                 let _ = write!(out, "* mode: {name}");
             }
-            ServerEvent::Bye { reason } => {
+            ServerEvent::Current { room } => {
+                let _ = write!(out, "* now talking in #{room}");
+            }
+            ServerEvent::Bye { reason, .. } => {
                 let _ = write!(out, "* bye: {reason}");
             }
             ServerEvent::Pong { .. } => out.push_str("* pong"),

@@ -5,7 +5,10 @@
 pub mod command;
 pub mod datagram;
 mod event;
+pub mod line_codec;
+mod reason;
 pub mod text;
 
 pub use command::{parse_line, ClientCommand, ParseError, WireMode};
-pub use event::{ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent};
+pub use event::{ErrorCode, MessageRecord, Outgoing, RoomInfo, ServerEvent};
+pub use reason::{Departure, DropReason, LeaveReason};

@@ -9,11 +9,13 @@
 //! writing resumes (with the kept messages first) as soon as it can.
 
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::{HistoryStore, Retention, StoreError, StoredMessage};
+use crate::hub::Clock;
 use crate::protocol::MessageRecord;
 
 /// A batch smaller than this gives the senders one chance to add to it.
@@ -89,11 +91,12 @@ impl HistoryWriter {
         store: Box<dyn HistoryStore>,
         publisher: impl Publisher,
         retention: Retention,
+        clock: Arc<dyn Clock>,
     ) -> HistoryWriter {
         let (jobs, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sockchat-history".into())
-            .spawn(move || Worker::new(store, publisher, retention).run(inbox))
+            .spawn(move || Worker::new(store, publisher, retention, clock).run(inbox))
             .expect("the OS can start a thread");
         HistoryWriter {
             jobs,
@@ -136,6 +139,8 @@ struct Worker<P> {
     store: Box<dyn HistoryStore>,
     publisher: P,
     retention: Retention,
+    /// Wall-clock time, for retention by age.
+    clock: Arc<dyn Clock>,
     /// Messages already fanned out but not yet on disk.
     unsaved: Vec<StoredMessage>,
     failing: bool,
@@ -143,11 +148,17 @@ struct Worker<P> {
 }
 
 impl<P: Publisher> Worker<P> {
-    fn new(store: Box<dyn HistoryStore>, publisher: P, retention: Retention) -> Self {
+    fn new(
+        store: Box<dyn HistoryStore>,
+        publisher: P,
+        retention: Retention,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Worker {
             store,
             publisher,
             retention,
+            clock,
             unsaved: Vec::new(),
             failing: false,
             // Retention runs once at start, then every PRUNE_EVERY.
@@ -284,9 +295,7 @@ impl<P: Publisher> Worker<P> {
 
     /// One step of retention; another follows soon if there is more to do.
     fn prune(&mut self) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        let now_ms = self.clock.now_millis();
         match self.store.prune(&self.retention, now_ms, PRUNE_BATCH) {
             Ok(deleted) if deleted == PRUNE_BATCH => {
                 self.next_prune = Instant::now();

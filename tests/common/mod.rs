@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sockchat::door::ConnectionLimits;
 use sockchat::hub::{Hub, HubConfig};
 use sockchat::server::{HistoryConfig, ServeConfig, Server};
+use sockchat::session::Limits as ConnectionLimits;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;

@@ -409,10 +409,10 @@ impl App {
             }
             // Switching tabs tells the server which room is current; its
             // answer says what the tab already shows.
-            ServerEvent::Notice { text } if text.starts_with("now talking in #") => {}
+            ServerEvent::Current { .. } => {}
             ServerEvent::Notice { text } => self.system(&text),
             ServerEvent::Error { message, .. } => self.system(&format!("! {message}")),
-            ServerEvent::Bye { reason } => self.system(&format!("bye: {reason}")),
+            ServerEvent::Bye { reason, .. } => self.system(&format!("bye: {reason}")),
             ServerEvent::Pong { .. } | ServerEvent::Mode { .. } => {}
         }
     }
@@ -546,10 +546,6 @@ impl App {
         let room = self.current_room().map(str::to_string);
         let command = match command {
             ClientCommand::Quit { .. } => return vec![Action::Quit],
-            ClientCommand::Mode { .. } => {
-                self.system("! this client always speaks JSON");
-                return Vec::new();
-            }
             ClientCommand::Say { text, room: None } if room.is_none() => {
                 // The private tab: to whoever we last talked with.
                 match self.last_private.clone() {

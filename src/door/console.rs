@@ -1,11 +1,47 @@
 //! The operator's console: when the server runs on a terminal, what the
 //! operator types is said in the default room as `server`, and room
-//! traffic is shown back. `/kick NICK [REASON]` is the console's own.
+//! traffic is shown back. `/kick NICK [REASON]` is the console's own. A
+//! door like the others: the server spawns and tracks it, and shutdown
+//! ends it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::hub::Hub;
-use crate::protocol::{parse_line, ClientCommand, ServerEvent, WireMode};
+use super::{Door, DoorContext};
+use crate::hub::{Hub, MemberId};
+use crate::protocol::{parse_line, ClientCommand, Departure, WireMode};
+
+/// The console on the server's own stdin and stdout.
+#[derive(Debug, Default)]
+pub struct ConsoleDoor;
+
+impl Door for ConsoleDoor {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let input = tokio::io::BufReader::new(tokio::io::stdin());
+            let console = run(context.hub, input, tokio::io::stdout());
+            // Shutdown does not wait for the operator to press Enter: the
+            // console stops here, whatever its stdin read is doing.
+            tokio::select! {
+                _ = context.shutdown.cancelled() => {}
+                stopped = console => if let Err(error) = stopped {
+                    tracing::warn!(%error, "console stopped");
+                },
+            }
+        })
+    }
+}
 
 /// Runs the console until `input` ends. Output errors end it too (the
 /// terminal is gone); the server carries on either way.
@@ -14,20 +50,20 @@ pub async fn run(
     input: impl AsyncBufRead + Unpin,
     mut output: impl AsyncWrite + Unpin,
 ) -> std::io::Result<()> {
-    let mut session = hub.connect_console();
+    let mut membership = hub.connect_console();
     let mut lines = input.lines();
     loop {
         tokio::select! {
             line = lines.next_line() => {
                 let Some(line) = line? else {
-                    hub.disconnect(session.id, crate::protocol::LeaveReason::Quit, None);
+                    hub.disconnect(membership.id, Departure::Quit { reason: None });
                     return Ok(());
                 };
-                if let Some(reply) = run_line(&hub, session.id, &line) {
+                if let Some(reply) = run_line(&hub, membership.id, &line) {
                     output.write_all(format!("{reply}\n").as_bytes()).await?;
                 }
             }
-            outgoing = session.outbox.recv() => {
+            outgoing = membership.outbox.recv() => {
                 let Some(outgoing) = outgoing else { return Ok(()) };
                 output.write_all(outgoing.encoded(WireMode::Text)).await?;
             }
@@ -38,7 +74,7 @@ pub async fn run(
 
 /// Carries out one console line; returns what to tell the operator
 /// directly (everything else arrives through the console's outbox).
-fn run_line(hub: &Hub, id: crate::hub::MemberId, line: &str) -> Option<String> {
+fn run_line(hub: &Hub, id: MemberId, line: &str) -> Option<String> {
     if let Some(rest) = line.strip_prefix("/kick") {
         let mut words = rest.trim().splitn(2, char::is_whitespace);
         let Some(nick) = words.next().filter(|nick| !nick.is_empty()) else {
@@ -57,14 +93,11 @@ fn run_line(hub: &Hub, id: crate::hub::MemberId, line: &str) -> Option<String> {
         Ok(Some(ClientCommand::Quit { .. })) => {
             Some("* the console stays; stop the server with Ctrl-C".into())
         }
-        Ok(Some(ClientCommand::Mode { .. })) => Some("! the console speaks text only".into()),
         Ok(Some(command)) => {
             hub.handle(id, command);
             None
         }
         Ok(None) => None,
-        Err(error) => {
-            Some(ServerEvent::error(crate::protocol::ErrorCode::Usage, error.to_string()).to_text())
-        }
+        Err(error) => Some(super::tcp::parse_error(&error).to_text()),
     }
 }

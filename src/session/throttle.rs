@@ -44,6 +44,11 @@ impl Throttle {
         })
     }
 
+    /// The rate, in messages a second.
+    pub fn rate(&self) -> u32 {
+        self.per_second as u32
+    }
+
     /// Accounts for one message arriving at `now`.
     pub fn check(&mut self, now: Instant) -> Verdict {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

@@ -1,0 +1,230 @@
+//! The one driver for connection-oriented doors: it runs a member's
+//! [`Session`] over any [`Wire`] (a byte stream with a codec, a WebSocket).
+//!
+//! One `select!` over four cancel-safe sources: the hub's "you are removed"
+//! signal, the member's outbox (everything pending is encoded and written
+//! at once), the peer (read only while the session wants input), and one
+//! timer (the session's next deadline, or the wire's unterminated input).
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use super::{carry_out, now, wait_dropped};
+use crate::hub::{DoorKind, Hub, MemberId, Membership};
+use crate::protocol::{DropReason, Outgoing};
+use crate::session::{Ending, Input, Limits, Session, FAREWELL_TIMEOUT};
+
+/// Events taken from the outbox per write: one write carries them all.
+pub(crate) const WRITE_BATCH: usize = 128;
+
+/// A peer's connection as the driver sees it: inputs decoded from it,
+/// events encoded onto it.
+pub trait Wire: Send {
+    /// The next input already received, if a whole one is buffered.
+    fn next_input(&mut self) -> Option<Input>;
+
+    /// Waits for more from the peer. `Ok(false)` once it will send no more.
+    /// Cancel-safe: nothing received is lost if the future is dropped.
+    fn receive(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
+
+    /// At end of input: what is left (an unterminated last line).
+    fn last_input(&mut self) -> Option<Input> {
+        None
+    }
+
+    /// When buffered unterminated input counts as a whole one, if any
+    /// is waiting (the classic client never sends a newline).
+    fn partial_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The unterminated input, taken as a whole one.
+    fn take_partial(&mut self) -> Option<Input> {
+        None
+    }
+
+    /// Encodes one event for the next [`Wire::flush`].
+    fn encode(&mut self, event: &Outgoing);
+
+    /// Writes everything encoded.
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Closes the connection.
+    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// Serves one peer from welcome to goodbye: admission, the session, the
+/// last words.
+pub async fn serve_member(
+    mut wire: impl Wire,
+    hub: Hub,
+    door: DoorKind,
+    ip: IpAddr,
+    limits: Arc<Limits>,
+) {
+    let membership = match hub.connect(door, Some(ip)) {
+        Ok(membership) => membership,
+        Err(refusal) => {
+            tracing::info!(%refusal, "refused");
+            wire.encode(&Outgoing::new(refusal.to_event()));
+            let refuse = async {
+                wire.flush().await?;
+                wire.close().await
+            };
+            let _ = timeout(FAREWELL_TIMEOUT, refuse).await;
+            return;
+        }
+    };
+    let Membership {
+        id,
+        outbox,
+        dropped,
+        ..
+    } = membership;
+    let mut member = Member {
+        hub,
+        id,
+        outbox,
+        session: Session::for_stream(&limits, now()),
+        batch: Vec::new(),
+    };
+    let ending = member.run(&mut wire, dropped).await;
+    tracing::debug!(?ending, "session ending");
+    member.finish(&mut wire, ending).await;
+}
+
+/// One member's end of the driver.
+struct Member {
+    hub: Hub,
+    id: MemberId,
+    outbox: mpsc::Receiver<Arc<Outgoing>>,
+    session: Session,
+    batch: Vec<Arc<Outgoing>>,
+}
+
+impl Member {
+    async fn run(
+        &mut self,
+        wire: &mut impl Wire,
+        dropped: tokio::sync::oneshot::Receiver<DropReason>,
+    ) -> Ending {
+        let mut dropped = Some(dropped);
+        let mut input_closed = false;
+        let mut end_told = false;
+        loop {
+            // Hand over what is buffered, for as long as the session wants it.
+            while self.session.wants_input() {
+                let next = match wire.next_input() {
+                    Some(input) => Some(input),
+                    None if input_closed => wire.last_input(),
+                    // Unterminated text after a pause is a line of its own.
+                    None if wire.partial_deadline().is_some_and(|at| at <= now()) => {
+                        wire.take_partial()
+                    }
+                    None => None,
+                };
+                match next {
+                    Some(input) => self.session.handle_input(input, now()),
+                    None => {
+                        if input_closed && !end_told {
+                            end_told = true;
+                            self.session.handle_end_of_input(now());
+                        }
+                        break;
+                    }
+                }
+                if let Some(ending) = self.carry_out() {
+                    return ending;
+                }
+            }
+            if let Some(ending) = self.carry_out() {
+                return ending;
+            }
+            let reading = self.session.wants_input() && !input_closed;
+            let partial = wire.partial_deadline().filter(|_| reading);
+            let timer = [self.session.poll_timeout(), partial]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                why = wait_dropped(&mut dropped) => self.session.handle_dropped(why),
+                count = self.outbox.recv_many(&mut self.batch, WRITE_BATCH) => {
+                    if count == 0 {
+                        // Removed from the hub: its reason, if it gave one.
+                        let why = dropped.take().and_then(|mut dropped| dropped.try_recv().ok());
+                        return why.map_or(Ending::Quit, Ending::Dropped);
+                    }
+                    let at = now();
+                    for event in self.batch.drain(..) {
+                        self.session.handle_delivered(event.event(), at);
+                        wire.encode(&event);
+                    }
+                    // A peer too slow to take the write cannot pin the task:
+                    // the hub's drop interrupts it.
+                    tokio::select! {
+                        written = wire.flush() => if let Err(error) = written {
+                            return Ending::Lost(error.to_string());
+                        },
+                        why = wait_dropped(&mut dropped) => self.session.handle_dropped(why),
+                    }
+                }
+                received = wire.receive(), if reading => match received {
+                    Ok(true) => {}
+                    Ok(false) => input_closed = true,
+                    Err(error) => return Ending::Lost(error.to_string()),
+                },
+                // The wire's partial input, if due, is taken at the top.
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
+                    self.session.handle_timeout(now());
+                }
+            }
+        }
+    }
+
+    /// Carries out what the session asks for; the ending, once there is one.
+    fn carry_out(&mut self) -> Option<Ending> {
+        carry_out(&mut self.session, &self.hub, self.id)
+    }
+
+    /// Tells the hub (unless it knows) and the peer how the session ended:
+    /// what is still queued, then the `bye`, then close, within
+    /// [`FAREWELL_TIMEOUT`].
+    async fn finish(mut self, wire: &mut impl Wire, ending: Ending) {
+        if let Ending::Lost(error) = &ending {
+            tracing::info!(%error, "connection lost");
+        }
+        if let Some(departure) = ending.departure() {
+            self.hub.disconnect(self.id, departure);
+        }
+        if matches!(ending, Ending::Lost(_)) {
+            return;
+        }
+        // The member is out of the hub now, so its outbox ends after what
+        // is already queued.
+        let last_words = async {
+            while self.outbox.recv_many(&mut self.batch, WRITE_BATCH).await > 0 {
+                for event in self.batch.drain(..) {
+                    wire.encode(&event);
+                }
+                wire.flush().await?;
+            }
+            if let Some(bye) = ending.farewell() {
+                wire.encode(&Outgoing::new(bye));
+                wire.flush().await?;
+            }
+            wire.close().await
+        };
+        match timeout(FAREWELL_TIMEOUT, last_words).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "farewell not delivered"),
+            Err(_) => tracing::debug!("farewell timed out"),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! A [`Wire`] over any byte stream (`AsyncRead + AsyncWrite`): a plain TCP
+//! socket today, TLS around it next. What the bytes mean is the
+//! [`StreamCodec`]'s business.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::driver::Wire;
+use super::now;
+use crate::protocol::Outgoing;
+use crate::session::Input;
+
+/// Bytes read at a time once a peer is sending; an idle peer's buffer
+/// starts at [`IDLE_READ`] and is freed when empty, so ten thousand quiet
+/// connections cost little.
+const READ_CHUNK: usize = 4096;
+const IDLE_READ: usize = 512;
+
+/// Write buffer capacity kept between batches; a bigger one (after a
+/// burst) is freed.
+const WRITE_BUF_KEPT: usize = 16 * 1024;
+
+/// Turns bytes into inputs and events into bytes, for one connection.
+pub trait StreamCodec: Send {
+    /// The next whole input at the front of `buf`, if there is one.
+    fn decode(&mut self, buf: &mut BytesMut) -> Option<Input>;
+    /// The peer sent its last byte: what is left in `buf`.
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Option<Input>;
+    /// Unterminated input after a pause, taken as whole (`None`: wait on).
+    fn decode_partial(&mut self, buf: &mut BytesMut) -> Option<Input>;
+    /// Appends `event`'s bytes to `out`.
+    fn encode(&mut self, event: &Outgoing, out: &mut Vec<u8>);
+}
+
+/// A byte stream and its codec.
+pub struct StreamWire<IO, C> {
+    io: IO,
+    codec: C,
+    read_buf: BytesMut,
+    /// How much to reserve for the next read: grows while reads fill it.
+    read_size: usize,
+    write_buf: Vec<u8>,
+    /// Unterminated input counts as whole after this much silence; `None`:
+    /// never.
+    partial_flush: Option<Duration>,
+    partial_deadline: Option<Instant>,
+}
+
+impl<IO, C> StreamWire<IO, C> {
+    /// A wire over `io`; see [`crate::session::Limits::partial_line_flush`]
+    /// for `partial_flush` (zero turns it off).
+    pub fn new(io: IO, codec: C, partial_flush: Duration) -> Self {
+        StreamWire {
+            io,
+            codec,
+            read_buf: BytesMut::new(),
+            read_size: IDLE_READ,
+            write_buf: Vec::new(),
+            partial_flush: (!partial_flush.is_zero()).then_some(partial_flush),
+            partial_deadline: None,
+        }
+    }
+
+    /// Idle connections keep no read buffer.
+    fn release_if_empty(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+            self.read_size = IDLE_READ;
+            self.partial_deadline = None;
+        }
+    }
+}
+
+impl<IO, C> Wire for StreamWire<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send,
+    C: StreamCodec,
+{
+    fn next_input(&mut self) -> Option<Input> {
+        let input = self.codec.decode(&mut self.read_buf);
+        if input.is_none() {
+            self.release_if_empty();
+        }
+        input
+    }
+
+    async fn receive(&mut self) -> io::Result<bool> {
+        self.read_buf.reserve(self.read_size);
+        let room = self.read_buf.capacity() - self.read_buf.len();
+        // `read_buf` is cancel-safe: if dropped, nothing was read.
+        let read = self.io.read_buf(&mut self.read_buf).await?;
+        if read == room && self.read_size < READ_CHUNK {
+            self.read_size *= 2;
+        }
+        self.partial_deadline = self.partial_flush.map(|flush| now() + flush);
+        Ok(read > 0)
+    }
+
+    fn last_input(&mut self) -> Option<Input> {
+        self.codec.decode_eof(&mut self.read_buf)
+    }
+
+    fn partial_deadline(&self) -> Option<Instant> {
+        self.partial_deadline.filter(|_| !self.read_buf.is_empty())
+    }
+
+    fn take_partial(&mut self) -> Option<Input> {
+        self.partial_deadline = None;
+        let input = self.codec.decode_partial(&mut self.read_buf);
+        self.release_if_empty();
+        input
+    }
+
+    fn encode(&mut self, event: &Outgoing) {
+        self.codec.encode(event, &mut self.write_buf);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.io.write_all(&self.write_buf).await?;
+        self.io.flush().await?;
+        self.write_buf.clear();
+        if self.write_buf.capacity() > WRITE_BUF_KEPT {
+            self.write_buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.io.shutdown().await
+    }
+}

@@ -1,0 +1,298 @@
+//! Commands: what each [`ClientCommand`] does to the state.
+
+use super::state::{Handled, PendingQuery, State};
+use super::{Flow, HubConfig, MemberId};
+use crate::metrics::DoorLabel;
+use crate::protocol::text::{normalize_room, sanitize};
+use crate::protocol::{ClientCommand, Departure, ErrorCode, MessageRecord, Outgoing, ServerEvent};
+use crate::store::writer::{HistoryWriter, Query};
+use crate::store::StoredMessage;
+use std::sync::Arc;
+
+/// Longest quit reason relayed to a room, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+/// Messages `/history` replays when no count is given, and at most.
+const DEFAULT_HISTORY_REQUEST: usize = 50;
+const MAX_HISTORY_REQUEST: usize = 1000;
+
+/// Matches `/search` returns at most (the newest).
+const MAX_SEARCH_RESULTS: usize = 50;
+
+const HELP: &str = "\
+commands:
+  TEXT               say TEXT in the current room (//TEXT says a line starting with /)
+  /nick NAME         change your nickname
+  /join ROOM         join ROOM (created if needed) and talk there
+  /part [ROOM]       leave ROOM (default: the current room)
+  /msg NICK TEXT     private message
+  /me ACTION         say an action: * you ACTION
+  /who [ROOM]        members of a room
+  /rooms             rooms with members
+  /history [N]       the last N messages of the current room (default 50)
+  /search WORDS      past messages of the current room with all the WORDS
+  /ping              answered with a pong (a round-trip check)
+  /json              switch this connection to JSON lines
+  /quit [REASON]     leave (so do the lines byebye and bye)";
+
+impl State {
+    /// Carries out a command. History lookups that need the store come
+    /// back as a [`PendingQuery`] for the hub to send to the writer.
+    pub(super) fn handle(
+        &mut self,
+        config: &HubConfig,
+        history: Option<&HistoryWriter>,
+        id: MemberId,
+        command: ClientCommand,
+    ) -> Handled {
+        let mut handled = Handled {
+            flow: Flow::Continue,
+            message: None,
+            query: None,
+            to_publish: None,
+        };
+        if !self.members.contains_key(&id) {
+            handled.flow = Flow::Quit;
+            return handled;
+        }
+        match command {
+            ClientCommand::Say { text, room } => {
+                let said = self.say(config, id, room, &text, false);
+                self.commit(history, said, &mut handled);
+            }
+            ClientCommand::Me { text, room } => {
+                let said = self.say(config, id, room, &text, true);
+                self.commit(history, said, &mut handled);
+            }
+            ClientCommand::Msg { to, text } => {
+                self.private_message(config, history, id, &to, &text);
+            }
+            ClientCommand::Nick { nick } => self.change_nick(id, &nick),
+            ClientCommand::Join { room } => self.join(config, id, &room),
+            ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
+            ClientCommand::Who { room } => self.who(id, room.as_deref()),
+            ClientCommand::Rooms => self.list_rooms(id),
+            ClientCommand::Ping { token } => self.deliver_event(id, ServerEvent::Pong { token }),
+            ClientCommand::Help => {
+                self.deliver_event(id, ServerEvent::Notice { text: HELP.into() })
+            }
+            ClientCommand::History { count } => {
+                handled.query = self.history(history.is_some(), id, count);
+            }
+            ClientCommand::Search { text } => {
+                handled.query = self.search(history.is_some(), id, text);
+            }
+            ClientCommand::Quit { reason } => {
+                let nick = self.members[&id].nick.clone();
+                self.deliver_event(
+                    id,
+                    ServerEvent::Bye {
+                        reason: format!("goodbye, {nick}"),
+                        code: None,
+                    },
+                );
+                let detail = reason
+                    .map(|reason| {
+                        sanitize(&reason)
+                            .chars()
+                            .take(MAX_REASON_CHARS)
+                            .collect::<String>()
+                    })
+                    .filter(|reason| !reason.trim().is_empty());
+                self.remove_member(config, id, Departure::Quit { reason: detail }, false);
+                handled.flow = Flow::Quit;
+            }
+        }
+        handled
+    }
+
+    /// Sends a message just said on its way to the room: to the history
+    /// writer, which commits it and then hands it to the bus, or (without
+    /// history) straight to the bus once the hub's lock is released.
+    fn commit(
+        &mut self,
+        history: Option<&HistoryWriter>,
+        said: Option<StoredMessage>,
+        handled: &mut Handled,
+    ) {
+        let Some(message) = said else { return };
+        handled.message = Some(message.record.id);
+        match history {
+            // Submitted under the lock, so the writer sees ids in order.
+            Some(writer) => writer.submit(message),
+            None => handled.to_publish = Some(message),
+        }
+    }
+
+    /// `/history [N]`: from the store when there is one (anything kept),
+    /// else from the ring of recent messages.
+    fn history(
+        &mut self,
+        stored: bool,
+        id: MemberId,
+        count: Option<usize>,
+    ) -> Option<PendingQuery> {
+        let room = self.target_room(id, None)?;
+        let limit = count
+            .unwrap_or(DEFAULT_HISTORY_REQUEST)
+            .min(MAX_HISTORY_REQUEST);
+        if stored {
+            return Some(PendingQuery {
+                member: id,
+                room: room.clone(),
+                query: Query::Recent {
+                    room,
+                    // Later messages reach the member live.
+                    up_to: self.last_published,
+                    limit,
+                },
+            });
+        }
+        let mut messages = self.recent_in(&room);
+        messages.drain(..messages.len().saturating_sub(limit));
+        self.deliver_event(id, ServerEvent::History { room, messages });
+        None
+    }
+
+    /// `/search WORDS` in the current room: needs the store.
+    fn search(&mut self, stored: bool, id: MemberId, text: String) -> Option<PendingQuery> {
+        let room = self.target_room(id, None)?;
+        if !stored {
+            let message = "search needs history, and this server keeps none (--no-history)";
+            self.deliver_event(id, ServerEvent::error(ErrorCode::NoHistory, message));
+            return None;
+        }
+        Some(PendingQuery {
+            member: id,
+            room: room.clone(),
+            query: Query::Search {
+                room,
+                text,
+                limit: MAX_SEARCH_RESULTS,
+            },
+        })
+    }
+
+    /// Resolves the room a command is about: the named one, or the
+    /// member's current one. Tells the member why when there is none.
+    pub(super) fn target_room(&mut self, id: MemberId, named: Option<&str>) -> Option<String> {
+        let room = match named {
+            Some(name) => match normalize_room(name) {
+                Ok(room) => room,
+                Err(why) => {
+                    self.deliver_event(id, ServerEvent::error(ErrorCode::BadRoom, why));
+                    return None;
+                }
+            },
+            None => match self.members[&id].current.clone() {
+                Some(room) => room,
+                None => {
+                    self.deliver_event(
+                        id,
+                        ServerEvent::error(ErrorCode::NotInRoom, "you are in no room; /join one"),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(room)
+    }
+
+    /// Says `text` in a room; returns the message, not yet committed.
+    fn say(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        room: Option<String>,
+        text: &str,
+        action: bool,
+    ) -> Option<StoredMessage> {
+        let room = self.target_room(id, room.as_deref())?;
+        if !self.members[&id].rooms.contains(&room) {
+            self.deliver_event(
+                id,
+                ServerEvent::error(
+                    ErrorCode::NotInRoom,
+                    format!("you are not in #{room}; /join it first"),
+                ),
+            );
+            return None;
+        }
+        let text = config.filter.apply(&sanitize(text)).into_owned();
+        if text.trim().is_empty() {
+            return None;
+        }
+        let record = MessageRecord {
+            id: self.message_ids.next_id(),
+            room: room.clone(),
+            from: self.members[&id].nick.clone(),
+            text,
+            time: config.clock.now_millis(),
+            action,
+        };
+        let door = self.members[&id].door.name();
+        self.metrics
+            .messages_in
+            .get_or_create(&DoorLabel { door })
+            .inc();
+        tracing::debug!(room = %record.room, "message");
+        Some(StoredMessage {
+            record,
+            door,
+            to: None,
+        })
+    }
+
+    fn private_message(
+        &mut self,
+        config: &HubConfig,
+        history: Option<&HistoryWriter>,
+        id: MemberId,
+        to: &str,
+        text: &str,
+    ) {
+        let Some(target) = self.find_nick(to) else {
+            self.deliver_event(
+                id,
+                ServerEvent::error(ErrorCode::NoSuchNick, format!("no such nick: {to}")),
+            );
+            return;
+        };
+        let text = config.filter.apply(&sanitize(text)).into_owned();
+        let door = self.members[&id].door.name();
+        self.metrics
+            .messages_in
+            .get_or_create(&DoorLabel { door })
+            .inc();
+        let (from, to, time) = (
+            self.members[&id].nick.clone(),
+            self.members[&target].nick.clone(),
+            config.clock.now_millis(),
+        );
+        if let (Some(writer), true) = (history, config.store_private) {
+            // Kept, but not waited for: only room messages promise that.
+            writer.submit(StoredMessage {
+                record: MessageRecord {
+                    id: self.message_ids.next_id(),
+                    room: String::new(),
+                    from: from.clone(),
+                    text: text.clone(),
+                    time,
+                    action: false,
+                },
+                door: self.members[&id].door.name(),
+                to: Some(to.clone()),
+            });
+        }
+        let event = Arc::new(Outgoing::new(ServerEvent::Private {
+            from,
+            to,
+            text,
+            time,
+        }));
+        self.deliver(target, event.clone());
+        if target != id {
+            self.deliver(id, event);
+        }
+    }
+}

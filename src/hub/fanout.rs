@@ -1,0 +1,112 @@
+//! Fan-out: one shared event, one `try_send` per recipient, never a wait.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::state::{Member, State};
+use super::{DoorKind, HubConfig, MemberId};
+use crate::protocol::{Departure, DropReason, MessageRecord, Outgoing, ServerEvent};
+
+impl State {
+    /// Fans a message out to its room (after it is on disk, when history
+    /// is kept) and remembers it for newcomers.
+    pub(super) fn publish(&mut self, config: &HubConfig, record: MessageRecord) {
+        self.last_published = self.last_published.max(record.id);
+        self.remember(config, record.clone());
+        let room = record.room.clone();
+        self.broadcast(&room, ServerEvent::Message(record));
+    }
+
+    /// Tells every member something.
+    pub(super) fn announce(&mut self, text: &str) {
+        let event = Arc::new(Outgoing::new(ServerEvent::Notice {
+            text: text.to_string(),
+        }));
+        let ids: Vec<MemberId> = self.members.keys().copied().collect();
+        for id in ids {
+            self.deliver(id, event.clone());
+        }
+    }
+
+    /// Removes the members found too slow (or gone) during this call.
+    /// Removing one tells its rooms, which can find more; loop until quiet.
+    pub(super) fn settle(&mut self, config: &HubConfig) {
+        while let Some((id, departure)) = self.overflowed.pop() {
+            // A closed outbox means the door is gone: no one to tell.
+            let tell = departure != Departure::Lost;
+            self.remove_member(config, id, departure, tell);
+        }
+    }
+
+    pub(super) fn deliver_event(&mut self, id: MemberId, event: ServerEvent) {
+        self.deliver(id, Arc::new(Outgoing::new(event)));
+    }
+
+    /// Queues an event for one member without waiting.
+    pub(super) fn deliver(&mut self, id: MemberId, event: Arc<Outgoing>) {
+        if let Some(member) = self.members.get(&id) {
+            // Counted first: whoever reads the event may read the metrics next.
+            if matches!(event.event(), ServerEvent::Private { .. }) {
+                self.metrics.messages_out.inc();
+            }
+            offer(id, member, &event, &mut self.overflowed);
+        }
+    }
+
+    pub(super) fn broadcast(&mut self, room: &str, event: ServerEvent) {
+        self.broadcast_except_option(room, None, event);
+    }
+
+    pub(super) fn broadcast_except(&mut self, room: &str, except: MemberId, event: ServerEvent) {
+        self.broadcast_except_option(room, Some(except), event);
+    }
+
+    /// Fan-out: one shared event, one `try_send` per member, no waiting.
+    fn broadcast_except_option(
+        &mut self,
+        room: &str,
+        except: Option<MemberId>,
+        event: ServerEvent,
+    ) {
+        let Some(room_state) = self.rooms.get(room) else {
+            return;
+        };
+        if matches!(event, ServerEvent::Message(_)) {
+            // Counted first: whoever reads the event may read the metrics next.
+            let excepted = except.is_some_and(|id| room_state.members.contains(&id));
+            self.metrics
+                .messages_out
+                .inc_by((room_state.members.len() - usize::from(excepted)) as u64);
+        }
+        let event = Arc::new(Outgoing::new(event));
+        for id in &room_state.members {
+            if Some(*id) == except {
+                continue;
+            }
+            if let Some(member) = self.members.get(id) {
+                offer(*id, member, &event, &mut self.overflowed);
+            }
+        }
+    }
+}
+
+/// Queues `event` for `member`. A full outbox marks the member too slow and
+/// a closed one marks it gone; `settle` removes both once the fan-out is done.
+fn offer(
+    id: MemberId,
+    member: &Member,
+    event: &Arc<Outgoing>,
+    overflowed: &mut Vec<(MemberId, Departure)>,
+) {
+    match member.outbox.try_send(event.clone()) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) if member.door == DoorKind::Console => {
+            tracing::warn!("the console is not keeping up; an event was not shown");
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            overflowed.push((id, Departure::Dropped(DropReason::SendqExceeded)))
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => overflowed.push((id, Departure::Lost)),
+    }
+}

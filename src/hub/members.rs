@@ -1,0 +1,281 @@
+//! Members: admission, nicknames, the welcome, and leaving.
+
+use std::net::IpAddr;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::rooms::is_big;
+use super::state::{Member, State, CONSOLE_OUTBOX, UNLIMITED_OUTBOX};
+use super::{DoorKind, HubConfig, MemberId, Membership, Refusal, CONSOLE_NICK};
+use crate::metrics::DoorLabel;
+use crate::protocol::text::{nick_key, validate_nick};
+use crate::protocol::{Departure, DropReason, ErrorCode, Outgoing, ServerEvent};
+use std::sync::Arc;
+
+impl State {
+    /// Checks the connection limits for a newcomer from `ip`.
+    pub(super) fn admit(&self, config: &HubConfig, ip: Option<IpAddr>) -> Result<(), Refusal> {
+        let refusal = if self.closed {
+            Refusal::ShuttingDown
+        } else if config.max_clients > 0 && self.counted >= config.max_clients {
+            Refusal::ServerFull(self.counted)
+        } else {
+            let from_ip = ip.map_or(0, |ip| self.per_ip.get(&ip).copied().unwrap_or(0));
+            if config.max_per_ip > 0 && from_ip >= config.max_per_ip {
+                Refusal::TooManyFromAddress(config.max_per_ip)
+            } else {
+                return Ok(());
+            }
+        };
+        self.metrics.drop_for(match refusal {
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::ServerFull(_) => "server_full",
+            Refusal::TooManyFromAddress(_) => "too_many_from_address",
+        });
+        Err(refusal)
+    }
+
+    pub(super) fn add_member(
+        &mut self,
+        config: &HubConfig,
+        door: DoorKind,
+        ip: Option<IpAddr>,
+        nick: Option<&str>,
+    ) -> Membership {
+        let id = MemberId(self.next_member);
+        self.next_member += 1;
+        let nick = match nick {
+            Some(nick) => nick.to_string(),
+            None => self.fresh_guest_nick(),
+        };
+        let capacity = match (door, config.outbox) {
+            (DoorKind::Console, _) => CONSOLE_OUTBOX,
+            (_, 0) => UNLIMITED_OUTBOX,
+            (_, limit) => limit,
+        };
+        let (outbox, outbox_rx) = mpsc::channel(capacity);
+        let (dropped, dropped_rx) = oneshot::channel();
+        if door != DoorKind::Console {
+            self.counted += 1;
+            if let Some(ip) = ip {
+                *self.per_ip.entry(ip).or_default() += 1;
+            }
+        }
+        self.nicks.insert(nick_key(&nick), id);
+        self.metrics
+            .connections
+            .get_or_create(&DoorLabel { door: door.name() })
+            .inc();
+        let room = config.default_room.clone();
+        self.members.insert(
+            id,
+            Member {
+                nick: nick.clone(),
+                door,
+                ip,
+                rooms: vec![room.clone()],
+                current: Some(room.clone()),
+                outbox,
+                dropped: Some(dropped),
+            },
+        );
+        let room_state = self.rooms.entry(room.clone()).or_default();
+        room_state.members.push(id);
+        let big = is_big(config, room_state.members.len());
+        self.welcome(config, id);
+        if !big {
+            self.broadcast_except(
+                &room,
+                id,
+                ServerEvent::Join {
+                    room: room.clone(),
+                    nick: nick.clone(),
+                },
+            );
+        }
+        tracing::info!(?door, ?ip, %nick, "member connected");
+        Membership {
+            id,
+            nick,
+            outbox: outbox_rx,
+            dropped: dropped_rx,
+        }
+    }
+
+    fn fresh_guest_nick(&mut self) -> String {
+        loop {
+            let nick = format!("guest-{}", self.next_guest);
+            self.next_guest += 1;
+            if !self.nicks.contains_key(&nick_key(&nick)) {
+                return nick;
+            }
+        }
+    }
+
+    /// Tells the member who and where it is (its nick, its current room
+    /// and who is in it, just the count in a big room), then the room's
+    /// recent messages.
+    pub(super) fn welcome(&mut self, config: &HubConfig, id: MemberId) {
+        let Some(member) = self.members.get(&id) else {
+            return;
+        };
+        let nick = member.nick.clone();
+        let room = member.current.clone().unwrap_or_default();
+        let count = self.room_size(&room);
+        let members = if is_big(config, count) {
+            Vec::new()
+        } else {
+            self.nicks_in(&room)
+        };
+        let history = self.recent_in(&room);
+        self.deliver_event(
+            id,
+            ServerEvent::Welcome {
+                server: config.server_name.clone(),
+                nick,
+                room: room.clone(),
+                members,
+                count,
+            },
+        );
+        if !history.is_empty() {
+            let messages = history;
+            self.deliver_event(id, ServerEvent::History { room, messages });
+        }
+    }
+
+    pub(super) fn change_nick(&mut self, id: MemberId, nick: &str) {
+        if let Err(why) = validate_nick(nick) {
+            self.deliver_event(id, ServerEvent::error(ErrorCode::BadNick, why));
+            return;
+        }
+        let key = nick_key(nick);
+        let taken = match self.nicks.get(&key) {
+            Some(owner) => *owner != id,
+            None => key == nick_key(CONSOLE_NICK),
+        };
+        if taken {
+            self.deliver_event(
+                id,
+                ServerEvent::error(ErrorCode::NickInUse, format!("nickname {nick} is taken")),
+            );
+            return;
+        }
+        let member = self.members.get_mut(&id).expect("checked by handle");
+        let old = std::mem::replace(&mut member.nick, nick.to_string());
+        self.nicks.remove(&nick_key(&old));
+        self.nicks.insert(key, id);
+        tracing::info!(%old, new = %nick, "nick change");
+        // Everyone who shares a room with the member hears of it, once.
+        let mut audience = vec![id];
+        for room in &self.members[&id].rooms {
+            audience.extend(&self.rooms[room].members);
+        }
+        audience.sort_unstable();
+        audience.dedup();
+        let event = Arc::new(Outgoing::new(ServerEvent::Nick {
+            old,
+            new: nick.to_string(),
+        }));
+        for member in audience {
+            self.deliver(member, event.clone());
+        }
+    }
+
+    /// Removes a member from the hub and tells its rooms how it left.
+    /// With `tell`, the member's door hears why on its `dropped` channel
+    /// and closes.
+    pub(super) fn remove_member(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        departure: Departure,
+        tell: bool,
+    ) {
+        let Some(mut member) = self.members.remove(&id) else {
+            return;
+        };
+        self.nicks.remove(&nick_key(&member.nick));
+        self.metrics
+            .connections
+            .get_or_create(&DoorLabel {
+                door: member.door.name(),
+            })
+            .dec();
+        match &departure {
+            Departure::Lost => self.metrics.drop_for("lost"),
+            Departure::Dropped(why) => self.metrics.drop_for(why.label()),
+            Departure::Quit { .. } => {}
+        }
+        if member.door != DoorKind::Console {
+            self.counted -= 1;
+            if let Some(ip) = member.ip {
+                if let Some(count) = self.per_ip.get_mut(&ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
+        let (reason, detail) = (departure.leave_reason(), departure.detail());
+        tracing::info!(nick = %member.nick, ?reason, detail = detail.as_deref().unwrap_or(""), "member left");
+        for room in std::mem::take(&mut member.rooms) {
+            let was_big = is_big(config, self.room_size(&room));
+            self.leave_room(config, id, &room);
+            if was_big {
+                continue;
+            }
+            self.broadcast(
+                &room,
+                ServerEvent::Leave {
+                    room: room.clone(),
+                    nick: member.nick.clone(),
+                    reason,
+                    detail: detail.clone(),
+                },
+            );
+        }
+        if let (true, Departure::Dropped(why), Some(dropped)) =
+            (tell, departure, member.dropped.take())
+        {
+            // The door may be gone already; then there is no one to tell.
+            let _ = dropped.send(why);
+        }
+    }
+
+    /// Forgets every member, telling each one's door why. No leave notices:
+    /// there is no one left to read them.
+    pub(super) fn drop_everyone(&mut self, why: DropReason) {
+        self.closed = true;
+        for (_, mut member) in self.members.drain() {
+            self.metrics
+                .connections
+                .get_or_create(&DoorLabel {
+                    door: member.door.name(),
+                })
+                .dec();
+            if let Some(dropped) = member.dropped.take() {
+                let _ = dropped.send(why.clone());
+            }
+        }
+        self.nicks.clear();
+        self.per_ip.clear();
+        self.counted = 0;
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
+    }
+
+    pub(super) fn find_nick(&self, nick: &str) -> Option<MemberId> {
+        self.nicks.get(&nick_key(nick)).copied()
+    }
+
+    pub(super) fn nick_of(&self, id: MemberId) -> Option<String> {
+        self.members.get(&id).map(|member| member.nick.clone())
+    }
+
+    pub(super) fn counted_members(&self) -> usize {
+        self.counted
+    }
+}

@@ -1,0 +1,186 @@
+//! `sockchat serve`: binds the doors, runs them around one hub, and shuts
+//! them down cleanly, history last.
+//!
+//! The doors are a registry: each is bound into a [`Door`], and one loop
+//! lists, spawns and tracks them all.
+
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{HistoryConfig, ServeConfig};
+
+use crate::door::tcp::TcpDoor;
+use crate::door::udp::UdpDoor;
+use crate::door::web::WebDoor;
+use crate::door::{Door, DoorContext};
+use crate::hub::Hub;
+use crate::session::Limits;
+use crate::store::sqlite::SqliteStore;
+
+/// How long shutdown waits for connections to say goodbye before giving up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A server whose doors are bound but which accepts no one yet.
+pub struct Server {
+    hub: Hub,
+    doors: Vec<Box<dyn Door>>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let doors: Vec<_> = self.doors.iter().map(|door| door.name()).collect();
+        f.debug_struct("Server").field("doors", &doors).finish()
+    }
+}
+
+/// One bound listener, for the `listening DOOR ADDR` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listening {
+    /// The door's name: `tcp`, `udp` or `web`.
+    pub door: &'static str,
+    /// The real address, port included (useful after binding port 0).
+    pub addr: SocketAddr,
+    /// The line printed for it, e.g. `listening tcp 127.0.0.1:8888`, or for
+    /// the web door the page's URL: `listening web http://127.0.0.1:8080/`.
+    pub line: String,
+}
+
+impl std::fmt::Display for Listening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl Server {
+    /// Binds every enabled door, then opens history.
+    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+        let mut doors: Vec<Box<dyn Door>> = Vec::new();
+        if let Some(addr) = config.tcp {
+            let door =
+                TcpDoor::bind(addr).with_context(|| format!("cannot listen on tcp {addr}"))?;
+            doors.push(Box::new(door));
+        }
+        if let Some(addr) = config.udp {
+            let door = UdpDoor::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on udp {addr}"))?;
+            doors.push(Box::new(door));
+        }
+        if let Some(addr) = config.web {
+            let door = WebDoor::bind(addr, config.web_origins)
+                .with_context(|| format!("cannot listen on web {addr}"))?;
+            doors.push(Box::new(door));
+        }
+        let hub = match &config.history.db {
+            Some(path) => {
+                let store = SqliteStore::open(path, config.history.max_bytes)?;
+                tracing::info!(path = %path.display(), "history kept in SQLite");
+                Hub::with_store(config.hub, Box::new(store), config.history.retention)?
+            }
+            None => Hub::new(config.hub),
+        };
+        Ok(Server {
+            hub,
+            doors,
+            limits: config.limits,
+        })
+    }
+
+    /// Adds a door that needs no binding (the operator's console).
+    pub fn add_door(&mut self, door: Box<dyn Door>) {
+        self.doors.push(door);
+    }
+
+    /// The bound listeners, in the order bound.
+    pub fn listening(&self) -> Vec<Listening> {
+        self.doors
+            .iter()
+            .filter_map(|door| {
+                Some(Listening {
+                    door: door.name(),
+                    addr: door.local_addr()?,
+                    line: door.listening_line()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The hub, for tests.
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, tells every
+    /// member the server is shutting down, waits (a while) for the doors
+    /// to say goodbye, and commits what history still has queued before
+    /// returning.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stop_accepting = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let context = DoorContext {
+            hub: self.hub.clone(),
+            limits: Arc::new(self.limits),
+            shutdown: stop_accepting.clone(),
+            tracker: tracker.clone(),
+        };
+        for door in self.doors {
+            let span = tracing::info_span!("door", name = door.name());
+            tracker.spawn(tracing::Instrument::instrument(
+                door.serve(context.clone()),
+                span,
+            ));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop_accepting.cancel();
+        self.hub.shutdown();
+        tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        // Everything accepted so far goes to disk before the process ends.
+        let hub = self.hub.clone();
+        tokio::task::spawn_blocking(move || hub.close_history())
+            .await
+            .context("closing history")?;
+        Ok(())
+    }
+}
+
+/// Watches for Ctrl-C and SIGTERM; the returned future resolves on either.
+///
+/// The handlers are installed before this returns, so call it before
+/// announcing the listeners: a signal sent right after the `listening`
+/// lines then stops the server cleanly instead of killing it.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
