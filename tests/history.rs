@@ -429,3 +429,45 @@ async fn private_messages_are_stored_only_when_asked() {
         }
     }
 }
+
+/// SIGTERM in the middle of a burst: the server exits 0 once history is
+/// closed, and every message any sender got an echo for is on disk.
+#[tokio::test]
+async fn sigterm_in_a_burst_commits_everything_echoed_before_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let db_arg = db.to_str().unwrap();
+    let args = ["--db", db_arg, "--tcp", "127.0.0.1:0", "--max-rate", "0"];
+    let server = ServerProcess::start(&args).await;
+    let mut sender = Client::connect(server.addr).await;
+    sender.expect("welcome").await;
+    sender.send("/nick burst").await;
+    sender.expect("now known as burst").await;
+    let burst: String = (0..900).map(|index| format!("burst {index}\n")).collect();
+    sender.send_bytes(burst.as_bytes()).await;
+    let mut echoed = HashSet::new();
+    while echoed.len() < 100 {
+        let line = sender.line().await;
+        if let Some(text) = line.strip_prefix("[lobby] burst: ") {
+            echoed.insert(text.to_string());
+        }
+    }
+    let stopping = tokio::spawn(server.terminate());
+    // Every echo that still reaches the sender counts too.
+    while let Some(line) = sender.try_line().await {
+        if let Some(text) = line.strip_prefix("[lobby] burst: ") {
+            echoed.insert(text.to_string());
+        }
+    }
+    assert_eq!(stopping.await.unwrap(), 0);
+
+    let server = ServerProcess::start(&args).await;
+    let mut reader = Client::connect(server.addr).await;
+    reader.expect("welcome").await;
+    read_history_block(&mut reader).await;
+    reader.send("/history 1000").await;
+    let stored = read_history_block(&mut reader).await;
+    let missing: Vec<_> = echoed.difference(&stored).collect();
+    assert!(missing.is_empty(), "echoed but not on disk: {missing:?}");
+    server.terminate().await;
+}

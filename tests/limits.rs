@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, start, Client};
+use common::{config, config_without_history, start, Client};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 
@@ -186,14 +186,24 @@ async fn a_slow_reader_is_dropped_and_does_not_slow_the_others() {
     server.stop().await;
 }
 
-#[tokio::test]
+/// Paused time: the idle limit passes without anyone waiting for it.
+#[tokio::test(start_paused = true)]
 async fn an_idle_client_is_disconnected_with_a_notice() {
-    let mut settings = config();
-    settings.limits.idle = Some(Duration::from_secs(1));
+    let mut settings = config_without_history();
+    settings.limits.idle = Some(Duration::from_secs(5));
     let server = start(settings).await;
     let mut sleeper = server.client_named("sleeper").await;
+    let quiet_since = tokio::time::Instant::now();
+    // The watcher arrives (virtual) seconds later, so it outlasts the sleeper.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut watcher = server.client_named("watcher").await;
     let seen = sleeper.expect_closed().await;
-    assert_eq!(seen.last().unwrap(), "* bye: idle for 1 s");
+    assert_eq!(seen.last().unwrap(), "* bye: idle for 5 s");
+    assert!(quiet_since.elapsed() >= Duration::from_secs(5));
+    assert_eq!(
+        watcher.expect("sleeper was").await,
+        "* sleeper was disconnected (idle for 5 s)"
+    );
     server.stop().await;
 }
 

@@ -336,3 +336,26 @@ async fn history_is_replayed_to_newcomers() {
     );
     server.stop().await;
 }
+
+/// docs/PROTOCOL.md promises answers in the order of the commands: an
+/// error about a later line never overtakes the echo of an earlier
+/// message (which comes once the message is on disk).
+#[tokio::test]
+async fn answers_come_in_the_order_of_the_commands() {
+    let mut settings = config();
+    settings.limits.max_line = 64;
+    let server = start(settings).await;
+    let mut alice = server.client_named("alice").await;
+    let long = "x".repeat(100);
+    alice
+        .send_bytes(format!("first\n{long}\n/nosuch\nsecond\n").as_bytes())
+        .await;
+    assert_eq!(alice.expect("first").await, "[lobby] alice: first");
+    assert_eq!(
+        alice.line().await,
+        "! line longer than 64 bytes; it was dropped"
+    );
+    assert_eq!(alice.line().await, "! unknown command /nosuch (try /help)");
+    assert_eq!(alice.line().await, "[lobby] alice: second");
+    server.stop().await;
+}

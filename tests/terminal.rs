@@ -311,3 +311,39 @@ async fn the_full_screen_client_says_goodbye_and_restores_the_terminal_on_sigter
     assert_left_and_restored(&pane, &mut watcher).await;
     server.stop().await;
 }
+
+/// The server on a real terminal: its console reads the keyboard, and
+/// Ctrl-C stops it at once, without anyone pressing Enter first.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_on_a_terminal_stops_at_once_on_ctrl_c() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("history.db");
+    let pane = Pane::open(&format!(
+        // The shell outlives the Ctrl-C (a trap, which its children do not
+        // inherit) to say how the server exited.
+        "trap true INT; {BINARY} serve --tcp 127.0.0.1:0 --udp off --web off --db {}; echo \"exit=$?\"; sleep 60",
+        db.display()
+    ));
+    let screen = pane.wait_for("the listening line", |screen| {
+        screen.contains("listening tcp ")
+    });
+    let addr: std::net::SocketAddr = screen
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("listening tcp "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut watcher = common::Client::connect(addr).await;
+    watcher.expect("welcome").await;
+    // The console is reading the terminal: what is typed is said.
+    pane.keys(&["-l", "hello from the console"]);
+    pane.keys(&["Enter"]);
+    assert_eq!(
+        watcher.expect("hello from").await,
+        "[lobby] server: hello from the console"
+    );
+    pane.keys(&["C-c"]);
+    pane.wait_for("the server to exit", |screen| screen.contains("exit=0"));
+    let rest = watcher.expect_closed().await;
+    assert_eq!(rest.last().unwrap(), "* bye: server is shutting down");
+}

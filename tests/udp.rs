@@ -551,3 +551,20 @@ async fn our_client_keeps_a_quiet_session_alive() {
     assert_eq!(client.wait().await.unwrap().code(), Some(0));
     server.stop().await;
 }
+
+/// One answer per datagram, in the order sent: a message's answer (its
+/// echo, once on disk) comes before the next datagram's error.
+#[tokio::test]
+async fn answers_come_in_the_order_of_the_datagrams() {
+    let server = start(config()).await;
+    let mut bare = Bare::new(&server).await;
+    let line = "a message long enough to pay for its answer";
+    bare.send(line.as_bytes()).await;
+    bare.send(&[0xff; 64]).await;
+    assert_eq!(String::from_utf8(bare.recv().await).unwrap(), line);
+    assert_eq!(
+        String::from_utf8(bare.recv().await).unwrap(),
+        "! datagram is not valid UTF-8; not relayed"
+    );
+    server.stop().await;
+}
