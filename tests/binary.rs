@@ -208,3 +208,19 @@ async fn udp_raw_mode_talks_to_a_classic_bare_udp_server() {
     assert_eq!(code, 0);
     assert_eq!(classic.await.unwrap(), vec!["hello sb", "你好"]);
 }
+
+#[tokio::test]
+async fn the_client_shows_why_a_full_server_refused_it() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--max-clients", "1"]).await;
+    let mut first = Client::connect(server.addr).await;
+    first.expect("welcome").await;
+    let addr = server.addr.to_string();
+    let (code, stdout, stderr) = run_client(&[&addr, "--nick", "late"], "hello\n").await;
+    assert_eq!(code, 2, "stderr: {stderr}");
+    assert!(
+        stdout.contains("! server full: 1 clients connected, try again later"),
+        "stdout: {stdout} stderr: {stderr}"
+    );
+    assert!(stderr.contains("the server ended the session"), "{stderr}");
+    server.terminate().await;
+}

@@ -87,9 +87,10 @@ async fn the_server_refuses_clients_past_max_per_ip() {
     .await;
 }
 
-#[tokio::test]
+/// Paused time: the throttle's delays pass without real waiting.
+#[tokio::test(start_paused = true)]
 async fn a_burst_over_the_rate_is_delayed_not_lost() {
-    let mut settings = config();
+    let mut settings = config_without_history();
     settings.limits.max_rate = 20;
     let server = start(settings).await;
     let mut watcher = server.client().await;
@@ -109,9 +110,9 @@ async fn a_burst_over_the_rate_is_delayed_not_lost() {
     server.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_flood_is_throttled_then_disconnected_with_a_notice() {
-    let mut settings = config();
+    let mut settings = config_without_history();
     settings.limits.max_rate = 20;
     let server = start(settings).await;
     let mut watcher = server.client().await;

@@ -39,6 +39,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the server's goodbye after ours.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Text lines kept from before the switch to JSON, to show if the server
+/// closes instead of switching.
+const MAX_LINES_BEFORE_SWITCH: usize = 64;
+
 /// Longest line accepted from the server (history can be long).
 const MAX_SERVER_LINE: usize = 1 << 20;
 
@@ -164,18 +168,26 @@ pub(crate) async fn tcp_session(
     let mut said_goodbye = false;
     let mut goodbye_deadline = None;
     let mut in_json = false;
+    // Text lines before the switch (the welcome, recent messages) come
+    // again as JSON right after it; they are shown only if the server
+    // closes before switching (a refusal says why).
+    let mut before_switch: Vec<String> = Vec::new();
     loop {
         let deadline = goodbye_deadline;
         tokio::select! {
             line = server.next() => match line {
-                // Before the switch: the welcome and recent messages, which
-                // come again as JSON right after it. Errors (a refusal)
-                // are shown.
-                Some(Ok(Frame::Line(line))) if !in_json && !line.starts_with("! ") => {
+                Some(Ok(Frame::Line(line))) if !in_json => {
                     in_json = matches!(
                         serde_json::from_str::<ServerEvent>(&line),
                         Ok(ServerEvent::Mode { .. })
                     );
+                    if before_switch.len() < MAX_LINES_BEFORE_SWITCH {
+                        before_switch.push(line);
+                    }
+                }
+                None if !in_json => {
+                    show_lines(frontend, &mut before_switch);
+                    return Ending::Ended;
                 }
                 Some(Ok(Frame::Line(line))) => {
                     if server_line(frontend, &line) == Said::Bye && !said_goodbye {
@@ -183,7 +195,10 @@ pub(crate) async fn tcp_session(
                     }
                 }
                 Some(Ok(_)) => frontend.notice("! the server sent a line this client cannot read"),
-                Some(Err(error)) => return Ending::Lost(error.to_string()),
+                Some(Err(error)) => {
+                    show_lines(frontend, &mut before_switch);
+                    return Ending::Lost(error.to_string());
+                }
                 None => return if said_goodbye { Ending::Done } else { Ending::Ended },
             },
             input = frontend.next_input(), if !said_goodbye => {
@@ -200,6 +215,13 @@ pub(crate) async fn tcp_session(
                 return Ending::Done;
             }
         }
+    }
+}
+
+/// Shows the lines the server sent before it closed.
+fn show_lines(frontend: &mut impl Frontend, lines: &mut Vec<String>) {
+    for line in lines.drain(..) {
+        frontend.notice(&line);
     }
 }
 

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -19,6 +19,11 @@ use super::{carry_out, now, wait_dropped};
 use crate::hub::{DoorKind, Hub, MemberId, Membership};
 use crate::protocol::{DropReason, Outgoing};
 use crate::session::{Ending, Input, Limits, Session, FAREWELL_TIMEOUT};
+
+/// How long a closed connection's input is still read (and dropped) while
+/// the peer reads our last words: long enough for a peer that is reading
+/// to see the close and close too, short enough not to hold shutdown.
+const LINGER: Duration = Duration::from_millis(500);
 
 /// Events taken from the outbox per write: one write carries them all.
 pub(crate) const WRITE_BATCH: usize = 128;
@@ -57,6 +62,14 @@ pub trait Wire: Send {
 
     /// Closes the connection.
     fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// After closing: reads and drops whatever the peer still sends until
+    /// it closes too, so input left unread does not make the kernel reset
+    /// the connection (which can destroy the last words before the peer
+    /// reads them).
+    fn discard_input(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Serves one peer from welcome to goodbye: admission, the session, the
@@ -75,7 +88,9 @@ pub async fn serve_member(
             wire.encode(&Outgoing::new(refusal.to_event()));
             let refuse = async {
                 wire.flush().await?;
-                wire.close().await
+                wire.close().await?;
+                let _ = timeout(LINGER, wire.discard_input()).await;
+                io::Result::Ok(())
             };
             let _ = timeout(FAREWELL_TIMEOUT, refuse).await;
             return;
@@ -219,7 +234,9 @@ impl Member {
                 wire.encode(&Outgoing::new(bye));
                 wire.flush().await?;
             }
-            wire.close().await
+            wire.close().await?;
+            let _ = timeout(LINGER, wire.discard_input()).await;
+            io::Result::Ok(())
         };
         match timeout(FAREWELL_TIMEOUT, last_words).await {
             Ok(Ok(())) => {}

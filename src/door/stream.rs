@@ -131,4 +131,13 @@ where
     async fn close(&mut self) -> io::Result<()> {
         self.io.shutdown().await
     }
+
+    async fn discard_input(&mut self) {
+        let mut scratch = [0u8; 1024];
+        while let Ok(read) = self.io.read(&mut scratch).await {
+            if read == 0 {
+                break;
+            }
+        }
+    }
 }

@@ -4,9 +4,9 @@
 //! every node, each of which fans them out to its own members.
 
 use std::fmt::Debug;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
-use super::{Hub, Shared};
+use super::{Shared, WeakHub};
 use crate::protocol::MessageRecord;
 use crate::store::writer::Publisher;
 use crate::store::StoredMessage;
@@ -24,28 +24,25 @@ pub trait Bus: Debug + Send + Sync {
 /// The bus of a single node: straight into this hub's fan-out.
 #[derive(Debug)]
 pub struct LocalBus {
-    hub: Weak<Shared>,
+    hub: WeakHub,
 }
 
 impl LocalBus {
-    pub(super) fn new(hub: Weak<Shared>) -> Self {
-        LocalBus { hub }
-    }
-
-    fn hub(&self) -> Option<Hub> {
-        self.hub.upgrade().map(|shared| Hub { shared })
+    /// The local bus of `hub`.
+    pub fn boxed(hub: WeakHub) -> Arc<dyn Bus> {
+        Arc::new(LocalBus { hub })
     }
 }
 
 impl Bus for LocalBus {
     fn publish(&self, messages: Vec<MessageRecord>) {
-        if let Some(hub) = self.hub() {
+        if let Some(hub) = self.hub.upgrade() {
             hub.fan_out(messages);
         }
     }
 
     fn announce(&self, text: &str) {
-        if let Some(hub) = self.hub() {
+        if let Some(hub) = self.hub.upgrade() {
             hub.announce(text);
         }
     }

@@ -216,6 +216,17 @@ pub enum Flow {
     Quit,
 }
 
+/// A handle to a hub that does not keep it alive (what its bus holds).
+#[derive(Debug, Clone)]
+pub struct WeakHub(std::sync::Weak<Shared>);
+
+impl WeakHub {
+    /// The hub, if it still exists.
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|shared| Hub { shared })
+    }
+}
+
 /// A cheap, cloneable handle to the hub's shared state.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -240,13 +251,20 @@ struct Shared {
 impl Hub {
     /// A hub with no members yet, keeping recent messages in memory only.
     pub fn new(config: HubConfig) -> Self {
+        Self::with_bus(config, LocalBus::boxed)
+    }
+
+    /// Like [`Hub::new`], with committed messages going through the bus
+    /// `make_bus` builds (given a handle to this hub, for the bus's own
+    /// [`Hub::fan_out`]): the seam for a cluster.
+    pub fn with_bus(config: HubConfig, make_bus: impl FnOnce(WeakHub) -> Arc<dyn Bus>) -> Self {
         let metrics = Arc::new(Metrics::default());
         let state = State::new(&config, metrics.clone(), 0, Vec::new());
         let shared = Arc::new_cyclic(|hub| Shared {
             config,
             metrics,
             history: None,
-            bus: Arc::new(LocalBus::new(hub.clone())),
+            bus: make_bus(WeakHub(hub.clone())),
             state: Mutex::new(state),
         });
         Hub { shared }
@@ -285,7 +303,7 @@ impl Hub {
                     retention,
                     config.clock.clone(),
                 )),
-                bus: Arc::new(LocalBus::new(hub.clone())),
+                bus: LocalBus::boxed(WeakHub(hub.clone())),
                 config,
                 state: Mutex::new(state),
             }

@@ -218,3 +218,72 @@ fn joining_a_big_room_confirms_to_the_joiner_only() {
     ));
     assert!(drain(&mut first).is_empty());
 }
+
+/// A bus that holds what it is given until the test lets it through, as a
+/// cluster's would while the message crosses the network.
+#[derive(Debug, Default)]
+struct HeldBus {
+    hub: std::sync::OnceLock<WeakHub>,
+    held: std::sync::Mutex<Vec<crate::protocol::MessageRecord>>,
+}
+
+impl Bus for HeldBus {
+    fn publish(&self, messages: Vec<crate::protocol::MessageRecord>) {
+        self.held.lock().unwrap().extend(messages);
+    }
+
+    fn announce(&self, _text: &str) {}
+}
+
+impl HeldBus {
+    fn release(&self) {
+        let messages = std::mem::take(&mut *self.held.lock().unwrap());
+        self.hub.get().unwrap().upgrade().unwrap().fan_out(messages);
+    }
+}
+
+#[test]
+fn messages_reach_the_room_only_through_the_bus() {
+    let bus = Arc::new(HeldBus::default());
+    let handle = bus.clone();
+    let hub = Hub::with_bus(HubConfig::default(), move |weak| {
+        handle.hub.set(weak).unwrap();
+        handle
+    });
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut alice);
+    drain(&mut bob);
+    hub.handle(alice.id, say("through the bus"));
+    assert!(
+        drain(&mut bob).is_empty(),
+        "nothing before the bus carries it"
+    );
+    bus.release();
+    assert!(matches!(
+        &drain(&mut bob)[..],
+        [ServerEvent::Message(message)] if message.text == "through the bus"
+    ));
+}
+
+#[test]
+fn message_times_come_from_the_hubs_clock() {
+    let clock = Arc::new(clock::ManualClock::at(1_700_000_000_000));
+    let hub = Hub::new(HubConfig {
+        clock: clock.clone(),
+        ..HubConfig::default()
+    });
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut alice);
+    hub.handle(alice.id, say("first"));
+    clock.set(1_700_000_060_000);
+    hub.handle(alice.id, say("a minute later"));
+    let times: Vec<u64> = drain(&mut alice)
+        .into_iter()
+        .filter_map(|event| match event {
+            ServerEvent::Message(message) => Some(message.time),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(times, vec![1_700_000_000_000, 1_700_000_060_000]);
+}
