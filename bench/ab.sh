@@ -35,6 +35,7 @@ scenario_args() {
     case $1 in
         A) echo "--clients 100 --senders 10 --rate 0 --duration 10" ;;
         C) echo "--clients 1000 --senders 10 --rate 50 --duration 10" ;;
+        D) echo "--clients 5000 --senders 0 --rate 1 --duration 1 --drain 0" ;;
         *) echo "bench/ab.sh: no scenario $1" >&2; exit 2 ;;
     esac
 }
@@ -71,11 +72,15 @@ def figures(scenario, build):
     rate = statistics.median(r["deliveries_per_second"] for r in runs)
     cpu = statistics.median(r["server"]["cpu_seconds"] * 1e9 / max(r["deliveries_received"], 1) for r in runs)
     p99 = statistics.median(r["latency_ms"]["p99"] for r in runs)
-    return rate, cpu, p99
-print("| scenario | build | deliveries/s | server CPU ns/delivery | p99 ms |")
-print("|---|---|---|---|---|")
+    kib = statistics.median(r["server"]["kib_per_connection"] for r in runs)
+    return rate, cpu, p99, kib
+def ratio(new, old):
+    return f"{new / old:.3f}x" if old else "-"
+print("| scenario | build | deliveries/s | server CPU ns/delivery | p99 ms | KiB per connection |")
+print("|---|---|---|---|---|---|")
 for scenario in dict.fromkeys(r["scenario"] for r in rows):
     old, new = figures(scenario, "old"), figures(scenario, "new")
-    print(f"| {scenario} | old | {old[0]:.0f} | {old[1]:.0f} | {old[2]:.1f} |")
-    print(f"| {scenario} | new | {new[0]:.0f} ({new[0]/old[0]:.3f}x) | {new[1]:.0f} ({new[1]/old[1]:.3f}x) | {new[2]:.1f} ({new[2]/old[2]:.3f}x) |")
+    print(f"| {scenario} | old | {old[0]:.0f} | {old[1]:.0f} | {old[2]:.1f} | {old[3]:.1f} |")
+    print(f"| {scenario} | new | {new[0]:.0f} ({ratio(new[0], old[0])}) | {new[1]:.0f} ({ratio(new[1], old[1])}) "
+          f"| {new[2]:.1f} ({ratio(new[2], old[2])}) | {new[3]:.1f} ({ratio(new[3], old[3])}) |")
 PY

@@ -13,11 +13,10 @@ use super::now;
 use crate::protocol::Outgoing;
 use crate::session::Input;
 
-/// Bytes read at a time once a peer is sending; an idle peer's buffer
-/// starts at [`IDLE_READ`] and is freed when empty, so ten thousand quiet
-/// connections cost little.
-const READ_CHUNK: usize = 4096;
-const IDLE_READ: usize = 512;
+/// Bytes read at a time: a quiet peer's reads start at [`FIRST_READ`], and
+/// grow while reads fill them, up to [`MAX_READ`].
+const FIRST_READ: usize = 512;
+const MAX_READ: usize = 4096;
 
 /// Write buffer capacity kept between batches; a bigger one (after a
 /// burst) is freed.
@@ -40,7 +39,8 @@ pub struct StreamWire<IO, C> {
     io: IO,
     codec: C,
     read_buf: BytesMut,
-    /// How much to reserve for the next read: grows while reads fill it.
+    /// How much room to have for the next read: grows while reads fill it,
+    /// shrinks when they use little of it.
     read_size: usize,
     write_buf: Vec<u8>,
     /// Unterminated input counts as whole after this much silence; `None`:
@@ -57,19 +57,19 @@ impl<IO, C> StreamWire<IO, C> {
             io,
             codec,
             read_buf: BytesMut::new(),
-            read_size: IDLE_READ,
+            read_size: FIRST_READ,
             write_buf: Vec::new(),
             partial_flush: (!partial_flush.is_zero()).then_some(partial_flush),
             partial_deadline: None,
         }
     }
 
-    /// Idle connections keep no read buffer.
-    fn release_if_empty(&mut self) {
-        if self.read_buf.is_empty() {
+    /// Once everything read is handled: a buffer grown by a burst is
+    /// given back, so a quiet connection keeps only a small one.
+    fn drained(&mut self) {
+        self.partial_deadline = None;
+        if self.read_buf.capacity() > MAX_READ {
             self.read_buf = BytesMut::new();
-            self.read_size = IDLE_READ;
-            self.partial_deadline = None;
         }
     }
 }
@@ -81,8 +81,8 @@ where
 {
     fn next_input(&mut self) -> Option<Input> {
         let input = self.codec.decode(&mut self.read_buf);
-        if input.is_none() {
-            self.release_if_empty();
+        if input.is_none() && self.read_buf.is_empty() {
+            self.drained();
         }
         input
     }
@@ -92,8 +92,10 @@ where
         let room = self.read_buf.capacity() - self.read_buf.len();
         // `read_buf` is cancel-safe: if dropped, nothing was read.
         let read = self.io.read_buf(&mut self.read_buf).await?;
-        if read == room && self.read_size < READ_CHUNK {
-            self.read_size *= 2;
+        if read == room {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
+        } else if read < room / 4 {
+            self.read_size = (self.read_size / 2).max(FIRST_READ);
         }
         self.partial_deadline = self.partial_flush.map(|flush| now() + flush);
         Ok(read > 0)
@@ -110,7 +112,9 @@ where
     fn take_partial(&mut self) -> Option<Input> {
         self.partial_deadline = None;
         let input = self.codec.decode_partial(&mut self.read_buf);
-        self.release_if_empty();
+        if self.read_buf.is_empty() {
+            self.drained();
+        }
         input
     }
 

@@ -263,6 +263,9 @@ impl Session {
         if let ServerEvent::Message(message) = event {
             if self.echoes_in_flight.front() == Some(&message.id) {
                 self.echoes_in_flight.pop_front();
+                if self.echoes_in_flight.is_empty() {
+                    self.echoes_in_flight = VecDeque::new();
+                }
                 progressed = true;
             }
         }
@@ -308,7 +311,12 @@ impl Session {
 
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > 0 {
+            // A quiet member keeps no queues: there are thousands of them.
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     /// When to call [`Session::handle_timeout`] next.
@@ -366,7 +374,11 @@ impl Session {
             if !self.may_go_now(next) {
                 break;
             }
-            match self.waiting.pop_front().expect("checked above") {
+            let next = self.waiting.pop_front().expect("checked above");
+            if self.waiting.is_empty() {
+                self.waiting = VecDeque::new();
+            }
+            match next {
                 Input::Command(command) => {
                     self.running = true;
                     self.actions.push_back(Action::Run(command));
