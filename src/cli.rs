@@ -1,6 +1,19 @@
-//! Command-line flags and the TOML config file. Every `serve` flag can also
-//! be set in the file's `[serve]` table under the same name; flags win.
+//! Command-line flags and the TOML config file, parsed only: merging and
+//! checking happen where the settings are used. Every `serve` flag can
+//! also be set in the file's `[serve]` table under the same name, and
+//! `connect`'s in `[connect]`. `ServeConfig::from_args` (in
+//! `server::config`) and `ClientSettings::from_args` (in
+//! `client::settings`) merge them: flags win over the file, the file wins
+//! over the defaults. This module imports neither, so the dependency runs
+//! one way.
+//!
+//! Each default is a named constant, shown by `--help` from that constant.
+//! To tell a flag left at its default from one given with the same value,
+//! parse with [`Cli::parse_args`], which records the flags given (see
+//! [`GivenFlags`]).
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,14 +21,19 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 
-use crate::hub::{FilterRule, HubConfig, WordFilter};
-use crate::protocol::text::normalize_room;
-use crate::server::{HistoryConfig, ServeConfig};
-use crate::session::Limits as ConnectionLimits;
-use crate::store::Retention;
+use crate::hub::{
+    FilterRule, DEFAULT_BIG_ROOM, DEFAULT_HISTORY_LEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP,
+    DEFAULT_OUTBOX, DEFAULT_ROOM, DEFAULT_SERVER_NAME,
+};
+use crate::session::limits::{
+    DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_LINE,
+    DEFAULT_MAX_RATE, DEFAULT_UDP_EXPIRY_SECS,
+};
+use crate::store::{DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_DB_BYTES, DEFAULT_MAX_PER_ROOM};
 
 /// Where the server listens (TCP and UDP) unless told otherwise, and where
 /// the client connects: the classic exercises' port, on loopback only.
@@ -24,13 +42,19 @@ pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
 /// Where the web door listens unless told otherwise.
 pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
 
-/// The room everyone starts in.
-pub const DEFAULT_ROOM: &str = "lobby";
+/// Over UDP, the client's silence in seconds before it sends a keep-alive.
+/// It lives here rather than in the client because `--help` shows it, and
+/// this module imports nothing from the client.
+pub const DEFAULT_KEEPALIVE_SECS: u64 = 30;
 
-/// Messages kept on disk per room unless told otherwise.
-pub const DEFAULT_MAX_PER_ROOM: usize = 100_000;
+// A client on the defaults must not expire on a server on the defaults.
+const _: () = assert!(DEFAULT_KEEPALIVE_SECS < DEFAULT_UDP_EXPIRY_SECS);
 
 /// `sockchat`: a chat hub for TCP, UDP and browser clients.
+///
+/// Parse it with [`Cli::parse_args`] (or [`Cli::try_parse_args_from`]), not
+/// clap's `Cli::parse`: only those record which flags were given, and
+/// without that record a config file would override every flag.
 #[derive(Debug, Parser)]
 #[command(name = "sockchat", version, about)]
 pub struct Cli {
@@ -39,6 +63,38 @@ pub struct Cli {
     pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses the process's arguments; on a bad command line (or `--help`)
+    /// prints clap's message and exits.
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        Cli::from_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+
+    /// Parses `args`, the program's name first.
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        Cli::from_matches(&matches)
+    }
+
+    fn from_matches(matches: &ArgMatches) -> Result<Cli, clap::Error> {
+        let mut cli =
+            Cli::from_arg_matches(matches).map_err(|error| error.format(&mut Cli::command()))?;
+        if let Some((_, sub)) = matches.subcommand() {
+            match &mut cli.command {
+                Command::Serve(args) => args.given = GivenFlags::from_matches(sub),
+                Command::Connect(args) => args.given = GivenFlags::from_matches(sub),
+                Command::Bench(_) => {}
+            }
+        }
+        Ok(cli)
+    }
 }
 
 /// What to run.
@@ -50,6 +106,36 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Load a chat server (ours or another) and measure it.
     Bench(BenchArgs),
+}
+
+/// The flags given on the command line or through the environment, by
+/// clap id (the field's name, like `max_line`); every other flag holds its
+/// default, which the config file may replace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GivenFlags(BTreeSet<String>);
+
+impl GivenFlags {
+    /// The flags of one subcommand's matches that were not defaults.
+    fn from_matches(matches: &ArgMatches) -> GivenFlags {
+        let given = matches.ids().map(|id| id.as_str()).filter(|id| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        });
+        GivenFlags(given.map(str::to_string).collect())
+    }
+
+    /// Whether the flag with this id was given.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+
+    /// Marks a flag as given, for arguments built in code rather than
+    /// parsed.
+    pub fn insert(&mut self, id: &str) {
+        self.0.insert(id.to_string());
+    }
 }
 
 /// A listening address, or `off`.
@@ -104,40 +190,41 @@ impl fmt::Display for Listen {
 
 /// `sockchat serve` flags; also the `[serve]` table of the config file.
 /// Limits of 0 are off.
-#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[derive(Debug, Clone, Args, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// TOML config file; its [serve] table sets any of these flags.
     #[arg(long, value_name = "PATH", env = "SOCKCHAT_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// TCP address, or `off` [default: 127.0.0.1:8888; 0.0.0.0:8888 opens it to the LAN].
-    #[arg(long, value_name = "ADDR")]
-    pub tcp: Option<Listen>,
-    /// UDP address, or `off` [default: 127.0.0.1:8888, the same port as TCP].
-    #[arg(long, value_name = "ADDR")]
-    pub udp: Option<Listen>,
-    /// Web address (the page and its WebSocket), or `off` [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR")]
-    pub web: Option<Listen>,
+    /// TCP address, or `off` (0.0.0.0:PORT opens it to the LAN).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
+    pub tcp: Listen,
+    /// UDP address, or `off` (the default is the same port as TCP's).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
+    pub udp: Listen,
+    /// Web address (the page and its WebSocket), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_WEB)]
+    pub web: Listen,
     /// An origin (like https://chat.example.org) whose pages may also open
     /// WebSockets here, besides the page's own; repeatable.
     #[arg(long = "web-origin", value_name = "ORIGIN")]
     pub web_origin: Vec<String>,
-    /// The room everyone starts in [default: lobby].
-    #[arg(long, value_name = "ROOM")]
-    pub room: Option<String>,
-    /// The server's name in the welcome line [default: sockchat].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    /// The room everyone starts in.
+    #[arg(long, value_name = "ROOM", default_value = DEFAULT_ROOM)]
+    pub room: String,
+    /// The server's name in the welcome line.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_SERVER_NAME)]
+    pub name: String,
     /// Rewrite FROM into TO in every relayed message; repeatable.
     #[arg(long = "filter", value_name = "FROM=TO")]
     #[serde(deserialize_with = "deserialize_filters")]
     pub filter: Vec<FilterRule>,
-    /// Messages replayed to whoever joins a room [default: 20].
-    #[arg(long, value_name = "N")]
-    pub history: Option<usize>,
-    /// The history database [default: $XDG_DATA_HOME/sockchat/history.db].
+    /// Messages replayed to whoever joins a room.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY_LEN)]
+    pub history: usize,
+    /// The history database; without it, sockchat/history.db in the user's
+    /// data directory ($XDG_DATA_HOME or the platform's equivalent).
     #[arg(long, value_name = "PATH")]
     pub db: Option<PathBuf>,
     /// Keep no history on disk (recent messages are still replayed from memory).
@@ -146,48 +233,90 @@ pub struct ServeArgs {
     /// Store private messages in the history database too.
     #[arg(long)]
     pub store_private: bool,
-    /// Messages kept per room on disk; older ones are deleted [default: 100000].
-    #[arg(long, value_name = "N")]
-    pub history_max_per_room: Option<usize>,
-    /// Messages older than this many seconds are deleted [default: 0, kept forever].
-    #[arg(long, value_name = "SECS")]
-    pub history_max_age: Option<u64>,
+    /// Messages kept per room on disk; older ones are deleted (0: no cap).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PER_ROOM)]
+    pub history_max_per_room: usize,
+    /// Messages older than this many seconds are deleted (0: kept forever).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_MAX_AGE_SECS)]
+    pub history_max_age: u64,
     /// Cap on the database file's size; past it, history stops being saved
-    /// (with a warning) until retention frees room [default: 0, no cap].
-    #[arg(long, value_name = "BYTES")]
-    pub db_max_size: Option<u64>,
-    /// Longest line in bytes; longer lines are refused [default: 4096].
-    #[arg(long, value_name = "BYTES")]
-    pub max_line: Option<usize>,
-    /// Clients at once, all doors together [default: 10000].
-    #[arg(long, value_name = "N")]
-    pub max_clients: Option<usize>,
-    /// Clients at once from one IP address [default: 100].
-    #[arg(long, value_name = "N")]
-    pub max_per_ip: Option<usize>,
-    /// Messages a second per client, with a burst of max(rate, 5) [default: 20].
-    #[arg(long, value_name = "MSGS_PER_SEC")]
-    pub max_rate: Option<u32>,
-    /// Events queued for a client before it is dropped as too slow [default: 1024].
-    #[arg(long, value_name = "N")]
-    pub outbox: Option<usize>,
+    /// (with a warning) until retention frees room (0: no cap).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DB_BYTES)]
+    pub db_max_size: u64,
+    /// Longest line in bytes; longer lines are refused.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+    /// Clients at once, all doors together.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS)]
+    pub max_clients: usize,
+    /// Clients at once from one IP address.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_PER_IP)]
+    pub max_per_ip: usize,
+    /// Messages a second per client, with a burst of max(rate, 5).
+    #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = DEFAULT_MAX_RATE)]
+    pub max_rate: u32,
+    /// Events queued for a client before it is dropped as too slow.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_OUTBOX)]
+    pub outbox: usize,
     /// Rooms with more members than this stop announcing joins and leaves,
-    /// and newcomers get a member count instead of the list (0: no limit)
-    /// [default: 1000].
-    #[arg(long, value_name = "N")]
-    pub big_room: Option<usize>,
-    /// Disconnect clients silent for this many seconds [default: 0, off].
-    #[arg(long, value_name = "SECS")]
-    pub idle: Option<u64>,
-    /// Unterminated text becomes a message after this many quiet ms [default: 300].
-    #[arg(long, value_name = "MS")]
-    pub line_flush_ms: Option<u64>,
-    /// Largest UDP datagram accepted, in bytes; larger ones get an error [default: 1200].
-    #[arg(long, value_name = "BYTES")]
-    pub max_datagram: Option<usize>,
-    /// A UDP client silent this long has left [default: 120].
-    #[arg(long, value_name = "SECS")]
-    pub udp_expiry: Option<u64>,
+    /// and newcomers get a member count instead of the list (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BIG_ROOM)]
+    pub big_room: usize,
+    /// Disconnect clients silent for this many seconds (0: off).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_SECS)]
+    pub idle: u64,
+    /// Unterminated text becomes a message after this many quiet ms.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_LINE_FLUSH_MS)]
+    pub line_flush_ms: u64,
+    /// Largest UDP datagram accepted, in bytes; larger ones get an error.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DATAGRAM)]
+    pub max_datagram: usize,
+    /// A UDP client silent this many seconds has left (at least 1).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_UDP_EXPIRY_SECS)]
+    pub udp_expiry: u64,
+    /// Which of these were given, not left to their defaults.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: GivenFlags,
+}
+
+/// The same defaults as the flags': a `[serve]` table fills in only what it
+/// names.
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            config: None,
+            tcp: default_listen(DEFAULT_TCP),
+            udp: default_listen(DEFAULT_TCP),
+            web: default_listen(DEFAULT_WEB),
+            web_origin: Vec::new(),
+            room: DEFAULT_ROOM.to_string(),
+            name: DEFAULT_SERVER_NAME.to_string(),
+            filter: Vec::new(),
+            history: DEFAULT_HISTORY_LEN,
+            db: None,
+            no_history: false,
+            store_private: false,
+            history_max_per_room: DEFAULT_MAX_PER_ROOM,
+            history_max_age: DEFAULT_MAX_AGE_SECS,
+            db_max_size: DEFAULT_MAX_DB_BYTES,
+            max_line: DEFAULT_MAX_LINE,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
+            max_rate: DEFAULT_MAX_RATE,
+            outbox: DEFAULT_OUTBOX,
+            big_room: DEFAULT_BIG_ROOM,
+            idle: DEFAULT_IDLE_SECS,
+            line_flush_ms: DEFAULT_LINE_FLUSH_MS,
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            udp_expiry: DEFAULT_UDP_EXPIRY_SECS,
+            given: GivenFlags::default(),
+        }
+    }
+}
+
+fn default_listen(addr: &str) -> Listen {
+    addr.parse().expect("the default addresses parse")
 }
 
 fn deserialize_filters<'de, D: serde::Deserializer<'de>>(
@@ -203,152 +332,52 @@ fn deserialize_filters<'de, D: serde::Deserializer<'de>>(
 /// The config file's shape.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct ConfigFile {
-    serve: ServeArgs,
-    connect: ConnectFile,
+pub struct ConfigFile {
+    /// `[serve]`: any `sockchat serve` flag, under the same name.
+    pub serve: ServeArgs,
+    /// `[connect]`: the client's defaults.
+    pub connect: ConnectFile,
 }
 
 /// The config file's `[connect]` table: the client's defaults.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-struct ConnectFile {
-    server: Option<String>,
-    nick: Option<String>,
-    room: Option<String>,
-    udp: bool,
-    keepalive: Option<u64>,
+pub struct ConnectFile {
+    /// The server, HOST:PORT.
+    pub server: Option<String>,
+    /// Nickname to take on arrival.
+    pub nick: Option<String>,
+    /// Room to join on arrival.
+    pub room: Option<String>,
+    /// Talk over UDP instead of TCP.
+    pub udp: bool,
+    /// Over UDP, seconds of silence before a keep-alive.
+    pub keepalive: Option<u64>,
     /// `[connect.colors]`: colour names (`red`, `light-blue`, `#ff8800`, ...).
-    colors: crate::client::tui::ColorNames,
+    pub colors: ColorNames,
 }
 
-impl ServeArgs {
-    /// Reads the config file (if any), lets flags win over it, and fills in
-    /// defaults.
-    pub fn resolve(self) -> anyhow::Result<ServeConfig> {
-        let file = match &self.config {
-            Some(path) => read_config(path)?.serve,
-            None => ServeArgs::default(),
-        };
-        let merged = self.over(file);
-        merged.into_config()
-    }
-
-    /// Each setting from `self` where given, else from `file`.
-    fn over(self, file: ServeArgs) -> ServeArgs {
-        ServeArgs {
-            config: self.config,
-            tcp: self.tcp.or(file.tcp),
-            udp: self.udp.or(file.udp),
-            web: self.web.or(file.web),
-            web_origin: if self.web_origin.is_empty() {
-                file.web_origin
-            } else {
-                self.web_origin
-            },
-            room: self.room.or(file.room),
-            name: self.name.or(file.name),
-            filter: if self.filter.is_empty() {
-                file.filter
-            } else {
-                self.filter
-            },
-            history: self.history.or(file.history),
-            db: self.db.or(file.db),
-            no_history: self.no_history || file.no_history,
-            store_private: self.store_private || file.store_private,
-            history_max_per_room: self.history_max_per_room.or(file.history_max_per_room),
-            history_max_age: self.history_max_age.or(file.history_max_age),
-            db_max_size: self.db_max_size.or(file.db_max_size),
-            max_line: self.max_line.or(file.max_line),
-            max_clients: self.max_clients.or(file.max_clients),
-            max_per_ip: self.max_per_ip.or(file.max_per_ip),
-            max_rate: self.max_rate.or(file.max_rate),
-            outbox: self.outbox.or(file.outbox),
-            big_room: self.big_room.or(file.big_room),
-            idle: self.idle.or(file.idle),
-            line_flush_ms: self.line_flush_ms.or(file.line_flush_ms),
-            max_datagram: self.max_datagram.or(file.max_datagram),
-            udp_expiry: self.udp_expiry.or(file.udp_expiry),
-        }
-    }
-
-    fn into_config(self) -> anyhow::Result<ServeConfig> {
-        let hub_defaults = HubConfig::default();
-        let limit_defaults = ConnectionLimits::default();
-        let default_addr = || DEFAULT_TCP.parse().expect("the default address parses");
-        let tcp = self.tcp.unwrap_or_else(default_addr).addr();
-        let udp = self.udp.unwrap_or_else(default_addr).addr();
-        let web = self
-            .web
-            .unwrap_or_else(|| DEFAULT_WEB.parse().expect("the default address parses"))
-            .addr();
-        let default_room = normalize_room(self.room.as_deref().unwrap_or(DEFAULT_ROOM))
-            .map_err(|why| anyhow::anyhow!("--room: {why}"))?;
-        let db = match (self.no_history, self.db) {
-            (true, _) => None,
-            (false, Some(path)) => Some(path),
-            (false, None) => Some(default_db_path()?),
-        };
-        let history = HistoryConfig {
-            db,
-            max_bytes: self.db_max_size.unwrap_or(0),
-            retention: Retention {
-                max_per_room: match self.history_max_per_room {
-                    Some(0) => None,
-                    Some(count) => Some(count),
-                    None => Some(DEFAULT_MAX_PER_ROOM),
-                },
-                max_age: self
-                    .history_max_age
-                    .filter(|secs| *secs > 0)
-                    .map(Duration::from_secs),
-            },
-        };
-        Ok(ServeConfig {
-            tcp,
-            udp,
-            web,
-            web_origins: self.web_origin,
-            history,
-            hub: HubConfig {
-                server_name: self.name.unwrap_or(hub_defaults.server_name),
-                default_room,
-                filter: WordFilter::new(self.filter),
-                history_len: self.history.unwrap_or(hub_defaults.history_len),
-                max_clients: self.max_clients.unwrap_or(10_000),
-                max_per_ip: self.max_per_ip.unwrap_or(100),
-                outbox: self.outbox.unwrap_or(hub_defaults.outbox),
-                store_private: self.store_private,
-                big_room: self.big_room.unwrap_or(hub_defaults.big_room),
-                clock: hub_defaults.clock,
-            },
-            limits: ConnectionLimits {
-                max_line: self.max_line.unwrap_or(limit_defaults.max_line),
-                max_rate: self.max_rate.unwrap_or(limit_defaults.max_rate),
-                idle: self.idle.filter(|secs| *secs > 0).map(Duration::from_secs),
-                partial_line_flush: self
-                    .line_flush_ms
-                    .map_or(limit_defaults.partial_line_flush, Duration::from_millis),
-                max_datagram: self.max_datagram.unwrap_or(limit_defaults.max_datagram),
-                udp_expiry: match self.udp_expiry {
-                    // Expiry cannot be off: UDP has no other way to see a client go.
-                    Some(0) => anyhow::bail!("--udp-expiry must be at least 1 second"),
-                    Some(secs) => Duration::from_secs(secs),
-                    None => limit_defaults.udp_expiry,
-                },
-            },
-        })
-    }
+/// `[connect.colors]` as written: colour names (`red`, `light-blue`,
+/// `#ff8800`, an ANSI index like `208`). The client turns them into colours.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ColorNames {
+    /// Your own nickname.
+    pub own: Option<String>,
+    /// Joins, leaves and other notices.
+    pub system: Option<String>,
+    /// Private messages.
+    pub private: Option<String>,
+    /// Errors.
+    pub error: Option<String>,
+    /// The status line's background.
+    pub status: Option<String>,
+    /// Other people's nicknames: each nick always gets the same one.
+    pub nicks: Option<Vec<String>>,
 }
 
-/// `$XDG_DATA_HOME/sockchat/history.db` (or the platform's equivalent).
-fn default_db_path() -> anyhow::Result<PathBuf> {
-    let data = dirs::data_dir()
-        .context("no data directory is known for this user; give --db PATH or --no-history")?;
-    Ok(data.join("sockchat").join("history.db"))
-}
-
-fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+/// Reads and parses the config file at `path`.
+pub fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
@@ -358,8 +387,9 @@ fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
 /// their defaults.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
-    /// The server, HOST:PORT [default: 127.0.0.1:8888].
-    pub server: Option<String>,
+    /// The server, HOST:PORT.
+    #[arg(default_value = DEFAULT_TCP)]
+    pub server: String,
     /// Nickname to take on arrival.
     #[arg(long)]
     pub nick: Option<String>,
@@ -378,197 +408,102 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub udp: bool,
     /// Over UDP, send a keep-alive after this many silent seconds; keep it
-    /// under the server's --udp-expiry [default: 30].
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub keepalive: Option<u64>,
+    /// under the server's --udp-expiry.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = DEFAULT_KEEPALIVE_SECS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub keepalive: u64,
     /// TOML config file; its [connect] table sets server, nick, room, udp,
     /// keepalive and [connect.colors].
     #[arg(long, value_name = "PATH", env = "SOCKCHAT_CONFIG")]
     pub config: Option<PathBuf>,
-}
-
-/// What `sockchat connect` runs with: flags over the config file over
-/// defaults.
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub server: String,
-    pub nick: Option<String>,
-    pub room: Option<String>,
-    pub udp: bool,
-    pub keepalive: Duration,
-    pub theme: crate::client::tui::Theme,
-}
-
-impl ClientSettings {
-    /// What to send on arrival: the nick, then the room.
-    pub fn hello(&self) -> Vec<crate::protocol::ClientCommand> {
-        use crate::protocol::ClientCommand;
-        let nick = self.nick.clone().map(|nick| ClientCommand::Nick { nick });
-        let room = self.room.clone().map(|room| ClientCommand::Join { room });
-        nick.into_iter().chain(room).collect()
-    }
-}
-
-impl ConnectArgs {
-    /// Reads the config file (if any) and lets flags win over it.
-    pub fn resolve(&self) -> anyhow::Result<ClientSettings> {
-        let file = match &self.config {
-            Some(path) => read_config(path)?.connect,
-            None => ConnectFile::default(),
-        };
-        Ok(ClientSettings {
-            server: self
-                .server
-                .clone()
-                .or(file.server)
-                .unwrap_or_else(|| DEFAULT_TCP.to_string()),
-            nick: self.nick.clone().or(file.nick),
-            room: self.room.clone().or(file.room),
-            udp: self.udp || file.udp,
-            keepalive: Duration::from_secs(self.keepalive.or(file.keepalive).unwrap_or(30).max(1)),
-            theme: crate::client::tui::Theme::from_names(&file.colors)
-                .context("[connect.colors] in the config file")?,
-        })
-    }
+    /// Which of these were given, not left to their defaults.
+    #[arg(skip)]
+    pub given: GivenFlags,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> ServeArgs {
-        let cli = Cli::try_parse_from([&["sockchat", "serve"], args].concat()).unwrap();
-        match cli.command {
+    fn serve_help() -> String {
+        let mut command = Cli::command();
+        let serve = command
+            .find_subcommand_mut("serve")
+            .expect("there is a serve command");
+        serve.render_long_help().to_string()
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_each_default_once_from_its_constant() {
+        let help = serve_help();
+        for shown in [
+            format!("[default: {DEFAULT_MAX_LINE}]"),
+            format!("[default: {DEFAULT_MAX_CLIENTS}]"),
+            format!("[default: {DEFAULT_MAX_PER_ROOM}]"),
+            format!("[default: {DEFAULT_UDP_EXPIRY_SECS}]"),
+            format!("[default: {DEFAULT_WEB}]"),
+            format!("[default: {DEFAULT_ROOM}]"),
+        ] {
+            assert_eq!(help.matches(&shown).count(), 1, "{shown} in:\n{help}");
+        }
+        assert!(help.contains("4096"), "{help}");
+    }
+
+    #[test]
+    fn a_config_file_table_defaults_to_the_flags_defaults() {
+        let parsed = match Cli::try_parse_args_from(["sockchat", "serve"])
+            .unwrap()
+            .command
+        {
             Command::Serve(args) => *args,
             _ => unreachable!("parsed a serve command"),
-        }
+        };
+        let empty_table: ServeArgs = toml::from_str("").unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("{:?}", ServeArgs::default()));
+        assert_eq!(
+            format!("{empty_table:?}"),
+            format!("{:?}", ServeArgs::default())
+        );
     }
 
     #[test]
-    fn history_flags() {
-        let config = parse(&["--no-history"]).resolve().unwrap();
-        assert_eq!(config.history.db, None);
-        let config = parse(&[
-            "--db",
-            "/tmp/x.db",
-            "--history-max-age",
-            "60",
-            "--history-max-per-room",
-            "0",
+    fn only_flags_on_the_command_line_count_as_given() {
+        let cli = Cli::try_parse_args_from([
+            "sockchat",
+            "serve",
+            "--max-line",
+            &DEFAULT_MAX_LINE.to_string(),
+            "--no-history",
+            "--filter",
+            "a=b",
         ])
-        .resolve()
         .unwrap();
-        assert_eq!(config.history.db, Some(PathBuf::from("/tmp/x.db")));
-        assert_eq!(
-            config.history.retention.max_age,
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(config.history.retention.max_per_room, None);
-    }
-
-    #[test]
-    fn defaults() {
-        let config = parse(&[]).resolve().unwrap();
-        assert!(config.history.db.unwrap().ends_with("sockchat/history.db"));
-        assert_eq!(
-            config.history.retention.max_per_room,
-            Some(DEFAULT_MAX_PER_ROOM)
-        );
-        assert_eq!(config.tcp, Some(DEFAULT_TCP.parse().unwrap()));
-        assert_eq!(config.udp, Some(DEFAULT_TCP.parse().unwrap()));
-        assert_eq!(config.web, Some(DEFAULT_WEB.parse().unwrap()));
-        assert_eq!(config.limits.max_datagram, 1200);
-        assert_eq!(config.hub.default_room, "lobby");
-        assert_eq!(config.limits.max_line, 4096);
-        assert_eq!(config.limits.idle, None);
-    }
-
-    #[test]
-    fn off_and_port_zero() {
-        assert_eq!(parse(&["--tcp", "off"]).resolve().unwrap().tcp, None);
-        assert_eq!(parse(&["--udp", "off"]).resolve().unwrap().udp, None);
-        assert!(parse(&["--udp-expiry", "0"]).resolve().is_err());
-        let config = parse(&["--tcp", "0.0.0.0:0"]).resolve().unwrap();
-        assert_eq!(config.tcp, Some("0.0.0.0:0".parse().unwrap()));
-        assert!(Cli::try_parse_from(["sockchat", "serve", "--tcp", "nowhere"]).is_err());
-    }
-
-    #[test]
-    fn flags_win_over_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sockchat.toml");
-        std::fs::write(
-            &path,
-            "[serve]\ntcp = \"127.0.0.1:0\"\nmax-line = 100\nmax-rate = 3\nfilter = [\"sb=alexsb\"]\nroom = \"Main\"\n",
-        )
-        .unwrap();
-        let config = parse(&["--config", path.to_str().unwrap(), "--max-rate", "9"])
-            .resolve()
-            .unwrap();
-        assert_eq!(config.tcp, Some("127.0.0.1:0".parse().unwrap()));
-        assert_eq!(config.limits.max_line, 100);
-        assert_eq!(config.limits.max_rate, 9);
-        assert_eq!(config.hub.default_room, "main");
-        assert_eq!(config.hub.filter.apply("sb"), "alexsb");
-    }
-
-    #[test]
-    fn bad_config_files_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[serve]\nmax-lines = 3\n").unwrap();
-        let error = parse(&["--config", path.to_str().unwrap()])
-            .resolve()
-            .unwrap_err();
-        assert!(format!("{error:#}").contains("max-lines"), "{error:#}");
-        let missing = parse(&["--config", "/nonexistent/sockchat.toml"])
-            .resolve()
-            .unwrap_err();
-        assert!(format!("{missing:#}").contains("cannot read config file"));
-    }
-
-    fn connect_args(args: &[&str]) -> ConnectArgs {
-        let cli = Cli::try_parse_from([&["sockchat", "connect"], args].concat()).unwrap();
-        match cli.command {
-            Command::Connect(args) => args,
-            _ => unreachable!("parsed a connect command"),
+        let Command::Serve(args) = cli.command else {
+            unreachable!("parsed a serve command")
+        };
+        // Given with the default's value is still given.
+        for id in ["max_line", "no_history", "filter"] {
+            assert!(args.given.contains(id), "{id}: {:?}", args.given);
         }
-    }
-
-    #[test]
-    fn the_client_takes_its_defaults_from_the_connect_table_and_flags_win() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sockchat.toml");
-        std::fs::write(
-            &path,
-            "[serve]\nmax-rate = 3\n\n[connect]\nserver = \"chat.lan:8888\"\nnick = \"小明\"\n\
-             room = \"rust\"\n\n[connect.colors]\nown = \"light-green\"\n",
-        )
-        .unwrap();
-        let config = path.to_str().unwrap();
-        let settings = connect_args(&["--config", config]).resolve().unwrap();
-        assert_eq!(settings.server, "chat.lan:8888");
-        assert_eq!(settings.nick.as_deref(), Some("小明"));
-        assert_eq!(settings.keepalive, Duration::from_secs(30));
-        assert_eq!(settings.theme.own, ratatui::style::Color::LightGreen);
-        let settings = connect_args(&["127.0.0.1:9", "--nick", "bob", "--config", config])
-            .resolve()
-            .unwrap();
-        assert_eq!(
-            (
-                settings.server.as_str(),
-                settings.nick.as_deref(),
-                settings.room.as_deref()
-            ),
-            ("127.0.0.1:9", Some("bob"), Some("rust"))
-        );
-
-        std::fs::write(&path, "[connect.colors]\nown = \"sparkly\"\n").unwrap();
-        let error = connect_args(&["--config", config]).resolve().unwrap_err();
-        assert!(
-            format!("{error:#}").contains("\"sparkly\" is not a colour"),
-            "{error:#}"
-        );
+        for id in ["tcp", "max_rate", "store_private", "web_origin", "db"] {
+            assert!(!args.given.contains(id), "{id}: {:?}", args.given);
+        }
+        let cli = Cli::try_parse_args_from(["sockchat", "connect", "h:1", "--udp"]).unwrap();
+        let Command::Connect(args) = cli.command else {
+            unreachable!("parsed a connect command")
+        };
+        assert!(args.given.contains("server") && args.given.contains("udp"));
+        assert!(!args.given.contains("keepalive"));
+        assert_eq!(args.keepalive, DEFAULT_KEEPALIVE_SECS);
     }
 }
 
@@ -580,7 +515,7 @@ pub struct BenchArgs {
     pub server: String,
     /// What to speak: tcp (plain lines), irc, udp (sockchat), ws (sockchat).
     #[arg(long, value_enum, default_value = "tcp")]
-    pub wire: crate::bench::Wire,
+    pub wire: crate::loadgen::Wire,
     /// Clients connected, all in one room.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -621,8 +556,8 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     /// The run these flags describe.
-    pub fn plan(&self) -> crate::bench::BenchPlan {
-        crate::bench::BenchPlan {
+    pub fn plan(&self) -> crate::loadgen::BenchPlan {
+        crate::loadgen::BenchPlan {
             server: self.server.clone(),
             wire: self.wire,
             clients: self.clients,

@@ -18,17 +18,18 @@
 //!   down, history last.
 //! - [`client`]: `sockchat connect`, the terminal client: full screen
 //!   ([`client::tui`]) or plain lines.
-//! - [`bench`]: `sockchat bench`, the load generator.
+//! - [`loadgen`]: `sockchat bench`, the load generator.
 //! - [`metrics`]: the counters behind `/metrics`.
-//! - [`cli`]: command-line flags and the TOML config file.
+//! - [`cli`]: command-line flags and the TOML config file, parsed only;
+//!   [`server::config`] and `client::settings` merge them.
 
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod door;
 pub mod hub;
+pub mod loadgen;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -5,14 +5,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
 use sockchat::cli::{Cli, Command};
 use sockchat::door::console::ConsoleDoor;
-use sockchat::server::{shutdown_signal, Server};
+use sockchat::server::{shutdown_signal, ServeConfig, Server};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     let default_level = match (&cli.command, cli.verbose) {
         (_, 2..) => "trace",
         (_, 1) => "debug",
@@ -50,7 +49,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let mut server = Server::bind(args.resolve()?).await?;
+            let mut server = Server::bind(ServeConfig::from_args(*args)?).await?;
             let shutdown = shutdown_signal()?;
             for listening in server.listening() {
                 // Scripts and tests wait for these lines; print them before
@@ -66,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connect(args) => sockchat::client::run(args).await,
         Command::Bench(args) => {
             let progress = !args.json && std::io::stderr().is_terminal();
-            let report = sockchat::bench::run(&args.plan(), progress).await?;
+            let report = sockchat::loadgen::run(&args.plan(), progress).await?;
             if let Some(path) = &args.plot {
                 let title = format!(
                     "latency: {} clients, {} sending, over {}",
@@ -74,7 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.senders,
                     format!("{:?}", report.wire).to_lowercase()
                 );
-                sockchat::bench::plot::latency_svg(&report, &title, path)?;
+                sockchat::loadgen::plot::latency_svg(&report, &title, path)?;
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -13,8 +13,11 @@
 
 mod raw;
 mod screen;
+mod settings;
 pub mod tui;
 mod udp;
+
+pub use settings::ClientSettings;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -83,7 +86,7 @@ pub(crate) enum Ending {
 
 /// Runs the client; the exit code says how the session ended.
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.resolve()?;
+    let settings = ClientSettings::from_args(&args)?;
     let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if !args.raw && !args.plain && on_terminal {
         return tui::run(settings).await;

@@ -1,10 +1,16 @@
 //! What `sockchat serve` runs with, once flags, config file and defaults
-//! are merged.
+//! are merged: flags win over the file, the file wins over the defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::hub::HubConfig;
+use anyhow::Context;
+
+use crate::cli::{read_config, ServeArgs};
+use crate::hub::{HubConfig, WordFilter};
+use crate::protocol::text::normalize_room;
+use crate::session::limits::idle_limit;
 use crate::session::Limits;
 use crate::store::Retention;
 
@@ -32,4 +38,266 @@ pub struct ServeConfig {
     pub web_origins: Vec<String>,
     pub hub: HubConfig,
     pub limits: Limits,
+}
+
+impl ServeConfig {
+    /// Reads the config file named by `--config` (if any), takes from its
+    /// `[serve]` table every setting not in `args.given`, and checks the
+    /// result. Without a config file, `args` is taken as it is.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let args = match &args.config {
+            Some(path) => {
+                let file = read_config(path)?.serve;
+                flags_over_file(args, file)
+            }
+            None => args,
+        };
+        ServeConfig::from_merged(args)
+    }
+
+    fn from_merged(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let default_room =
+            normalize_room(&args.room).map_err(|why| anyhow::anyhow!("--room: {why}"))?;
+        // Expiry cannot be off: UDP has no other way to see a client go.
+        anyhow::ensure!(
+            args.udp_expiry > 0,
+            "--udp-expiry must be at least 1 second"
+        );
+        let db = match (args.no_history, args.db) {
+            (true, _) => None,
+            (false, Some(path)) => Some(path),
+            (false, None) => Some(default_db_path()?),
+        };
+        let history = HistoryConfig {
+            db,
+            max_bytes: args.db_max_size,
+            retention: Retention {
+                max_per_room: (args.history_max_per_room > 0).then_some(args.history_max_per_room),
+                max_age: (args.history_max_age > 0)
+                    .then(|| Duration::from_secs(args.history_max_age)),
+            },
+        };
+        Ok(ServeConfig {
+            tcp: args.tcp.addr(),
+            udp: args.udp.addr(),
+            web: args.web.addr(),
+            web_origins: args.web_origin,
+            history,
+            hub: HubConfig {
+                server_name: args.name,
+                default_room,
+                filter: WordFilter::new(args.filter),
+                history_len: args.history,
+                max_clients: args.max_clients,
+                max_per_ip: args.max_per_ip,
+                outbox: args.outbox,
+                store_private: args.store_private,
+                big_room: args.big_room,
+                ..HubConfig::default()
+            },
+            limits: Limits {
+                max_line: args.max_line,
+                max_rate: args.max_rate,
+                idle: idle_limit(args.idle),
+                partial_line_flush: Duration::from_millis(args.line_flush_ms),
+                max_datagram: args.max_datagram,
+                udp_expiry: Duration::from_secs(args.udp_expiry),
+            },
+        })
+    }
+}
+
+/// Each setting from `flags` where it was given, else from `file`. The
+/// struct literal names every field, so a new flag cannot be forgotten
+/// here; the clap id checked is the field's name.
+fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
+    macro_rules! merge {
+        ($($field:ident),* $(,)?) => {
+            ServeArgs {
+                config: flags.config,
+                $($field: if flags.given.contains(stringify!($field)) {
+                    flags.$field
+                } else {
+                    file.$field
+                },)*
+                given: flags.given,
+            }
+        };
+    }
+    merge!(
+        tcp,
+        udp,
+        web,
+        web_origin,
+        room,
+        name,
+        filter,
+        history,
+        db,
+        no_history,
+        store_private,
+        history_max_per_room,
+        history_max_age,
+        db_max_size,
+        max_line,
+        max_clients,
+        max_per_ip,
+        max_rate,
+        outbox,
+        big_room,
+        idle,
+        line_flush_ms,
+        max_datagram,
+        udp_expiry,
+    )
+}
+
+/// `$XDG_DATA_HOME/sockchat/history.db` (or the platform's equivalent).
+fn default_db_path() -> anyhow::Result<PathBuf> {
+    let data = dirs::data_dir()
+        .context("no data directory is known for this user; give --db PATH or --no-history")?;
+    Ok(data.join("sockchat").join("history.db"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command, DEFAULT_TCP, DEFAULT_WEB};
+    use crate::session::limits::{DEFAULT_MAX_LINE, DEFAULT_MAX_RATE};
+    use crate::store::DEFAULT_MAX_PER_ROOM;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_args_from([&["sockchat", "serve"], args].concat()).unwrap();
+        match cli.command {
+            Command::Serve(args) => *args,
+            _ => unreachable!("parsed a serve command"),
+        }
+    }
+
+    fn resolve(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        ServeConfig::from_args(parse(args))
+    }
+
+    #[test]
+    fn history_flags() {
+        let config = resolve(&["--no-history"]).unwrap();
+        assert_eq!(config.history.db, None);
+        let config = resolve(&[
+            "--db",
+            "/tmp/x.db",
+            "--history-max-age",
+            "60",
+            "--history-max-per-room",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(config.history.db, Some(PathBuf::from("/tmp/x.db")));
+        assert_eq!(
+            config.history.retention.max_age,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(config.history.retention.max_per_room, None);
+    }
+
+    #[test]
+    fn defaults() {
+        let config = resolve(&[]).unwrap();
+        assert!(config.history.db.unwrap().ends_with("sockchat/history.db"));
+        assert_eq!(
+            config.history.retention.max_per_room,
+            Some(DEFAULT_MAX_PER_ROOM)
+        );
+        assert_eq!(config.history.retention.max_age, None);
+        assert_eq!(config.tcp, Some(DEFAULT_TCP.parse().unwrap()));
+        assert_eq!(config.udp, Some(DEFAULT_TCP.parse().unwrap()));
+        assert_eq!(config.web, Some(DEFAULT_WEB.parse().unwrap()));
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.limits.max_datagram, 1200);
+        assert_eq!(config.hub.default_room, "lobby");
+        assert_eq!(config.limits.max_line, 4096);
+        assert_eq!(config.limits.idle, None);
+        let hub = HubConfig::default();
+        assert_eq!(config.hub.server_name, hub.server_name);
+        assert_eq!(config.hub.history_len, hub.history_len);
+        assert_eq!(
+            (config.hub.max_clients, config.hub.max_per_ip),
+            (hub.max_clients, hub.max_per_ip)
+        );
+        assert_eq!(
+            (config.hub.outbox, config.hub.big_room),
+            (hub.outbox, hub.big_room)
+        );
+    }
+
+    #[test]
+    fn off_and_port_zero() {
+        assert_eq!(resolve(&["--tcp", "off"]).unwrap().tcp, None);
+        assert_eq!(resolve(&["--udp", "off"]).unwrap().udp, None);
+        assert!(resolve(&["--udp-expiry", "0"]).is_err());
+        let config = resolve(&["--tcp", "0.0.0.0:0"]).unwrap();
+        assert_eq!(config.tcp, Some("0.0.0.0:0".parse().unwrap()));
+        assert!(Cli::try_parse_args_from(["sockchat", "serve", "--tcp", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sockchat.toml");
+        std::fs::write(
+            &path,
+            "[serve]\ntcp = \"127.0.0.1:0\"\nmax-line = 100\nmax-rate = 3\nfilter = [\"sb=alexsb\"]\nroom = \"Main\"\n",
+        )
+        .unwrap();
+        let config = resolve(&["--config", path.to_str().unwrap(), "--max-rate", "9"]).unwrap();
+        assert_eq!(config.tcp, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(config.limits.max_line, 100);
+        assert_eq!(config.limits.max_rate, 9);
+        assert_eq!(config.hub.default_room, "main");
+        assert_eq!(config.hub.filter.apply("sb"), "alexsb");
+    }
+
+    #[test]
+    fn the_file_fills_in_flags_left_at_their_defaults_but_a_flag_given_its_default_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sockchat.toml");
+        std::fs::write(
+            &path,
+            "[serve]\nmax-line = 100\nmax-rate = 3\nno-history = true\nweb = \"off\"\nudp-expiry = 0\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        // The file's udp-expiry of 0 is refused like the flag's.
+        let error = resolve(&["--config", config]).unwrap_err();
+        assert!(format!("{error:#}").contains("--udp-expiry"), "{error:#}");
+        let max_rate = DEFAULT_MAX_RATE.to_string();
+        let resolved = resolve(&[
+            "--config",
+            config,
+            "--udp-expiry",
+            "60",
+            "--max-rate",
+            &max_rate,
+        ])
+        .unwrap();
+        assert_eq!(resolved.limits.max_line, 100, "not given: from the file");
+        assert_ne!(DEFAULT_MAX_LINE, 100);
+        assert_eq!(
+            resolved.limits.max_rate, DEFAULT_MAX_RATE,
+            "given: the flag"
+        );
+        assert_eq!(resolved.limits.udp_expiry, Duration::from_secs(60));
+        assert_eq!(resolved.history.db, None);
+        assert_eq!(resolved.web, None);
+    }
+
+    #[test]
+    fn bad_config_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[serve]\nmax-lines = 3\n").unwrap();
+        let error = resolve(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(format!("{error:#}").contains("max-lines"), "{error:#}");
+        let missing = resolve(&["--config", "/nonexistent/sockchat.toml"]).unwrap_err();
+        assert!(format!("{missing:#}").contains("cannot read config file"));
+    }
 }

@@ -20,6 +20,16 @@ pub struct StoredMessage {
     pub to: Option<String>,
 }
 
+/// Default messages kept per room on disk (`--history-max-per-room`; 0 is
+/// no cap).
+pub const DEFAULT_MAX_PER_ROOM: usize = 100_000;
+/// Default age in seconds past which messages are deleted
+/// (`--history-max-age`; 0 keeps them forever).
+pub const DEFAULT_MAX_AGE_SECS: u64 = 0;
+/// Default cap on the database file's size in bytes (`--db-max-size`; 0 is
+/// no cap).
+pub const DEFAULT_MAX_DB_BYTES: u64 = 0;
+
 /// How long history is kept. `None`: no limit of that kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {

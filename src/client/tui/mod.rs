@@ -30,10 +30,9 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 pub use app::App;
-pub use theme::{ColorNames, Theme};
+pub use theme::Theme;
 
-use super::{cannot_connect, tcp_session, udp, Ending, Frontend, Typed};
-use crate::cli::ClientSettings;
+use super::{cannot_connect, tcp_session, udp, ClientSettings, Ending, Frontend, Typed};
 use crate::protocol::{ClientCommand, ServerEvent};
 use app::{Action, Link};
 
@@ -73,14 +72,14 @@ impl Frontend for Channels {
     }
 }
 
-/// The screen's side: one running session.
-struct Session {
+/// The screen's side: one running connection.
+struct Connection {
     commands: mpsc::UnboundedSender<ClientCommand>,
     events: mpsc::UnboundedReceiver<LinkEvent>,
 }
 
-impl Session {
-    fn start(settings: &ClientSettings, hello: Vec<ClientCommand>) -> Session {
+impl Connection {
+    fn start(settings: &ClientSettings, hello: Vec<ClientCommand>) -> Connection {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (server, udp, keepalive) = (settings.server.clone(), settings.udp, settings.keepalive);
@@ -96,11 +95,11 @@ impl Session {
             };
             let _ = events_tx.send(LinkEvent::Ended(ending));
         });
-        Session { commands, events }
+        Connection { commands, events }
     }
 
     fn send(&self, command: ClientCommand) {
-        // A session that has just ended reports it through `events`.
+        // A connection that has just ended reports it through `events`.
         let _ = self.commands.send(command);
     }
 }
@@ -180,7 +179,7 @@ async fn drive(
     settings: &ClientSettings,
 ) -> anyhow::Result<Exit> {
     let mut keys = EventStream::new();
-    let mut link = LinkState::new(Session::start(settings, settings.hello()));
+    let mut link = LinkState::new(Connection::start(settings, settings.hello()));
     let mut ping = tokio::time::interval(PING_EVERY);
     // Redraws the reconnect countdown.
     let mut second = tokio::time::interval(Duration::from_secs(1));
@@ -195,14 +194,14 @@ async fn drive(
             key = keys.next() => match key {
                 Some(Ok(event)) => {
                     for action in app.on_terminal(event) {
-                        match (action, &link.session) {
-                            (Action::Send(command), Some(session)) => session.send(command),
+                        match (action, &link.connection) {
+                            (Action::Send(command), Some(connection)) => connection.send(command),
                             (Action::Send(_), None) => {
                                 app.system("! not connected; that was not sent");
                             }
-                            (Action::Quit, Some(session)) if app.link == Link::Connected => {
+                            (Action::Quit, Some(connection)) if app.link == Link::Connected => {
                                 link.quitting = true;
-                                session.send(ClientCommand::Quit { reason: None });
+                                connection.send(ClientCommand::Quit { reason: None });
                             }
                             (Action::Quit, _) => return Ok(Exit::Done),
                         }
@@ -211,7 +210,7 @@ async fn drive(
                 Some(Err(error)) => return Err(error.into()),
                 None => return Ok(Exit::Done),
             },
-            event = next_link_event(&mut link.session) => {
+            event = next_link_event(&mut link.connection) => {
                 // Everything already waiting goes in before one redraw: a
                 // busy room sends faster than a terminal should repaint.
                 let mut next = Some(event);
@@ -222,19 +221,19 @@ async fn drive(
                     }
                     taken += 1;
                     if taken < EVENTS_PER_REDRAW {
-                        next = link.session.as_mut().and_then(|session| session.events.try_recv().ok());
+                        next = link.connection.as_mut().and_then(|connection| connection.events.try_recv().ok());
                     }
                 }
             }
             _ = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
                 link.reconnect_at = None;
                 app.link = Link::Connecting;
-                link.session = Some(Session::start(settings, rejoin(app)));
+                link.connection = Some(Connection::start(settings, rejoin(app)));
             }
             _ = ping.tick() => link.ping(app),
             _ = second.tick(), if link.reconnect_at.is_some() => {}
-            _ = terminate.recv() => return Ok(goodbye(link.session.as_ref()).await),
-            _ = hangup.recv() => return Ok(goodbye(link.session.as_ref()).await),
+            _ = terminate.recv() => return Ok(goodbye(link.connection.as_ref()).await),
+            _ = hangup.recv() => return Ok(goodbye(link.connection.as_ref()).await),
         }
     }
 }
@@ -242,12 +241,12 @@ async fn drive(
 /// Events handled at most between two redraws.
 const EVENTS_PER_REDRAW: usize = 256;
 
-/// The link to the server across sessions: the one running (if any), and
+/// The link to the server across connections: the one running (if any), and
 /// what reconnecting needs to know.
 struct LinkState {
-    session: Option<Session>,
+    connection: Option<Connection>,
     ever_connected: bool,
-    /// We said goodbye; the session's end is the client's.
+    /// We said goodbye; the connection's end is the client's.
     quitting: bool,
     attempt: u32,
     reconnect_at: Option<Instant>,
@@ -256,9 +255,9 @@ struct LinkState {
 }
 
 impl LinkState {
-    fn new(session: Session) -> LinkState {
+    fn new(connection: Connection) -> LinkState {
         LinkState {
-            session: Some(session),
+            connection: Some(connection),
             ever_connected: false,
             quitting: false,
             attempt: 0,
@@ -268,15 +267,15 @@ impl LinkState {
     }
 
     fn ping(&mut self, app: &App) {
-        if let (Some(session), Link::Connected) = (&self.session, &app.link) {
+        if let (Some(connection), Link::Connected) = (&self.connection, &app.link) {
             self.last_ping = (self.last_ping.0 + 1, Instant::now());
-            session.send(ClientCommand::Ping {
+            connection.send(ClientCommand::Ping {
                 token: self.last_ping.0,
             });
         }
     }
 
-    /// Applies one event from the session; `Some` when the client is done.
+    /// Applies one event from the connection; `Some` when the client is done.
     fn on_event(&mut self, app: &mut App, event: LinkEvent) -> Option<Exit> {
         match event {
             LinkEvent::Event(event) => {
@@ -294,7 +293,7 @@ impl LinkState {
             }
             LinkEvent::Notice(text) => app.system(&text),
             LinkEvent::Ended(ending) => {
-                self.session = None;
+                self.connection = None;
                 if self.quitting || ending == Ending::Done {
                     return Some(Exit::Done);
                 }
@@ -325,19 +324,19 @@ impl LinkState {
 }
 
 /// Says goodbye on the way out, if connected (waiting briefly for the
-/// session to send it).
-async fn goodbye(session: Option<&Session>) -> Exit {
-    if let Some(session) = session {
-        session.send(ClientCommand::Quit { reason: None });
-        let _ = tokio::time::timeout(Duration::from_secs(1), session.commands.closed()).await;
+/// connection to send it).
+async fn goodbye(connection: Option<&Connection>) -> Exit {
+    if let Some(connection) = connection {
+        connection.send(ClientCommand::Quit { reason: None });
+        let _ = tokio::time::timeout(Duration::from_secs(1), connection.commands.closed()).await;
     }
     Exit::Done
 }
 
-/// The next event of the running session; pending while there is none.
-async fn next_link_event(session: &mut Option<Session>) -> LinkEvent {
-    match session {
-        Some(session) => session
+/// The next event of the running connection; pending while there is none.
+async fn next_link_event(connection: &mut Option<Connection>) -> LinkEvent {
+    match connection {
+        Some(connection) => connection
             .events
             .recv()
             .await
@@ -351,7 +350,7 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(1 << attempt.saturating_sub(1).min(5)).min(MAX_BACKOFF)
 }
 
-/// What a new session sends to pick up where the last one stopped: the
+/// What a new connection sends to pick up where the last one stopped: the
 /// nick, every room (with what it missed), the current room last so it is
 /// the server's current room again.
 fn rejoin(app: &App) -> Vec<ClientCommand> {
@@ -396,10 +395,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lost_session_is_retried_but_a_first_one_that_fails_ends_the_client() {
+    async fn a_lost_connection_is_retried_but_a_first_one_that_fails_ends_the_client() {
         let mut app = App::new("s", "tcp", Theme::default());
         let mut link = LinkState {
-            session: None,
+            connection: None,
             ever_connected: false,
             quitting: false,
             attempt: 0,

@@ -3,26 +3,8 @@
 use std::str::FromStr;
 
 use ratatui::style::Color;
-use serde::Deserialize;
 
-/// `[connect.colors]` as written: colour names (`red`, `light-blue`,
-/// `#ff8800`, an ANSI index like `208`).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ColorNames {
-    /// Your own nickname.
-    pub own: Option<String>,
-    /// Joins, leaves and other notices.
-    pub system: Option<String>,
-    /// Private messages.
-    pub private: Option<String>,
-    /// Errors.
-    pub error: Option<String>,
-    /// The status line's background.
-    pub status: Option<String>,
-    /// Other people's nicknames: each nick always gets the same one.
-    pub nicks: Option<Vec<String>>,
-}
+use crate::cli::ColorNames;
 
 /// The colours the screen is drawn with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{config, start};
-use sockchat::bench::{run, BenchPlan, Wire};
+use sockchat::loadgen::{run, BenchPlan, Wire};
 
 fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
     BenchPlan {
