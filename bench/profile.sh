@@ -6,6 +6,8 @@
 #
 #   bench/profile.sh            # both variants
 #   DURATION=5 bench/profile.sh
+#   SERVER=/tmp/sockchat-old bench/profile.sh   # profile another build (the
+#                                               # load is still this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -13,6 +15,7 @@ source bench/common.sh
 command -v valgrind >/dev/null || install_missing valgrind
 cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
+SERVER=${SERVER:-$BIN}
 DURATION=${DURATION:-10}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,7 +26,7 @@ profile() {
     local port
     port=$(free_port)
     taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
-        "$BIN" serve --tcp "127.0.0.1:$port" --udp off --web off --max-rate 0 --max-per-ip 0 \
+        "$SERVER" serve --tcp "127.0.0.1:$port" --udp off --web off --max-rate 0 --max-per-ip 0 \
         --max-clients 0 --outbox 65536 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
     local pid=$!
     # Valgrind starts slowly.

@@ -568,3 +568,25 @@ async fn answers_come_in_the_order_of_the_datagrams() {
     );
     server.stop().await;
 }
+
+/// A JSON object with an id is a structured datagram: one that does not
+/// parse gets an error, and its JSON is never said in the room.
+#[tokio::test]
+async fn a_malformed_structured_datagram_is_refused_not_relayed() {
+    let server = start(config()).await;
+    let mut watcher = server.client().await;
+    let mut bare = Bare::new(&server).await;
+    let datagram = format!(
+        r#"{{"id":1,"cmd":{{"type":"mode","mode":"json"}},"pad":"{}"}}"#,
+        " ".repeat(100)
+    );
+    let answer = bare.ask(&datagram).await;
+    assert!(answer.starts_with("! not a datagram: "), "{answer}");
+    // Text that merely starts with a brace is chat.
+    assert_eq!(bare.ask("{braces are fine}").await, "{braces are fine}");
+    assert!(watcher
+        .expect("guest-2:")
+        .await
+        .ends_with(": {braces are fine}"));
+    server.stop().await;
+}

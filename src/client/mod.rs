@@ -247,7 +247,7 @@ fn command_for(frontend: &mut impl Frontend, typed: Option<Typed>) -> Option<Cli
     match typed {
         None => Some(ClientCommand::Quit { reason: None }),
         Some(Typed::Command(command)) => Some(command),
-        Some(Typed::Line(line)) if line.trim() == JSON_SWITCH => {
+        Some(Typed::Line(line)) if line.trim().eq_ignore_ascii_case(JSON_SWITCH) => {
             frontend.notice("! this client picks its own wire format");
             None
         }

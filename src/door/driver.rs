@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
-use super::{carry_out, now, wait_dropped};
+use super::{carry_out, now, wait_dropped, with_drop_reason};
 use crate::hub::{DoorKind, Hub, MemberId, Membership};
 use crate::protocol::{DropReason, Outgoing};
 use crate::session::{Ending, Input, Limits, Session, FAREWELL_TIMEOUT};
@@ -155,11 +155,11 @@ impl Member {
                     }
                 }
                 if let Some(ending) = self.carry_out() {
-                    return ending;
+                    return with_drop_reason(ending, &mut dropped);
                 }
             }
             if let Some(ending) = self.carry_out() {
-                return ending;
+                return with_drop_reason(ending, &mut dropped);
             }
             let reading = self.session.wants_input() && !input_closed;
             let partial = wire.partial_deadline().filter(|_| reading);

@@ -80,6 +80,22 @@ pub(crate) async fn wait_dropped(
     }
 }
 
+/// A session that ended as a goodbye may have been removed by the hub
+/// first (a command after removal is answered as if it were a goodbye):
+/// then the hub's reason is the real ending, and the member hears it.
+pub(crate) fn with_drop_reason(
+    ending: Ending,
+    dropped: &mut Option<oneshot::Receiver<DropReason>>,
+) -> Ending {
+    match ending {
+        Ending::Quit => match dropped.as_mut().and_then(|signal| signal.try_recv().ok()) {
+            Some(why) => Ending::Dropped(why),
+            None => Ending::Quit,
+        },
+        other => other,
+    }
+}
+
 /// The time now, as the session wants it. Through tokio's clock, so tests
 /// with paused time control it.
 pub(crate) fn now() -> std::time::Instant {

@@ -31,7 +31,7 @@ pub trait StreamCodec: Send {
     /// Unterminated input after a pause, taken as whole (`None`: wait on).
     fn decode_partial(&mut self, buf: &mut BytesMut) -> Option<Input>;
     /// Appends `event`'s bytes to `out`.
-    fn encode(&mut self, event: &Outgoing, out: &mut Vec<u8>);
+    fn encode(&mut self, event: &Outgoing, out: &mut BytesMut);
 }
 
 /// A byte stream and its codec.
@@ -42,7 +42,10 @@ pub struct StreamWire<IO, C> {
     /// How much room to have for the next read: grows while reads fill it,
     /// shrinks when they use little of it.
     read_size: usize,
-    write_buf: Vec<u8>,
+    /// Encoded, not yet written; `write_all_buf` advances past what went
+    /// out, so a write cut short (the hub's drop wins the race) never
+    /// sends bytes twice.
+    write_buf: BytesMut,
     /// Unterminated input counts as whole after this much silence; `None`:
     /// never.
     partial_flush: Option<Duration>,
@@ -58,7 +61,7 @@ impl<IO, C> StreamWire<IO, C> {
             codec,
             read_buf: BytesMut::new(),
             read_size: FIRST_READ,
-            write_buf: Vec::new(),
+            write_buf: BytesMut::new(),
             partial_flush: (!partial_flush.is_zero()).then_some(partial_flush),
             partial_deadline: None,
         }
@@ -123,11 +126,10 @@ where
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        self.io.write_all(&self.write_buf).await?;
+        self.io.write_all_buf(&mut self.write_buf).await?;
         self.io.flush().await?;
-        self.write_buf.clear();
         if self.write_buf.capacity() > WRITE_BUF_KEPT {
-            self.write_buf = Vec::new();
+            self.write_buf = BytesMut::new();
         }
         Ok(())
     }

@@ -145,7 +145,9 @@ impl LineWireCodec {
             }
         };
         match self.input_mode {
-            WireMode::Text if line.trim() == JSON_SWITCH => self.switch(WireMode::Json),
+            WireMode::Text if line.trim().eq_ignore_ascii_case(JSON_SWITCH) => {
+                self.switch(WireMode::Json)
+            }
             WireMode::Text => match parse_line(&line) {
                 Ok(Some(command)) => Input::Command(command),
                 Ok(None) => Input::Nothing,
@@ -197,7 +199,7 @@ impl StreamCodec for LineWireCodec {
         Some(self.input(frame))
     }
 
-    fn encode(&mut self, event: &Outgoing, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &Outgoing, out: &mut BytesMut) {
         if let ServerEvent::Mode { mode } = event.event() {
             self.output_mode = *mode;
         }
@@ -268,7 +270,7 @@ mod tests {
     #[test]
     fn output_switches_at_the_mode_event() {
         let mut codec = LineWireCodec::new(100);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let notice = Outgoing::new(ServerEvent::Notice { text: "a".into() });
         codec.encode(&notice, &mut out);
         codec.encode(
@@ -278,7 +280,7 @@ mod tests {
             &mut out,
         );
         codec.encode(&notice, &mut out);
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(out.to_vec()).unwrap();
         assert_eq!(
             text,
             "* a\n{\"type\":\"mode\",\"mode\":\"json\"}\n{\"type\":\"notice\",\"text\":\"a\"}\n"

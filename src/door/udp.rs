@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::tcp::parse_error;
-use super::{carry_out, now, wait_dropped, Door, DoorContext};
+use super::{carry_out, now, wait_dropped, with_drop_reason, Door, DoorContext};
 use crate::hub::{DoorKind, Hub, MemberId, Membership};
 use crate::protocol::datagram::{ClientDatagram, EncodedEvent, ServerDatagram};
 use crate::protocol::{
@@ -255,7 +255,7 @@ impl Peer {
     /// Carries out what the session asks for, noting its ending.
     fn carry_out(&mut self) {
         if let Some(ending) = carry_out(&mut self.session, &self.hub, self.id) {
-            self.ending = Some(ending);
+            self.ending = Some(with_drop_reason(ending, &mut self.dropped));
         }
     }
 
@@ -339,8 +339,17 @@ impl Peer {
             return self.answer_text(refused, Answer::Refusal).await;
         };
         if text.starts_with('{') {
-            if let Ok(request) = serde_json::from_str::<ClientDatagram>(text) {
-                return self.on_structured(request).await;
+            match serde_json::from_str::<ClientDatagram>(text) {
+                Ok(request) => return self.on_structured(request).await,
+                // Meant as a structured datagram (a JSON object with an
+                // id), but not one: say so rather than relay the JSON.
+                Err(error) if is_json_with_id(text) => {
+                    let message = format!("not a datagram: {error}");
+                    let refused = Input::Refused(ServerEvent::error(ErrorCode::BadJson, message));
+                    return self.answer_text(refused, Answer::Refusal).await;
+                }
+                // Text that merely starts with a brace is chat.
+                Err(_) => {}
             }
         }
         // A plain-text datagram: one line, answered in text.
@@ -372,6 +381,10 @@ impl Peer {
         if request.proof.as_deref() == Some(self.token.as_str()) && !self.proven {
             self.proven = true;
             tracing::debug!("address proven");
+        }
+        if request.id != 0 && request.id <= self.last_id {
+            // Still there: silence rules count this datagram.
+            self.session.handle_input(Input::Nothing, now());
         }
         if request.id != 0 && request.id == self.last_id {
             // A retransmission: the answer was lost, not the command. Never
@@ -587,6 +600,13 @@ impl Peer {
             self.push(vec![Arc::new(Outgoing::new(bye))]).await;
         }
     }
+}
+
+/// Whether `text` is a JSON object with an `id`: a structured datagram,
+/// however malformed its command.
+fn is_json_with_id(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        .is_ok_and(|object| object.contains_key("id"))
 }
 
 /// What a bare datagram's text answer is for.

@@ -221,8 +221,9 @@ struct WebSocketWire {
     max_line: usize,
     /// The input from the last frame received, not yet taken.
     received: Option<Input>,
-    /// Frames encoded, to be sent at the next flush.
-    outgoing: Vec<Message>,
+    /// Frames encoded, to be sent at the next flush; each leaves only once
+    /// fed, so a flush cut short loses nothing and repeats nothing.
+    outgoing: std::collections::VecDeque<Message>,
 }
 
 impl WebSocketWire {
@@ -231,7 +232,7 @@ impl WebSocketWire {
             socket,
             max_line,
             received: None,
-            outgoing: Vec::new(),
+            outgoing: std::collections::VecDeque::new(),
         }
     }
 
@@ -289,12 +290,17 @@ impl Wire for WebSocketWire {
     }
 
     fn encode(&mut self, event: &Outgoing) {
-        self.outgoing.push(text_frame(event));
+        self.outgoing.push_back(text_frame(event));
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        for frame in self.outgoing.drain(..) {
-            self.socket.feed(frame).await.map_err(io::Error::other)?;
+        while let Some(frame) = self.outgoing.front() {
+            // Messages share their bytes: this clone is a count.
+            self.socket
+                .feed(frame.clone())
+                .await
+                .map_err(io::Error::other)?;
+            self.outgoing.pop_front();
         }
         self.socket.flush().await.map_err(io::Error::other)
     }

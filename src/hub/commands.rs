@@ -49,7 +49,7 @@ impl State {
             flow: Flow::Continue,
             message: None,
             query: None,
-            to_publish: None,
+            to_publish: false,
         };
         if !self.members.contains_key(&id) {
             handled.flow = Flow::Quit;
@@ -108,7 +108,8 @@ impl State {
 
     /// Sends a message just said on its way to the room: to the history
     /// writer, which commits it and then hands it to the bus, or (without
-    /// history) straight to the bus once the hub's lock is released.
+    /// history) to the bus once the hub's lock is released, in id order
+    /// (see `Hub::publish_unpublished`).
     fn commit(
         &mut self,
         history: Option<&HistoryWriter>,
@@ -120,7 +121,10 @@ impl State {
         match history {
             // Submitted under the lock, so the writer sees ids in order.
             Some(writer) => writer.submit(message),
-            None => handled.to_publish = Some(message),
+            None => {
+                self.unpublished.push(message.record);
+                handled.to_publish = true;
+            }
         }
     }
 

@@ -163,7 +163,8 @@ impl Refusal {
     /// The error event a door sends before closing.
     pub fn to_event(&self) -> ServerEvent {
         let code = match self {
-            Refusal::ServerFull(_) | Refusal::ShuttingDown => ErrorCode::ServerFull,
+            Refusal::ServerFull(_) => ErrorCode::ServerFull,
+            Refusal::ShuttingDown => ErrorCode::ShuttingDown,
             Refusal::TooManyFromAddress(_) => ErrorCode::TooManyFromAddress,
         };
         ServerEvent::error(code, self.to_string())
@@ -241,6 +242,10 @@ struct Shared {
     history: Option<HistoryWriter>,
     /// Where committed messages go to be fanned out.
     bus: Arc<dyn Bus>,
+    /// Held while messages accepted without history go to the bus, which
+    /// keeps them in id order (taken after `state`'s lock is released,
+    /// never the other way round).
+    publishing: Mutex<()>,
     /// A `std` mutex, not Tokio's: it is held only for in-memory work and
     /// `try_send`s, never across an `.await`, so it is short and uncontended
     /// locks stay cheap. Fan-out happens under it, which keeps every member's
@@ -265,6 +270,7 @@ impl Hub {
             metrics,
             history: None,
             bus: make_bus(WeakHub(hub.clone())),
+            publishing: Mutex::new(()),
             state: Mutex::new(state),
         });
         Hub { shared }
@@ -304,6 +310,7 @@ impl Hub {
                     config.clock.clone(),
                 )),
                 bus: LocalBus::boxed(WeakHub(hub.clone())),
+                publishing: Mutex::new(()),
                 config,
                 state: Mutex::new(state),
             }
@@ -359,8 +366,8 @@ impl Hub {
         let handled = state.handle(config, history, id, command);
         state.settle(config);
         drop(state);
-        if let Some(message) = handled.to_publish {
-            self.shared.bus.publish(vec![message.record]);
+        if handled.to_publish {
+            self.publish_unpublished();
         }
         let mut pending = handled.message.map(Pending::Echo);
         if let (Some(query), Some(writer)) = (handled.query, history) {
@@ -402,6 +409,22 @@ impl Hub {
     /// The server's counters.
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Hands the messages accepted without history to the bus, in id
+    /// order: taken from the state's queue and published under one more
+    /// lock, so two members' messages cannot pass each other between the
+    /// hub's lock and the bus.
+    fn publish_unpublished(&self) {
+        let _in_order = self
+            .shared
+            .publishing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let messages = std::mem::take(&mut self.lock().unpublished);
+        if !messages.is_empty() {
+            self.shared.bus.publish(messages);
+        }
     }
 
     /// Fans out committed room messages to this hub's members (the bus

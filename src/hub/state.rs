@@ -13,7 +13,6 @@ use super::{DoorKind, Flow, HubConfig, MemberId};
 use crate::metrics::Metrics;
 use crate::protocol::{Departure, DropReason, MessageRecord, Outgoing};
 use crate::store::writer::Query;
-use crate::store::StoredMessage;
 
 /// What a command did, for the hub.
 #[derive(Debug)]
@@ -23,9 +22,9 @@ pub(super) struct Handled {
     pub message: Option<u64>,
     /// A lookup for the history writer to run.
     pub query: Option<PendingQuery>,
-    /// Without a history writer: the message to put on the bus once the
-    /// lock is released.
-    pub to_publish: Option<StoredMessage>,
+    /// Without a history writer: a message was queued in
+    /// `State::unpublished`, for the bus once the lock is released.
+    pub to_publish: bool,
 }
 
 /// A history lookup whose answer goes to `member`.
@@ -87,6 +86,9 @@ pub(super) struct State {
     /// Members whose outbox overflowed or closed during the current call;
     /// removed by `settle` once the fan-out that found them is done.
     pub overflowed: Vec<(MemberId, Departure)>,
+    /// Without a history writer: messages accepted, in id order, not yet
+    /// handed to the bus.
+    pub unpublished: Vec<MessageRecord>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -115,6 +117,7 @@ impl State {
             next_guest: 1,
             message_ids: MessageIds::after(last_id),
             overflowed: Vec::new(),
+            unpublished: Vec::new(),
             closed: false,
             metrics,
         };
