@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sockchat::hub::HubConfig;
 use sockchat::server::{HistoryConfig, ServeConfig, Server};
-use sockchat::session::Limits as ConnectionLimits;
+use sockchat::session::Limits;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -64,9 +64,9 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
             outbox: 1 << 16,
             ..HubConfig::default()
         },
-        limits: ConnectionLimits {
+        limits: Limits {
             max_rate: 0,
-            ..ConnectionLimits::default()
+            ..Limits::default()
         },
     };
     let server = Server::bind(config).await.expect("bind");

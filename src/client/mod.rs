@@ -101,9 +101,9 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let mut screen = Screen::open()?;
     let hello = settings.hello();
     let ending = if settings.udp {
-        udp::session(&settings.server, settings.keepalive, &hello, &mut screen).await
+        udp::chat(&settings.server, settings.keepalive, &hello, &mut screen).await
     } else {
-        tcp_session(&settings.server, &hello, &mut screen).await
+        chat_over_tcp(&settings.server, &hello, &mut screen).await
     };
     screen.close();
     Ok(exit_code(&settings.server, ending))
@@ -143,9 +143,9 @@ async fn connect_tcp(server: &str) -> Result<TcpStream, String> {
     }
 }
 
-/// One session over TCP in JSON-lines mode: sends `hello` (nick, rooms)
+/// One connection over TCP in JSON-lines mode: sends `hello` (nick, rooms)
 /// first, then what `frontend` types, until either side says goodbye.
-pub(crate) async fn tcp_session(
+pub(crate) async fn chat_over_tcp(
     server: &str,
     hello: &[ClientCommand],
     frontend: &mut impl Frontend,

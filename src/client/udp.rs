@@ -52,10 +52,10 @@ async fn open_socket(server: &str) -> Result<UdpSocket, String> {
     Ok(socket)
 }
 
-/// One session over UDP: sends `hello` (nick, rooms) first, then what
+/// One conversation over UDP: sends `hello` (nick, rooms) first, then what
 /// `frontend` types. A poll after `keepalive` of silence keeps the session
 /// alive (the server forgets silent clients after its --udp-expiry).
-pub(crate) async fn session(
+pub(crate) async fn chat(
     server: &str,
     keepalive: Duration,
     hello: &[ClientCommand],

@@ -15,7 +15,7 @@ use crate::session::Input;
 
 /// Bytes read at a time: a quiet peer's reads start at [`FIRST_READ`], and
 /// grow while reads fill them, up to [`MAX_READ`].
-const FIRST_READ: usize = 512;
+const FIRST_READ: usize = 128;
 const MAX_READ: usize = 4096;
 
 /// Write buffer capacity kept between batches; a bigger one (after a

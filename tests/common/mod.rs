@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sockchat::hub::{Hub, HubConfig};
 use sockchat::server::{HistoryConfig, ServeConfig, Server};
-use sockchat::session::Limits as ConnectionLimits;
+use sockchat::session::Limits;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -44,9 +44,9 @@ pub fn config() -> ServeConfig {
             ..HistoryConfig::default()
         },
         hub: HubConfig::default(),
-        limits: ConnectionLimits {
+        limits: Limits {
             max_rate: 0,
-            ..ConnectionLimits::default()
+            ..Limits::default()
         },
     }
 }

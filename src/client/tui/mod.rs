@@ -2,7 +2,7 @@
 //! with scrollback, members, a status line and an input line (ratatui on
 //! crossterm).
 //!
-//! The protocol is the line client's (`tcp_session`, `udp::session`), run
+//! The protocol is the line client's (`chat_over_tcp`, `udp::chat`), run
 //! as a task that talks to the screen through channels; when it ends
 //! without our goodbye, a new one starts after a backoff, takes back the
 //! nick and rooms, and fetches what was missed. The terminal is restored
@@ -32,7 +32,7 @@ use tokio::time::{sleep_until, Instant};
 pub use app::App;
 pub use theme::Theme;
 
-use super::{cannot_connect, tcp_session, udp, ClientSettings, Ending, Frontend, Typed};
+use super::{cannot_connect, chat_over_tcp, udp, ClientSettings, Ending, Frontend, Typed};
 use crate::protocol::{ClientCommand, ServerEvent};
 use app::{Action, Link};
 
@@ -89,9 +89,9 @@ impl Connection {
                 events: events_tx.clone(),
             };
             let ending = if udp {
-                udp::session(&server, keepalive, &hello, &mut channels).await
+                udp::chat(&server, keepalive, &hello, &mut channels).await
             } else {
-                tcp_session(&server, &hello, &mut channels).await
+                chat_over_tcp(&server, &hello, &mut channels).await
             };
             let _ = events_tx.send(LinkEvent::Ended(ending));
         });
