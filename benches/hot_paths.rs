@@ -1,11 +1,15 @@
 //! Micro-benchmarks of the hot paths, so a regression shows as a number:
 //! splitting a TCP byte stream into lines, sanitising relayed text, and one
-//! message fanned out to a room of 1000 members.
+//! message fanned out to rooms of 100 and 1000 members. The fan-out also
+//! counts heap allocations per message (printed before it is timed): the
+//! allocator here counts every call.
 //!
 //! `cargo bench --bench hot_paths` (criterion; add `-- --save-baseline NAME`
 //! and `-- --baseline NAME` to compare two versions).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -14,6 +18,34 @@ use sockchat::protocol::line_codec::{Frame, LineCodec};
 use sockchat::protocol::text::sanitize;
 use sockchat::protocol::ClientCommand;
 use tokio_util::codec::Decoder;
+
+/// The system allocator, counting allocations.
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// 1000 chat lines, Chinese and ASCII, as they arrive on a socket.
 fn chat_stream() -> Vec<u8> {
@@ -75,28 +107,46 @@ fn room(members: usize) -> (Hub, Vec<Membership>) {
     (hub, sessions)
 }
 
-fn fan_out(c: &mut Criterion) {
-    let (hub, mut sessions) = room(1000);
+/// One message said and taken by every member, as each member's door
+/// does: out of the outbox, and its bytes (encoded once, shared by all).
+fn say_and_deliver(hub: &Hub, sessions: &mut [Membership]) {
     let sender = sessions[0].id;
+    hub.handle(
+        sender,
+        ClientCommand::Say {
+            text: "hello everyone".into(),
+            room: None,
+        },
+    );
+    for session in sessions.iter_mut() {
+        let outgoing = session.outbox.try_recv().expect("delivered");
+        black_box(outgoing.encoded(sockchat::protocol::WireMode::Text));
+    }
+}
+
+fn fan_out(c: &mut Criterion) {
     let mut group = c.benchmark_group("fan_out");
-    group.throughput(Throughput::Elements(1000));
-    group.bench_function("one message to 1000 members", |b| {
-        b.iter(|| {
-            hub.handle(
-                sender,
-                ClientCommand::Say {
-                    text: "hello everyone".into(),
-                    room: None,
-                },
-            );
-            // What each member's door does next: take it from the outbox
-            // and get its bytes (encoded once, shared by all).
-            for session in &mut sessions {
-                let outgoing = session.outbox.try_recv().expect("delivered");
-                black_box(outgoing.encoded(sockchat::protocol::WireMode::Text));
-            }
-        })
-    });
+    for members in [100, 1000] {
+        let (hub, mut sessions) = room(members);
+        // Warm up (channels reach their steady block count), then count.
+        for _ in 0..100 {
+            say_and_deliver(&hub, &mut sessions);
+        }
+        const COUNTED: u64 = 100;
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..COUNTED {
+            say_and_deliver(&hub, &mut sessions);
+        }
+        let per_message = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / COUNTED as f64;
+        eprintln!(
+            "fan_out/{members}: {per_message:.1} allocations per message, {:.3} per delivery",
+            per_message / members as f64
+        );
+        group.throughput(Throughput::Elements(members as u64));
+        group.bench_function(format!("one message to {members} members"), |b| {
+            b.iter(|| say_and_deliver(&hub, &mut sessions))
+        });
+    }
     group.finish();
 }
 
