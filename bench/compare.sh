@@ -22,6 +22,8 @@ command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 install_missing "${missing[@]}"
 cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
+# SOCKCHAT=PATH serves another sockchat build (the load is still this tree's).
+SOCKCHAT=${SOCKCHAT:-$BIN}
 SCENARIOS=${SCENARIOS:-"A B C D E F"}
 SERVERS=${SERVERS:-"sockchat ncat ngircd"}
 RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
@@ -48,7 +50,7 @@ start_server() {
             local db=(--db "$work/history-$RANDOM.db")
             [ "$history" = nohistory ] && db=(--no-history)
             GREETING=(--greeting)
-            taskset -c "${SERVER_CPUS:-0}" "$BIN" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
+            taskset -c "${SERVER_CPUS:-0}" "$SOCKCHAT" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
                 --web "127.0.0.1:$((port + 1))" "${db[@]}" --max-rate 0 --max-per-ip 0 \
                 --max-clients 0 --outbox 65536 </dev/null >/dev/null 2>&1 &
             WIRE=tcp ;;

@@ -31,9 +31,7 @@ use super::tcp::parse_error;
 use super::{carry_out, now, wait_dropped, with_drop_reason, Door, DoorContext};
 use crate::hub::{DoorKind, Hub, MemberId, Membership};
 use crate::protocol::datagram::{ClientDatagram, EncodedEvent, ServerDatagram};
-use crate::protocol::{
-    parse_line, ClientCommand, DropReason, ErrorCode, Outgoing, ServerEvent, WireMode,
-};
+use crate::protocol::{parse_line, ClientCommand, DropReason, ErrorCode, Outgoing, ServerEvent};
 use crate::session::{Ending, Input, Limits, Session};
 
 /// Largest datagram the server sends. Pushes are packed up to
@@ -275,7 +273,7 @@ impl Peer {
         let mut size = 0;
         let mut datagrams = Vec::new();
         for event in &events {
-            let json = json_event(event);
+            let json = event.json_value();
             if !pending.is_empty() && size + json.get().len() + 1 > PUSH_TARGET {
                 datagrams.push(self.push_datagram(std::mem::take(&mut pending)));
                 size = 0;
@@ -550,7 +548,7 @@ impl Peer {
         let mut events: Vec<EncodedEvent<'_>> = Vec::new();
         let mut size = fixed;
         for event in &response {
-            let json = json_event(event);
+            let json = event.json_value();
             if size + json.get().len() + 1 > budget {
                 break;
             }
@@ -561,7 +559,7 @@ impl Peer {
         if !self.proven {
             let pull_limit = budget.min(PUSH_TARGET.max(self.limits.max_datagram));
             for event in &self.backlog {
-                let json = json_event(event);
+                let json = event.json_value();
                 if size + json.get().len() + 1 > pull_limit {
                     break;
                 }
@@ -640,13 +638,6 @@ fn said_text(command: &ClientCommand) -> Option<&str> {
         ClientCommand::Msg { text, .. } => Some(text),
         _ => None,
     }
-}
-
-/// An event's JSON, without the newline the line-based doors use.
-fn json_event(event: &Outgoing) -> EncodedEvent<'_> {
-    let line = event.encoded(WireMode::Json);
-    // Our own encoding of a server event: valid JSON by construction.
-    serde_json::from_slice(&line[..line.len() - 1]).expect("events encode to valid JSON")
 }
 
 /// `text` in at most `limit` bytes: whole, or cut on a character boundary

@@ -287,6 +287,8 @@ pub struct Outgoing {
     event: ServerEvent,
     text: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
+    /// The JSON as a value to embed in a datagram (UDP members only).
+    json_value: OnceLock<Box<serde_json::value::RawValue>>,
 }
 
 impl Outgoing {
@@ -296,12 +298,24 @@ impl Outgoing {
             event,
             text: OnceLock::new(),
             json: OnceLock::new(),
+            json_value: OnceLock::new(),
         }
     }
 
     /// The event itself.
     pub fn event(&self) -> &ServerEvent {
         &self.event
+    }
+
+    /// The event's JSON as a raw value, to embed in a larger JSON document
+    /// (a UDP datagram) as is; made once, however many recipients use it.
+    pub fn json_value(&self) -> &serde_json::value::RawValue {
+        self.json_value.get_or_init(|| {
+            let line = self.encoded(WireMode::Json);
+            let json = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            // Our own encoding of a server event: valid JSON by construction.
+            serde_json::value::RawValue::from_string(json).expect("events encode to valid JSON")
+        })
     }
 
     /// The event's bytes in `mode`, newline-terminated.

@@ -228,8 +228,17 @@ impl Session {
                 }
             }
         }
-        self.waiting.push_back(input);
-        self.advance(now);
+        let ready = self.waiting.is_empty()
+            && !self.running
+            && self.release_at.is_none()
+            && self.may_go_now(&input);
+        if ready {
+            // The usual case, without a trip through the queue.
+            self.start(input);
+        } else {
+            self.waiting.push_back(input);
+            self.advance(now);
+        }
     }
 
     /// The member will send nothing more: once what it sent is carried out,
@@ -388,23 +397,28 @@ impl Session {
             if self.waiting.is_empty() {
                 self.waiting = VecDeque::new();
             }
-            match next {
-                Input::Command(command) => {
-                    self.running = true;
-                    self.actions.push_back(Action::Run(command));
-                }
-                Input::SwitchMode(mode) => {
-                    self.actions
-                        .push_back(Action::Tell(ServerEvent::Mode { mode }));
-                    if mode == WireMode::Json {
-                        // The welcome again, structured this time: where a
-                        // JSON client starts from (nick, room, members).
-                        self.actions.push_back(Action::Welcome);
-                    }
-                }
-                Input::Refused(error) => self.actions.push_back(Action::Tell(error)),
-                Input::Nothing => {}
+            self.start(next);
+        }
+    }
+
+    /// Carries out one input whose turn it is.
+    fn start(&mut self, input: Input) {
+        match input {
+            Input::Command(command) => {
+                self.running = true;
+                self.actions.push_back(Action::Run(command));
             }
+            Input::SwitchMode(mode) => {
+                self.actions
+                    .push_back(Action::Tell(ServerEvent::Mode { mode }));
+                if mode == WireMode::Json {
+                    // The welcome again, structured this time: where a
+                    // JSON client starts from (nick, room, members).
+                    self.actions.push_back(Action::Welcome);
+                }
+            }
+            Input::Refused(error) => self.actions.push_back(Action::Tell(error)),
+            Input::Nothing => {}
         }
     }
 
