@@ -61,7 +61,7 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
             ..HistoryConfig::default()
         },
         hub: HubConfig {
-            outbox: 1 << 16,
+            sendq: 0,
             ..HubConfig::default()
         },
         limits: Limits {

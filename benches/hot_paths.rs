@@ -102,7 +102,7 @@ fn room(members: usize) -> (Hub, Vec<Membership>) {
         .map(|_| hub.connect(DoorKind::Tcp, None).expect("room for everyone"))
         .collect();
     for session in &mut sessions {
-        while session.outbox.try_recv().is_ok() {}
+        while session.outbox.try_recv().is_some() {}
     }
     (hub, sessions)
 }

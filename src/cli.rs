@@ -27,11 +27,11 @@ use serde::Deserialize;
 
 use crate::hub::{
     FilterRule, DEFAULT_BIG_ROOM, DEFAULT_HISTORY_LEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP,
-    DEFAULT_OUTBOX, DEFAULT_ROOM, DEFAULT_SERVER_NAME,
+    DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
 };
 use crate::session::limits::{
     DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_LINE,
-    DEFAULT_MAX_RATE, DEFAULT_UDP_EXPIRY_SECS,
+    DEFAULT_MAX_RATE, DEFAULT_STALL_TIMEOUT_MS, DEFAULT_UDP_EXPIRY_SECS,
 };
 use crate::store::{DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_DB_BYTES, DEFAULT_MAX_PER_ROOM};
 
@@ -255,9 +255,15 @@ pub struct ServeArgs {
     /// Messages a second per client, with a burst of max(rate, 5).
     #[arg(long, value_name = "MSGS_PER_SEC", default_value_t = DEFAULT_MAX_RATE)]
     pub max_rate: u32,
-    /// Events queued for a client before it is dropped as too slow.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_OUTBOX)]
-    pub outbox: usize,
+    /// Bytes queued for a client (its sendq) past which it is dropped as
+    /// too slow (0: no cap). Long before that, at a sixteenth of it (at
+    /// most 64 KiB), whoever talks to it is slowed until it catches up.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SENDQ)]
+    pub sendq: usize,
+    /// A client that holds its rooms back (its queue past the pressure
+    /// mark) and whose connection takes nothing for this long is dropped.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_STALL_TIMEOUT_MS)]
+    pub stall_timeout_ms: u64,
     /// Rooms with more members than this stop announcing joins and leaves,
     /// and newcomers get a member count instead of the list (0: no limit).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BIG_ROOM)]
@@ -304,7 +310,8 @@ impl Default for ServeArgs {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_per_ip: DEFAULT_MAX_PER_IP,
             max_rate: DEFAULT_MAX_RATE,
-            outbox: DEFAULT_OUTBOX,
+            sendq: DEFAULT_SENDQ,
+            stall_timeout_ms: DEFAULT_STALL_TIMEOUT_MS,
             big_room: DEFAULT_BIG_ROOM,
             idle: DEFAULT_IDLE_SECS,
             line_flush_ms: DEFAULT_LINE_FLUSH_MS,
@@ -525,6 +532,11 @@ pub struct BenchArgs {
     /// Messages a second per sender; 0 sends as fast as the server takes them.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    /// With `--rate 0`: write back to back, as fast as TCP takes the bytes
+    /// (an open loop), instead of keeping at most 16 messages on their way
+    /// to an observer client (a closed loop).
+    #[arg(long)]
+    pub back_to_back: bool,
     /// Seconds of sending.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -563,6 +575,7 @@ impl BenchArgs {
             clients: self.clients,
             senders: self.senders,
             rate: self.rate,
+            back_to_back: self.back_to_back,
             duration: Duration::from_secs(self.duration),
             drain: Duration::from_secs(self.drain),
             pid: self.pid,

@@ -15,6 +15,7 @@ fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
         clients: 6,
         senders: 2,
         rate: 50.0,
+        back_to_back: false,
         duration: Duration::from_secs(1),
         drain: Duration::from_secs(5),
         pid: Some(std::process::id()),

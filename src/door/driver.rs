@@ -1,10 +1,12 @@
 //! The one driver for connection-oriented doors: it runs a member's
 //! [`Session`] over any [`Wire`] (a byte stream with a codec, a WebSocket).
 //!
-//! One `select!` over four cancel-safe sources: the hub's "you are removed"
+//! One `select!` over five cancel-safe sources: the hub's "you are removed"
 //! signal, the member's outbox (everything pending is encoded and written
-//! at once), the peer (read only while the session wants input), and one
+//! at once), the peer (read only while the session wants input and the
+//! member is not held by flow control), the end of that hold, and one
 //! timer (the session's next deadline, or the wire's unterminated input).
+//! While a write waits, the session's stall rule watches its progress.
 
 use std::future::Future;
 use std::io;
@@ -12,13 +14,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 use super::{carry_out, now, wait_dropped, with_drop_reason};
-use crate::hub::{DoorKind, Hub, MemberId, Membership};
+use crate::hub::{DoorKind, Hub, MemberId, Membership, OutboxReceiver};
 use crate::protocol::{DropReason, Outgoing};
-use crate::session::{Ending, Input, Limits, Session, FAREWELL_TIMEOUT};
+use crate::session::{Ending, Input, Limits, Output, Session, FAREWELL_TIMEOUT};
 
 /// How long a closed connection's input is still read (and dropped) while
 /// the peer reads our last words: long enough for a peer that is reading
@@ -56,6 +57,10 @@ pub trait Wire: Send {
 
     /// Encodes one event for the next [`Wire::flush`].
     fn encode(&mut self, event: &Outgoing);
+
+    /// A count that grows whenever writing makes progress (bytes, or
+    /// frames, the connection has taken so far): the stall rule's measure.
+    fn written(&self) -> u64;
 
     /// Writes everything encoded.
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> + Send;
@@ -118,7 +123,7 @@ pub async fn serve_member(
 struct Member {
     hub: Hub,
     id: MemberId,
-    outbox: mpsc::Receiver<Arc<Outgoing>>,
+    outbox: OutboxReceiver,
     session: Session,
     batch: Vec<Arc<Outgoing>>,
 }
@@ -133,8 +138,9 @@ impl Member {
         let mut input_closed = false;
         let mut end_told = false;
         loop {
-            // Hand over what is buffered, for as long as the session wants it.
-            while self.session.wants_input() {
+            // Hand over what is buffered, for as long as the session wants
+            // it and flow control lets this member talk.
+            while self.session.wants_input() && !self.outbox.is_held() {
                 let next = match wire.next_input() {
                     Some(input) => Some(input),
                     None if input_closed => wire.last_input(),
@@ -161,7 +167,8 @@ impl Member {
             if let Some(ending) = self.carry_out() {
                 return with_drop_reason(ending, &mut dropped);
             }
-            let reading = self.session.wants_input() && !input_closed;
+            let held = self.outbox.is_held();
+            let reading = self.session.wants_input() && !input_closed && !held;
             let partial = wire.partial_deadline().filter(|_| reading);
             let timer = [self.session.poll_timeout(), partial]
                 .into_iter()
@@ -181,15 +188,11 @@ impl Member {
                         self.session.handle_delivered(event.event(), at);
                         wire.encode(&event);
                     }
-                    // A peer too slow to take the write cannot pin the task:
-                    // the hub's drop interrupts it.
-                    tokio::select! {
-                        written = wire.flush() => if let Err(error) = written {
-                            return Ending::Lost(error.to_string());
-                        },
-                        why = wait_dropped(&mut dropped) => self.session.handle_dropped(why),
+                    if let Err(error) = self.write(wire, &mut dropped).await {
+                        return Ending::Lost(error.to_string());
                     }
                 }
+                () = self.outbox.until_released(), if held => {}
                 received = wire.receive(), if reading => match received {
                     Ok(true) => {}
                     Ok(false) => input_closed = true,
@@ -201,6 +204,58 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// Writes what is encoded. A peer too slow to take it cannot pin the
+    /// task: the hub's drop interrupts the write, and so does the stall
+    /// rule while this member holds others back. Written, it no longer
+    /// counts in the outbox's backlog.
+    async fn write(
+        &mut self,
+        wire: &mut impl Wire,
+        dropped: &mut Option<tokio::sync::oneshot::Receiver<DropReason>>,
+    ) -> io::Result<()> {
+        loop {
+            let output = Output {
+                written: wire.written(),
+                waiting: true,
+                congested: self.outbox.is_congested(),
+            };
+            self.session.handle_output(output, now());
+            let stall = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            // `flush` is cancel-safe: what went out is not sent again.
+            tokio::select! {
+                written = wire.flush() => {
+                    written?;
+                    break;
+                }
+                why = wait_dropped(dropped) => {
+                    self.session.handle_dropped(why);
+                    return Ok(());
+                }
+                // Congested while this write waits: the stall clock starts.
+                () = self.outbox.until_congested(), if !output.congested => {}
+                _ = tokio::time::sleep_until(stall.unwrap_or_else(tokio::time::Instant::now)), if stall.is_some() => {
+                    let output = Output { written: wire.written(), ..output };
+                    self.session.handle_output(output, now());
+                    self.session.handle_timeout(now());
+                    if self.session.is_ended() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.outbox.release();
+        let idle = Output {
+            written: wire.written(),
+            waiting: false,
+            congested: false,
+        };
+        self.session.handle_output(idle, now());
+        Ok(())
     }
 
     /// Carries out what the session asks for; the ending, once there is one.

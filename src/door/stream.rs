@@ -46,6 +46,8 @@ pub struct StreamWire<IO, C> {
     /// out, so a write cut short (the hub's drop wins the race) never
     /// sends bytes twice.
     write_buf: BytesMut,
+    /// Bytes ever encoded into `write_buf`: less what it holds, what went out.
+    encoded: u64,
     /// Unterminated input counts as whole after this much silence; `None`:
     /// never.
     partial_flush: Option<Duration>,
@@ -62,6 +64,7 @@ impl<IO, C> StreamWire<IO, C> {
             read_buf: BytesMut::new(),
             read_size: FIRST_READ,
             write_buf: BytesMut::new(),
+            encoded: 0,
             partial_flush: (!partial_flush.is_zero()).then_some(partial_flush),
             partial_deadline: None,
         }
@@ -122,7 +125,13 @@ where
     }
 
     fn encode(&mut self, event: &Outgoing) {
+        let before = self.write_buf.len();
         self.codec.encode(event, &mut self.write_buf);
+        self.encoded += (self.write_buf.len() - before) as u64;
+    }
+
+    fn written(&self) -> u64 {
+        self.encoded - self.write_buf.len() as u64
     }
 
     async fn flush(&mut self) -> io::Result<()> {

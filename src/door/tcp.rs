@@ -33,6 +33,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// Receive buffer per connection, in bytes (the kernel doubles it for its
+/// bookkeeping): hundreds of lines, far more than a person types ahead.
+const RECEIVE_BUFFER: u32 = 32 * 1024;
+
 /// Binds a TCP listener with a deep accept queue.
 pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -42,6 +46,11 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     // As `TcpListener::bind` does: a restarted server can bind at once.
     socket.set_reuseaddr(true)?;
+    // Accepted connections inherit it. The kernel's own receive buffer
+    // would grow to megabytes for a fast sender; the room's flow control
+    // holds a sender by not reading it, and what it already sent then
+    // waits in this buffer, so a small one keeps that wait short.
+    socket.set_recv_buffer_size(RECEIVE_BUFFER)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }

@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use super::tcp::parse_error;
 use super::{carry_out, now, wait_dropped, with_drop_reason, Door, DoorContext};
-use crate::hub::{DoorKind, Hub, MemberId, Membership};
+use crate::hub::{DoorKind, Hub, MemberId, Membership, OutboxReceiver};
 use crate::protocol::datagram::{ClientDatagram, EncodedEvent, ServerDatagram};
 use crate::protocol::{parse_line, ClientCommand, DropReason, ErrorCode, Outgoing, ServerEvent};
 use crate::session::{Ending, Input, Limits, Session};
@@ -160,7 +160,7 @@ struct Peer {
     hub: Hub,
     id: MemberId,
     limits: Limits,
-    outbox: mpsc::Receiver<Arc<Outgoing>>,
+    outbox: OutboxReceiver,
     dropped: Option<oneshot::Receiver<DropReason>>,
     session: Session,
     /// Set once the session has ended.
@@ -237,6 +237,7 @@ impl Peer {
                     }
                     let events = std::mem::take(&mut self.batch);
                     self.take_events(events).await;
+                    self.outbox.release();
                 }
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
                     self.session.handle_timeout(now());
@@ -320,7 +321,7 @@ impl Peer {
         self.received += datagram.len();
         // Whatever the room said before this datagram is older than its
         // answer: keep it apart from what this datagram's command produces.
-        let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv().ok()).collect();
+        let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv()).collect();
         self.take_events(waiting).await;
         let max = self.limits.max_datagram;
         if max > 0 && datagram.len() > max {
@@ -431,7 +432,7 @@ impl Peer {
         let mut response = Vec::new();
         loop {
             self.carry_out();
-            while let Ok(event) = self.outbox.try_recv() {
+            while let Some(event) = self.outbox.try_recv() {
                 self.session.handle_delivered(event.event(), now());
                 response.push(event);
             }

@@ -224,6 +224,8 @@ struct WebSocketWire {
     /// Frames encoded, to be sent at the next flush; each leaves only once
     /// fed, so a flush cut short loses nothing and repeats nothing.
     outgoing: std::collections::VecDeque<Message>,
+    /// Frames the socket has taken so far: the measure of write progress.
+    frames_taken: u64,
 }
 
 impl WebSocketWire {
@@ -233,6 +235,7 @@ impl WebSocketWire {
             max_line,
             received: None,
             outgoing: std::collections::VecDeque::new(),
+            frames_taken: 0,
         }
     }
 
@@ -293,6 +296,10 @@ impl Wire for WebSocketWire {
         self.outgoing.push_back(text_frame(event));
     }
 
+    fn written(&self) -> u64 {
+        self.frames_taken
+    }
+
     async fn flush(&mut self) -> io::Result<()> {
         while let Some(frame) = self.outgoing.front() {
             // Messages share their bytes: this clone is a count.
@@ -301,6 +308,7 @@ impl Wire for WebSocketWire {
                 .await
                 .map_err(io::Error::other)?;
             self.outgoing.pop_front();
+            self.frames_taken += 1;
         }
         self.socket.flush().await.map_err(io::Error::other)
     }

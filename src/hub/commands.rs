@@ -240,6 +240,8 @@ impl State {
             .get_or_create(&DoorLabel { door })
             .inc();
         tracing::debug!(room = %record.room, "message");
+        // Flow control: a room whose readers are behind slows its talkers.
+        self.hold_if_congested(id, &room);
         Some(StoredMessage {
             record,
             door,
@@ -298,5 +300,6 @@ impl State {
         if target != id {
             self.deliver(id, event);
         }
+        self.hold_if_target_congested(id, target);
     }
 }

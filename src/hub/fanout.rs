@@ -1,9 +1,8 @@
-//! Fan-out: one shared event, one `try_send` per recipient, never a wait.
+//! Fan-out: one shared event, one offer per recipient, never a wait.
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
-
+use super::outbox::Offered;
 use super::state::{Member, State};
 use super::{DoorKind, HubConfig, MemberId};
 use crate::protocol::{Departure, DropReason, MessageRecord, Outgoing, ServerEvent};
@@ -54,6 +53,33 @@ impl State {
         }
     }
 
+    /// Holds `id` (its door stops reading it) if it talks into `room`
+    /// while a member there is congested. The room remembers the congested
+    /// member its latest fan-out found; one that has caught up is forgotten.
+    pub(super) fn hold_if_congested(&mut self, id: MemberId, room: &str) {
+        let Some(room_state) = self.rooms.get_mut(room) else {
+            return;
+        };
+        match &room_state.congested {
+            Some(holder) if holder.is_congested() => {
+                if let Some(member) = self.members.get(&id) {
+                    member.outbox.hold_on(holder);
+                }
+            }
+            Some(_) => room_state.congested = None,
+            None => {}
+        }
+    }
+
+    /// Holds `id` if the member it writes to privately is congested.
+    pub(super) fn hold_if_target_congested(&mut self, id: MemberId, target: MemberId) {
+        if let (Some(member), Some(target)) = (self.members.get(&id), self.members.get(&target)) {
+            if target.outbox.is_congested() {
+                member.outbox.hold_on(&target.outbox.holder());
+            }
+        }
+    }
+
     pub(super) fn broadcast(&mut self, room: &str, event: ServerEvent) {
         self.broadcast_except_option(room, None, event);
     }
@@ -62,14 +88,15 @@ impl State {
         self.broadcast_except_option(room, Some(except), event);
     }
 
-    /// Fan-out: one shared event, one `try_send` per member, no waiting.
+    /// Fan-out: one shared event, one offer per member, no waiting. The
+    /// first member found congested is remembered for the room.
     fn broadcast_except_option(
         &mut self,
         room: &str,
         except: Option<MemberId>,
         event: ServerEvent,
     ) {
-        let Some(room_state) = self.rooms.get(room) else {
+        let Some(room_state) = self.rooms.get_mut(room) else {
             return;
         };
         if matches!(event, ServerEvent::Message(_)) {
@@ -80,33 +107,40 @@ impl State {
                 .inc_by((room_state.members.len() - usize::from(excepted)) as u64);
         }
         let event = Arc::new(Outgoing::new(event));
+        let mut congested = room_state
+            .congested
+            .as_ref()
+            .is_some_and(|holder| holder.is_congested());
         for id in &room_state.members {
             if Some(*id) == except {
                 continue;
             }
             if let Some(member) = self.members.get(id) {
-                offer(*id, member, &event, &mut self.overflowed);
+                if offer(*id, member, &event, &mut self.overflowed) && !congested {
+                    congested = true;
+                    room_state.congested = Some(member.outbox.holder());
+                }
             }
         }
     }
 }
 
-/// Queues `event` for `member`. A full outbox marks the member too slow and
-/// a closed one marks it gone; `settle` removes both once the fan-out is done.
+/// Queues `event` for `member`; whether the member is now congested. An
+/// outbox past its cap marks the member too slow and a closed one marks it
+/// gone; `settle` removes both once the fan-out is done.
 fn offer(
     id: MemberId,
     member: &Member,
     event: &Arc<Outgoing>,
     overflowed: &mut Vec<(MemberId, Departure)>,
-) {
-    match member.outbox.try_send(event.clone()) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) if member.door == DoorKind::Console => {
+) -> bool {
+    match member.outbox.offer(event) {
+        Offered::Queued { congested } => return congested,
+        Offered::Overflow if member.door == DoorKind::Console => {
             tracing::warn!("the console is not keeping up; an event was not shown");
         }
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            overflowed.push((id, Departure::Dropped(DropReason::SendqExceeded)))
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => overflowed.push((id, Departure::Lost)),
+        Offered::Overflow => overflowed.push((id, Departure::Dropped(DropReason::SendqExceeded))),
+        Offered::Gone => overflowed.push((id, Departure::Lost)),
     }
+    false
 }

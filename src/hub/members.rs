@@ -2,10 +2,11 @@
 
 use std::net::IpAddr;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
-use super::state::{Member, State, CONSOLE_OUTBOX, UNLIMITED_OUTBOX};
+use super::state::{Member, State, CONSOLE_SENDQ};
 use super::{DoorKind, HubConfig, MemberId, Membership, Refusal, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{nick_key, validate_nick};
@@ -48,12 +49,13 @@ impl State {
             Some(nick) => nick.to_string(),
             None => self.fresh_guest_nick(),
         };
-        let capacity = match (door, config.outbox) {
-            (DoorKind::Console, _) => CONSOLE_OUTBOX,
-            (_, 0) => UNLIMITED_OUTBOX,
-            (_, limit) => limit,
+        // The console never holds anyone: its terminal may be paused.
+        let (sendq, pressure) = match (door, config.sendq) {
+            (DoorKind::Console, _) => (CONSOLE_SENDQ, usize::MAX),
+            (_, 0) => (usize::MAX, pressure_mark(usize::MAX)),
+            (_, limit) => (limit, pressure_mark(limit)),
         };
-        let (outbox, outbox_rx) = mpsc::channel(capacity);
+        let (outbox, outbox_rx) = outbox(sendq, pressure);
         let (dropped, dropped_rx) = oneshot::channel();
         if door != DoorKind::Console {
             self.counted += 1;

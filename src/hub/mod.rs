@@ -19,13 +19,14 @@ mod fanout;
 mod filter;
 pub mod ids;
 mod members;
+pub mod outbox;
 mod rooms;
 mod state;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use bus::{Bus, LocalBus};
 pub use clock::{Clock, SystemClock};
@@ -78,8 +79,7 @@ pub const DEFAULT_BIG_ROOM: usize = 1000;
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 /// Default members at once from one IP address.
 pub const DEFAULT_MAX_PER_IP: usize = 100;
-/// Default events queued per member before it is dropped as too slow.
-pub const DEFAULT_OUTBOX: usize = 1024;
+pub use outbox::{OutboxReceiver, DEFAULT_SENDQ};
 /// Default messages replayed to whoever joins a room.
 pub const DEFAULT_HISTORY_LEN: usize = 20;
 /// The server's default name, shown in the welcome.
@@ -102,8 +102,10 @@ pub struct HubConfig {
     pub max_clients: usize,
     /// Members at once from one IP address.
     pub max_per_ip: usize,
-    /// Events queued per member before it counts as too slow and is dropped.
-    pub outbox: usize,
+    /// Bytes queued per member (its sendq) past which it counts as too
+    /// slow and is dropped. Senders into its rooms are held long before,
+    /// at a sixteenth of it (see [`outbox`]).
+    pub sendq: usize,
     /// Store private messages too (room messages always are, when history
     /// is on).
     pub store_private: bool,
@@ -124,7 +126,7 @@ impl Default for HubConfig {
             history_len: DEFAULT_HISTORY_LEN,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_per_ip: DEFAULT_MAX_PER_IP,
-            outbox: DEFAULT_OUTBOX,
+            sendq: DEFAULT_SENDQ,
             store_private: false,
             big_room: DEFAULT_BIG_ROOM,
             clock: Arc::new(SystemClock),
@@ -141,7 +143,7 @@ pub struct Membership {
     pub nick: String,
     /// Everything addressed to the member, in order. Yields `None` once the
     /// member is gone from the hub and everything queued has been taken.
-    pub outbox: mpsc::Receiver<Arc<Outgoing>>,
+    pub outbox: OutboxReceiver,
     /// Resolves with the reason when the hub removes the member (outbox
     /// full, kicked, shutdown). Errors, harmlessly, when the member leaves
     /// by itself.

@@ -6,12 +6,13 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::ids::MessageIds;
+use super::outbox::{Holder, Outbox};
 use super::{DoorKind, Flow, HubConfig, MemberId};
 use crate::metrics::Metrics;
-use crate::protocol::{Departure, DropReason, MessageRecord, Outgoing};
+use crate::protocol::{Departure, DropReason, MessageRecord};
 use crate::store::writer::Query;
 
 /// What a command did, for the hub.
@@ -35,13 +36,9 @@ pub(super) struct PendingQuery {
     pub query: Query,
 }
 
-/// The console's outbox: the operator's terminal may pause, and the console
+/// The console's sendq: the operator's terminal may pause, and the console
 /// is never dropped, so it gets more room than a member.
-pub(super) const CONSOLE_OUTBOX: usize = 4096;
-
-/// The bound used when `--outbox 0` turns the limit off: tokio channels
-/// need one, and this one is never reached before memory runs out.
-pub(super) const UNLIMITED_OUTBOX: usize = usize::MAX >> 4;
+pub(super) const CONSOLE_SENDQ: usize = 16 * 1024 * 1024;
 
 #[derive(Debug)]
 pub(super) struct Member {
@@ -52,7 +49,7 @@ pub(super) struct Member {
     pub rooms: Vec<String>,
     /// Where plain text goes.
     pub current: Option<String>,
-    pub outbox: mpsc::Sender<Arc<Outgoing>>,
+    pub outbox: Outbox,
     /// Fired with the reason when the hub removes the member.
     pub dropped: Option<oneshot::Sender<DropReason>>,
 }
@@ -61,6 +58,9 @@ pub(super) struct Member {
 pub(super) struct Room {
     /// In the order they joined.
     pub members: Vec<MemberId>,
+    /// A member found congested by the latest fan-out, if any: whoever
+    /// talks here next is held until it catches up.
+    pub congested: Option<Holder>,
 }
 
 #[derive(Debug)]

@@ -13,7 +13,7 @@ fn hub() -> Hub {
 
 /// Everything queued for `session` right now.
 fn drain(session: &mut Membership) -> Vec<ServerEvent> {
-    std::iter::from_fn(|| session.outbox.try_recv().ok())
+    std::iter::from_fn(|| session.outbox.try_recv())
         .map(|outgoing| outgoing.event().clone())
         .collect()
 }
@@ -58,15 +58,42 @@ fn messages_are_filtered_and_shared_not_copied() {
 }
 
 #[test]
-fn a_full_outbox_drops_that_member_only() {
+fn a_member_behind_holds_whoever_talks_into_its_room() {
     let hub = Hub::new(HubConfig {
-        outbox: 4,
+        sendq: 16 * 1024,
+        ..HubConfig::default()
+    });
+    let mut talker = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut reader = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut reader);
+    // Past a sixteenth of its sendq (1 KiB), the reader is congested, and
+    // the next message said into its room holds the talker.
+    let mut said = 0;
+    while !talker.outbox.is_held() {
+        hub.handle(talker.id, say(&format!("line {said} {}", "x".repeat(80))));
+        drain(&mut talker);
+        said += 1;
+        assert!(said < 20, "never held");
+    }
+    assert!(reader.outbox.is_congested());
+    assert!(reader.outbox.backlog() > 1024);
+    // The reader catches up: the talker may go on; nobody was dropped.
+    assert_eq!(drain(&mut reader).len(), said);
+    assert!(!talker.outbox.is_held());
+    assert_eq!(hub.member_count(), 2);
+}
+
+#[test]
+fn a_member_past_its_sendq_is_dropped_alone() {
+    let hub = Hub::new(HubConfig {
+        sendq: 1024,
         ..HubConfig::default()
     });
     let mut talker = hub.connect(DoorKind::Tcp, None).unwrap();
     let mut stuck = hub.connect(DoorKind::Tcp, None).unwrap();
-    for index in 0..10 {
-        hub.handle(talker.id, say(&format!("line {index}")));
+    // The talker ignores its hold (a door would not read it meanwhile).
+    for index in 0..30 {
+        hub.handle(talker.id, say(&format!("line {index} {}", "x".repeat(40))));
         drain(&mut talker);
     }
     assert_eq!(stuck.dropped.try_recv().unwrap(), DropReason::SendqExceeded);

@@ -54,6 +54,10 @@ pub struct BenchPlan {
     pub senders: usize,
     /// Messages a second per sender; 0 sends as fast as the server takes them.
     pub rate: f64,
+    /// With `rate` 0: senders write back to back, as fast as TCP takes the
+    /// bytes (an open loop), instead of keeping a window of messages the
+    /// observer has not seen yet (a closed loop).
+    pub back_to_back: bool,
     pub duration: Duration,
     /// After sending stops, how long to wait for deliveries still on the way.
     pub drain: Duration,
@@ -76,6 +80,9 @@ pub struct BenchReport {
     /// Fewer than wanted when the server did not seat them all within
     /// the connect timeout.
     pub clients_connected: usize,
+    /// Clients whose connection the server closed (or that failed) before
+    /// the run ended: a server under load should drop no reader.
+    pub clients_dropped: usize,
     /// How long connecting (and, for IRC, registering) every client took.
     pub connect_seconds: f64,
     pub senders: usize,
@@ -105,6 +112,8 @@ pub struct Latencies {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerUsage {
     pub cpu_seconds: f64,
+    /// Server CPU time per delivery received, in nanoseconds.
+    pub cpu_ns_per_delivery: f64,
     pub rss_before_kib: u64,
     pub rss_connected_kib: u64,
     pub rss_after_kib: u64,
@@ -123,10 +132,15 @@ struct Counters {
     delivered: Vec<watch::Sender<u64>>,
     sent: AtomicU64,
     received: AtomicU64,
+    /// When the latest delivery arrived, in µs since `start`.
+    last_arrival: AtomicU64,
 }
 
 /// Bytes read at a time by a line client: many deliveries per read.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Send buffer of each client's socket, in bytes (the kernel doubles it).
+const SEND_BUFFER: u32 = 32 * 1024;
 
 /// Connections being set up at once.
 const CONNECTING: usize = 64;
@@ -181,6 +195,7 @@ struct Tally {
     observer: bool,
     latency: Histogram<u64>,
     received: u64,
+    last_arrival: u64,
 }
 
 impl Tally {
@@ -199,14 +214,20 @@ impl Tally {
             if Some(from) != self.sender {
                 let _ = self.latency.record(now.saturating_sub(micros).max(1));
                 self.received += 1;
+                self.last_arrival = now;
             }
         });
     }
 
     fn flush(&mut self, counters: &Counters) {
-        counters
-            .received
-            .fetch_add(std::mem::take(&mut self.received), Ordering::Relaxed);
+        if self.received > 0 {
+            counters
+                .received
+                .fetch_add(std::mem::take(&mut self.received), Ordering::Relaxed);
+            counters
+                .last_arrival
+                .fetch_max(self.last_arrival, Ordering::Relaxed);
+        }
     }
 }
 
@@ -266,12 +287,23 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         delivered: (0..plan.senders).map(|_| watch::Sender::new(0)).collect(),
         sent: AtomicU64::new(0),
         received: AtomicU64::new(0),
+        last_arrival: AtomicU64::new(0),
     });
     let mut tasks = JoinSet::new();
     let observer = seated - 1;
     for (index, client) in clients.into_iter().enumerate() {
         let sender = (index < plan.senders).then_some(index);
-        tasks.spawn(client.run(sender, index == observer, plan.rate, counters.clone()));
+        let pace = match sender {
+            _ if plan.rate > 0.0 => {
+                let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate));
+                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                Pace::Rate(interval)
+            }
+            Some(_) if plan.back_to_back => Pace::BackToBack,
+            Some(index) => Pace::Window(counters.delivered[index].subscribe()),
+            None => Pace::Never,
+        };
+        tasks.spawn(client.run(sender, index == observer, pace, counters.clone()));
     }
     let bar = progress_bar(progress, plan.duration.as_secs(), "sending");
     let send_until = counters.start + plan.duration;
@@ -295,11 +327,20 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The server's cost is read while every client is still connected: a
+    // server may die of the disconnections (ncat does, of SIGPIPE).
+    let cpu_after = plan.pid.and_then(read_cpu_seconds);
+    let rss_after = plan.pid.and_then(read_rss_kib);
     counters.stop.cancel();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+    let mut dropped = 0;
     while let Some(done) = tasks.join_next().await {
-        if let Ok(Ok(histogram)) = done {
-            latency.add(&histogram).expect("same bounds");
+        match done {
+            Ok(Ok(ended)) => {
+                latency.add(&ended.latency).expect("same bounds");
+                dropped += usize::from(ended.dropped);
+            }
+            _ => dropped += 1,
         }
     }
     let sent = counters.sent.load(Ordering::Relaxed);
@@ -307,12 +348,16 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     let received = counters.received.load(Ordering::Relaxed);
     let millis = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
     let server = match (plan.pid, rss_before, rss_connected) {
-        (Some(pid), Some(before), Some(connected)) => Some(ServerUsage {
-            cpu_seconds: read_cpu_seconds(pid).unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
-            rss_before_kib: before,
-            rss_connected_kib: connected,
-            rss_after_kib: read_rss_kib(pid).unwrap_or(0),
-            kib_per_connection: connected.saturating_sub(before) as f64 / seated as f64,
+        (Some(_), Some(before), Some(connected)) => Some({
+            let cpu_seconds = cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0);
+            ServerUsage {
+                cpu_seconds,
+                cpu_ns_per_delivery: cpu_seconds * 1e9 / received.max(1) as f64,
+                rss_before_kib: before,
+                rss_connected_kib: connected,
+                rss_after_kib: rss_after.unwrap_or(0),
+                kib_per_connection: connected.saturating_sub(before) as f64 / seated as f64,
+            }
         }),
         _ => None,
     };
@@ -320,6 +365,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         wire: plan.wire,
         clients_wanted: plan.clients,
         clients_connected: seated,
+        clients_dropped: dropped,
         connect_seconds,
         senders: plan.senders,
         seconds: sending_time,
@@ -331,7 +377,10 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         } else {
             1.0 - received as f64 / expected as f64
         },
-        deliveries_per_second: received as f64 / sending_time,
+        // Over the time deliveries took: sending, and the drain while
+        // deliveries still came.
+        deliveries_per_second: received as f64
+            / (counters.last_arrival.load(Ordering::Relaxed) as f64 / 1e6).max(sending_time),
         latency_ms: Latencies {
             p50: millis(0.50),
             p90: millis(0.90),
@@ -381,7 +430,15 @@ impl Client {
     async fn connect(plan: &BenchPlan, addr: SocketAddr, index: usize) -> anyhow::Result<Client> {
         match plan.wire {
             Wire::Tcp | Wire::Irc => {
-                let stream = TcpStream::connect(addr).await?;
+                let socket = match addr {
+                    SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                    SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+                };
+                // A sender's own kernel buffer would otherwise grow to
+                // megabytes of lines waiting behind a server that paces
+                // it, and their wait would count as the server's latency.
+                socket.set_send_buffer_size(SEND_BUFFER)?;
+                let stream = socket.connect(addr).await?;
                 stream.set_nodelay(true)?;
                 let (reader, mut writer) = stream.into_split();
                 let mut reader = BufReader::new(reader).lines();
@@ -432,32 +489,31 @@ impl Client {
     }
 
     /// Sends (when `sender`) and receives until stopped; returns the
-    /// latencies it measured, in µs. The `observer` also tracks how far each
-    /// sender's messages have come, for closed-loop senders.
+    /// latencies it measured, in µs, and whether the server closed on it.
+    /// The `observer` also tracks how far each sender's messages have come,
+    /// for closed-loop senders.
     async fn run(
         self,
         sender: Option<usize>,
         observer: bool,
-        rate: f64,
+        mut pace: Pace,
         counters: Arc<Counters>,
-    ) -> anyhow::Result<Histogram<u64>> {
+    ) -> anyhow::Result<ClientEnd> {
         let mut tally = Tally {
             sender,
             observer,
             latency: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
             received: 0,
-        };
-        let mut pace = match sender {
-            _ if rate > 0.0 => {
-                let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-                interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-                Pace::Rate(interval)
-            }
-            Some(index) => Pace::Window(counters.delivered[index].subscribe()),
-            None => Pace::Never,
+            last_arrival: 0,
         };
         let mut seq = 0u64;
         let now = || counters.start.elapsed().as_micros() as u64;
+        let end = |tally: Tally, dropped: bool| {
+            Ok(ClientEnd {
+                latency: tally.latency,
+                dropped,
+            })
+        };
         match self {
             Client::Lines {
                 reader,
@@ -469,35 +525,49 @@ impl Client {
                 let reader = reader.into_inner();
                 let mut buf = BytesMut::from(reader.buffer());
                 let mut reader = reader.into_inner();
+                // What is still to be written. Writing is a branch of its
+                // own, so a client whose writes wait keeps reading, as a
+                // person's client does.
+                let mut outgoing = BytesMut::new();
                 loop {
                     let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                     buf.reserve(READ_CHUNK);
                     tokio::select! {
-                        _ = counters.stop.cancelled() => return Ok(tally.latency),
+                        _ = counters.stop.cancelled() => return end(tally, false),
                         read = reader.read_buf(&mut buf) => {
-                            if read? == 0 {
-                                return Ok(tally.latency);
+                            let Ok(count) = read else { return end(tally, true) };
+                            if count == 0 {
+                                return end(tally, true);
                             }
-                            let Some(end) = memchr::memrchr(b'\n', &buf) else { continue };
-                            let lines = buf.split_to(end + 1);
+                            let Some(last_newline) = memchr::memrchr(b'\n', &buf) else { continue };
+                            let lines = buf.split_to(last_newline + 1);
                             let arrived = now();
                             for line in lines[..].split(|byte| *byte == b'\n') {
                                 if let (Some(_), Some(rest)) = (&irc_channel, line.strip_prefix(b"PING ")) {
-                                    writer.write_all(&[&b"PONG "[..], rest, b"\n"].concat()).await?;
+                                    outgoing.extend_from_slice(&[&b"PONG "[..], rest, b"\n"].concat());
                                 }
                                 tally.record(line, arrived, &counters);
                             }
                             tally.flush(&counters);
                         },
-                        _ = pace.ready(seq), if may_send => {
-                            let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
-                            let line = match &irc_channel {
-                                Some(channel) => format!("PRIVMSG {channel} :{text}\r\n"),
-                                None => format!("{text}\n"),
-                            };
-                            counters.sent.fetch_add(1, Ordering::Relaxed);
-                            writer.write_all(line.as_bytes()).await?;
-                            seq += 1;
+                        written = writer.write_buf(&mut outgoing), if !outgoing.is_empty() => {
+                            if written.is_err() {
+                                return end(tally, true);
+                            }
+                        }
+                        _ = pace.ready(seq), if may_send && outgoing.is_empty() => {
+                            // Back to back, a few lines a write: the load
+                            // generator must stay cheaper than the server.
+                            let lines = if matches!(pace, Pace::BackToBack) { BACK_TO_BACK_LINES } else { 1 };
+                            for _ in 0..lines {
+                                let text = payload(sender.unwrap_or(0), seq, now());
+                                match &irc_channel {
+                                    Some(channel) => outgoing.extend_from_slice(format!("PRIVMSG {channel} :{text}\r\n").as_bytes()),
+                                    None => outgoing.extend_from_slice(format!("{text}\n").as_bytes()),
+                                }
+                                counters.sent.fetch_add(1, Ordering::Relaxed);
+                                seq += 1;
+                            }
                         }
                     }
                 }
@@ -505,18 +575,17 @@ impl Client {
             Client::Ws(mut socket) => loop {
                 let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                 tokio::select! {
-                    _ = counters.stop.cancelled() => return Ok(tally.latency),
+                    _ = counters.stop.cancelled() => return end(tally, false),
                     frame = socket.next() => match frame {
                         Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
                             tally.record(text.as_bytes(), now(), &counters);
                             tally.flush(&counters);
                         }
                         Some(Ok(_)) => {}
-                        Some(Err(error)) => return Err(error.into()),
-                        None => return Ok(tally.latency),
+                        Some(Err(_)) | None => return end(tally, true),
                     },
                     _ = pace.ready(seq), if may_send => {
-                        let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
+                        let text = payload(sender.unwrap_or(0), seq, now());
                         let command = serde_json::to_string(&ClientCommand::Say { text, room: None })?;
                         counters.sent.fetch_add(1, Ordering::Relaxed);
                         socket.send(tokio_tungstenite::tungstenite::Message::Text(command.into())).await?;
@@ -532,14 +601,14 @@ impl Client {
                 loop {
                     let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                     tokio::select! {
-                        _ = counters.stop.cancelled() => return Ok(tally.latency),
+                        _ = counters.stop.cancelled() => return end(tally, false),
                         received = socket.recv(&mut buf) => {
                             let len = received?;
                             tally.record(&buf[..len], now(), &counters);
                             tally.flush(&counters);
                         }
                         _ = pace.ready(seq), if may_send => {
-                            let text = payload(sender.unwrap_or(0), seq, counters.start.elapsed().as_micros() as u64);
+                            let text = payload(sender.unwrap_or(0), seq, now());
                             let datagram = ClientDatagram {
                                 id: next_id,
                                 cmd: Some(ClientCommand::Say { text, room: None }),
@@ -558,6 +627,16 @@ impl Client {
     }
 }
 
+/// How a client's run ended.
+struct ClientEnd {
+    latency: Histogram<u64>,
+    /// The server closed the connection (or it failed) before the end.
+    dropped: bool,
+}
+
+/// Lines a back-to-back sender writes at a time.
+const BACK_TO_BACK_LINES: u64 = 8;
+
 /// When a sender may send its next message.
 enum Pace {
     /// At a fixed rate.
@@ -565,6 +644,8 @@ enum Pace {
     /// As fast as the server delivers: at most `WINDOW` messages not yet
     /// seen by the observer (a closed loop, so queues cannot run away).
     Window(watch::Receiver<u64>),
+    /// As fast as TCP takes the bytes (an open loop).
+    BackToBack,
     /// Not a sender.
     Never,
 }
@@ -595,6 +676,7 @@ impl Pace {
                     Err(_) => return,
                 }
             },
+            Pace::BackToBack => {}
             Pace::Never => std::future::pending().await,
         }
     }
@@ -678,6 +760,7 @@ impl std::fmt::Display for BenchReport {
             "clients connected     {} of {} in {:.2} s",
             self.clients_connected, self.clients_wanted, self.connect_seconds
         )?;
+        writeln!(f, "clients dropped       {}", self.clients_dropped)?;
         writeln!(f, "senders               {}", self.senders)?;
         writeln!(f, "seconds               {:.1}", self.seconds)?;
         writeln!(f, "messages sent         {}", self.messages_sent)?;
@@ -692,7 +775,11 @@ impl std::fmt::Display for BenchReport {
             l.p50, l.p90, l.p99, l.max
         )?;
         if let Some(server) = &self.server {
-            writeln!(f, "server cpu seconds    {:.2}", server.cpu_seconds)?;
+            writeln!(
+                f,
+                "server cpu seconds    {:.2} ({:.0} ns per delivery)",
+                server.cpu_seconds, server.cpu_ns_per_delivery
+            )?;
             writeln!(
                 f,
                 "server rss KiB        {} before, {} connected, {} after ({:.1} KiB per connection)",

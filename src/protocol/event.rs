@@ -285,6 +285,8 @@ fn is_false(value: &bool) -> bool {
 #[derive(Debug)]
 pub struct Outgoing {
     event: ServerEvent,
+    /// Its size in an outbox: the length of its JSON line.
+    size: usize,
     text: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
     /// The JSON as a value to embed in a datagram (UDP members only).
@@ -294,12 +296,23 @@ pub struct Outgoing {
 impl Outgoing {
     /// Wraps an event for delivery.
     pub fn new(event: ServerEvent) -> Self {
+        // Encoded now, once, so outboxes can count bytes (a text line is
+        // about as long, and is made when a text member asks for it).
+        let mut line = event.to_json();
+        line.push('\n');
+        let json = OnceLock::from(Bytes::from(line));
         Outgoing {
             event,
+            size: json.get().map_or(0, Bytes::len),
             text: OnceLock::new(),
-            json: OnceLock::new(),
+            json,
             json_value: OnceLock::new(),
         }
+    }
+
+    /// What it counts for in an outbox, in bytes.
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// The event itself.

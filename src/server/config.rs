@@ -90,7 +90,7 @@ impl ServeConfig {
                 history_len: args.history,
                 max_clients: args.max_clients,
                 max_per_ip: args.max_per_ip,
-                outbox: args.outbox,
+                sendq: args.sendq,
                 store_private: args.store_private,
                 big_room: args.big_room,
                 ..HubConfig::default()
@@ -102,6 +102,7 @@ impl ServeConfig {
                 partial_line_flush: Duration::from_millis(args.line_flush_ms),
                 max_datagram: args.max_datagram,
                 udp_expiry: Duration::from_secs(args.udp_expiry),
+                stall_timeout: Duration::from_millis(args.stall_timeout_ms),
             },
         })
     }
@@ -143,7 +144,8 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         max_clients,
         max_per_ip,
         max_rate,
-        outbox,
+        sendq,
+        stall_timeout_ms,
         big_room,
         idle,
         line_flush_ms,
@@ -224,8 +226,8 @@ mod tests {
             (hub.max_clients, hub.max_per_ip)
         );
         assert_eq!(
-            (config.hub.outbox, config.hub.big_room),
-            (hub.outbox, hub.big_room)
+            (config.hub.sendq, config.hub.big_room),
+            (hub.sendq, hub.big_room)
         );
     }
 

@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_DATAGRAM: usize = 1200;
 /// Default silence, in seconds, after which a UDP member has left.
 pub const DEFAULT_UDP_EXPIRY_SECS: u64 = 120;
 
+/// Default time, in milliseconds, a member holding its rooms back may go
+/// without its connection taking anything before it is dropped.
+pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 1000;
+
 /// `--idle SECS` as a limit: 0 is off.
 pub fn idle_limit(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
@@ -37,6 +41,10 @@ pub struct Limits {
     pub max_datagram: usize,
     /// A UDP member that sends nothing for this long is gone.
     pub udp_expiry: Duration,
+    /// A member that holds others back (its outbox is congested) and
+    /// whose connection takes no byte for this long is dropped for sendq
+    /// exceeded: the most a stopped reader delays its rooms.
+    pub stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +56,7 @@ impl Default for Limits {
             partial_line_flush: Duration::from_millis(DEFAULT_LINE_FLUSH_MS),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             udp_expiry: Duration::from_secs(DEFAULT_UDP_EXPIRY_SECS),
+            stall_timeout: Duration::from_millis(DEFAULT_STALL_TIMEOUT_MS),
         }
     }
 }

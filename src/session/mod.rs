@@ -26,6 +26,10 @@
 //! - **In flight**: at most [`MAX_IN_FLIGHT`] of the member's messages may
 //!   be on their way to disk; past that the door stops reading.
 //! - **Idle** (and UDP expiry): silence past the limit ends the session.
+//! - **Stall**: a member that holds its rooms back (its outbox is
+//!   congested, see [`crate::hub::outbox`]) while its connection takes no
+//!   byte for the stall timeout is removed for sendq exceeded; one that
+//!   keeps reading, however slowly, never is.
 //! - **Farewell**: how the session ended decides what the hub and the
 //!   member are told ([`Ending`]).
 
@@ -130,6 +134,18 @@ impl Ending {
     }
 }
 
+/// How the member's connection is writing, as its door sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    /// Bytes the connection has taken so far: a count that grows with
+    /// every write that makes progress.
+    pub written: u64,
+    /// Something is waiting to be written.
+    pub waiting: bool,
+    /// The member holds others back: its outbox is congested.
+    pub congested: bool,
+}
+
 /// The rules of one member's session; see the module docs.
 #[derive(Debug)]
 pub struct Session {
@@ -138,6 +154,10 @@ pub struct Session {
     expiry: Option<Duration>,
     /// When silence ends the session, and as what.
     silence_deadline: Option<(Instant, DropReason)>,
+    stall_timeout: Option<Duration>,
+    /// While congested with output waiting: the byte count when it last
+    /// moved, and since when it has not.
+    stalled: Option<(u64, Instant)>,
     /// Inputs accepted but not yet carried out, oldest first: one waiting
     /// out the throttle, or for an earlier command's answer.
     waiting: VecDeque<Input>,
@@ -158,7 +178,9 @@ pub struct Session {
 impl Session {
     /// A session for a stream door (TCP, web): the rate limit and `--idle`.
     pub fn for_stream(limits: &Limits, now: Instant) -> Self {
-        Self::new(limits.max_rate, limits.idle, None, now)
+        let mut session = Self::new(limits.max_rate, limits.idle, None, now);
+        session.stall_timeout = Some(limits.stall_timeout).filter(|stall| !stall.is_zero());
+        session
     }
 
     /// A session for a datagram door: the rate limit, `--idle`, and UDP's
@@ -173,6 +195,8 @@ impl Session {
             idle: idle.filter(|idle| !idle.is_zero()),
             expiry: expiry.filter(|expiry| !expiry.is_zero()),
             silence_deadline: None,
+            stall_timeout: None,
+            stalled: None,
             waiting: VecDeque::new(),
             release_at: None,
             awaiting: None,
@@ -194,6 +218,11 @@ impl Session {
             && !self.running
             && self.waiting.is_empty()
             && self.echoes_in_flight.len() < MAX_IN_FLIGHT
+    }
+
+    /// Whether the session is over (its `End` action is out or queued).
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     /// Whether nothing is waiting or awaited: everything handed in so far
@@ -301,6 +330,24 @@ impl Session {
         }
     }
 
+    /// How the connection's writing stands (see [`Output`]): the stall
+    /// rule's clock runs while the member is congested, something waits
+    /// to be written, and the count of bytes written stands still.
+    pub fn handle_output(&mut self, output: Output, now: Instant) {
+        if !(output.waiting && output.congested) {
+            self.stalled = None;
+            return;
+        }
+        match self.stalled {
+            Some((written, _)) if written == output.written => {}
+            _ => self.stalled = Some((output.written, now)),
+        }
+    }
+
+    fn stall_deadline(&self) -> Option<Instant> {
+        Some(self.stalled?.1 + self.stall_timeout?)
+    }
+
     /// The hub removed the member.
     pub fn handle_dropped(&mut self, why: DropReason) {
         self.end(Ending::Dropped(why));
@@ -317,6 +364,11 @@ impl Session {
                 self.end(Ending::Removed(why));
                 return;
             }
+        }
+        if self.stall_deadline().is_some_and(|at| at <= now) {
+            // It holds its rooms back and reads nothing.
+            self.end(Ending::Removed(DropReason::SendqExceeded));
+            return;
         }
         if self.answer_deadline.is_some_and(|at| at <= now) {
             // The history writer is stuck; do not hold the member hostage.
@@ -347,6 +399,7 @@ impl Session {
             self.silence_deadline.as_ref().map(|(at, _)| *at),
             self.answer_deadline,
             self.release_at,
+            self.stall_deadline(),
         ]
         .into_iter()
         .flatten()

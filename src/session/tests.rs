@@ -308,3 +308,59 @@ fn a_hub_drop_ends_the_session_once() {
     );
     assert!(!session.wants_input());
 }
+
+fn output(written: u64, waiting: bool, congested: bool) -> Output {
+    Output {
+        written,
+        waiting,
+        congested,
+    }
+}
+
+#[test]
+fn a_congested_member_whose_connection_takes_nothing_is_dropped_after_the_stall_timeout() {
+    let start = Instant::now();
+    let stall = Limits::default().stall_timeout;
+    let mut session = Session::for_stream(&Limits::default(), start);
+    session.handle_output(output(100, true, true), start);
+    assert_eq!(session.poll_timeout(), Some(start + stall));
+    session.handle_timeout(start + stall - Duration::from_millis(1));
+    assert!(actions(&mut session).is_empty());
+    // The same count later: still no progress, the clock kept running.
+    session.handle_output(output(100, true, true), start + stall / 2);
+    session.handle_timeout(start + stall);
+    assert_eq!(
+        actions(&mut session),
+        vec![Action::End(Ending::Removed(DropReason::SendqExceeded))]
+    );
+}
+
+#[test]
+fn any_progress_restarts_the_stall_clock_and_an_uncongested_member_has_none() {
+    let start = Instant::now();
+    let stall = Limits::default().stall_timeout;
+    let mut session = Session::for_stream(&Limits::default(), start);
+    session.handle_output(output(100, true, true), start);
+    // A slow reader: one byte taken just before each deadline.
+    let mut now = start;
+    for written in 101..110 {
+        now += stall - Duration::from_millis(1);
+        session.handle_output(output(written, true, true), now);
+        session.handle_timeout(now);
+        assert!(actions(&mut session).is_empty());
+    }
+    assert_eq!(session.poll_timeout(), Some(now + stall));
+    // Not holding anyone back (or nothing waiting): no clock at all.
+    session.handle_output(output(109, true, false), now);
+    assert_eq!(session.poll_timeout(), None);
+    session.handle_output(output(109, false, true), now);
+    session.handle_timeout(now + stall * 10);
+    assert!(actions(&mut session).is_empty());
+    // Datagram doors have no stall rule: a send never waits.
+    let mut datagrams = Session::for_datagrams(&Limits::default(), start);
+    datagrams.handle_output(output(0, true, true), start);
+    assert_eq!(
+        datagrams.poll_timeout(),
+        Some(start + Limits::default().udp_expiry)
+    );
+}
