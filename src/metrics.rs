@@ -34,6 +34,9 @@ pub struct Metrics {
     pub history_writes: Counter,
     /// Messages whose commit failed (kept for a retry).
     pub history_write_failures: Counter,
+    /// Times flow control held a sender: it talked to a member that was
+    /// behind, and was read no further until that member caught up.
+    pub flow_holds: Counter,
 }
 
 impl Metrics {
@@ -74,6 +77,11 @@ impl Metrics {
             "history_write_failures",
             "Messages whose history commit failed",
             self.history_write_failures.clone(),
+        );
+        registry.register(
+            "flow_holds",
+            "Times a sender was held until a reader it talked to caught up",
+            self.flow_holds.clone(),
         );
         let mut text = String::new();
         // Writing into a String cannot fail.

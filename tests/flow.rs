@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{config, start, Client};
+use sockchat::metrics::DoorLabel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -23,13 +24,14 @@ async fn narrow_client(server: std::net::SocketAddr, nick: &str) -> Client {
 }
 
 #[tokio::test]
-async fn a_reader_that_keeps_reading_is_never_dropped_however_fast_the_sender_writes() {
-    // 6 MB back to back: six times the default sendq, and far more than
-    // socket buffers hold, so without flow control the reader's queue
-    // would pass its cap.
-    const MESSAGES: usize = 1500;
+async fn a_reader_that_falls_behind_holds_the_sender_and_is_never_dropped() {
+    // 10 MB back to back: ten times the default sendq, and more than
+    // socket buffers hold.
+    const MESSAGES: usize = 2500;
     let mut settings = config();
     settings.limits.max_line = 8192;
+    // This reader pauses on purpose; the stall rule has its own test.
+    settings.limits.stall_timeout = Duration::from_secs(600);
     let server = start(settings).await;
     let slow = narrow_client(server.addr, "slow").await;
     let sender = server.client_named("sender").await;
@@ -48,8 +50,40 @@ async fn a_reader_that_keeps_reading_is_never_dropped_however_fast_the_sender_wr
         sender_out
     });
 
-    // The reader reads slowly, a little at a time, and gets every message
-    // in order.
+    // The reader reads nothing until the server has held the sender for
+    // it and takes no more of its lines. Without flow control the server
+    // would go on taking them, the reader's queue would pass its sendq,
+    // and the reader would be dropped.
+    let holds = || server.hub.metrics().flow_holds.get();
+    let taken = || {
+        server
+            .hub
+            .metrics()
+            .messages_in
+            .get_or_create(&DoorLabel { door: "tcp" })
+            .get()
+    };
+    tokio::time::timeout(common::PATIENCE, async {
+        let (mut last, mut unchanged) = (taken(), 0);
+        while holds() == 0 || unchanged < 10_000 {
+            tokio::task::yield_now().await;
+            let now = taken();
+            unchanged = if now == last { unchanged + 1 } else { 0 };
+            last = now;
+            if now >= 1000 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the sender is held while the reader is behind");
+    assert!(
+        taken() < 1000,
+        "the server took {} lines for a reader that reads nothing",
+        taken()
+    );
+
+    // Then it reads everything, in order, and is never dropped.
     let mut slow = slow.into_stream();
     let mut chunk = vec![0u8; 2048];
     let (mut received, mut partial) = (0, Vec::new());
@@ -71,10 +105,6 @@ async fn a_reader_that_keeps_reading_is_never_dropped_however_fast_the_sender_wr
                 received += 1;
             }
             assert!(!line.contains("disconnected"), "{line}");
-        }
-        // Slower than the sender: the load, not a synchronisation.
-        if received % 16 == 0 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
     let _sender_out = writing.await.unwrap();

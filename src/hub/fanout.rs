@@ -64,6 +64,7 @@ impl State {
             Some(holder) if holder.is_congested() => {
                 if let Some(member) = self.members.get(&id) {
                     member.outbox.hold_on(holder);
+                    self.metrics.flow_holds.inc();
                 }
             }
             Some(_) => room_state.congested = None,
@@ -76,6 +77,7 @@ impl State {
         if let (Some(member), Some(target)) = (self.members.get(&id), self.members.get(&target)) {
             if target.outbox.is_congested() {
                 member.outbox.hold_on(&target.outbox.holder());
+                self.metrics.flow_holds.inc();
             }
         }
     }
