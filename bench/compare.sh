@@ -11,6 +11,14 @@
 #
 # Servers run on CPU 0 and the load generator on CPU 1 (taskset), so they
 # do not compete for a core. Every load is bounded in clients and seconds.
+#
+# Every server runs with its default flags except the limits a load
+# generator on one address needs lifted: sockchat `--max-rate 0
+# --max-per-ip 0` (SOCKCHAT_FLAGS), ngircd no connection, join or flood
+# limits, ncat `--max-conns 10000`. Every server is driven the same way:
+# closed-loop senders keep at most 16 messages on their way to an observer
+# client (the last one, never a sender), so no server needs to echo; A2
+# writes back to back, as fast as TCP takes the bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
@@ -24,10 +32,12 @@ cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
 # SOCKCHAT=PATH serves another sockchat build (the load is still this tree's).
 SOCKCHAT=${SOCKCHAT:-$BIN}
-SCENARIOS=${SCENARIOS:-"A B C D E F"}
+SCENARIOS=${SCENARIOS:-"A A2 B C D E F"}
 SERVERS=${SERVERS:-"sockchat ncat ngircd"}
 RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
 ROUNDS=${ROUNDS:-2}
+SOCKCHAT_FLAGS=${SOCKCHAT_FLAGS:-"--max-rate 0 --max-per-ip 0"}
+echo "sockchat serve flags: $SOCKCHAT_FLAGS (everything else default)"
 # 5000 clients need as many sockets on each side.
 ulimit -n "$(ulimit -Hn)"
 
@@ -51,8 +61,7 @@ start_server() {
             [ "$history" = nohistory ] && db=(--no-history)
             GREETING=(--greeting)
             taskset -c "${SERVER_CPUS:-0}" "$SOCKCHAT" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
-                --web "127.0.0.1:$((port + 1))" "${db[@]}" --max-rate 0 --max-per-ip 0 \
-                --max-clients 0 --outbox 65536 </dev/null >/dev/null 2>&1 &
+                --web "127.0.0.1:$((port + 1))" "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
             WIRE=tcp ;;
         ncat)
             taskset -c 0 ncat --chat --listen 127.0.0.1 "$port" --max-conns 10000 </dev/null >/dev/null 2>&1 &
@@ -114,6 +123,7 @@ run() {
 scenario_args() {
     case $1 in
         A) echo "--clients 100 --senders 10 --rate 0 --duration 10" ;;
+        A2) echo "--clients 100 --senders 10 --rate 0 --back-to-back --duration 10" ;;
         B) echo "--clients 1000 --senders 1 --rate 100 --duration 10" ;;
         C) echo "--clients 1000 --senders 10 --rate 50 --duration 10" ;;
         D) echo "--clients 5000 --senders 0 --rate 1 --duration 1 --drain 0" ;;

@@ -27,6 +27,13 @@ def machine():
     return f"{cores} cores ({model}), Linux {platform.release()}"
 
 
+def cpu_per_delivery(run):
+    server = run["report"].get("server") or {}
+    if "cpu_ns_per_delivery" in server:
+        return server["cpu_ns_per_delivery"]
+    return server.get("cpu_seconds", 0) * 1e9 / max(run["report"]["deliveries_received"], 1)
+
+
 def best(runs, key, lowest=False):
     values = [key(run) for run in runs if "report" in run]
     if not values:
@@ -47,7 +54,8 @@ def main(path):
     out.append("generator (`sockchat bench`) on CPU 1. Each figure is the best of the rounds run,")
     out.append("servers alternating. Reproduce with `bench/compare.sh` (installs ncat and ngircd).\n")
     titles = {
-        "A": "A. 100 clients, 10 senders as fast as possible, 10 s",
+        "A": "A. 100 clients, 10 closed-loop senders (16 messages on their way each), 10 s",
+        "A2": "A2. 100 clients, 10 senders writing back to back, as fast as TCP takes them, 10 s",
         "B": "B. 1000 clients, 1 sender x 100 msg/s, 10 s (latency under fan-out)",
         "C": "C. 1000 clients, 10 senders x 50 msg/s, 10 s",
         "D": "D. 5000 idle connections (memory per connection)",
@@ -57,12 +65,12 @@ def main(path):
     for scenario in sorted(results):
         servers = results[scenario]
         out.append(f"## {titles.get(scenario, scenario)}\n")
-        out.append("| server | seated | deliveries/s | loss | p50 ms | p99 ms | max ms | connect s | server CPU s | KiB/conn |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| server | seated | dropped | deliveries/s | loss | p50 ms | p99 ms | max ms | connect s | CPU ns/delivery | KiB/conn |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for server, runs in servers.items():
             errors = [run["error"] for run in runs if "error" in run]
             if len(errors) == len(runs):
-                out.append(f"| {server} | failed: {errors[0]} | | | | | | | | |")
+                out.append(f"| {server} | failed: {errors[0]} | | | | | | | | | |")
                 continue
             rate = best(runs, lambda run: run["report"]["deliveries_per_second"])
             loss = best(runs, lambda run: run["report"]["loss"], lowest=True)
@@ -70,21 +78,27 @@ def main(path):
             p99 = best(runs, lambda run: run["report"]["latency_ms"]["p99"], lowest=True)
             worst = best(runs, lambda run: run["report"]["latency_ms"]["max"], lowest=True)
             connect = best(runs, lambda run: run["report"]["connect_seconds"], lowest=True)
-            cpu = best(runs, lambda run: (run["report"]["server"] or {}).get("cpu_seconds", 0), lowest=True)
+            cpu = best(runs, lambda run: cpu_per_delivery(run), lowest=True)
+            dropped = best(runs, lambda run: run["report"].get("clients_dropped", 0))
             kib = best(runs, lambda run: (run["report"]["server"] or {}).get("kib_per_connection", 0), lowest=True)
             seated = min((run["report"]["clients_connected"], run["report"].get("clients_wanted", 0))
                          for run in runs if "report" in run)
             out.append(
-                f"| {server} | {seated[0]}/{seated[1]} | {rate:,.0f} | {loss * 100:.2f} % | {p50:.2f} | {p99:.2f} | {worst:.1f} "
-                f"| {connect:.2f} | {cpu:.2f} | {kib:.1f} |"
+                f"| {server} | {seated[0]}/{seated[1]} | {dropped} | {rate:,.0f} | {loss * 100:.2f} % | {p50:.2f} | {p99:.2f} | {worst:.1f} "
+                f"| {connect:.2f} | {cpu:.0f} | {kib:.1f} |"
             )
         ours = servers.get("sockchat", [])
         peers = [run for name in PEERS for run in servers.get(name, []) if "report" in run]
         if ours and peers and any("report" in run for run in ours):
-            if scenario == "A":
+            if scenario in ("A", "A2"):
                 ratio = best(ours, lambda r: r["report"]["deliveries_per_second"]) / max(
                     best(peers, lambda r: r["report"]["deliveries_per_second"]), 1e-9)
-                out.append(f"\nsockchat / best peer, deliveries/s: **{ratio:.2f}** (target: at least 1.5)")
+                out.append(f"\nsockchat / best peer, deliveries/s: **{ratio:.2f}**")
+                ncat = [run for run in servers.get("ncat", []) if "report" in run]
+                if ncat:
+                    ratio = best(ours, cpu_per_delivery, lowest=True) / max(
+                        best(ncat, cpu_per_delivery, lowest=True), 1e-9)
+                    out.append(f"\nsockchat / ncat, server CPU per delivery: **{ratio:.2f}** (target: at most 1)")
             elif scenario in ("B", "C"):
                 ratio = best(ours, lambda r: r["report"]["latency_ms"]["p99"], lowest=True) / max(
                     best(peers, lambda r: r["report"]["latency_ms"]["p99"], lowest=True), 1e-9)
@@ -97,7 +111,10 @@ def main(path):
         rate = lambda name: best(servers.get(name, []), lambda r: r["report"]["deliveries_per_second"])
         if scenario == "E" and rate("sockchat (history)") and rate("sockchat (nohistory)"):
             cost = 1 - rate("sockchat (history)") / rate("sockchat (nohistory)")
-            out.append(f"\nHistory on costs **{cost * 100:.0f} %** of the deliveries/s (target: at most 15 %)")
+            cpu = lambda name: best(servers[name], cpu_per_delivery, lowest=True)
+            extra = cpu("sockchat (history)") / max(cpu("sockchat (nohistory)"), 1e-9) - 1
+            out.append(f"\nHistory on costs **{cost * 100:.0f} %** of the deliveries/s and **{extra * 100:.0f} %** "
+                       "more CPU per delivery (target: at most 15 % each)")
         if scenario == "F" and rate("sockchat (cores 0)") and rate("sockchat (cores 0-1)"):
             scale = rate("sockchat (cores 0-1)") / rate("sockchat (cores 0)")
             out.append(f"\nTwo cores / one core: **{scale:.2f}** (target: at least 1.6)")

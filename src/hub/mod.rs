@@ -249,7 +249,7 @@ struct Shared {
     /// never the other way round).
     publishing: Mutex<()>,
     /// A `std` mutex, not Tokio's: it is held only for in-memory work and
-    /// `try_send`s, never across an `.await`, so it is short and uncontended
+    /// outbox offers, never across an `.await`, so it is short and uncontended
     /// locks stay cheap. Fan-out happens under it, which keeps every member's
     /// view of a room in the same order.
     state: Mutex<State>,
