@@ -49,7 +49,7 @@ for round in $(seq "$ROUNDS"); do
             port=$(free_port)
             taskset -c 0 "$binary" serve --tcp "127.0.0.1:$port" --udp off --web off \
                 --db "$work/history-$round-$scenario-$build.db" --max-rate 0 --max-per-ip 0 \
-                --max-clients 0 --outbox 65536 </dev/null >/dev/null 2>&1 &
+                --max-clients 0 </dev/null >/dev/null 2>&1 &
             server_pid=$!
             wait_for_port "$port"
             report=$(taskset -c 1 "$NEW" bench "127.0.0.1:$port" --greeting --pid "$server_pid" \

@@ -27,7 +27,7 @@ profile() {
     port=$(free_port)
     taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
         "$SERVER" serve --tcp "127.0.0.1:$port" --udp off --web off --max-rate 0 --max-per-ip 0 \
-        --max-clients 0 --outbox 65536 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
+        --max-clients 0 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
     local pid=$!
     # Valgrind starts slowly.
     wait_for_port "$port" 300

@@ -13,10 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use futures_util::FutureExt;
 use sockchat::hub::{DoorKind, Hub, HubConfig, Membership};
 use sockchat::protocol::line_codec::{Frame, LineCodec};
 use sockchat::protocol::text::sanitize;
-use sockchat::protocol::ClientCommand;
+use sockchat::protocol::{ClientCommand, MessageRecord, WireMode};
 use tokio_util::codec::Decoder;
 
 /// The system allocator, counting allocations.
@@ -120,7 +121,7 @@ fn say_and_deliver(hub: &Hub, sessions: &mut [Membership]) {
     );
     for session in sessions.iter_mut() {
         let outgoing = session.outbox.try_recv().expect("delivered");
-        black_box(outgoing.encoded(sockchat::protocol::WireMode::Text));
+        black_box(outgoing.encoded(WireMode::Text));
     }
 }
 
@@ -150,5 +151,83 @@ fn fan_out(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(hot_paths, line_decoding, sanitising, fan_out);
+/// Messages in one commit, as under load (a busy room's commits carry
+/// about fifty).
+const RUN: usize = 50;
+
+/// One commit of `RUN` messages fanned out, and taken by every member as
+/// the TCP door takes it: whole deliveries, their bytes copied into the
+/// member's write buffer.
+fn commit_and_deliver(
+    hub: &Hub,
+    sessions: &mut [Membership],
+    next_id: &mut u64,
+    buffers: &mut [BytesMut],
+) {
+    let run = (0..RUN)
+        .map(|_| {
+            *next_id += 1;
+            MessageRecord {
+                id: *next_id,
+                room: "lobby".into(),
+                from: "guest-1".into(),
+                time: *next_id,
+                text: "hello everyone".into(),
+                action: false,
+            }
+        })
+        .collect();
+    hub.fan_out(run);
+    let mut batch = Vec::new();
+    for (session, buffer) in sessions.iter_mut().zip(buffers.iter_mut()) {
+        session
+            .outbox
+            .recv_many(&mut batch, 64 * 1024)
+            .now_or_never()
+            .expect("delivered");
+        for delivery in batch.drain(..) {
+            for event in delivery.events() {
+                buffer.extend_from_slice(event.encoded(WireMode::Text));
+            }
+        }
+        session.outbox.release();
+        buffer.clear();
+    }
+}
+
+fn fan_out_commits(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fan_out_commit");
+    for members in [100, 1000] {
+        let (hub, mut sessions) = room(members);
+        let mut buffers = vec![BytesMut::with_capacity(16 * 1024); members];
+        let mut next_id = 0;
+        for _ in 0..10 {
+            commit_and_deliver(&hub, &mut sessions, &mut next_id, &mut buffers);
+        }
+        const COUNTED: u64 = 10;
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..COUNTED {
+            commit_and_deliver(&hub, &mut sessions, &mut next_id, &mut buffers);
+        }
+        let per_message =
+            (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / (COUNTED * RUN as u64) as f64;
+        eprintln!(
+            "fan_out_commit/{members}: {per_message:.1} allocations per message, {:.4} per delivery",
+            per_message / members as f64
+        );
+        group.throughput(Throughput::Elements((members * RUN) as u64));
+        group.bench_function(format!("a commit of {RUN} to {members} members"), |b| {
+            b.iter(|| commit_and_deliver(&hub, &mut sessions, &mut next_id, &mut buffers))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    hot_paths,
+    line_decoding,
+    sanitising,
+    fan_out,
+    fan_out_commits
+);
 criterion_main!(hot_paths);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 use super::{carry_out, now, wait_dropped, with_drop_reason};
-use crate::hub::{DoorKind, Hub, MemberId, Membership, OutboxReceiver};
+use crate::hub::{Delivery, DoorKind, Hub, MemberId, Membership, OutboxReceiver};
 use crate::protocol::{DropReason, Outgoing};
 use crate::session::{Ending, Input, Limits, Output, Session, FAREWELL_TIMEOUT};
 
@@ -26,8 +26,9 @@ use crate::session::{Ending, Input, Limits, Output, Session, FAREWELL_TIMEOUT};
 /// to see the close and close too, short enough not to hold shutdown.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Events taken from the outbox per write: one write carries them all.
-pub(crate) const WRITE_BATCH: usize = 128;
+/// Bytes taken from the outbox per write (at least one delivery): one
+/// write carries them all.
+pub(crate) const WRITE_BYTES: usize = 64 * 1024;
 
 /// A peer's connection as the driver sees it: inputs decoded from it,
 /// events encoded onto it.
@@ -125,7 +126,7 @@ struct Member {
     id: MemberId,
     outbox: OutboxReceiver,
     session: Session,
-    batch: Vec<Arc<Outgoing>>,
+    batch: Vec<Delivery>,
 }
 
 impl Member {
@@ -177,16 +178,18 @@ impl Member {
                 .map(tokio::time::Instant::from_std);
             tokio::select! {
                 why = wait_dropped(&mut dropped) => self.session.handle_dropped(why),
-                count = self.outbox.recv_many(&mut self.batch, WRITE_BATCH) => {
+                count = self.outbox.recv_many(&mut self.batch, WRITE_BYTES) => {
                     if count == 0 {
                         // Removed from the hub: its reason, if it gave one.
                         let why = dropped.take().and_then(|mut dropped| dropped.try_recv().ok());
                         return why.map_or(Ending::Quit, Ending::Dropped);
                     }
                     let at = now();
-                    for event in self.batch.drain(..) {
-                        self.session.handle_delivered(event.event(), at);
-                        wire.encode(&event);
+                    for delivery in self.batch.drain(..) {
+                        for event in delivery.events() {
+                            self.session.handle_delivered(event.event(), at);
+                            wire.encode(event);
+                        }
                     }
                     if let Err(error) = self.write(wire, &mut dropped).await {
                         return Ending::Lost(error.to_string());
@@ -279,9 +282,11 @@ impl Member {
         // The member is out of the hub now, so its outbox ends after what
         // is already queued.
         let last_words = async {
-            while self.outbox.recv_many(&mut self.batch, WRITE_BATCH).await > 0 {
-                for event in self.batch.drain(..) {
-                    wire.encode(&event);
+            while self.outbox.recv_many(&mut self.batch, WRITE_BYTES).await > 0 {
+                for delivery in self.batch.drain(..) {
+                    for event in delivery.events() {
+                        wire.encode(event);
+                    }
                 }
                 wire.flush().await?;
             }

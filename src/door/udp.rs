@@ -29,7 +29,7 @@ use tracing::Instrument;
 
 use super::tcp::parse_error;
 use super::{carry_out, now, wait_dropped, with_drop_reason, Door, DoorContext};
-use crate::hub::{DoorKind, Hub, MemberId, Membership, OutboxReceiver};
+use crate::hub::{Delivery, DoorKind, Hub, MemberId, Membership, OutboxReceiver};
 use crate::protocol::datagram::{ClientDatagram, EncodedEvent, ServerDatagram};
 use crate::protocol::{parse_line, ClientCommand, DropReason, ErrorCode, Outgoing, ServerEvent};
 use crate::session::{Ending, Input, Limits, Session};
@@ -53,8 +53,8 @@ const BACKLOG: usize = 256;
 /// Sessions in the routing map before it is swept of ended ones.
 const SWEEP_AT: usize = 1024;
 
-/// Events taken from the outbox at a time.
-const DRAIN_BATCH: usize = 128;
+/// Bytes taken from the outbox at a time (at least one delivery).
+const DRAIN_BYTES: usize = 16 * 1024;
 
 /// The UDP door, bound.
 #[derive(Debug)]
@@ -182,7 +182,7 @@ struct Peer {
     last_id: u64,
     last_answer: Option<Bytes>,
     push_seq: u64,
-    batch: Vec<Arc<Outgoing>>,
+    batch: Vec<Delivery>,
 }
 
 impl Peer {
@@ -229,13 +229,13 @@ impl Peer {
                     Some(datagram) => self.on_datagram(&datagram).await,
                     None => self.session.handle_dropped(DropReason::ShuttingDown),
                 },
-                count = self.outbox.recv_many(&mut self.batch, DRAIN_BATCH) => {
+                count = self.outbox.recv_many(&mut self.batch, DRAIN_BYTES) => {
                     if count == 0 {
                         let why = self.dropped.take().and_then(|mut dropped| dropped.try_recv().ok());
                         self.ending = Some(why.map_or(Ending::Quit, Ending::Dropped));
                         break;
                     }
-                    let events = std::mem::take(&mut self.batch);
+                    let events = self.batch.drain(..).flat_map(|delivery| delivery.events().to_vec()).collect();
                     self.take_events(events).await;
                     self.outbox.release();
                 }

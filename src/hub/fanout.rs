@@ -1,20 +1,34 @@
-//! Fan-out: one shared event, one offer per recipient, never a wait.
+//! Fan-out: one shared delivery, one offer per recipient, never a wait.
 
 use std::sync::Arc;
 
-use super::outbox::Offered;
+use super::outbox::{Delivery, Offered};
 use super::state::{Member, State};
 use super::{DoorKind, HubConfig, MemberId};
 use crate::protocol::{Departure, DropReason, MessageRecord, Outgoing, ServerEvent};
 
 impl State {
-    /// Fans a message out to its room (after it is on disk, when history
-    /// is kept) and remembers it for newcomers.
-    pub(super) fn publish(&mut self, config: &HubConfig, record: MessageRecord) {
-        self.last_published = self.last_published.max(record.id);
-        self.remember(config, record.clone());
-        let room = record.room.clone();
-        self.broadcast(&room, ServerEvent::Message(record));
+    /// Fans messages out to their rooms (after they are on disk, when
+    /// history is kept) and remembers them for newcomers. Each run of
+    /// messages to one room is one delivery to each of its members.
+    pub(super) fn publish(&mut self, config: &HubConfig, records: Vec<MessageRecord>) {
+        let mut records = records.into_iter().peekable();
+        while let Some(first) = records.next() {
+            let room = first.room.clone();
+            let mut run = vec![first];
+            while let Some(next) = records.next_if(|next| next.room == room) {
+                run.push(next);
+            }
+            let events = run
+                .into_iter()
+                .map(|record| {
+                    self.last_published = self.last_published.max(record.id);
+                    self.remember(config, record.clone());
+                    Arc::new(Outgoing::new(ServerEvent::Message(record)))
+                })
+                .collect::<Vec<_>>();
+            self.fan_out(&room, None, events.len(), Delivery::run(events));
+        }
     }
 
     /// Tells every member something.
@@ -49,7 +63,7 @@ impl State {
             if matches!(event.event(), ServerEvent::Private { .. }) {
                 self.metrics.messages_out.inc();
             }
-            offer(id, member, &event, &mut self.overflowed);
+            offer(id, member, &Delivery::One(event), &mut self.overflowed);
         }
     }
 
@@ -90,25 +104,38 @@ impl State {
         self.broadcast_except_option(room, Some(except), event);
     }
 
-    /// Fan-out: one shared event, one offer per member, no waiting. The
-    /// first member found congested is remembered for the room.
     fn broadcast_except_option(
         &mut self,
         room: &str,
         except: Option<MemberId>,
         event: ServerEvent,
     ) {
+        let messages = usize::from(matches!(event, ServerEvent::Message(_)));
+        let delivery = Delivery::One(Arc::new(Outgoing::new(event)));
+        self.fan_out(room, except, messages, delivery);
+    }
+
+    /// Fan-out: one shared delivery (holding `messages` room messages), one
+    /// offer per member, no waiting. The first member found congested is
+    /// remembered for the room.
+    fn fan_out(
+        &mut self,
+        room: &str,
+        except: Option<MemberId>,
+        messages: usize,
+        delivery: Delivery,
+    ) {
         let Some(room_state) = self.rooms.get_mut(room) else {
             return;
         };
-        if matches!(event, ServerEvent::Message(_)) {
+        if messages > 0 {
             // Counted first: whoever reads the event may read the metrics next.
             let excepted = except.is_some_and(|id| room_state.members.contains(&id));
+            let recipients = room_state.members.len() - usize::from(excepted);
             self.metrics
                 .messages_out
-                .inc_by((room_state.members.len() - usize::from(excepted)) as u64);
+                .inc_by((recipients * messages) as u64);
         }
-        let event = Arc::new(Outgoing::new(event));
         let mut congested = room_state
             .congested
             .as_ref()
@@ -118,7 +145,7 @@ impl State {
                 continue;
             }
             if let Some(member) = self.members.get(id) {
-                if offer(*id, member, &event, &mut self.overflowed) && !congested {
+                if offer(*id, member, &delivery, &mut self.overflowed) && !congested {
                     congested = true;
                     room_state.congested = Some(member.outbox.holder());
                 }
@@ -127,16 +154,16 @@ impl State {
     }
 }
 
-/// Queues `event` for `member`; whether the member is now congested. An
-/// outbox past its cap marks the member too slow and a closed one marks it
-/// gone; `settle` removes both once the fan-out is done.
+/// Queues `delivery` for `member`; whether the member is now congested.
+/// An outbox past its cap marks the member too slow and a closed one marks
+/// it gone; `settle` removes both once the fan-out is done.
 fn offer(
     id: MemberId,
     member: &Member,
-    event: &Arc<Outgoing>,
+    delivery: &Delivery,
     overflowed: &mut Vec<(MemberId, Departure)>,
 ) -> bool {
-    match member.outbox.offer(event) {
+    match member.outbox.offer(delivery) {
         Offered::Queued { congested } => return congested,
         Offered::Overflow if member.door == DoorKind::Console => {
             tracing::warn!("the console is not keeping up; an event was not shown");

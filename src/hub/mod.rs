@@ -79,7 +79,7 @@ pub const DEFAULT_BIG_ROOM: usize = 1000;
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 /// Default members at once from one IP address.
 pub const DEFAULT_MAX_PER_IP: usize = 100;
-pub use outbox::{OutboxReceiver, DEFAULT_SENDQ};
+pub use outbox::{Delivery, OutboxReceiver, DEFAULT_SENDQ};
 /// Default messages replayed to whoever joins a room.
 pub const DEFAULT_HISTORY_LEN: usize = 20;
 /// The server's default name, shown in the welcome.
@@ -248,6 +248,9 @@ struct Shared {
     /// keeps them in id order (taken after `state`'s lock is released,
     /// never the other way round).
     publishing: Mutex<()>,
+    /// Set when a task on the runtime publishes messages accepted without
+    /// history (see [`Hub::batching`]): woken to take what has gathered.
+    publish_soon: Option<Arc<tokio::sync::Notify>>,
     /// A `std` mutex, not Tokio's: it is held only for in-memory work and
     /// outbox offers, never across an `.await`, so it is short and uncontended
     /// locks stay cheap. Fan-out happens under it, which keeps every member's
@@ -255,16 +258,53 @@ struct Shared {
     state: Mutex<State>,
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The publishing task, if any, sees the hub gone and ends.
+        if let Some(publisher) = &self.publish_soon {
+            publisher.notify_one();
+        }
+    }
+}
+
 impl Hub {
     /// A hub with no members yet, keeping recent messages in memory only.
+    /// Each message is fanned out as it is said.
     pub fn new(config: HubConfig) -> Self {
         Self::with_bus(config, LocalBus::boxed)
+    }
+
+    /// Like [`Hub::new`], but the messages said are fanned out by a task on
+    /// the current Tokio runtime, as many together as gathered since it
+    /// last ran (as the history writer's commits are): one offer to each
+    /// member per batch rather than per message.
+    pub fn batching(config: HubConfig) -> Self {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let hub = Self::build(config, LocalBus::boxed, Some(notify.clone()));
+        let weak = Arc::downgrade(&hub.shared);
+        tokio::spawn(async move {
+            loop {
+                notify.notified().await;
+                // Gone with the hub (whose drop wakes this task once more).
+                let Some(shared) = weak.upgrade() else { return };
+                Hub { shared }.publish_unpublished();
+            }
+        });
+        hub
     }
 
     /// Like [`Hub::new`], with committed messages going through the bus
     /// `make_bus` builds (given a handle to this hub, for the bus's own
     /// [`Hub::fan_out`]): the seam for a cluster.
     pub fn with_bus(config: HubConfig, make_bus: impl FnOnce(WeakHub) -> Arc<dyn Bus>) -> Self {
+        Self::build(config, make_bus, None)
+    }
+
+    fn build(
+        config: HubConfig,
+        make_bus: impl FnOnce(WeakHub) -> Arc<dyn Bus>,
+        publish_soon: Option<Arc<tokio::sync::Notify>>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
         let state = State::new(&config, metrics.clone(), 0, Vec::new());
         let shared = Arc::new_cyclic(|hub| Shared {
@@ -273,6 +313,7 @@ impl Hub {
             history: None,
             bus: make_bus(WeakHub(hub.clone())),
             publishing: Mutex::new(()),
+            publish_soon,
             state: Mutex::new(state),
         });
         Hub { shared }
@@ -313,6 +354,7 @@ impl Hub {
                 )),
                 bus: LocalBus::boxed(WeakHub(hub.clone())),
                 publishing: Mutex::new(()),
+                publish_soon: None,
                 config,
                 state: Mutex::new(state),
             }
@@ -369,7 +411,10 @@ impl Hub {
         state.settle(config);
         drop(state);
         if handled.to_publish {
-            self.publish_unpublished();
+            match &self.shared.publish_soon {
+                Some(publisher) => publisher.notify_one(),
+                None => self.publish_unpublished(),
+            }
         }
         let mut pending = handled.message.map(Pending::Echo);
         if let (Some(query), Some(writer)) = (handled.query, history) {
@@ -434,9 +479,7 @@ impl Hub {
     pub fn fan_out(&self, messages: Vec<MessageRecord>) {
         let config = &self.shared.config;
         let mut state = self.lock();
-        for message in messages {
-            state.publish(config, message);
-        }
+        state.publish(config, messages);
         state.settle(config);
     }
 

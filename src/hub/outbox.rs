@@ -14,8 +14,10 @@
 //! one that holds others back while its connection takes nothing (the
 //! session's stall rule).
 //!
-//! The reader is woken only when its queue goes from empty to not empty:
-//! an event for a reader that is already behind costs a lock and a push.
+//! What is queued are [`Delivery`]s: one event, or the run of messages one
+//! commit brought to a room, shared by every member of it. A member is
+//! offered each run once (a lock, a push, a reference count), not once per
+//! message, and woken only when its queue goes from empty to not empty.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +39,55 @@ pub fn pressure_mark(cap: usize) -> usize {
     (cap.min(DEFAULT_SENDQ) / 16).max(1)
 }
 
+/// What an outbox holds: one event, or several offered together (one
+/// commit's messages to a room), shared by all their recipients.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    One(Arc<Outgoing>),
+    Run {
+        events: Arc<[Arc<Outgoing>]>,
+        /// Their sizes' sum.
+        size: usize,
+    },
+}
+
+impl Delivery {
+    /// The events, in order, as one delivery.
+    pub fn run(mut events: Vec<Arc<Outgoing>>) -> Delivery {
+        if events.len() == 1 {
+            // The common case when not busy: no run to allocate.
+            return Delivery::One(events.pop().expect("one event"));
+        }
+        let size = events.iter().map(|event| event.size()).sum();
+        Delivery::Run {
+            events: events.into(),
+            size,
+        }
+    }
+
+    /// The events, in order.
+    pub fn events(&self) -> &[Arc<Outgoing>] {
+        match self {
+            Delivery::One(event) => std::slice::from_ref(event),
+            Delivery::Run { events, .. } => events,
+        }
+    }
+
+    /// Bytes it counts for in an outbox.
+    pub fn size(&self) -> usize {
+        match self {
+            Delivery::One(event) => event.size(),
+            Delivery::Run { size, .. } => *size,
+        }
+    }
+}
+
+impl From<Arc<Outgoing>> for Delivery {
+    fn from(event: Arc<Outgoing>) -> Self {
+        Delivery::One(event)
+    }
+}
+
 /// What [`Outbox::offer`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offered {
@@ -54,6 +105,7 @@ pub fn outbox(cap: usize, pressure: usize) -> (Outbox, OutboxReceiver) {
     let shared = Arc::new(Shared {
         queue: Mutex::new(Queue {
             events: VecDeque::new(),
+            front_taken: 0,
             queued: 0,
             taken: 0,
             hub_gone: false,
@@ -89,8 +141,10 @@ struct Shared {
 
 #[derive(Debug)]
 struct Queue {
-    events: VecDeque<Arc<Outgoing>>,
-    /// Bytes in `events`.
+    events: VecDeque<Delivery>,
+    /// Events of the first delivery already taken one by one (`try_recv`).
+    front_taken: usize,
+    /// Bytes in `events` (less what `front_taken` took).
     queued: usize,
     /// Bytes the door has taken and not yet written.
     taken: usize,
@@ -159,9 +213,9 @@ impl Holder {
 }
 
 impl Outbox {
-    /// Queues `event` without waiting, unless that would pass the cap.
-    pub fn offer(&self, event: &Arc<Outgoing>) -> Offered {
-        let size = event.size();
+    /// Queues `delivery` without waiting, unless that would pass the cap.
+    pub fn offer(&self, delivery: &Delivery) -> Offered {
+        let size = delivery.size();
         let mut queue = self.shared.lock();
         if queue.door_gone {
             return Offered::Gone;
@@ -170,7 +224,7 @@ impl Outbox {
             return Offered::Overflow;
         }
         let was_empty = queue.events.is_empty();
-        queue.events.push_back(event.clone());
+        queue.events.push_back(delivery.clone());
         queue.queued += size;
         let congested = queue.backlog() > self.shared.pressure;
         // Under the lock, so a release cannot clear it behind our back.
@@ -218,6 +272,9 @@ impl Drop for Outbox {
     }
 }
 
+/// Nothing queued; `true` if nothing ever will be (the member is removed).
+struct Ended(bool);
+
 /// The door's end of a member's outbox.
 #[derive(Debug)]
 pub struct OutboxReceiver {
@@ -225,44 +282,56 @@ pub struct OutboxReceiver {
 }
 
 impl OutboxReceiver {
-    /// Waits for events and moves up to `limit` of them into `batch`;
-    /// 0 once the hub has removed the member and everything is taken.
-    /// Their bytes count until [`OutboxReceiver::release`]. Cancel-safe.
-    pub async fn recv_many(&self, batch: &mut Vec<Arc<Outgoing>>, limit: usize) -> usize {
-        std::future::poll_fn(|context| self.poll_recv_many(context, batch, limit)).await
+    /// Waits for deliveries and moves them into `batch`, until they come to
+    /// `max_bytes` or more (one at least); 0 once the hub has removed the
+    /// member and everything is taken. Their bytes count until
+    /// [`OutboxReceiver::release`]. Cancel-safe.
+    pub async fn recv_many(&self, batch: &mut Vec<Delivery>, max_bytes: usize) -> usize {
+        std::future::poll_fn(|context| self.poll_recv_many(context, batch, max_bytes)).await
     }
 
     fn poll_recv_many(
         &self,
         context: &mut Context<'_>,
-        batch: &mut Vec<Arc<Outgoing>>,
-        limit: usize,
+        batch: &mut Vec<Delivery>,
+        max_bytes: usize,
     ) -> Poll<usize> {
-        if let Some(count) = self.take(batch, limit) {
+        if let Some(count) = self.take(batch, max_bytes) {
             return Poll::Ready(count);
         }
         // Registered before looking again, so an offer in between wakes us.
         self.shared.waker.register(context.waker());
-        match self.take(batch, limit) {
+        match self.take(batch, max_bytes) {
             Some(count) => Poll::Ready(count),
             None => Poll::Pending,
         }
     }
 
     /// Takes what is queued; `None` if nothing is and more may come.
-    fn take(&self, batch: &mut Vec<Arc<Outgoing>>, limit: usize) -> Option<usize> {
+    fn take(&self, batch: &mut Vec<Delivery>, max_bytes: usize) -> Option<usize> {
         let mut queue = self.shared.lock();
         if queue.events.is_empty() {
             return queue.hub_gone.then_some(0);
         }
-        let count = queue.events.len().min(limit.max(1));
         let mut bytes = 0;
-        batch.extend(
-            queue
-                .events
-                .drain(..count)
-                .inspect(|event| bytes += event.size()),
-        );
+        let mut count = 0;
+        if queue.front_taken > 0 {
+            // Partly taken one by one: the rest, as a delivery of its own.
+            let skip = std::mem::take(&mut queue.front_taken);
+            let front = queue.events.pop_front().expect("a front delivery");
+            let rest = Delivery::run(front.events()[skip..].to_vec());
+            bytes += rest.size();
+            count += 1;
+            batch.push(rest);
+        }
+        while bytes < max_bytes.max(1) {
+            let Some(delivery) = queue.events.pop_front() else {
+                break;
+            };
+            bytes += delivery.size();
+            count += 1;
+            batch.push(delivery);
+        }
         queue.queued -= bytes;
         queue.taken += bytes;
         Some(count)
@@ -271,22 +340,51 @@ impl OutboxReceiver {
     /// One event, if one is queued (or `None` for "nothing now"), without
     /// waiting; its bytes are released at once.
     pub fn try_recv(&mut self) -> Option<Arc<Outgoing>> {
-        let mut queue = self.shared.lock();
-        let event = queue.events.pop_front()?;
-        queue.queued -= event.size();
-        drop(queue);
-        // Taken and written at once: what `release` does for a batch.
-        self.release();
-        Some(event)
+        self.pop_one().ok()
     }
 
     /// Waits for the next event, released at once (for doors that hand
     /// each event on as it comes); `None` once the member is removed.
+    /// Cancel-safe.
     pub async fn recv(&mut self) -> Option<Arc<Outgoing>> {
-        let mut batch = Vec::with_capacity(1);
-        self.recv_many(&mut batch, 1).await;
+        std::future::poll_fn(|context| {
+            if let Poll::Ready(next) = self.poll_one() {
+                return Poll::Ready(next);
+            }
+            // Registered before looking again, so an offer in between wakes us.
+            self.shared.waker.register(context.waker());
+            self.poll_one()
+        })
+        .await
+    }
+
+    fn poll_one(&self) -> Poll<Option<Arc<Outgoing>>> {
+        match self.pop_one() {
+            Ok(event) => Poll::Ready(Some(event)),
+            Err(Ended(true)) => Poll::Ready(None),
+            Err(Ended(false)) => Poll::Pending,
+        }
+    }
+
+    /// Takes the next event and releases its bytes; if there is none,
+    /// whether none will come.
+    fn pop_one(&self) -> Result<Arc<Outgoing>, Ended> {
+        let mut queue = self.shared.lock();
+        let Some(front) = queue.events.front() else {
+            return Err(Ended(queue.hub_gone));
+        };
+        let event = front.events()[queue.front_taken].clone();
+        if queue.front_taken + 1 == front.events().len() {
+            queue.front_taken = 0;
+            queue.events.pop_front();
+        } else {
+            queue.front_taken += 1;
+        }
+        queue.queued -= event.size();
+        drop(queue);
+        // Taken and written at once: what `release` does for a batch.
         self.release();
-        batch.pop()
+        Ok(event)
     }
 
     /// Everything taken so far is written: it no longer counts, and a
@@ -380,6 +478,7 @@ impl Drop for OutboxReceiver {
         let mut queue = self.shared.lock();
         queue.door_gone = true;
         queue.events.clear();
+        queue.front_taken = 0;
         queue.queued = 0;
         queue.taken = 0;
         queue.hold = None;
@@ -393,8 +492,12 @@ mod tests {
     use super::*;
     use crate::protocol::ServerEvent;
 
-    fn notice(text: &str) -> Arc<Outgoing> {
+    fn event(text: &str) -> Arc<Outgoing> {
         Arc::new(Outgoing::new(ServerEvent::Notice { text: text.into() }))
+    }
+
+    fn notice(text: &str) -> Delivery {
+        Delivery::One(event(text))
     }
 
     #[test]
@@ -446,7 +549,7 @@ mod tests {
         assert!(sender_receiver.is_held());
         let mut batch = Vec::new();
         // Two of five written: three left, over half the mark (two).
-        receiver.take(&mut batch, 2);
+        receiver.take(&mut batch, 2 * size);
         receiver.release();
         assert!(receiver.is_congested() && sender_receiver.is_held());
         receiver.take(&mut batch, 1);
@@ -470,7 +573,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
         let mut batch = Vec::new();
-        slow_receiver.recv_many(&mut batch, 10).await;
+        slow_receiver.recv_many(&mut batch, DEFAULT_SENDQ).await;
         slow_receiver.release();
         let sender_receiver = waiting.await.unwrap();
         assert!(!sender_receiver.is_held());
@@ -483,6 +586,36 @@ mod tests {
         drop(slow_receiver);
         sender_receiver.until_released().await;
         assert_eq!(slow.offer(&event), Offered::Gone);
+    }
+
+    #[tokio::test]
+    async fn a_run_is_offered_once_and_handed_on_whole_or_one_by_one() {
+        let (outbox, mut receiver) = outbox(DEFAULT_SENDQ, pressure_mark(DEFAULT_SENDQ));
+        let run = Delivery::run(vec![event("one"), event("two"), event("three")]);
+        assert_eq!(outbox.offer(&run), Offered::Queued { congested: false });
+        assert_eq!(receiver.backlog(), run.size());
+        let text = |event: &Outgoing| match event.event() {
+            ServerEvent::Notice { text } => text.clone(),
+            other => panic!("{other:?}"),
+        };
+        let first = receiver.try_recv().unwrap();
+        assert_eq!(text(&first), "one");
+        assert_eq!(receiver.backlog(), run.size() - first.size());
+        // The rest, taken in one go, as one delivery.
+        let mut batch = Vec::new();
+        assert_eq!(receiver.recv_many(&mut batch, 1).await, 1);
+        let rest: Vec<_> = batch[0].events().iter().map(|event| text(event)).collect();
+        assert_eq!(rest, ["two", "three"]);
+        receiver.release();
+        assert_eq!(receiver.backlog(), 0);
+        outbox.offer(&run);
+        drop(outbox);
+        let all: Vec<_> = std::iter::from_fn(|| receiver.try_recv()).collect();
+        assert_eq!(all.len(), 3);
+        assert!(
+            receiver.recv().await.is_none(),
+            "removed, and everything taken"
+        );
     }
 
     #[tokio::test]

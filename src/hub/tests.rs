@@ -314,3 +314,71 @@ fn message_times_come_from_the_hubs_clock() {
         .collect();
     assert_eq!(times, vec![1_700_000_000_000, 1_700_000_060_000]);
 }
+
+/// The texts of the room messages in `delivery`.
+fn texts(delivery: &Delivery) -> Vec<String> {
+    delivery
+        .events()
+        .iter()
+        .filter_map(|event| match event.event() {
+            ServerEvent::Message(message) => Some(message.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_commit_reaches_each_member_as_one_run_per_room() {
+    use futures_util::FutureExt;
+    let hub = hub();
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut alice);
+    drain(&mut bob);
+    let record = |id: u64, room: &str, text: &str| MessageRecord {
+        id,
+        room: room.into(),
+        from: "guest-1".into(),
+        time: id,
+        text: text.into(),
+        action: false,
+    };
+    let lobby = HubConfig::default().default_room;
+    hub.fan_out(vec![
+        record(1, &lobby, "one"),
+        record(2, &lobby, "two"),
+        record(3, "elsewhere", "not for them"),
+        record(4, &lobby, "three"),
+    ]);
+    for member in [&alice, &bob] {
+        let mut batch = Vec::new();
+        let taken = member
+            .outbox
+            .recv_many(&mut batch, usize::MAX)
+            .now_or_never();
+        assert_eq!(
+            taken,
+            Some(2),
+            "a run before the other room's message, one after"
+        );
+        assert_eq!(texts(&batch[0]), ["one", "two"]);
+        assert_eq!(texts(&batch[1]), ["three"]);
+    }
+    assert_eq!(hub.metrics().messages_out.get(), 6);
+}
+
+#[tokio::test]
+async fn a_batching_hub_fans_out_what_was_said_together() {
+    let hub = Hub::batching(HubConfig::default());
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut alice);
+    drain(&mut bob);
+    // Said back to back: the publishing task has not run in between.
+    hub.handle(alice.id, say("first"));
+    hub.handle(bob.id, say("second"));
+    assert!(drain(&mut bob).is_empty(), "not yet fanned out");
+    let mut batch = Vec::new();
+    assert_eq!(bob.outbox.recv_many(&mut batch, usize::MAX).await, 1);
+    assert_eq!(texts(&batch[0]), ["first", "second"]);
+}

@@ -86,7 +86,7 @@ impl Server {
                 tracing::info!(path = %path.display(), "history kept in SQLite");
                 Hub::with_store(config.hub, Box::new(store), config.history.retention)?
             }
-            None => Hub::new(config.hub),
+            None => Hub::batching(config.hub),
         };
         Ok(Server {
             hub,

@@ -99,4 +99,11 @@ pub trait HistoryStore: Send {
         now_ms: u64,
         batch: usize,
     ) -> Result<usize, StoreError>;
+    /// One bounded step of deferred work (a search index catching up with
+    /// what was appended): taken when the writer is `idle`, or when the
+    /// work cannot wait any longer. Whether any is left.
+    fn upkeep(&mut self, idle: bool) -> Result<bool, StoreError> {
+        let _ = idle;
+        Ok(false)
+    }
 }

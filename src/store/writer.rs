@@ -38,6 +38,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How often a failed write is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
+/// The writer counts as idle, and takes on the store's deferred work (the
+/// search index), after this long with nothing to write.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// A read of past messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
@@ -145,6 +149,10 @@ struct Worker<P> {
     unsaved: Vec<StoredMessage>,
     failing: bool,
     next_prune: Instant,
+    /// When the last job came: the writer is idle `IDLE_AFTER` later.
+    last_job: Instant,
+    /// The store has deferred work left.
+    upkeep_left: bool,
 }
 
 impl<P: Publisher> Worker<P> {
@@ -163,6 +171,9 @@ impl<P: Publisher> Worker<P> {
             failing: false,
             // Retention runs once at start, then every PRUNE_EVERY.
             next_prune: Instant::now(),
+            last_job: Instant::now(),
+            // Work left from the last run is taken up once idle.
+            upkeep_left: true,
         }
     }
 
@@ -179,13 +190,17 @@ impl<P: Publisher> Worker<P> {
         }
     }
 
-    /// Blocks until a job comes, or a prune or retry is due (`None`).
+    /// Blocks until a job comes, or a prune, retry or idle upkeep is due
+    /// (`None`).
     fn wait(&self, inbox: &mpsc::Receiver<Job>) -> Option<Job> {
-        let wake_at = if self.unsaved.is_empty() {
+        let mut wake_at = if self.unsaved.is_empty() {
             self.next_prune
         } else {
             self.next_prune.min(Instant::now() + RETRY_EVERY)
         };
+        if self.upkeep_left {
+            wake_at = wake_at.min(self.last_job + IDLE_AFTER);
+        }
         // A disconnected inbox is seen by the next `try_recv`.
         inbox
             .recv_timeout(wake_at.saturating_duration_since(Instant::now()))
@@ -200,6 +215,9 @@ impl<P: Publisher> Worker<P> {
         let mut stop = false;
         let mut next = first;
         let mut yielded = false;
+        if next.is_some() {
+            self.last_job = Instant::now();
+        }
         // Everything that queued up during the last commit joins this one.
         while let Some(job) = next.take() {
             match job {
@@ -231,7 +249,23 @@ impl<P: Publisher> Worker<P> {
         if Instant::now() >= self.next_prune || self.failing {
             self.prune();
         }
+        self.upkeep();
         true
+    }
+
+    /// The store's deferred work: a step whenever the writer is idle, or
+    /// when the store says it cannot wait.
+    fn upkeep(&mut self) {
+        let idle = self.last_job.elapsed() >= IDLE_AFTER;
+        match self.store.upkeep(idle) {
+            Ok(left) => self.upkeep_left = left,
+            Err(error) => {
+                // An index that cannot grow now (a full disk) only means
+                // searches scan a longer tail until it can.
+                tracing::warn!(%error, "history upkeep failed; will retry");
+                self.last_job = Instant::now();
+            }
+        }
     }
 
     /// Commits `batch` (after any messages kept from a failed write), then
