@@ -30,6 +30,9 @@ const LINGER: Duration = Duration::from_millis(500);
 /// write carries them all.
 pub(crate) const WRITE_BYTES: usize = 64 * 1024;
 
+/// Batch capacity kept between writes (a burst's is given back).
+const BATCH_KEPT: usize = 16;
+
 /// A peer's connection as the driver sees it: inputs decoded from it,
 /// events encoded onto it.
 pub trait Wire: Send {
@@ -191,6 +194,7 @@ impl Member {
                             wire.encode(event);
                         }
                     }
+                    self.batch.shrink_to(BATCH_KEPT);
                     if let Err(error) = self.write(wire, &mut dropped).await {
                         return Ending::Lost(error.to_string());
                     }

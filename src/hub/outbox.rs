@@ -88,6 +88,13 @@ impl From<Arc<Outgoing>> for Delivery {
     }
 }
 
+/// Most deliveries taken at once, whatever their size: a door's batch
+/// vector stays small (a crowd's join notices are one delivery each).
+const TAKE_AT_MOST: usize = 128;
+
+/// Queue capacity an empty outbox keeps.
+const KEPT_CAPACITY: usize = 16;
+
 /// What [`Outbox::offer`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offered {
@@ -283,7 +290,7 @@ pub struct OutboxReceiver {
 
 impl OutboxReceiver {
     /// Waits for deliveries and moves them into `batch`, until they come to
-    /// `max_bytes` or more (one at least); 0 once the hub has removed the
+    /// `max_bytes` or more (one at least, 128 at most); 0 once the hub has removed the
     /// member and everything is taken. Their bytes count until
     /// [`OutboxReceiver::release`]. Cancel-safe.
     pub async fn recv_many(&self, batch: &mut Vec<Delivery>, max_bytes: usize) -> usize {
@@ -324,7 +331,7 @@ impl OutboxReceiver {
             count += 1;
             batch.push(rest);
         }
-        while bytes < max_bytes.max(1) {
+        while bytes < max_bytes.max(1) && count < TAKE_AT_MOST {
             let Some(delivery) = queue.events.pop_front() else {
                 break;
             };
@@ -334,6 +341,10 @@ impl OutboxReceiver {
         }
         queue.queued -= bytes;
         queue.taken += bytes;
+        if queue.events.is_empty() && queue.events.capacity() > KEPT_CAPACITY {
+            // Grown by a burst (a crowd's joins): an idle member keeps little.
+            queue.events = VecDeque::new();
+        }
         Some(count)
     }
 
