@@ -303,6 +303,10 @@ mod websocket {
         send(&mut socket, r#"{"type":"nick","nick":"dozy"}"#).await;
         watcher.expect("is now known as dozy").await;
         let quiet_since = tokio::time::Instant::now();
+        // The watcher speaks a second later, so its own idle limit comes
+        // after dozy's rather than at the same instant.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        watcher.send("still here").await;
         let bye = next_of(&mut socket, "bye").await;
         assert_eq!(bye["code"], "idle");
         assert_eq!(bye["reason"], "idle for 5 s");

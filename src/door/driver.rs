@@ -117,6 +117,7 @@ pub async fn serve_member(
         outbox,
         session: Session::for_stream(&limits, now()),
         batch: Vec::new(),
+        timer: Timer::new(),
     };
     let ending = member.run(&mut wire, dropped).await;
     tracing::debug!(?ending, "session ending");
@@ -130,6 +131,43 @@ struct Member {
     outbox: OutboxReceiver,
     session: Session,
     batch: Vec<Delivery>,
+    /// The one timer: moved when the deadline moves, not made anew per
+    /// wake (registering a timer costs more than checking one).
+    timer: Timer,
+}
+
+/// A timer kept across waits, reset only when its deadline changes.
+struct Timer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
+            deadline: None,
+        }
+    }
+
+    /// Sets the deadline; `None` turns the timer off (see [`Timer::expired`]).
+    fn set(&mut self, deadline: Option<Instant>) {
+        let deadline = deadline.map(tokio::time::Instant::from_std);
+        if let Some(at) = deadline.filter(|at| Some(*at) != self.deadline) {
+            self.sleep.as_mut().reset(at);
+        }
+        self.deadline = deadline;
+    }
+
+    fn is_set(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    /// Resolves at the deadline (poll only while [`Timer::is_set`]).
+    /// Cancel-safe.
+    async fn expired(&mut self) {
+        self.sleep.as_mut().await;
+    }
 }
 
 impl Member {
@@ -174,11 +212,12 @@ impl Member {
             let held = self.outbox.is_held();
             let reading = self.session.wants_input() && !input_closed && !held;
             let partial = wire.partial_deadline().filter(|_| reading);
-            let timer = [self.session.poll_timeout(), partial]
+            let deadline = [self.session.poll_timeout(), partial]
                 .into_iter()
                 .flatten()
-                .min()
-                .map(tokio::time::Instant::from_std);
+                .min();
+            self.timer.set(deadline);
+            let timed = self.timer.is_set();
             tokio::select! {
                 why = wait_dropped(&mut dropped) => self.session.handle_dropped(why),
                 count = self.outbox.recv_many(&mut self.batch, WRITE_BYTES) => {
@@ -206,7 +245,7 @@ impl Member {
                     Err(error) => return Ending::Lost(error.to_string()),
                 },
                 // The wire's partial input, if due, is taken at the top.
-                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
+                () = self.timer.expired(), if timed => {
                     self.session.handle_timeout(now());
                 }
             }
@@ -229,10 +268,8 @@ impl Member {
                 congested: self.outbox.is_congested(),
             };
             self.session.handle_output(output, now());
-            let stall = self
-                .session
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std);
+            self.timer.set(self.session.poll_timeout());
+            let timed = self.timer.is_set();
             // `flush` is cancel-safe: what went out is not sent again.
             tokio::select! {
                 written = wire.flush() => {
@@ -245,7 +282,7 @@ impl Member {
                 }
                 // Congested while this write waits: the stall clock starts.
                 () = self.outbox.until_congested(), if !output.congested => {}
-                _ = tokio::time::sleep_until(stall.unwrap_or_else(tokio::time::Instant::now)), if stall.is_some() => {
+                () = self.timer.expired(), if timed => {
                     let output = Output { written: wire.written(), ..output };
                     self.session.handle_output(output, now());
                     self.session.handle_timeout(now());
