@@ -13,20 +13,13 @@ impl State {
     /// messages to one room is one delivery to each of its members.
     pub(super) fn publish(&mut self, config: &HubConfig, records: Vec<MessageRecord>) {
         let mut records = records.into_iter().peekable();
-        while let Some(first) = records.next() {
-            let room = first.room.clone();
-            let mut run = vec![first];
-            while let Some(next) = records.next_if(|next| next.room == room) {
-                run.push(next);
+        while let Some(room) = records.peek().map(|first| first.room.clone()) {
+            let mut events = Vec::new();
+            while let Some(record) = records.next_if(|next| next.room == room) {
+                self.last_published = self.last_published.max(record.id);
+                self.remember(config, record.clone());
+                events.push(Arc::new(Outgoing::new(ServerEvent::Message(record))));
             }
-            let events = run
-                .into_iter()
-                .map(|record| {
-                    self.last_published = self.last_published.max(record.id);
-                    self.remember(config, record.clone());
-                    Arc::new(Outgoing::new(ServerEvent::Message(record)))
-                })
-                .collect::<Vec<_>>();
             self.fan_out(&room, None, events.len(), Delivery::run(events));
         }
     }

@@ -82,12 +82,6 @@ impl Delivery {
     }
 }
 
-impl From<Arc<Outgoing>> for Delivery {
-    fn from(event: Arc<Outgoing>) -> Self {
-        Delivery::One(event)
-    }
-}
-
 /// Most deliveries taken at once, whatever their size: a door's batch
 /// vector stays small (a crowd's join notices are one delivery each).
 const TAKE_AT_MOST: usize = 128;
@@ -178,6 +172,14 @@ struct Congestion {
     relieved: Notify,
 }
 
+impl Congestion {
+    /// Sets the flag (under the queue's lock, so a release cannot clear
+    /// it behind an offer's back); whether that changed it.
+    fn mark(&self, congested: bool) -> bool {
+        self.congested.swap(congested, Ordering::AcqRel) != congested
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         // A panic while holding this lock leaves counts, never broken
@@ -194,7 +196,7 @@ impl Shared {
     /// No longer congested: everyone held on this member may go on.
     fn relieve(&self) {
         let queue = self.lock();
-        let was_congested = self.congestion.congested.swap(false, Ordering::AcqRel);
+        let was_congested = self.congestion.mark(false);
         drop(queue);
         if was_congested {
             self.congestion.relieved.notify_waiters();
@@ -234,13 +236,7 @@ impl Outbox {
         queue.events.push_back(delivery.clone());
         queue.queued += size;
         let congested = queue.backlog() > self.shared.pressure;
-        // Under the lock, so a release cannot clear it behind our back.
-        let began = congested
-            && !self
-                .shared
-                .congestion
-                .congested
-                .swap(true, Ordering::AcqRel);
+        let began = congested && self.shared.congestion.mark(true);
         drop(queue);
         if began {
             self.shared.congestion.began.notify_waiters();
@@ -289,10 +285,10 @@ pub struct OutboxReceiver {
 }
 
 impl OutboxReceiver {
-    /// Waits for deliveries and moves them into `batch`, until they come to
-    /// `max_bytes` or more (one at least, 128 at most); 0 once the hub has removed the
-    /// member and everything is taken. Their bytes count until
-    /// [`OutboxReceiver::release`]. Cancel-safe.
+    /// Waits for deliveries and moves them into `batch`, until they come
+    /// to `max_bytes` or more (one at least, 128 at most); 0 once the hub
+    /// has removed the member and everything is taken. Their bytes count
+    /// until [`OutboxReceiver::release`]. Cancel-safe.
     pub async fn recv_many(&self, batch: &mut Vec<Delivery>, max_bytes: usize) -> usize {
         std::future::poll_fn(|context| self.poll_recv_many(context, batch, max_bytes)).await
     }
@@ -404,12 +400,8 @@ impl OutboxReceiver {
     pub fn release(&self) {
         let mut queue = self.shared.lock();
         queue.taken = 0;
-        let relieved = queue.backlog() <= self.shared.pressure / 2
-            && self
-                .shared
-                .congestion
-                .congested
-                .swap(false, Ordering::AcqRel);
+        let relieved =
+            queue.backlog() <= self.shared.pressure / 2 && self.shared.congestion.mark(false);
         drop(queue);
         if relieved {
             self.shared.congestion.relieved.notify_waiters();

@@ -278,17 +278,16 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-/// An event on its way to one or many members. Each encoding is made the
-/// first time a recipient in that mode asks for it and then shared, so a
-/// message to a thousand members is encoded once per mode, not a thousand
-/// times.
+/// An event on its way to one or many members. Each encoding is made once
+/// and shared, so a message to a thousand members is encoded once per
+/// mode, not a thousand times: the JSON line at once (its length is what
+/// the event counts for in an outbox), the text line the first time a
+/// text member asks for it.
 #[derive(Debug)]
 pub struct Outgoing {
     event: ServerEvent,
-    /// Its size in an outbox: the length of its JSON line.
-    size: usize,
+    json: Bytes,
     text: OnceLock<Bytes>,
-    json: OnceLock<Bytes>,
     /// The JSON as a value to embed in a datagram (UDP members only).
     json_value: OnceLock<Box<serde_json::value::RawValue>>,
 }
@@ -296,23 +295,19 @@ pub struct Outgoing {
 impl Outgoing {
     /// Wraps an event for delivery.
     pub fn new(event: ServerEvent) -> Self {
-        // Encoded now, once, so outboxes can count bytes (a text line is
-        // about as long, and is made when a text member asks for it).
-        let mut line = event.to_json();
-        line.push('\n');
-        let json = OnceLock::from(Bytes::from(line));
+        let mut json = event.to_json();
+        json.push('\n');
         Outgoing {
             event,
-            size: json.get().map_or(0, Bytes::len),
+            json: Bytes::from(json),
             text: OnceLock::new(),
-            json,
             json_value: OnceLock::new(),
         }
     }
 
     /// What it counts for in an outbox, in bytes.
     pub fn size(&self) -> usize {
-        self.size
+        self.json.len()
     }
 
     /// The event itself.
@@ -333,15 +328,14 @@ impl Outgoing {
 
     /// The event's bytes in `mode`, newline-terminated.
     pub fn encoded(&self, mode: WireMode) -> &Bytes {
-        let (cell, render): (_, fn(&ServerEvent) -> String) = match mode {
-            WireMode::Text => (&self.text, ServerEvent::to_text),
-            WireMode::Json => (&self.json, ServerEvent::to_json),
-        };
-        cell.get_or_init(|| {
-            let mut line = render(&self.event);
-            line.push('\n');
-            Bytes::from(line)
-        })
+        match mode {
+            WireMode::Json => &self.json,
+            WireMode::Text => self.text.get_or_init(|| {
+                let mut line = self.event.to_text();
+                line.push('\n');
+                Bytes::from(line)
+            }),
+        }
     }
 }
 

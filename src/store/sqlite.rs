@@ -237,11 +237,8 @@ impl SqliteStore {
             .map_err(classify)?;
         transaction.commit().map_err(classify)?;
         self.indexed_through = through;
-        self.unindexed = self.unindexed.saturating_sub(self.index_step);
-        if self.unindexed < self.index_step {
-            // What pruning took away can leave the count high.
-            self.unindexed = count_after(&self.connection, through)?;
-        }
+        // Counted, not subtracted: pruning may have taken some away.
+        self.unindexed = count_after(&self.connection, through)?;
         Ok(())
     }
 }
