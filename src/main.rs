@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("sockchat: {error:#}");
+            eprintln!("sockchat: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
@@ -83,4 +83,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// An error and its causes in one line, each cause once: libraries often
+/// repeat their cause in their own message.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }

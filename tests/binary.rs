@@ -53,6 +53,47 @@ async fn serve_chat_and_stop_with_sigterm() {
     assert_eq!(rest.last().unwrap(), "* bye: server is shutting down");
 }
 
+/// `sockchat connect --nick NAME`, over TCP and over UDP: the room sees
+/// `NAME joined` and nothing before it (no guest, no rename). A taken
+/// nick ends a scripted client with a clear message and exit code 3, and
+/// nothing it was given is posted.
+#[tokio::test]
+async fn a_nick_on_the_command_line_is_the_nick_the_room_sees() {
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0", "--max-rate", "0"]).await;
+    let mut watcher = Client::connect(server.addr).await;
+    watcher.expect("welcome").await;
+    watcher.send("/nick carol").await;
+    watcher.expect("now known as carol").await;
+    let (tcp, udp) = (server.addr.to_string(), server.udp.to_string());
+    for (door, nick) in [
+        (&["--nick"][..], "alice"),
+        (&["--udp", "--nick"][..], "bob"),
+    ] {
+        let server = if door.len() == 1 { &tcp } else { &udp };
+        let args = [&door[..door.len() - 1], &[server.as_str(), "--nick", nick]].concat();
+        let (code, _, stderr) = run_client(&args, "hello\n").await;
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(watcher.line().await, format!("* {nick} joined #lobby"));
+        assert_eq!(watcher.line().await, format!("[lobby] {nick}: hello"));
+        assert_eq!(watcher.line().await, format!("* {nick} left"));
+
+        let args = [
+            &door[..door.len() - 1],
+            &[server.as_str(), "--nick", "Carol"],
+        ]
+        .concat();
+        let (code, stdout, stderr) = run_client(&args, "not under another name\n").await;
+        assert_eq!(code, 3, "{stdout}{stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            "sockchat: nickname Carol is taken; choose another with --nick"
+        );
+        // The room heard nothing of it: the next line is the watcher's own.
+        watcher.send("marker").await;
+        assert_eq!(watcher.line().await, "[lobby] carol: marker");
+    }
+}
+
 #[tokio::test]
 async fn the_client_reports_a_server_that_goes_away() {
     let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"]).await;
@@ -223,4 +264,53 @@ async fn the_client_shows_why_a_full_server_refused_it() {
     );
     assert!(stderr.contains("the server ended the session"), "{stderr}");
     server.terminate().await;
+}
+
+/// What people say, on any door, never reaches the server's log at its
+/// default level: messages, actions, private messages, quit reasons.
+#[tokio::test]
+async fn the_log_never_carries_what_people_say() {
+    use futures_util::{SinkExt, StreamExt};
+    let server = ServerProcess::start(&["--tcp", "127.0.0.1:0"]).await;
+    let mut watcher = Client::connect(server.addr).await;
+    watcher.expect("welcome").await;
+    watcher.send("/nick watcher").await;
+    watcher.expect("now known as watcher").await;
+    let secret = |door: &str| format!("secret-{door}-秘密");
+
+    let mut tcp = Client::connect(server.addr).await;
+    tcp.expect("welcome").await;
+    tcp.send(&secret("tcp-say")).await;
+    tcp.send(&format!("/me {}", secret("tcp-me"))).await;
+    tcp.send(&format!("/msg watcher {}", secret("tcp-msg")))
+        .await;
+    watcher.expect(&secret("tcp-msg")).await;
+    tcp.send(&format!("/quit {}", secret("tcp-quit"))).await;
+    watcher.expect(&secret("tcp-quit")).await;
+
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp.send_to(secret("udp").as_bytes(), server.udp)
+        .await
+        .unwrap();
+    watcher.expect(&secret("udp")).await;
+
+    let (mut web, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.web))
+        .await
+        .unwrap();
+    let say = format!(r#"{{"type":"say","text":"{}"}}"#, secret("web"));
+    web.send(tokio_tungstenite::tungstenite::Message::Text(say.into()))
+        .await
+        .unwrap();
+    watcher.expect(&secret("web")).await;
+    let _ = web.close(None).await;
+    let _ = web.next().await;
+
+    let (code, log) = server.terminate_with_log().await;
+    assert_eq!(code, 0);
+    assert!(
+        log.iter().any(|line| line.contains("member connected")),
+        "{log:#?}"
+    );
+    let told: Vec<_> = log.iter().filter(|line| line.contains("secret-")).collect();
+    assert!(told.is_empty(), "{told:#?}");
 }

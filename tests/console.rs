@@ -4,7 +4,32 @@
 mod common;
 
 use common::{config, start};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, Lines};
+
+/// The console on in-memory pipes: what the operator types, what the
+/// console shows.
+struct Console {
+    keyboard: DuplexStream,
+    screen: Lines<BufReader<DuplexStream>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Console {
+    fn open(hub: &sockchat::hub::Hub) -> Console {
+        let (keyboard, console_input) = tokio::io::duplex(4096);
+        let (console_output, screen) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(sockchat::door::console::run(
+            hub.clone(),
+            BufReader::new(console_input),
+            console_output,
+        ));
+        Console {
+            keyboard,
+            screen: BufReader::new(screen).lines(),
+            task,
+        }
+    }
+}
 
 #[tokio::test]
 async fn the_operator_talks_lists_messages_and_kicks() {
@@ -12,14 +37,11 @@ async fn the_operator_talks_lists_messages_and_kicks() {
     let mut alice = server.client_named("alice").await;
     let mut bob = server.client_named("bob").await;
 
-    let (mut keyboard, console_input) = tokio::io::duplex(4096);
-    let (console_output, screen) = tokio::io::duplex(1 << 16);
-    let console = tokio::spawn(sockchat::door::console::run(
-        server.hub.clone(),
-        BufReader::new(console_input),
-        console_output,
-    ));
-    let mut screen = BufReader::new(screen).lines();
+    let Console {
+        mut keyboard,
+        mut screen,
+        task: console,
+    } = Console::open(&server.hub);
     // Reads the console's screen until `wanted` is shown.
     let mut screen_shows = async move |wanted: &str| loop {
         let line = tokio::time::timeout(common::PATIENCE, screen.next_line())
@@ -65,5 +87,80 @@ async fn the_operator_talks_lists_messages_and_kicks() {
     screen_shows("! no such nick: nobody").await;
     drop(keyboard);
     console.await.unwrap().unwrap();
+    server.stop().await;
+}
+
+/// `/help` lists what works on the console (`/kick` included), and only
+/// that: each listed command is answered, and the member commands that
+/// make no sense there are refused with a reason.
+#[tokio::test]
+async fn console_help_lists_exactly_what_works_there() {
+    let server = start(config()).await;
+    let mut alice = server.client_named("alice").await;
+    let Console {
+        mut keyboard,
+        mut screen,
+        task: console,
+    } = Console::open(&server.hub);
+    let mut next_shown = async move || {
+        tokio::time::timeout(common::PATIENCE, screen.next_line())
+            .await
+            .expect("the console shows it in time")
+            .unwrap()
+            .expect("the console is still running")
+    };
+    alice.expect("server joined").await;
+    let mut typed = async |line: &str| {
+        keyboard
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    };
+
+    typed("/help").await;
+    let mut listed = Vec::new();
+    loop {
+        let line = next_shown().await;
+        if line == "Ctrl-C stops the server." {
+            break;
+        }
+        if let Some(command) = line.trim_start().strip_prefix('/') {
+            listed.push(command.split_whitespace().next().unwrap().to_string());
+        }
+    }
+    let expected = [
+        "me", "msg", "join", "part", "who", "rooms", "history", "search", "ping", "kick", "help",
+    ];
+    assert_eq!(listed, expected);
+
+    // Each is answered as a command there.
+    for (line, answer) in [
+        ("/me waves", "[lobby] * server waves"),
+        ("/msg alice psst", "[private] server -> alice: psst"),
+        ("/join ops", "* server joined #ops"),
+        ("/rooms", "* rooms: #lobby (2) #ops (1)"),
+        ("/who lobby", "* #lobby has 2: alice, server"),
+        ("/part ops", "* server left #ops"),
+        ("/history", "* last 1 message(s) in #lobby"),
+        ("/search x", "* 0 message(s) in #lobby match \"x\""),
+        ("/ping", "* pong"),
+        ("/kick nobody", "! no such nick: nobody"),
+        (
+            "/nick boss",
+            "! the console is always server: its nick does not change",
+        ),
+        ("/json", "! the console shows text only"),
+        ("/quit", "* the console stays; stop the server with Ctrl-C"),
+    ] {
+        typed(line).await;
+        loop {
+            let shown = next_shown().await;
+            assert!(!shown.starts_with("! unknown"), "{line}: {shown:?}");
+            if shown.starts_with(answer) {
+                break;
+            }
+        }
+    }
+    console.abort();
     server.stop().await;
 }

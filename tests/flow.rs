@@ -124,7 +124,7 @@ async fn a_reader_that_stops_is_dropped_and_the_others_keep_their_pace() {
     let _stopped = narrow_client(server.addr, "stopped").await;
     let mut fast = server.client_named("fast").await;
     let sender = server.client_named("sender").await;
-    fast.expect("now known as sender").await;
+    fast.expect("sender joined").await;
 
     // About 10 MB in all, far past what socket buffers can hide. The
     // sender stays at most WINDOW messages ahead of the fast reader.

@@ -218,7 +218,16 @@ async fn start_up_faults_are_clear_errors_with_a_non_zero_exit() {
     let holder = Server::bind(config_with_history(&taken)).await.unwrap();
 
     let cases = [
-        (file.join("history.db"), "cannot create the directory for"),
+        (
+            file.join("history.db"),
+            "for the history database {db}: a file of that name is in the way; \
+             choose another --db, or run with --no-history",
+        ),
+        (
+            dir.path().to_path_buf(),
+            "cannot open the history database {db}: Is a directory (os error 21); \
+             choose a writable --db, or run with --no-history",
+        ),
         (junk, "is not a sockchat history database"),
         (
             newer,
@@ -239,7 +248,10 @@ async fn start_up_faults_are_clear_errors_with_a_non_zero_exit() {
             &db,
         ];
         let stderr = serve_fails(&args).await;
-        assert!(stderr.contains(expected), "{expected:?} not in {stderr}");
+        // One line: the path, the reason, what to do; nothing repeated.
+        let expected = expected.replace("{db}", &db);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&expected), "{expected:?} not in {stderr}");
     }
     drop(holder);
 }
@@ -309,7 +321,7 @@ async fn sigkill_in_a_burst_loses_nothing_any_client_received() {
     let mut sender = Client::connect(server.addr).await;
     sender.expect("welcome").await;
     sender.send("/nick burst").await;
-    receiver.expect("now known as burst").await;
+    receiver.expect("burst joined").await;
 
     // The sender blasts; the server dies while the messages are flowing.
     // Fewer than /history's 1000, so one replay can hold them all.

@@ -54,7 +54,7 @@ async fn invalid_utf8_is_refused_and_the_connection_kept() {
 /// leaves, a seat is free again.
 async fn assert_third_client_refused(settings: sockchat::server::ServeConfig, refusal: &str) {
     let server = start(settings).await;
-    let first = server.client().await;
+    let first = server.client_named("first").await;
     let mut second = server.client().await;
     let mut third = Client::connect(server.addr).await;
     assert_eq!(third.expect_closed().await, vec![refusal]);

@@ -12,7 +12,7 @@ async fn two_clients_chat_and_see_their_own_lines_echoed() {
     let server = start(config()).await;
     let mut alice = server.client_named("alice").await;
     let mut bob = server.client_named("bob").await;
-    alice.expect("is now known as bob").await;
+    alice.expect("bob joined").await;
 
     bob.send("hello alice").await;
     assert_eq!(alice.expect("hello").await, "[lobby] bob: hello alice");
@@ -79,7 +79,7 @@ async fn a_reset_connection_is_reported_and_everyone_else_carries_on() {
     let server = start(config()).await;
     let mut alice = server.client_named("alice").await;
     let victim = server.client_named("victim").await;
-    alice.expect("is now known as victim").await;
+    alice.expect("victim joined").await;
 
     // SO_LINGER 0 makes close send RST: the peer was killed.
     let stream = victim.into_stream();
@@ -90,6 +90,41 @@ async fn a_reset_connection_is_reported_and_everyone_else_carries_on() {
     let mut bob = server.client_named("bob").await;
     bob.send("still here?").await;
     alice.expect("[lobby] bob: still here?").await;
+    server.stop().await;
+}
+
+/// The classic client says `byebye` (no newline) and closes at once. In
+/// a busy room it has unread data then, so its kernel resets the
+/// connection instead of closing it: still a goodbye, not a lost line.
+#[tokio::test]
+async fn byebye_then_a_reset_is_a_goodbye() {
+    let server = start(config()).await;
+    let mut watcher = server.client_named("watcher").await;
+    for unread_data_only in [false, true] {
+        let mut classic = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let count = classic.read(&mut buf).await.unwrap();
+        let welcome = std::str::from_utf8(&buf[..count]).unwrap();
+        let nick = welcome
+            .split(", ")
+            .nth(1)
+            .and_then(|rest| rest.split('!').next())
+            .unwrap_or_else(|| panic!("a nick in {welcome:?}"))
+            .to_string();
+        classic.write_all(b"hi\n").await.unwrap();
+        watcher.expect(&format!("{nick}: hi")).await;
+        // The room talks; the classic client reads none of it.
+        watcher.send("busy room").await;
+        watcher.expect("busy room").await;
+        classic.write_all(b"byebye").await.unwrap();
+        if !unread_data_only {
+            // SO_LINGER 0: close sends a reset whatever is unread.
+            classic.set_zero_linger().unwrap();
+        }
+        drop(classic);
+        let told = watcher.expect(&format!("* {nick} ")).await;
+        assert_eq!(told, format!("* {nick} left"));
+    }
     server.stop().await;
 }
 
@@ -151,7 +186,7 @@ async fn chinese_text_goes_through_every_path() {
     let server = start(config()).await;
     let mut ming = server.client_named("小明").await;
     let mut hong = server.client_named("小红").await;
-    ming.expect("is now known as 小红").await;
+    ming.expect("小红 joined").await;
 
     hong.send("/join 聊天室").await;
     hong.expect("小红 joined #聊天室").await;
@@ -180,7 +215,7 @@ async fn a_plain_nc_style_client_with_crlf_and_several_lines_per_write() {
     let mut nc = Client::connect(server.addr).await;
     nc.expect("welcome").await;
     nc.send_bytes(b"/nick telnet\r\nfirst\r\nsecond\n").await;
-    watcher.expect("is now known as telnet").await;
+    assert_eq!(watcher.expect(" joined").await, "* telnet joined #lobby");
     assert_eq!(watcher.expect("first").await, "[lobby] telnet: first");
     assert_eq!(watcher.expect("second").await, "[lobby] telnet: second");
     server.stop().await;

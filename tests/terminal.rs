@@ -126,7 +126,7 @@ async fn incoming_messages_print_above_the_line_being_typed() {
         "{BINARY} connect {} --nick tty --plain",
         server.addr
     ));
-    watcher.expect("is now known as tty").await;
+    assert_eq!(watcher.expect(" joined").await, "* tty joined #lobby");
     pane.wait_for("the prompt", |screen| last_line(screen) == ">");
 
     pane.keys(&["-l", "half typ"]);
@@ -168,7 +168,7 @@ async fn open_full_screen(
     state: &str,
 ) -> Pane {
     let pane = Pane::open(&full_screen_with(server, flags));
-    watcher.expect("is now known as tui").await;
+    assert_eq!(watcher.expect(" joined").await, "* tui joined #lobby");
     pane.wait_for("the full screen", |screen| screen.contains(state));
     pane
 }

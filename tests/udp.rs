@@ -177,7 +177,7 @@ async fn udp_and_tcp_members_share_rooms_both_ways() {
         .request(Some(ClientCommand::Nick { nick: "udp".into() }), true)
         .await;
     assert_eq!(texts(&renamed), vec!["* guest-2 is now known as udp"]);
-    tcp.expect("is now known as udp").await;
+    assert_eq!(tcp.expect(" joined").await, "* udp joined #lobby");
 
     // UDP to TCP: the ack carries the message as the room saw it.
     let ack = udp.request(say("hello from udp 你好"), false).await;
@@ -230,7 +230,7 @@ async fn bye_ends_only_its_senders_session() {
     let mut stayer = Bare::new(&server).await;
     leaver.ask("/nick leaver").await;
     stayer.ask("/nick stayer").await;
-    watcher.expect("is now known as stayer").await;
+    watcher.expect("stayer joined").await;
 
     assert_eq!(leaver.ask("bye").await, "bye");
     assert_eq!(watcher.expect("leaver").await, "* leaver left");
@@ -399,7 +399,7 @@ async fn a_silent_udp_member_expires() {
     let mut watcher = server.client().await;
     let mut bare = Bare::new(&server).await;
     bare.ask("/nick quiet").await;
-    watcher.expect("is now known as quiet").await;
+    watcher.expect("quiet joined").await;
     let silent_since = tokio::time::Instant::now();
     assert_eq!(
         watcher.expect("quiet was").await,
@@ -529,7 +529,7 @@ async fn our_client_keeps_a_quiet_session_alive() {
     let mut watcher = server.client().await;
     let (relay, mut seen) = relay(server.udp.unwrap(), |_| false, |_| false).await;
     let mut client = udp_client(relay, &["--nick", "quiet", "--keepalive", "1"]);
-    watcher.expect("is now known as quiet").await;
+    assert_eq!(watcher.expect(" joined").await, "* quiet joined #lobby");
     // Four keep-alives a second apart span twice the expiry.
     let mut keepalives = 0;
     while keepalives < 4 {

@@ -195,7 +195,7 @@ mod websocket {
         let welcome = next_of(&mut socket, "welcome").await;
         assert_eq!(welcome["room"], "lobby");
         send(&mut socket, r#"{"type":"nick","nick":"網頁"}"#).await;
-        watcher.expect("is now known as 網頁").await;
+        assert_eq!(watcher.expect(" joined").await, "* 網頁 joined #lobby");
         send(&mut socket, r#"{"type":"say","text":"from the web"}"#).await;
         assert_eq!(
             watcher.expect("from the web").await,
@@ -301,7 +301,7 @@ mod websocket {
         let mut socket = open(server.web.unwrap()).await;
         next_of(&mut socket, "welcome").await;
         send(&mut socket, r#"{"type":"nick","nick":"dozy"}"#).await;
-        watcher.expect("is now known as dozy").await;
+        watcher.expect("dozy joined").await;
         let quiet_since = tokio::time::Instant::now();
         // The watcher speaks a second later, so its own idle limit comes
         // after dozy's rather than at the same instant.

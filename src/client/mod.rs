@@ -32,8 +32,8 @@ use tokio_util::codec::FramedRead;
 use crate::cli::ConnectArgs;
 use crate::protocol::command::JSON_SWITCH;
 use crate::protocol::line_codec::{Frame, LineCodec};
-use crate::protocol::text::sanitize;
-use crate::protocol::{parse_line, ClientCommand, ServerEvent};
+use crate::protocol::text::{nick_key, sanitize};
+use crate::protocol::{parse_line, ClientCommand, ErrorCode, ServerEvent};
 use screen::Screen;
 
 /// How long to try reaching the server.
@@ -53,6 +53,8 @@ const MAX_SERVER_LINE: usize = 1 << 20;
 pub const EXIT_CANNOT_CONNECT: u8 = 1;
 /// Exit code when the server ends the session (shutdown, kick, lost link).
 pub const EXIT_SERVER_GONE: u8 = 2;
+/// Exit code when the server refuses the nickname given with `--nick`.
+pub const EXIT_NICK_REFUSED: u8 = 3;
 
 /// What was typed: a line to parse, or a command the frontend built.
 pub(crate) enum Typed {
@@ -69,6 +71,52 @@ pub(crate) trait Frontend {
     /// Something the client itself has to say (a datagram probably lost, a
     /// line from the server it cannot read).
     fn notice(&mut self, text: &str);
+    /// Whether the session ends when the nickname asked for on connecting
+    /// is refused (a script must not post under another name); otherwise
+    /// the person sees the error and carries on.
+    fn ends_on_refused_nick(&self) -> bool {
+        true
+    }
+}
+
+/// The nickname asked for on connecting, until the server takes or
+/// refuses it. Meanwhile nothing typed is sent, so nothing goes out
+/// under the guest name.
+pub(crate) struct NickClaim {
+    wanted: Option<String>,
+}
+
+impl NickClaim {
+    pub(crate) fn new(hello: &[ClientCommand]) -> Self {
+        let wanted = hello.iter().find_map(|command| match command {
+            ClientCommand::Nick { nick } => Some(nick_key(nick)),
+            _ => None,
+        });
+        NickClaim { wanted }
+    }
+
+    /// Still waiting for the server's answer.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.wanted.is_some()
+    }
+
+    /// Looks at one event while pending: `Some(why)` if it refuses the nick.
+    pub(crate) fn check(&mut self, event: &ServerEvent) -> Option<String> {
+        let wanted = self.wanted.as_deref()?;
+        match event {
+            // Others' renames reach us too: ours is the one to the name asked.
+            ServerEvent::Nick { new, .. } if nick_key(new) == wanted => self.wanted = None,
+            ServerEvent::Error {
+                code: ErrorCode::NickInUse | ErrorCode::BadNick,
+                message,
+            } => {
+                self.wanted = None;
+                return Some(message.clone());
+            }
+            _ => {}
+        }
+        None
+    }
 }
 
 /// How a session ended.
@@ -82,6 +130,8 @@ pub(crate) enum Ending {
     Lost(String),
     /// The server could not be reached at all.
     Unreachable(String),
+    /// The nickname asked for was refused (taken, or not a valid one).
+    NickRefused(String),
 }
 
 /// Runs the client; the exit code says how the session ended.
@@ -123,6 +173,10 @@ fn exit_code(server: &str, ending: Ending) -> ExitCode {
             ExitCode::from(EXIT_SERVER_GONE)
         }
         Ending::Unreachable(why) => cannot_connect(server, &why),
+        Ending::NickRefused(why) => {
+            eprintln!("sockchat: {why}; choose another with --nick");
+            ExitCode::from(EXIT_NICK_REFUSED)
+        }
     }
 }
 
@@ -171,6 +225,7 @@ pub(crate) async fn chat_over_tcp(
     let mut said_goodbye = false;
     let mut goodbye_deadline = None;
     let mut in_json = false;
+    let mut claim = NickClaim::new(hello);
     // Text lines before the switch (the welcome, recent messages) come
     // again as JSON right after it; they are shown only if the server
     // closes before switching (a refusal says why).
@@ -192,11 +247,15 @@ pub(crate) async fn chat_over_tcp(
                     show_lines(frontend, &mut before_switch);
                     return Ending::Ended;
                 }
-                Some(Ok(Frame::Line(line))) => {
-                    if server_line(frontend, &line) == Said::Bye && !said_goodbye {
-                        return Ending::Ended;
+                Some(Ok(Frame::Line(line))) => match server_line(frontend, &line, &mut claim) {
+                    Said::Bye if !said_goodbye => return Ending::Ended,
+                    Said::NickRefused(why) if frontend.ends_on_refused_nick() => {
+                        // Leave without a word to the room: it never heard of us.
+                        let _ = send(&mut writer, &ClientCommand::Quit { reason: None }).await;
+                        return Ending::NickRefused(why);
                     }
-                }
+                    _ => {}
+                },
                 Some(Ok(_)) => frontend.notice("! the server sent a line this client cannot read"),
                 Some(Err(error)) => {
                     show_lines(frontend, &mut before_switch);
@@ -204,7 +263,7 @@ pub(crate) async fn chat_over_tcp(
                 }
                 None => return if said_goodbye { Ending::Done } else { Ending::Ended },
             },
-            input = frontend.next_input(), if !said_goodbye => {
+            input = frontend.next_input(), if !said_goodbye && !claim.is_pending() => {
                 let Some(command) = command_for(frontend, input) else { continue };
                 if matches!(command, ClientCommand::Quit { .. }) {
                     said_goodbye = true;
@@ -265,17 +324,19 @@ fn command_for(frontend: &mut impl Frontend, typed: Option<Typed>) -> Option<Cli
 #[derive(PartialEq, Eq)]
 enum Said {
     Bye,
+    NickRefused(String),
     Other,
 }
 
 /// Hands one line from the server to `frontend`: a JSON event, or any
 /// other line as a notice.
-fn server_line(frontend: &mut impl Frontend, line: &str) -> Said {
+fn server_line(frontend: &mut impl Frontend, line: &str, claim: &mut NickClaim) -> Said {
     match serde_json::from_str::<ServerEvent>(line) {
         Ok(ServerEvent::Mode { .. }) => Said::Other,
         Ok(event) => {
-            let said = match event {
-                ServerEvent::Bye { .. } => Said::Bye,
+            let said = match (claim.check(&event), &event) {
+                (Some(why), _) => Said::NickRefused(why),
+                (None, ServerEvent::Bye { .. }) => Said::Bye,
                 _ => Said::Other,
             };
             frontend.event(event);

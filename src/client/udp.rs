@@ -17,7 +17,7 @@ use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant};
 
-use super::{command_for, Ending, Frontend};
+use super::{command_for, Ending, Frontend, NickClaim};
 use crate::protocol::command::GOODBYE_WORDS;
 use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
 use crate::protocol::{ClientCommand, ServerEvent};
@@ -65,7 +65,7 @@ pub(crate) async fn chat(
         Ok(socket) => socket,
         Err(why) => return Ending::Unreachable(why),
     };
-    let mut session = UdpClient::new(socket, frontend, keepalive);
+    let mut session = UdpClient::new(socket, frontend, keepalive, NickClaim::new(hello));
     session.queue.push_back(None);
     session.queue.extend(hello.iter().cloned().map(Some));
     session.run(server).await
@@ -103,10 +103,13 @@ struct UdpClient<'a, F> {
     quitting: bool,
     /// The server has answered at least once.
     reached: bool,
+    claim: NickClaim,
+    /// Why the nickname asked for was refused: the session then ends so.
+    refused: Option<String>,
 }
 
 impl<'a, F: Frontend> UdpClient<'a, F> {
-    fn new(socket: UdpSocket, frontend: &'a mut F, keepalive: Duration) -> Self {
+    fn new(socket: UdpSocket, frontend: &'a mut F, keepalive: Duration, claim: NickClaim) -> Self {
         UdpClient {
             socket,
             frontend,
@@ -120,6 +123,8 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
             keepalive,
             quitting: false,
             reached: false,
+            claim,
+            refused: None,
         }
     }
 
@@ -130,7 +135,7 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
                 if let Some(command) = self.queue.pop_front() {
                     self.send_new(command).await;
                 } else if self.quitting {
-                    return Ending::Done;
+                    return self.done();
                 }
             }
             let resend_at = self.in_flight.as_ref().map(|flight| flight.resend_at);
@@ -146,7 +151,7 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
                     // retransmission timer decides whether that is fatal.
                     Err(error) => tracing::debug!(%error, "udp receive error"),
                 },
-                input = self.frontend.next_input(), if !self.quitting => {
+                input = self.frontend.next_input(), if !self.quitting && !self.claim.is_pending() => {
                     if let Some(command) = command_for(self.frontend, input) {
                         self.quitting = matches!(command, ClientCommand::Quit { .. });
                         self.queue.push_back(Some(command));
@@ -163,6 +168,13 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
                 }
             }
         }
+    }
+
+    /// How a session we ended ended.
+    fn done(&mut self) -> Ending {
+        self.refused
+            .take()
+            .map_or(Ending::Done, Ending::NickRefused)
     }
 
     async fn send_new(&mut self, command: Option<ClientCommand>) {
@@ -215,7 +227,7 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
         }
         let what = match &flight.command {
             Some(ClientCommand::Say { text, .. }) => format!("your message {text:?}"),
-            Some(ClientCommand::Quit { .. }) => return Some(Ending::Done),
+            Some(ClientCommand::Quit { .. }) => return Some(self.done()),
             Some(_) => "your command".to_string(),
             None => "a keep-alive".to_string(),
         };
@@ -273,10 +285,20 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
     fn show_events(&mut self, events: Vec<ServerEvent>) -> Option<Ending> {
         for event in events {
             let bye = matches!(event, ServerEvent::Bye { .. });
+            let refused = self.claim.check(&event);
             self.frontend.event(event);
+            if let Some(why) = refused.filter(|_| self.frontend.ends_on_refused_nick()) {
+                // Leave without a word to the room: it never heard of us.
+                self.queue.clear();
+                self.queue
+                    .push_back(Some(ClientCommand::Quit { reason: None }));
+                self.quitting = true;
+                self.refused = Some(why);
+                return None;
+            }
             if bye {
                 return Some(if self.quitting {
-                    Ending::Done
+                    self.done()
                 } else {
                     Ending::Ended
                 });

@@ -12,7 +12,27 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{Door, DoorContext};
 use crate::hub::{Hub, MemberId};
+use crate::protocol::command::JSON_SWITCH;
 use crate::protocol::{parse_line, ClientCommand, Departure, WireMode};
+
+/// What works on the console: the room commands of a member that is the
+/// server itself (no nick of its own to change, no wire to switch, no
+/// goodbye), and `/kick`.
+const HELP: &str = "\
+console commands:
+  TEXT               say TEXT in the current room, as server
+  /me ACTION         say an action: * server ACTION
+  /msg NICK TEXT     private message
+  /join ROOM         join ROOM and talk there
+  /part [ROOM]       leave ROOM (default: the current room)
+  /who [ROOM]        members of a room
+  /rooms             rooms with members
+  /history [N]       the last N messages of the current room
+  /search WORDS      past messages of the current room with all the WORDS
+  /ping              answered with a pong
+  /kick NICK [REASON] disconnect NICK, telling the room why
+  /help              this list
+Ctrl-C stops the server.";
 
 /// The console on the server's own stdin and stdout.
 #[derive(Debug, Default)]
@@ -89,9 +109,16 @@ fn run_line(hub: &Hub, id: MemberId, line: &str) -> Option<String> {
             Err(why) => format!("! {why}"),
         });
     }
+    if line.trim().eq_ignore_ascii_case(JSON_SWITCH) {
+        return Some("! the console shows text only".into());
+    }
     match parse_line(line) {
         Ok(Some(ClientCommand::Quit { .. })) => {
             Some("* the console stays; stop the server with Ctrl-C".into())
+        }
+        Ok(Some(ClientCommand::Help)) => Some(HELP.into()),
+        Ok(Some(ClientCommand::Nick { .. })) => {
+            Some("! the console is always server: its nick does not change".into())
         }
         Ok(Some(command)) => {
             hub.handle(id, command);

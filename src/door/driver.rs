@@ -179,6 +179,10 @@ impl Member {
         let mut dropped = Some(dropped);
         let mut input_closed = false;
         let mut end_told = false;
+        // Once the connection breaks (a reset, say), nothing more is
+        // written, but what the peer sent before is still handled: a
+        // `byebye` followed by a reset is a goodbye.
+        let mut broken: Option<io::Error> = None;
         loop {
             // Hand over what is buffered, for as long as the session wants
             // it and flow control lets this member talk.
@@ -196,6 +200,9 @@ impl Member {
                     Some(input) => self.session.handle_input(input, now()),
                     None => {
                         if input_closed && !end_told {
+                            if let Some(error) = broken.take() {
+                                return Ending::Lost(error.to_string());
+                            }
                             end_told = true;
                             self.session.handle_end_of_input(now());
                         }
@@ -227,22 +234,37 @@ impl Member {
                         return why.map_or(Ending::Quit, Ending::Dropped);
                     }
                     let at = now();
+                    let writing = broken.is_none();
                     for delivery in self.batch.drain(..) {
                         for event in delivery.events() {
                             self.session.handle_delivered(event.event(), at);
-                            wire.encode(event);
+                            if writing {
+                                wire.encode(event);
+                            }
                         }
                     }
                     self.batch.shrink_to(BATCH_KEPT);
-                    if let Err(error) = self.write(wire, &mut dropped).await {
-                        return Ending::Lost(error.to_string());
+                    if !writing {
+                        self.outbox.release();
+                    } else if let Err(error) = self.write(wire, &mut dropped).await {
+                        // Read on: the kernel still holds what the peer sent.
+                        broken = Some(error);
                     }
                 }
                 () = self.outbox.until_released(), if held => {}
                 received = wire.receive(), if reading => match received {
                     Ok(true) => {}
-                    Ok(false) => input_closed = true,
-                    Err(error) => return Ending::Lost(error.to_string()),
+                    Ok(false) => {
+                        // A clean close: a write refused after it is the
+                        // peer's kernel answering, not a broken line.
+                        input_closed = true;
+                        broken = None;
+                    }
+                    Err(error) => {
+                        // What was received before the error is handled first.
+                        input_closed = true;
+                        broken.get_or_insert(error);
+                    }
                 },
                 // The wire's partial input, if due, is taken at the top.
                 () = self.timer.expired(), if timed => {

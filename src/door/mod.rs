@@ -113,6 +113,7 @@ pub(crate) fn carry_out(session: &mut Session, hub: &Hub, id: MemberId) -> Optio
             }
             Action::Tell(event) => hub.notify(id, event),
             Action::Welcome => hub.welcome(id),
+            Action::Arrive => hub.arrive(id),
             Action::End(ending) => return Some(ending),
         }
     }

@@ -1,7 +1,7 @@
 //! Commands: what each [`ClientCommand`] does to the state.
 
 use super::state::{Handled, PendingQuery, State};
-use super::{Flow, HubConfig, MemberId};
+use super::{DoorKind, Flow, HubConfig, MemberId};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{normalize_room, sanitize};
 use crate::protocol::{ClientCommand, Departure, ErrorCode, MessageRecord, Outgoing, ServerEvent};
@@ -31,9 +31,12 @@ commands:
   /rooms             rooms with members
   /history [N]       the last N messages of the current room (default 50)
   /search WORDS      past messages of the current room with all the WORDS
-  /ping              answered with a pong (a round-trip check)
-  /json              switch this connection to JSON lines
-  /quit [REASON]     leave (so do the lines byebye and bye)";
+  /ping              answered with a pong (a round-trip check)";
+
+/// Help's line for the switch only a connection has (not UDP).
+const HELP_JSON: &str = "\n  /json              switch this connection to JSON lines";
+
+const HELP_QUIT: &str = "\n  /quit [REASON]     leave (so do the lines byebye and bye)";
 
 impl State {
     /// Carries out a command. History lookups that need the store come
@@ -55,6 +58,23 @@ impl State {
             handled.flow = Flow::Quit;
             return handled;
         }
+        if !self.is_announced(id) {
+            match &command {
+                // Taken before the room hears of the member, which then
+                // hears of it by that name, if it was free.
+                ClientCommand::Nick { nick } => {
+                    let before = self.members[&id].nick.clone();
+                    self.change_nick(id, nick);
+                    if self.members[&id].nick != before {
+                        self.arrive(config, id);
+                    }
+                    return handled;
+                }
+                // Gone before anyone was told it came: nobody is told it left.
+                ClientCommand::Quit { .. } => {}
+                _ => self.arrive(config, id),
+            }
+        }
         match command {
             ClientCommand::Say { text, room } => {
                 let said = self.say(config, id, room, &text, false);
@@ -74,7 +94,12 @@ impl State {
             ClientCommand::Rooms => self.list_rooms(id),
             ClientCommand::Ping { token } => self.deliver_event(id, ServerEvent::Pong { token }),
             ClientCommand::Help => {
-                self.deliver_event(id, ServerEvent::Notice { text: HELP.into() })
+                let mut text = HELP.to_string();
+                if self.members[&id].door != DoorKind::Udp {
+                    text.push_str(HELP_JSON);
+                }
+                text.push_str(HELP_QUIT);
+                self.deliver_event(id, ServerEvent::Notice { text })
             }
             ClientCommand::History { count } => {
                 handled.query = self.history(history.is_some(), id, count);

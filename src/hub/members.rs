@@ -79,21 +79,14 @@ impl State {
                 current: Some(room.clone()),
                 outbox,
                 dropped: Some(dropped),
+                announced: false,
             },
         );
-        let room_state = self.rooms.entry(room.clone()).or_default();
-        room_state.members.push(id);
-        let big = is_big(config, room_state.members.len());
+        self.rooms.entry(room).or_default().members.push(id);
         self.welcome(config, id);
-        if !big {
-            self.broadcast_except(
-                &room,
-                id,
-                ServerEvent::Join {
-                    room: room.clone(),
-                    nick: nick.clone(),
-                },
-            );
+        // The console is the server itself: no reason to wait for a name.
+        if door == DoorKind::Console {
+            self.arrive(config, id);
         }
         tracing::info!(?door, ?ip, %nick, "member connected");
         Membership {
@@ -102,6 +95,34 @@ impl State {
             outbox: outbox_rx,
             dropped: dropped_rx,
         }
+    }
+
+    /// Tells the member's rooms it is here, once (see [`Member::announced`]).
+    ///
+    /// [`Member::announced`]: super::state::Member::announced
+    pub(super) fn arrive(&mut self, config: &HubConfig, id: MemberId) {
+        let Some(member) = self.members.get_mut(&id).filter(|member| !member.announced) else {
+            return;
+        };
+        member.announced = true;
+        let nick = member.nick.clone();
+        for room in member.rooms.clone() {
+            if !is_big(config, self.room_size(&room)) {
+                let nick = nick.clone();
+                self.broadcast_except(
+                    &room,
+                    id,
+                    ServerEvent::Join {
+                        room: room.clone(),
+                        nick,
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn is_announced(&self, id: MemberId) -> bool {
+        self.members.get(&id).is_some_and(|member| member.announced)
     }
 
     fn fresh_guest_nick(&mut self) -> String {
@@ -168,10 +189,13 @@ impl State {
         self.nicks.remove(&nick_key(&old));
         self.nicks.insert(key, id);
         tracing::info!(%old, new = %nick, "nick change");
-        // Everyone who shares a room with the member hears of it, once.
+        // Everyone who shares a room with the member hears of it, once
+        // (only the member itself before it is announced).
         let mut audience = vec![id];
-        for room in &self.members[&id].rooms {
-            audience.extend(&self.rooms[room].members);
+        if self.members[&id].announced {
+            for room in &self.members[&id].rooms {
+                audience.extend(&self.rooms[room].members);
+            }
         }
         audience.sort_unstable();
         audience.dedup();
@@ -221,11 +245,16 @@ impl State {
             }
         }
         let (reason, detail) = (departure.leave_reason(), departure.detail());
-        tracing::info!(nick = %member.nick, ?reason, detail = detail.as_deref().unwrap_or(""), "member left");
+        // A quit reason is something the member said: it is not logged.
+        let why = match &departure {
+            Departure::Dropped(why) => why.label(),
+            Departure::Quit { .. } | Departure::Lost => "",
+        };
+        tracing::info!(nick = %member.nick, ?reason, why, "member left");
         for room in std::mem::take(&mut member.rooms) {
             let was_big = is_big(config, self.room_size(&room));
             self.leave_room(config, id, &room);
-            if was_big {
+            if was_big || !member.announced {
                 continue;
             }
             self.broadcast(

@@ -382,7 +382,8 @@ impl Hub {
     }
 
     /// Admits a new member: gives it a guest nickname, puts it in the default
-    /// room, queues its welcome and announces it to the room.
+    /// room and queues its welcome. The room hears of it later (see
+    /// [`Hub::arrive`]).
     pub fn connect(&self, door: DoorKind, ip: Option<IpAddr>) -> Result<Membership, Refusal> {
         let config = &self.shared.config;
         let mut state = self.lock();
@@ -400,6 +401,15 @@ impl Hub {
         let session = state.add_member(config, DoorKind::Console, None, Some(CONSOLE_NICK));
         state.settle(config);
         session
+    }
+
+    /// Tells the member's rooms it has arrived, if they have not been told
+    /// yet: its door calls this when the session's arrival grace is over.
+    pub fn arrive(&self, id: MemberId) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.arrive(config, id);
+        state.settle(config);
     }
 
     /// Carries out one command from a member.

@@ -52,6 +52,12 @@ pub(super) struct Member {
     pub outbox: Outbox,
     /// Fired with the reason when the hub removes the member.
     pub dropped: Option<oneshot::Sender<DropReason>>,
+    /// Whether its rooms have been told it is here. A newcomer is told of
+    /// at its first command (a first `/nick` is taken before, so the room
+    /// sees the chosen name only) or when its door says the grace is over
+    /// (see [`crate::session::ARRIVAL_GRACE`]); one that leaves before
+    /// either is never announced, and its leaving is not either.
+    pub announced: bool,
 }
 
 #[derive(Debug, Default)]

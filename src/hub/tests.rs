@@ -2,7 +2,7 @@
 //! read directly.
 
 use super::*;
-use crate::protocol::{ClientCommand, Departure, DropReason, ServerEvent};
+use crate::protocol::{ClientCommand, Departure, DropReason, ErrorCode, ServerEvent};
 
 fn hub() -> Hub {
     Hub::new(HubConfig {
@@ -18,6 +18,18 @@ fn drain(session: &mut Membership) -> Vec<ServerEvent> {
         .collect()
 }
 
+/// A member whose rooms have been told it came (as its door does once the
+/// arrival grace is over).
+fn arrived(hub: &Hub, door: DoorKind) -> Membership {
+    let member = hub.connect(door, None).unwrap();
+    hub.arrive(member.id);
+    member
+}
+
+fn nick(name: &str) -> ClientCommand {
+    ClientCommand::Nick { nick: name.into() }
+}
+
 fn say(text: &str) -> ClientCommand {
     ClientCommand::Say {
         text: text.into(),
@@ -26,23 +38,84 @@ fn say(text: &str) -> ClientCommand {
 }
 
 #[test]
-fn a_member_is_welcomed_and_announced() {
+fn a_member_is_welcomed_and_announced_once_it_arrives() {
     let hub = hub();
-    let mut first = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut first = arrived(&hub, DoorKind::Tcp);
     let mut second = hub.connect(DoorKind::Udp, None).unwrap();
     assert!(matches!(
         &drain(&mut second)[..],
         [ServerEvent::Welcome { nick, members, .. }] if nick == "guest-2" && members.len() == 2
     ));
-    let seen = drain(&mut first);
-    assert!(matches!(&seen[1], ServerEvent::Join { nick, .. } if nick == "guest-2"));
+    drain(&mut first);
+    // Not announced until its door says the grace is over...
+    assert!(drain(&mut first).is_empty());
+    hub.arrive(second.id);
+    assert!(
+        matches!(&drain(&mut first)[..], [ServerEvent::Join { nick, .. }] if nick == "guest-2")
+    );
+    // ...and only once.
+    hub.arrive(second.id);
+    hub.handle(second.id, say("hi"));
+    assert!(matches!(&drain(&mut first)[..], [ServerEvent::Message(_)]));
+}
+
+#[test]
+fn a_first_nick_is_the_name_the_room_hears_and_nothing_else() {
+    let hub = hub();
+    let mut watcher = arrived(&hub, DoorKind::Tcp);
+    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut watcher);
+    drain(&mut alice);
+    hub.handle(alice.id, nick("alice"));
+    assert!(matches!(
+        &drain(&mut alice)[..],
+        [ServerEvent::Nick { new, .. }] if new == "alice"
+    ));
+    assert!(matches!(
+        &drain(&mut watcher)[..],
+        [ServerEvent::Join { nick, .. }] if nick == "alice"
+    ));
+    hub.arrive(alice.id);
+    assert!(drain(&mut watcher).is_empty());
+    // A later rename is news to the room.
+    hub.handle(alice.id, nick("alicia"));
+    assert!(matches!(
+        &drain(&mut watcher)[..],
+        [ServerEvent::Nick { .. }]
+    ));
+}
+
+#[test]
+fn a_taken_first_nick_leaves_the_newcomer_unannounced() {
+    let hub = hub();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    hub.handle(alice.id, nick("alice"));
+    let mut late = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut alice);
+    drain(&mut late);
+    hub.handle(late.id, nick("Alice"));
+    assert!(matches!(
+        &drain(&mut late)[..],
+        [ServerEvent::Error {
+            code: ErrorCode::NickInUse,
+            ..
+        }]
+    ));
+    assert!(drain(&mut alice).is_empty());
+    // It goes without a word to the room: nobody was told it came.
+    hub.handle(late.id, ClientCommand::Quit { reason: None });
+    assert!(drain(&mut alice).is_empty());
+    // Neither is a newcomer that is lost before its grace is over.
+    let lost = hub.connect(DoorKind::Tcp, None).unwrap();
+    hub.disconnect(lost.id, Departure::Lost);
+    assert!(drain(&mut alice).is_empty());
 }
 
 #[test]
 fn messages_are_filtered_and_shared_not_copied() {
     let hub = hub();
-    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut bob = hub.connect(DoorKind::Web, None).unwrap();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    let mut bob = arrived(&hub, DoorKind::Web);
     drain(&mut alice);
     drain(&mut bob);
     hub.handle(alice.id, say("you sb"));
@@ -63,8 +136,8 @@ fn a_member_behind_holds_whoever_talks_into_its_room() {
         sendq: 16 * 1024,
         ..HubConfig::default()
     });
-    let mut talker = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut reader = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut talker = arrived(&hub, DoorKind::Tcp);
+    let mut reader = arrived(&hub, DoorKind::Tcp);
     drain(&mut reader);
     // Past a sixteenth of its sendq (1 KiB), the reader is congested, and
     // the next message said into its room holds the talker.
@@ -89,8 +162,8 @@ fn a_member_past_its_sendq_is_dropped_alone() {
         sendq: 1024,
         ..HubConfig::default()
     });
-    let mut talker = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut stuck = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut talker = arrived(&hub, DoorKind::Tcp);
+    let mut stuck = arrived(&hub, DoorKind::Tcp);
     // The talker ignores its hold (a door would not read it meanwhile).
     for index in 0..30 {
         hub.handle(talker.id, say(&format!("line {index} {}", "x".repeat(40))));
@@ -108,8 +181,8 @@ fn a_member_past_its_sendq_is_dropped_alone() {
 #[test]
 fn nicknames_are_unique_regardless_of_case() {
     let hub = hub();
-    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    let mut bob = arrived(&hub, DoorKind::Tcp);
     hub.handle(
         alice.id,
         ClientCommand::Nick {
@@ -145,8 +218,8 @@ fn nicknames_are_unique_regardless_of_case() {
 #[test]
 fn kick_and_shutdown_tell_the_door() {
     let hub = hub();
-    let mut victim = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut other = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut victim = arrived(&hub, DoorKind::Tcp);
+    let mut other = arrived(&hub, DoorKind::Tcp);
     hub.kick("guest-1", Some("spam")).unwrap();
     assert_eq!(
         victim.dropped.try_recv().unwrap(),
@@ -191,8 +264,8 @@ fn a_big_room_sends_counts_instead_of_lists_and_stops_announcing() {
         big_room: 2,
         ..HubConfig::default()
     });
-    let mut first = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut second = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut first = arrived(&hub, DoorKind::Tcp);
+    let mut second = arrived(&hub, DoorKind::Tcp);
     drain(&mut first);
     assert!(matches!(
         &drain(&mut second)[..],
@@ -200,7 +273,7 @@ fn a_big_room_sends_counts_instead_of_lists_and_stops_announcing() {
     ));
 
     // The third member makes the room big: a count, and no join notices.
-    let mut third = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut third = arrived(&hub, DoorKind::Tcp);
     assert!(matches!(
         &drain(&mut third)[..],
         [ServerEvent::Welcome { members, count: 3, .. }] if members.is_empty()
@@ -232,8 +305,8 @@ fn joining_a_big_room_confirms_to_the_joiner_only() {
         big_room: 1,
         ..HubConfig::default()
     });
-    let mut first = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut second = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut first = arrived(&hub, DoorKind::Tcp);
+    let mut second = arrived(&hub, DoorKind::Tcp);
     hub.handle(first.id, ClientCommand::Join { room: "big".into() });
     drain(&mut first);
     drain(&mut second);
@@ -277,8 +350,8 @@ fn messages_reach_the_room_only_through_the_bus() {
         handle.hub.set(weak).unwrap();
         handle
     });
-    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    let mut bob = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);
     drain(&mut bob);
     hub.handle(alice.id, say("through the bus"));
@@ -300,7 +373,7 @@ fn message_times_come_from_the_hubs_clock() {
         clock: clock.clone(),
         ..HubConfig::default()
     });
-    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);
     hub.handle(alice.id, say("first"));
     clock.set(1_700_000_060_000);
@@ -331,8 +404,8 @@ fn texts(delivery: &Delivery) -> Vec<String> {
 fn a_commit_reaches_each_member_as_one_run_per_room() {
     use futures_util::FutureExt;
     let hub = hub();
-    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    let mut bob = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);
     drain(&mut bob);
     let record = |id: u64, room: &str, text: &str| MessageRecord {
@@ -370,8 +443,8 @@ fn a_commit_reaches_each_member_as_one_run_per_room() {
 #[tokio::test]
 async fn a_batching_hub_fans_out_what_was_said_together() {
     let hub = Hub::batching(HubConfig::default());
-    let mut alice = hub.connect(DoorKind::Tcp, None).unwrap();
-    let mut bob = hub.connect(DoorKind::Tcp, None).unwrap();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    let mut bob = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);
     drain(&mut bob);
     // Said back to back: the publishing task has not run in between.
@@ -381,4 +454,23 @@ async fn a_batching_hub_fans_out_what_was_said_together() {
     let mut batch = Vec::new();
     assert_eq!(bob.outbox.recv_many(&mut batch, usize::MAX).await, 1);
     assert_eq!(texts(&batch[0]), ["first", "second"]);
+}
+
+#[test]
+fn help_lists_the_json_switch_only_where_it_works() {
+    let hub = hub();
+    for (door, lists_json) in [
+        (DoorKind::Tcp, true),
+        (DoorKind::Web, true),
+        (DoorKind::Udp, false),
+    ] {
+        let mut member = arrived(&hub, door);
+        drain(&mut member);
+        hub.handle(member.id, ClientCommand::Help);
+        let [ServerEvent::Notice { text }] = &drain(&mut member)[..] else {
+            panic!("help is one notice");
+        };
+        assert_eq!(text.contains("/json"), lists_json, "{door:?}");
+        assert!(text.ends_with("leave (so do the lines byebye and bye)"));
+    }
 }

@@ -55,6 +55,13 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// under a millisecond) before going on without it.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a newcomer may stay unannounced: its rooms hear of it at its
+/// first command, or this long after it came. Long enough for a client
+/// that names itself on connecting (`sockchat connect --nick alice`) to
+/// be announced by that name; short enough that someone who only reads
+/// is soon seen.
+pub const ARRIVAL_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a door may take for its last words to a departing member
 /// (what is still queued, then the `bye`) before it closes anyway.
 pub const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -94,6 +101,9 @@ pub enum Action {
     Tell(ServerEvent),
     /// Send the member its welcome again, as of now (the hub's `welcome`).
     Welcome,
+    /// The arrival grace is over: the member's rooms hear it is here, if
+    /// its commands have not told them yet (the hub's `arrive`).
+    Arrive,
     /// The session is over; see [`Ending`] for the last words.
     End(Ending),
 }
@@ -171,6 +181,8 @@ pub struct Session {
     echoes_in_flight: VecDeque<u64>,
     /// A command was handed out and its outcome is not reported yet.
     running: bool,
+    /// When the door asks the hub to announce the member (once).
+    arrival_deadline: Option<Instant>,
     actions: VecDeque<Action>,
     ended: bool,
 }
@@ -203,6 +215,7 @@ impl Session {
             answer_deadline: None,
             echoes_in_flight: VecDeque::new(),
             running: false,
+            arrival_deadline: Some(now + ARRIVAL_GRACE),
             actions: VecDeque::new(),
             ended: false,
         };
@@ -370,6 +383,10 @@ impl Session {
             self.end(Ending::Removed(DropReason::SendqExceeded));
             return;
         }
+        if self.arrival_deadline.is_some_and(|at| at <= now) {
+            self.arrival_deadline = None;
+            self.actions.push_back(Action::Arrive);
+        }
         if self.answer_deadline.is_some_and(|at| at <= now) {
             // The history writer is stuck; do not hold the member hostage.
             tracing::warn!("an answer did not come in time; reading on");
@@ -397,6 +414,7 @@ impl Session {
         }
         [
             self.silence_deadline.as_ref().map(|(at, _)| *at),
+            self.arrival_deadline,
             self.answer_deadline,
             self.release_at,
             self.stall_deadline(),

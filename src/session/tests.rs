@@ -43,6 +43,20 @@ fn handled(pending: Option<Pending>) -> Handled {
     }
 }
 
+/// Sessions past their arrival (announced by a first command, as most
+/// tests begin with one): the arrival rule has a test of its own.
+fn stream_session(limits: &Limits, now: Instant) -> Session {
+    let mut session = Session::for_stream(limits, now);
+    session.arrival_deadline = None;
+    session
+}
+
+fn datagram_session(limits: &Limits, now: Instant) -> Session {
+    let mut session = Session::for_datagrams(limits, now);
+    session.arrival_deadline = None;
+    session
+}
+
 fn actions(session: &mut Session) -> Vec<Action> {
     std::iter::from_fn(|| session.poll_action()).collect()
 }
@@ -50,7 +64,7 @@ fn actions(session: &mut Session) -> Vec<Action> {
 #[test]
 fn a_command_runs_at_once_and_input_waits_for_its_outcome() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     session.handle_input(say("hi"), now);
     assert_eq!(
         actions(&mut session),
@@ -68,7 +82,7 @@ fn a_command_runs_at_once_and_input_waits_for_its_outcome() {
 #[test]
 fn the_rate_delays_past_the_burst_then_calls_it_a_flood() {
     let start = Instant::now();
-    let mut session = Session::for_stream(&limits(5, None), start);
+    let mut session = stream_session(&limits(5, None), start);
     for _ in 0..5 {
         session.handle_input(say("x"), start);
         assert!(matches!(session.poll_action(), Some(Action::Run(_))));
@@ -104,7 +118,7 @@ fn the_rate_delays_past_the_burst_then_calls_it_a_flood() {
 #[test]
 fn messages_overtake_a_pending_echo_but_nothing_else_does() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     session.handle_input(say("one"), now);
     actions(&mut session);
     session.handle_handled(handled(Some(Pending::Echo(1))), now);
@@ -127,7 +141,7 @@ fn messages_overtake_a_pending_echo_but_nothing_else_does() {
 #[test]
 fn a_lookup_holds_even_messages() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     session.handle_input(
         Input::Command(ClientCommand::Search { text: "a".into() }),
         now,
@@ -148,7 +162,7 @@ fn a_lookup_holds_even_messages() {
 #[test]
 fn an_answer_that_never_comes_is_given_up_after_the_wait() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     session.handle_input(say("one"), now);
     actions(&mut session);
     session.handle_handled(handled(Some(Pending::Echo(1))), now);
@@ -165,7 +179,7 @@ fn an_answer_that_never_comes_is_given_up_after_the_wait() {
 #[test]
 fn reading_stops_with_too_many_messages_in_flight() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     for id in 1..=MAX_IN_FLIGHT as u64 {
         assert!(session.wants_input());
         session.handle_input(say("x"), now);
@@ -180,7 +194,7 @@ fn reading_stops_with_too_many_messages_in_flight() {
 #[test]
 fn silence_past_the_idle_limit_ends_the_session() {
     let start = Instant::now();
-    let mut session = Session::for_stream(&limits(0, Some(60)), start);
+    let mut session = stream_session(&limits(0, Some(60)), start);
     assert_eq!(
         session.poll_timeout(),
         Some(start + Duration::from_secs(60))
@@ -204,7 +218,7 @@ fn a_datagram_member_expires() {
         udp_expiry: Duration::from_secs(120),
         ..limits(0, None)
     };
-    let mut session = Session::for_datagrams(&limits, start);
+    let mut session = datagram_session(&limits, start);
     session.handle_timeout(start + Duration::from_secs(120));
     assert_eq!(
         session.poll_action(),
@@ -217,7 +231,7 @@ fn a_datagram_member_expires() {
 #[test]
 fn the_mode_switch_answers_in_turn_with_mode_then_welcome() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     session.handle_input(say("one"), now);
     actions(&mut session);
     session.handle_handled(handled(Some(Pending::Echo(1))), now);
@@ -238,7 +252,7 @@ fn the_mode_switch_answers_in_turn_with_mode_then_welcome() {
 #[test]
 fn end_of_input_is_a_goodbye_after_what_came_before() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, None), now);
+    let mut session = stream_session(&limits(0, None), now);
     session.handle_input(Input::Command(ClientCommand::History { count: None }), now);
     actions(&mut session);
     session.handle_handled(handled(Some(Pending::Lookup)), now);
@@ -298,7 +312,7 @@ fn endings_say_who_tells_whom() {
 #[test]
 fn a_hub_drop_ends_the_session_once() {
     let now = Instant::now();
-    let mut session = Session::for_stream(&limits(0, Some(1)), now);
+    let mut session = stream_session(&limits(0, Some(1)), now);
     session.handle_dropped(DropReason::SendqExceeded);
     session.handle_dropped(DropReason::ShuttingDown);
     session.handle_timeout(now + Duration::from_secs(5));
@@ -321,7 +335,7 @@ fn output(written: u64, waiting: bool, congested: bool) -> Output {
 fn a_congested_member_whose_connection_takes_nothing_is_dropped_after_the_stall_timeout() {
     let start = Instant::now();
     let stall = Limits::default().stall_timeout;
-    let mut session = Session::for_stream(&Limits::default(), start);
+    let mut session = stream_session(&Limits::default(), start);
     session.handle_output(output(100, true, true), start);
     assert_eq!(session.poll_timeout(), Some(start + stall));
     session.handle_timeout(start + stall - Duration::from_millis(1));
@@ -339,7 +353,7 @@ fn a_congested_member_whose_connection_takes_nothing_is_dropped_after_the_stall_
 fn any_progress_restarts_the_stall_clock_and_an_uncongested_member_has_none() {
     let start = Instant::now();
     let stall = Limits::default().stall_timeout;
-    let mut session = Session::for_stream(&Limits::default(), start);
+    let mut session = stream_session(&Limits::default(), start);
     session.handle_output(output(100, true, true), start);
     // A slow reader: one byte taken just before each deadline.
     let mut now = start;
@@ -357,10 +371,32 @@ fn any_progress_restarts_the_stall_clock_and_an_uncongested_member_has_none() {
     session.handle_timeout(now + stall * 10);
     assert!(actions(&mut session).is_empty());
     // Datagram doors have no stall rule: a send never waits.
-    let mut datagrams = Session::for_datagrams(&Limits::default(), start);
+    let mut datagrams = datagram_session(&Limits::default(), start);
     datagrams.handle_output(output(0, true, true), start);
     assert_eq!(
         datagrams.poll_timeout(),
         Some(start + Limits::default().udp_expiry)
     );
+}
+
+#[test]
+fn a_newcomer_is_announced_once_when_the_arrival_grace_ends() {
+    let start = Instant::now();
+    for mut session in [
+        Session::for_stream(&limits(0, Some(60)), start),
+        Session::for_datagrams(&limits(0, Some(60)), start),
+    ] {
+        assert_eq!(session.poll_timeout(), Some(start + ARRIVAL_GRACE));
+        session.handle_timeout(start + ARRIVAL_GRACE - Duration::from_millis(1));
+        assert!(actions(&mut session).is_empty());
+        // Commands before it do not stop it: the hub announces at most once.
+        session.handle_input(say("hi"), start);
+        assert!(matches!(&actions(&mut session)[..], [Action::Run(_)]));
+        session.handle_handled(handled(None), start);
+        session.handle_timeout(start + ARRIVAL_GRACE);
+        assert_eq!(actions(&mut session), vec![Action::Arrive]);
+        session.handle_timeout(start + ARRIVAL_GRACE * 2);
+        assert!(actions(&mut session).is_empty());
+        assert!(session.poll_timeout() > Some(start + ARRIVAL_GRACE));
+    }
 }

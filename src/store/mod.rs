@@ -42,10 +42,24 @@ pub struct Retention {
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the directory for {path}: {source}")]
+    // The OS reason is a field, not a `source`: the message is whole in
+    // one line, and printing the error chain does not repeat it.
+    #[error(
+        "cannot create the directory {dir} for the history database {path}: {reason}; \
+         choose another --db, or run with --no-history"
+    )]
     CreateDir {
+        dir: String,
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
+    },
+    #[error(
+        "cannot open the history database {path}: {reason}; \
+         choose a writable --db, or run with --no-history"
+    )]
+    CannotOpen {
+        path: String,
+        reason: std::io::Error,
     },
     #[error("{path} is not a sockchat history database ({detail})")]
     NotADatabase { path: String, detail: String },

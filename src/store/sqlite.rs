@@ -131,11 +131,33 @@ impl SqliteStore {
     pub fn open(path: &Path, max_bytes: u64) -> Result<SqliteStore, StoreError> {
         let shown = path.display().to_string();
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            let in_the_way = || {
+                let kind = std::io::ErrorKind::NotADirectory;
+                std::io::Error::new(kind, "a file of that name is in the way")
+            };
+            let made = match std::fs::create_dir_all(dir) {
+                Err(_) if dir.exists() && !dir.is_dir() => Err(in_the_way()),
+                made => made,
+            };
+            made.map_err(|reason| StoreError::CreateDir {
+                dir: dir.display().to_string(),
                 path: shown.clone(),
-                source,
+                reason,
             })?;
         }
+        // SQLite says only "unable to open database file"; opening it
+        // ourselves first gets the OS's reason (permission, a directory in
+        // the way, a read-only file system).
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|reason| StoreError::CannotOpen {
+                path: shown.clone(),
+                reason,
+            })?;
         let classify = |error: rusqlite::Error| classify_open_error(error, &shown);
         let connection = Connection::open(path).map_err(classify)?;
         // Another server holding the file answers "busy" at once.

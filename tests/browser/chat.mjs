@@ -194,7 +194,7 @@ async function main() {
     await alice.evaluate(() => state.socket.close());
     await alice.locator("#state.offline", { hasText: "retrying" }).waitFor({ timeout: PATIENCE });
     await alice.locator("#state.online").waitFor({ timeout: PATIENCE });
-    await carol.expect("is now known as alice");
+    await carol.expect("alice joined");
     // The rejoin follows the nickname; ask until it has happened.
     let members = "";
     for (let asked = 0; asked < 50 && !members.includes("alice"); asked += 1) {

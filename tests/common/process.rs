@@ -92,6 +92,17 @@ impl ServerProcess {
         }
     }
 
+    /// Sends SIGTERM; the exit code, and the log lines not read yet.
+    pub async fn terminate_with_log(mut self) -> (i32, Vec<String>) {
+        let mut log = std::mem::replace(&mut self.log, tokio::sync::mpsc::unbounded_channel().1);
+        let code = self.terminate().await;
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = tokio::time::timeout(PATIENCE, log.recv()).await {
+            rest.push(line);
+        }
+        (code, rest)
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub async fn terminate(mut self) -> i32 {
         let pid = self.child.id().unwrap().to_string();

@@ -70,6 +70,11 @@ impl Frontend for Channels {
     fn notice(&mut self, text: &str) {
         let _ = self.events.send(LinkEvent::Notice(text.to_string()));
     }
+
+    /// A person at the screen sees the error and picks another name.
+    fn ends_on_refused_nick(&self) -> bool {
+        false
+    }
 }
 
 /// The screen's side: one running connection.
