@@ -20,7 +20,14 @@ use tokio::sync::mpsc;
 struct Bare {
     socket: UdpSocket,
     sent_bytes: usize,
+    /// On the wire, IP and UDP headers included: what the amplification
+    /// budget counts.
+    sent_wire: usize,
+    received_wire: usize,
 }
+
+/// IPv4 and UDP headers: what each datagram costs beyond its payload.
+const HEADERS: usize = 28;
 
 impl Bare {
     async fn new(server: &TestServer) -> Bare {
@@ -29,22 +36,48 @@ impl Bare {
         Bare {
             socket,
             sent_bytes: 0,
+            sent_wire: 0,
+            received_wire: 0,
         }
+    }
+
+    /// A bare client that has had its first answer: the short welcome.
+    async fn welcomed(server: &TestServer) -> Bare {
+        let mut bare = Bare::new(server).await;
+        let welcome = bare.ask("\n").await;
+        assert!(
+            welcome.starts_with("* welcome to sockchat, guest-"),
+            "{welcome}"
+        );
+        bare
+    }
+
+    /// Whether everything received is within three times what was sent.
+    fn within_budget(&self) -> bool {
+        self.received_wire <= 3 * self.sent_wire
     }
 
     async fn send(&mut self, bytes: &[u8]) {
         self.sent_bytes += bytes.len();
+        self.sent_wire += bytes.len() + HEADERS;
         self.socket.send(bytes).await.unwrap();
     }
 
-    async fn recv(&self) -> Vec<u8> {
+    async fn recv(&mut self) -> Vec<u8> {
         let mut buf = vec![0u8; 65_536];
         let len = tokio::time::timeout(common::PATIENCE, self.socket.recv(&mut buf))
             .await
             .expect("an answer arrives in time")
             .unwrap();
         buf.truncate(len);
+        self.received_wire += len + HEADERS;
         buf
+    }
+
+    /// The first line of the answer to `text` (room traffic may follow).
+    async fn ask_first(&mut self, text: &str) -> String {
+        let answer = self.ask(text).await;
+        answer.lines().next().unwrap_or_default().to_string()
     }
 
     /// Sends `text` and returns the one answer, as text.
@@ -154,7 +187,16 @@ async fn a_bare_client_gets_exactly_one_answer_showing_the_filter() {
     let mut watcher = server.client().await;
     let mut bare = Bare::new(&server).await;
 
-    assert_eq!(bare.ask("你好 sb").await, "你好 alexsb");
+    // The first answer: the welcome, then the message as the room saw it.
+    let first = bare.ask("你好 sb").await;
+    let lines: Vec<_> = first.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "* welcome to sockchat, guest-2! #lobby, 2 here; /help",
+            "你好 alexsb"
+        ]
+    );
     let relayed = watcher.expect("你好").await;
     assert!(relayed.ends_with(": 你好 alexsb"), "{relayed}");
     // Exactly one answer each: the next answer is the next message's.
@@ -226,15 +268,15 @@ async fn a_retransmitted_datagram_is_answered_again_but_relayed_once() {
 async fn bye_ends_only_its_senders_session() {
     let server = start(config()).await;
     let mut watcher = server.client().await;
-    let mut leaver = Bare::new(&server).await;
-    let mut stayer = Bare::new(&server).await;
+    let mut leaver = Bare::welcomed(&server).await;
+    let mut stayer = Bare::welcomed(&server).await;
     leaver.ask("/nick leaver").await;
     stayer.ask("/nick stayer").await;
     watcher.expect("stayer joined").await;
 
-    assert_eq!(leaver.ask("bye").await, "bye");
+    assert_eq!(leaver.ask_first("bye").await, "bye");
     assert_eq!(watcher.expect("leaver").await, "* leaver left");
-    assert_eq!(stayer.ask("still here").await, "still here");
+    assert_eq!(stayer.ask_first("still here").await, "still here");
     assert_eq!(watcher.expect("still").await, "[lobby] stayer: still here");
     // The same address comes back as a new member.
     leaver.ask("again").await;
@@ -251,9 +293,9 @@ async fn an_unproven_address_gets_no_push_and_no_amplification() {
     let mut tcp = server.client_named("talker").await;
     // What a forged source address looks like from the server: datagrams
     // from an address that never echoes the token.
-    let mut bare = Bare::new(&server).await;
+    let mut bare = Bare::welcomed(&server).await;
     let mut structured = Structured::new(&server).await;
-    assert_eq!(bare.ask("hi").await, "hi");
+    assert_eq!(bare.ask_first("hi").await, "hi");
     structured.request(None, false).await;
     for index in 0..20 {
         tcp.send(&format!(
@@ -263,17 +305,18 @@ async fn an_unproven_address_gets_no_push_and_no_amplification() {
         tcp.expect(&format!("number {index}")).await;
     }
     // One more datagram each; the answer comes after anything the server
-    // would have pushed, so what waits now is everything it sent. The room's
-    // twenty messages are not pulled into the answer either: "ok" paid for
-    // two bytes, and two bytes is what it gets.
-    assert_eq!(bare.ask("ok").await, "ok");
+    // would have pushed, so what waits now is everything it sent. Of the
+    // room's twenty messages, only what the budget allows rides along.
+    assert_eq!(bare.ask_first("ok").await, "ok");
     assert!(
         bare.waiting().is_empty(),
         "no pushes to an unproven address"
     );
+    assert!(bare.within_budget());
 
     // The structured client that never proves itself: everything it was
-    // ever sent adds up to no more than everything it sent.
+    // ever sent adds up to no more than three times what it sent, on the
+    // wire.
     let poll = ClientDatagram {
         id: 99,
         cmd: None,
@@ -286,7 +329,7 @@ async fn an_unproven_address_gets_no_push_and_no_amplification() {
     let answered = structured.socket.recv(&mut buf).await.unwrap();
     let first_answer = structured.first_answer;
     assert!(
-        first_answer + answered <= CLIENT_DATAGRAM + poll.len(),
+        first_answer + answered + 2 * HEADERS <= 3 * (CLIENT_DATAGRAM + poll.len() + 2 * HEADERS),
         "{first_answer} + {answered} bytes answered to {} + {}",
         CLIENT_DATAGRAM,
         poll.len()
@@ -295,12 +338,24 @@ async fn an_unproven_address_gets_no_push_and_no_amplification() {
     server.stop().await;
 }
 
+/// An unproven address is sent at most three times what it sent, on the
+/// wire (28 bytes of IP and UDP headers per datagram); an answer cut to
+/// fit says so and what to do.
 #[tokio::test]
-async fn every_answer_to_an_unproven_address_fits_its_budget() {
+async fn every_answer_to_an_unproven_address_fits_its_budget_and_a_cut_says_so() {
     let server = start(config()).await;
     let mut tcp = server.client().await;
+    let mut crowd = Vec::new();
+    for index in 0..12 {
+        crowd.push(
+            server
+                .client_named(&format!("a-rather-long-nick-{index}"))
+                .await,
+        );
+    }
     let mut bare = Bare::new(&server).await;
-    let mut answered = 0;
+    let (mut sent, mut answered) = (0, 0);
+    let mut cut = Vec::new();
     for command in [
         "/help",
         "/who",
@@ -310,15 +365,29 @@ async fn every_answer_to_an_unproven_address_fits_its_budget() {
         "/frob",
     ] {
         bare.send(command.as_bytes()).await;
-        answered += bare.recv().await.len();
+        sent += command.len() + HEADERS;
+        let answer = String::from_utf8(bare.recv().await).unwrap();
+        answered += answer.len() + HEADERS;
         assert!(
-            answered <= bare.sent_bytes,
-            "{answered} > {} after {command}",
-            bare.sent_bytes
+            answered <= 3 * sent,
+            "{answered} > 3 x {sent} after {command}"
         );
+        if answer.ends_with("… [cut: send a longer line to get more]") {
+            cut.push((command, "with the note"));
+        } else if answer.ends_with('…') {
+            cut.push((command, "marked"));
+        }
     }
+    // Help and the crowd's list are too long for a short datagram's
+    // answer. The first answer is mostly the welcome: no room for the note.
+    assert_eq!(cut, [("/help", "marked"), ("/who", "with the note")]);
+    // Padded, the same question gets the whole list.
+    let padded = format!("/who{}", " ".repeat(400));
+    let who = bare.ask(&padded).await;
+    assert!(who.contains("a-rather-long-nick-11"), "{who}");
     tcp.send("/who").await;
     tcp.expect("a-long-nickname").await;
+    drop(crowd);
     server.stop().await;
 }
 
@@ -326,7 +395,7 @@ async fn every_answer_to_an_unproven_address_fits_its_budget() {
 async fn oversized_and_invalid_datagrams_get_an_error_and_are_not_relayed() {
     let server = start(config()).await;
     let mut watcher = server.client().await;
-    let mut bare = Bare::new(&server).await;
+    let mut bare = Bare::welcomed(&server).await;
     bare.send(&[b'x'; 1201]).await;
     assert_eq!(
         String::from_utf8(bare.recv().await).unwrap(),
@@ -339,13 +408,7 @@ async fn oversized_and_invalid_datagrams_get_an_error_and_are_not_relayed() {
         String::from_utf8(bare.recv().await).unwrap(),
         "! datagram is not valid UTF-8; not relayed"
     );
-    // What the room said meanwhile (the welcome) rides along, now that
-    // the big datagrams paid for it.
-    let answer = bare.ask("fine").await;
-    assert!(
-        answer.starts_with("fine\n* welcome to sockchat"),
-        "{answer}"
-    );
+    assert_eq!(bare.ask_first("fine").await, "fine");
     // Neither bad datagram reached the room: the first message seen is "fine".
     assert!(watcher.expect("]").await.ends_with(": fine"));
     server.stop().await;
@@ -360,7 +423,7 @@ async fn over_the_rate_a_datagram_waits_its_turn_and_a_flood_ends_the_session() 
     settings.limits.max_rate = 5;
     let server = start(settings).await;
     let mut watcher = server.client().await;
-    let mut bare = Bare::new(&server).await;
+    let mut bare = Bare::welcomed(&server).await;
     // Trailing spaces pay for the answer (an unproven address's budget).
     let nick = format!("/nick eager{}", " ".repeat(40));
     assert!(bare.ask(&nick).await.ends_with("is now known as eager"));
@@ -368,7 +431,7 @@ async fn over_the_rate_a_datagram_waits_its_turn_and_a_flood_ends_the_session() 
     let started = tokio::time::Instant::now();
     // The burst of five (the nick change was one), then one that waits.
     for _ in 0..5 {
-        assert_eq!(bare.ask(line).await, line);
+        assert_eq!(bare.ask_first(line).await, line);
     }
     assert!(
         started.elapsed() >= Duration::from_millis(200),
@@ -378,7 +441,7 @@ async fn over_the_rate_a_datagram_waits_its_turn_and_a_flood_ends_the_session() 
     // Asking again at once each time: ten in a row over the rate pass,
     // the eleventh is a flood.
     for _ in 0..9 {
-        assert_eq!(bare.ask(line).await, line);
+        assert_eq!(bare.ask_first(line).await, line);
     }
     assert_eq!(
         bare.ask(line).await,
@@ -397,7 +460,7 @@ async fn a_silent_udp_member_expires() {
     settings.limits.udp_expiry = Duration::from_secs(5);
     let server = start(settings).await;
     let mut watcher = server.client().await;
-    let mut bare = Bare::new(&server).await;
+    let mut bare = Bare::welcomed(&server).await;
     bare.ask("/nick quiet").await;
     watcher.expect("quiet joined").await;
     let silent_since = tokio::time::Instant::now();
@@ -557,7 +620,7 @@ async fn our_client_keeps_a_quiet_session_alive() {
 #[tokio::test]
 async fn answers_come_in_the_order_of_the_datagrams() {
     let server = start(config()).await;
-    let mut bare = Bare::new(&server).await;
+    let mut bare = Bare::welcomed(&server).await;
     let line = "a message long enough to pay for its answer";
     bare.send(line.as_bytes()).await;
     bare.send(&[0xff; 64]).await;
@@ -575,7 +638,7 @@ async fn answers_come_in_the_order_of_the_datagrams() {
 async fn a_malformed_structured_datagram_is_refused_not_relayed() {
     let server = start(config()).await;
     let mut watcher = server.client().await;
-    let mut bare = Bare::new(&server).await;
+    let mut bare = Bare::welcomed(&server).await;
     let datagram = format!(
         r#"{{"id":1,"cmd":{{"type":"mode","mode":"json"}},"pad":"{}"}}"#,
         " ".repeat(100)

@@ -5,10 +5,14 @@
 //!
 //! - Every datagram a client sends is answered by exactly one datagram.
 //! - An address that has not proven it receives what is sent to it (by
-//!   echoing the token from our answers) is never sent more bytes in all
-//!   than it has sent us, except for what our own word filter added to its
-//!   messages. A forged source address therefore cannot turn the server
-//!   into an amplifier aimed at someone else, and gets no pushes.
+//!   echoing the token from our answers) is never sent more than three
+//!   times what it has sent us, counted on the wire (IP and UDP headers
+//!   included), as QUIC allows an address it has not validated (RFC 9000,
+//!   section 8.1), plus what our own word filter added to its messages. A
+//!   forged source address therefore cannot turn the server into much of
+//!   an amplifier aimed at someone else, and gets no pushes.
+//! - A bare client's first answer starts with a short welcome; an answer
+//!   cut to fit that budget says so, and what to do about it.
 //! - Proven addresses get pushes: room events as they happen.
 //!
 //! One receive loop owns the socket's reading side and routes each
@@ -55,6 +59,12 @@ const SWEEP_AT: usize = 1024;
 
 /// Bytes taken from the outbox at a time (at least one delivery).
 const DRAIN_BYTES: usize = 16 * 1024;
+
+/// How many times what an unproven address sent it may be sent back.
+const AMPLIFICATION: usize = 3;
+
+/// What a text answer cut to fit the budget ends with.
+const CUT_NOTE: &str = "… [cut: send a longer line to get more]";
 
 /// The UDP door, bound.
 #[derive(Debug)]
@@ -170,10 +180,12 @@ struct Peer {
     /// Echoing this proves the address is real.
     token: String,
     proven: bool,
-    /// Bytes received from and sent to this address, and what our filter
-    /// added to its messages: the amplification budget.
+    /// Bytes (and datagrams) received from and sent to this address, and
+    /// what our filter added to its messages: the amplification budget.
     received: usize,
+    received_datagrams: usize,
     sent: usize,
+    sent_datagrams: usize,
     filter_growth: usize,
     /// Events not yet delivered to an unproven address.
     backlog: VecDeque<Arc<Outgoing>>,
@@ -207,7 +219,9 @@ impl Peer {
             token: fresh_token(),
             proven: false,
             received: 0,
+            received_datagrams: 0,
             sent: 0,
+            sent_datagrams: 0,
             filter_growth: 0,
             backlog: VecDeque::new(),
             last_id: 0,
@@ -301,24 +315,31 @@ impl Peer {
 
     async fn send(&mut self, datagram: &[u8]) {
         self.sent += datagram.len();
+        self.sent_datagrams += 1;
         if let Err(error) = self.socket.send_to(datagram, self.addr).await {
             tracing::debug!(%error, "udp send failed");
         }
     }
 
-    /// Bytes this address may still be sent before it proves itself.
+    /// Bytes the next datagram to this address may carry before it proves
+    /// itself: what [`AMPLIFICATION`] allows, on the wire, less what was
+    /// sent already and the next datagram's own headers.
     fn budget(&self) -> usize {
         if self.proven {
             return MAX_SERVER_DATAGRAM;
         }
-        (self.received + self.filter_growth)
-            .saturating_sub(self.sent)
-            .min(MAX_SERVER_DATAGRAM)
+        // IP and UDP headers: what each datagram costs beyond its payload.
+        let headers = if self.addr.is_ipv4() { 20 + 8 } else { 40 + 8 };
+        let allowed = AMPLIFICATION * (self.received + self.received_datagrams * headers)
+            + self.filter_growth;
+        let used = self.sent + (self.sent_datagrams + 1) * headers;
+        allowed.saturating_sub(used).min(MAX_SERVER_DATAGRAM)
     }
 
     /// Handles one datagram and sends its one answer.
     async fn on_datagram(&mut self, datagram: &[u8]) {
         self.received += datagram.len();
+        self.received_datagrams += 1;
         // Whatever the room said before this datagram is older than its
         // answer: keep it apart from what this datagram's command produces.
         let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv()).collect();
@@ -489,14 +510,24 @@ impl Peer {
         }
     }
 
-    /// A text answer: the response lines (your own message as just its
-    /// text, the way the room saw it), then what the room said since your
-    /// last datagram, as far as size and budget allow.
-    /// A refusal is answered alone, without room traffic.
+    /// A text answer: the welcome if it is the first, the response lines
+    /// (your own message as just its text, the way the room saw it), then
+    /// what the room said since your last datagram, as far as size and
+    /// budget allow. A response line that does not fit is cut, and says so.
+    /// A refusal is answered without room traffic.
     fn compose_text(&mut self, response: Vec<Arc<Outgoing>>, kind: Answer) -> Vec<u8> {
         let said = kind == Answer::Said;
         let nick = self.hub.nick_of(self.id);
         let mut lines: Vec<String> = Vec::new();
+        if self.sent_datagrams == 0 {
+            let welcome = self
+                .backlog
+                .iter()
+                .position(|event| matches!(event.event(), ServerEvent::Welcome { .. }));
+            if let Some(event) = welcome.and_then(|at| self.backlog.remove(at)) {
+                lines.push(short_welcome(event.event()));
+            }
+        }
         for event in &response {
             match event.event() {
                 ServerEvent::Message(message) if said && Some(&message.from) == nick.as_ref() => {
@@ -512,8 +543,13 @@ impl Peer {
         for line in lines {
             let separator = usize::from(!answer.is_empty());
             if answer.len() + separator + line.len() > limit {
-                if answer.is_empty() {
-                    answer.push_str(&cut_to(&line, limit));
+                let room = limit.saturating_sub(answer.len() + separator);
+                let cut = cut_with_note(&line, room);
+                if !cut.is_empty() {
+                    if separator == 1 {
+                        answer.push('\n');
+                    }
+                    answer.push_str(&cut);
                 }
                 break;
             }
@@ -639,6 +675,37 @@ fn said_text(command: &ClientCommand) -> Option<&str> {
         ClientCommand::Msg { text, .. } => Some(text),
         _ => None,
     }
+}
+
+/// A bare client's welcome, short enough for the answer to its first
+/// datagram: the full one is longer than a short datagram may be answered
+/// with.
+fn short_welcome(welcome: &ServerEvent) -> String {
+    match welcome {
+        ServerEvent::Welcome {
+            server,
+            nick,
+            room,
+            count,
+            ..
+        } => format!("* welcome to {server}, {nick}! #{room}, {count} here; /help"),
+        other => other.to_text(),
+    }
+}
+
+/// `text` in at most `limit` bytes, cut with [`CUT_NOTE`] where the note
+/// fits (with at least a character of the text), else as [`cut_to`] does.
+fn cut_with_note(text: &str, limit: usize) -> Cow<'_, str> {
+    if text.len() <= limit {
+        return Cow::Borrowed(text);
+    }
+    let Some(mut end) = limit.checked_sub(CUT_NOTE.len()).filter(|end| *end > 0) else {
+        return cut_to(text, limit);
+    };
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}{CUT_NOTE}", &text[..end]))
 }
 
 /// `text` in at most `limit` bytes: whole, or cut on a character boundary
