@@ -45,7 +45,12 @@ async fn serve_chat_and_stop_with_sigterm() {
         .unwrap();
     let mut answer = vec![0u8; 2048];
     let len = udp.recv(&mut answer).await.unwrap();
-    assert_eq!(&answer[..len], "udp alexsb 你好".as_bytes());
+    let answer = std::str::from_utf8(&answer[..len]).unwrap();
+    assert!(
+        answer.starts_with("* welcome to sockchat, guest-"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\nudp alexsb 你好"), "{answer}");
     assert!(watcher.expect("你好").await.ends_with(": udp alexsb 你好"));
 
     assert_eq!(server.terminate().await, 0);
