@@ -108,8 +108,10 @@ run() {
     [ "$WIRE_OVERRIDE" = ws ] && target="127.0.0.1:$((port + 1))"
     local wire=${WIRE_OVERRIDE:-$WIRE}
     local report
+    # Exit code 3: the run was made and lost something (ncat cuts lines);
+    # its report is a result like any other.
     if report=$(taskset -c "${LOAD_CPUS:-1}" "$BIN" bench "$target" --wire "$wire" --pid "$server_pid" \
-        "${GREETING[@]}" --json "$@" 2>"$work/err"); then
+        "${GREETING[@]}" --json "$@" 2>"$work/err") || [ $? -eq 3 ]; then
         printf '{"server":"%s","scenario":"%s","wire":"%s","report":%s}\n' "$name" "$scenario" "$wire" \
             "$(echo "$report" | tr -d '\n')" >>"$RESULTS"
         echo "  $scenario $name ($wire): $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f/s, loss %.2f %%, p99 %.1f ms" % (r["deliveries_per_second"], r["loss"] * 100, r["latency_ms"]["p99"]))')"

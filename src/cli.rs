@@ -523,14 +523,15 @@ pub struct BenchArgs {
     /// What to speak: tcp (plain lines), irc, udp (sockchat), ws (sockchat).
     #[arg(long, value_enum, default_value = "tcp")]
     pub wire: crate::loadgen::Wire,
-    /// Clients connected, all in one room.
-    #[arg(long, default_value_t = 100)]
+    /// Clients connected, all in one room. The defaults fit a server run
+    /// with its defaults (per-address and flood limits included).
+    #[arg(long, default_value_t = 50)]
     pub clients: usize,
     /// How many of them send.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub senders: usize,
     /// Messages a second per sender; 0 sends as fast as the server takes them.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
     /// With `--rate 0`: write back to back, as fast as TCP takes the bytes
     /// (an open loop), instead of keeping at most 16 messages on their way
@@ -549,6 +550,11 @@ pub struct BenchArgs {
     /// The IRC channel to use.
     #[arg(long, default_value = "#bench")]
     pub channel: String,
+    /// The sockchat room to use (with --greeting, --wire udp or ws): `~`
+    /// makes it ephemeral, never stored, and the default room never hears
+    /// of the clients.
+    #[arg(long, default_value = "~bench")]
+    pub room: String,
     /// With `--wire tcp`: a client counts as seated once the server's first
     /// line arrives (for servers that greet, as sockchat does), not as soon
     /// as TCP connects.
@@ -582,6 +588,7 @@ impl BenchArgs {
             channel: self.channel.clone(),
             greeting: self.greeting,
             connect_timeout: Duration::from_secs(self.connect_timeout),
+            room: self.room.clone(),
         }
     }
 }

@@ -80,7 +80,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{report}");
             }
-            Ok(ExitCode::SUCCESS)
+            // A run that lost something says so in its exit code too.
+            match report.what_was_lost() {
+                Some(lost) => {
+                    eprintln!("sockchat bench: {lost}");
+                    Ok(ExitCode::from(sockchat::loadgen::EXIT_LOST))
+                }
+                None => Ok(ExitCode::SUCCESS),
+            }
         }
     }
 }

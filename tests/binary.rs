@@ -319,3 +319,75 @@ async fn the_log_never_carries_what_people_say() {
     let told: Vec<_> = log.iter().filter(|line| line.contains("secret-")).collect();
     assert!(told.is_empty(), "{told:#?}");
 }
+
+/// The README's bench command against a server run with its defaults:
+/// nothing lost, exit 0, in a room of its own that the lobby never hears
+/// of and that is never stored. Over the server's flood limit, it says
+/// which clients went and why, what to change, and exits 3.
+#[tokio::test]
+async fn the_readme_bench_command_works_against_a_default_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let server =
+        ServerProcess::start(&["--tcp", "127.0.0.1:0", "--db", db.to_str().unwrap()]).await;
+    let mut watcher = Client::connect(server.addr).await;
+    watcher.expect("welcome").await;
+    watcher.send("/nick watcher").await;
+    watcher.expect("now known as watcher").await;
+    let addr = server.addr.to_string();
+    let bench = |extra: &[&str]| {
+        let mut command = Command::new(BINARY);
+        command
+            .args([
+                "bench",
+                &addr,
+                "--greeting",
+                "--duration",
+                "1",
+                "--drain",
+                "5",
+            ])
+            .args(extra)
+            .kill_on_drop(true);
+        command
+    };
+    let output = tokio::time::timeout(common::PATIENCE, bench(&[]).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    assert!(report.contains("clients dropped       0"), "{report}");
+    assert!(report.contains("loss                  0.000 %"), "{report}");
+
+    let output = tokio::time::timeout(
+        common::PATIENCE,
+        bench(&["--clients", "10", "--senders", "2", "--rate", "200"]).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{report}");
+    assert!(
+        report.contains("  2 flooding: * bye: excess flood: more than 20 messages a second"),
+        "{report}"
+    );
+    assert!(report.contains("serve with --max-rate 0"), "{report}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("client(s) were dropped"), "{stderr}");
+
+    // The lobby heard nothing of either run, and nothing was stored.
+    watcher.send("marker").await;
+    assert_eq!(watcher.line().await, "[lobby] watcher: marker");
+    assert_eq!(server.terminate().await, 0);
+    let stored: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM messages WHERE room != 'lobby'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 0);
+}

@@ -483,3 +483,43 @@ async fn sigterm_in_a_burst_commits_everything_echoed_before_exit() {
     assert!(missing.is_empty(), "echoed but not on disk: {missing:?}");
     server.terminate().await;
 }
+
+/// A room whose name starts with `~` is ephemeral: what is said there
+/// reaches its members and is never written to the database.
+#[tokio::test]
+async fn an_ephemeral_room_is_relayed_and_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    let server = start(config_with_history(&db)).await;
+    let mut alice = server.client_named("alice").await;
+    let mut bob = server.client_named("bob").await;
+    for client in [&mut alice, &mut bob] {
+        client.send("/join ~scratch").await;
+        client.expect("joined #~scratch").await;
+    }
+    alice.send("off the record").await;
+    assert_eq!(
+        bob.expect("off the record").await,
+        "[~scratch] alice: off the record"
+    );
+    alice.expect("off the record").await;
+    alice.send("/search record").await;
+    assert_eq!(
+        alice.line().await,
+        "! #~scratch is ephemeral: nothing said there is stored"
+    );
+    alice.send("/join lobby").await;
+    alice.send("on the record").await;
+    alice.expect("[lobby] alice: on the record").await;
+    server.stop().await;
+
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    let rooms: Vec<String> = connection
+        .prepare("SELECT room FROM messages")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rooms, ["lobby"]);
+}

@@ -23,6 +23,7 @@ fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
         // sockchat greets every client with its welcome line.
         greeting: true,
         connect_timeout: Duration::from_secs(60),
+        room: "~bench".into(),
     }
 }
 

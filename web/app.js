@@ -83,7 +83,7 @@ function setState(kind, text) {
 function handle(event) {
   switch (event.type) {
     case "welcome":
-      state.me = event.nick;
+      setMe(event.nick);
       if (!state.joined.includes(event.room)) state.joined.unshift(event.room);
       room(event.room).members = event.members;
       room(event.room).count = event.count;
@@ -132,9 +132,17 @@ function handle(event) {
       break;
     case "nick":
       if (event.old === state.me) {
-        state.me = event.new;
+        setMe(event.new);
         state.nick = event.new;
         localStorage.setItem("sockchat.nick", event.new);
+        // History came with the welcome, before the server took our
+        // nickname: what we said in it is ours too.
+        for (const [, shown] of state.rooms) {
+          for (const entry of shown.messages) {
+            if (entry.kind === "chat" && entry.from === event.new) entry.kind = "own";
+          }
+        }
+        render();
       }
       {
         // The rooms we share with them; the current one if the member
@@ -166,6 +174,12 @@ function handle(event) {
       notice(state.current, `disconnected: ${event.reason}`, "error");
       break;
   }
+}
+
+// The nickname the server knows us by, shown in the header.
+function setMe(nick) {
+  state.me = nick;
+  $("me").textContent = nick;
 }
 
 function addMessage(message, fromHistory) {
@@ -231,6 +245,12 @@ function render(stickToBottom) {
     time.className = "time";
     time.textContent = new Date(entry.time).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     item.append(time);
+    if (entry.kind === "own") {
+      const you = document.createElement("span");
+      you.className = "you";
+      you.textContent = "you";
+      item.append(you);
+    }
     if (entry.from && !entry.action && entry.kind !== "private") {
       const from = document.createElement("span");
       from.className = "from";

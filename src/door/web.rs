@@ -36,6 +36,7 @@ use crate::session::{Input, Limits};
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
+const FAVICON: &str = include_str!("../../web/favicon.svg");
 
 /// The page may run its own script and style and talk to its own origin,
 /// nothing else; no other site may frame it.
@@ -128,6 +129,15 @@ async fn serve(listener: TcpListener, extra_origins: Vec<String>, context: DoorC
         .route(
             "/app.css",
             get(|| async { page(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        // Browsers ask for /favicon.ico unless the page names its icon.
+        .route(
+            "/favicon.svg",
+            get(|| async { page(FAVICON, "image/svg+xml") }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { page(FAVICON, "image/svg+xml") }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))

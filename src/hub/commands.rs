@@ -3,7 +3,7 @@
 use super::state::{Handled, PendingQuery, State};
 use super::{DoorKind, Flow, HubConfig, MemberId};
 use crate::metrics::DoorLabel;
-use crate::protocol::text::{normalize_room, sanitize};
+use crate::protocol::text::{is_ephemeral, normalize_room, sanitize};
 use crate::protocol::{ClientCommand, Departure, ErrorCode, MessageRecord, Outgoing, ServerEvent};
 use crate::store::writer::{HistoryWriter, Query};
 use crate::store::StoredMessage;
@@ -64,14 +64,18 @@ impl State {
                 // hears of it by that name, if it was free.
                 ClientCommand::Nick { nick } => {
                     let before = self.members[&id].nick.clone();
-                    self.change_nick(id, nick);
+                    self.change_nick(config, id, nick);
                     if self.members[&id].nick != before {
                         self.arrive(config, id);
                     }
                     return handled;
                 }
-                // Gone before anyone was told it came: nobody is told it left.
-                ClientCommand::Quit { .. } => {}
+                // Gone before anyone was told it came: nobody is told it
+                // left. A join is its own news to the room joined, and
+                // leaving the default room before being seen there (a
+                // load test's clients do) tells that room nothing.
+                ClientCommand::Quit { .. } | ClientCommand::Join { .. } => {}
+                ClientCommand::Part { .. } => {}
                 _ => self.arrive(config, id),
             }
         }
@@ -87,7 +91,7 @@ impl State {
             ClientCommand::Msg { to, text } => {
                 self.private_message(config, history, id, &to, &text);
             }
-            ClientCommand::Nick { nick } => self.change_nick(id, &nick),
+            ClientCommand::Nick { nick } => self.change_nick(config, id, &nick),
             ClientCommand::Join { room } => self.join(config, id, &room),
             ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
             ClientCommand::Who { room } => self.who(id, room.as_deref()),
@@ -143,7 +147,7 @@ impl State {
     ) {
         let Some(message) = said else { return };
         handled.message = Some(message.record.id);
-        match history {
+        match history.filter(|_| !is_ephemeral(&message.record.room)) {
             // Submitted under the lock, so the writer sees ids in order.
             Some(writer) => writer.submit(message),
             None => {
@@ -165,7 +169,7 @@ impl State {
         let limit = count
             .unwrap_or(DEFAULT_HISTORY_REQUEST)
             .min(MAX_HISTORY_REQUEST);
-        if stored {
+        if stored && !is_ephemeral(&room) {
             return Some(PendingQuery {
                 member: id,
                 room: room.clone(),
@@ -186,6 +190,11 @@ impl State {
     /// `/search WORDS` in the current room: needs the store.
     fn search(&mut self, stored: bool, id: MemberId, text: String) -> Option<PendingQuery> {
         let room = self.target_room(id, None)?;
+        if is_ephemeral(&room) {
+            let message = format!("#{room} is ephemeral: nothing said there is stored");
+            self.deliver_event(id, ServerEvent::error(ErrorCode::NoHistory, message));
+            return None;
+        }
         if !stored {
             let message = "search needs history, and this server keeps none (--no-history)";
             self.deliver_event(id, ServerEvent::error(ErrorCode::NoHistory, message));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::outbox::{Delivery, Offered};
 use super::state::{Member, State};
 use super::{DoorKind, HubConfig, MemberId};
+use crate::protocol::text::is_ephemeral;
 use crate::protocol::{Departure, DropReason, MessageRecord, Outgoing, ServerEvent};
 
 impl State {
@@ -15,8 +16,13 @@ impl State {
         let mut records = records.into_iter().peekable();
         while let Some(room) = records.peek().map(|first| first.room.clone()) {
             let mut events = Vec::new();
+            // Lookups go up to the last stored message: an ephemeral one
+            // may be published ahead of stored ones still being written.
+            let stored = !is_ephemeral(&room);
             while let Some(record) = records.next_if(|next| next.room == room) {
-                self.last_published = self.last_published.max(record.id);
+                if stored {
+                    self.last_published = self.last_published.max(record.id);
+                }
                 self.remember(config, record.clone());
                 events.push(Arc::new(Outgoing::new(ServerEvent::Message(record))));
             }

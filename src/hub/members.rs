@@ -97,7 +97,8 @@ impl State {
         }
     }
 
-    /// Tells the member's rooms it is here, once (see [`Member::announced`]).
+    /// Tells the default room the member is here, once, if it still is
+    /// (see [`Member::announced`]; rooms it joined heard at the join).
     ///
     /// [`Member::announced`]: super::state::Member::announced
     pub(super) fn arrive(&mut self, config: &HubConfig, id: MemberId) {
@@ -106,23 +107,24 @@ impl State {
         };
         member.announced = true;
         let nick = member.nick.clone();
-        for room in member.rooms.clone() {
-            if !is_big(config, self.room_size(&room)) {
-                let nick = nick.clone();
-                self.broadcast_except(
-                    &room,
-                    id,
-                    ServerEvent::Join {
-                        room: room.clone(),
-                        nick,
-                    },
-                );
-            }
+        let room = config.default_room.clone();
+        if member.rooms.contains(&room) && !is_big(config, self.room_size(&room)) {
+            let joined = ServerEvent::Join {
+                room: room.clone(),
+                nick,
+            };
+            self.broadcast_except(&room, id, joined);
         }
     }
 
     pub(super) fn is_announced(&self, id: MemberId) -> bool {
         self.members.get(&id).is_some_and(|member| member.announced)
+    }
+
+    /// Whether `room` has heard of the member: any room it joined, and the
+    /// default room once it is announced.
+    pub(super) fn is_seen_in(&self, config: &HubConfig, id: MemberId, room: &str) -> bool {
+        self.is_announced(id) || room != config.default_room
     }
 
     fn fresh_guest_nick(&mut self) -> String {
@@ -167,7 +169,7 @@ impl State {
         }
     }
 
-    pub(super) fn change_nick(&mut self, id: MemberId, nick: &str) {
+    pub(super) fn change_nick(&mut self, config: &HubConfig, id: MemberId, nick: &str) {
         if let Err(why) = validate_nick(nick) {
             self.deliver_event(id, ServerEvent::error(ErrorCode::BadNick, why));
             return;
@@ -190,10 +192,10 @@ impl State {
         self.nicks.insert(key, id);
         tracing::info!(%old, new = %nick, "nick change");
         // Everyone who shares a room with the member hears of it, once
-        // (only the member itself before it is announced).
+        // (in the rooms that have heard of the member).
         let mut audience = vec![id];
-        if self.members[&id].announced {
-            for room in &self.members[&id].rooms {
+        for room in &self.members[&id].rooms {
+            if self.is_seen_in(config, id, room) {
                 audience.extend(&self.rooms[room].members);
             }
         }
@@ -254,7 +256,7 @@ impl State {
         for room in std::mem::take(&mut member.rooms) {
             let was_big = is_big(config, self.room_size(&room));
             self.leave_room(config, id, &room);
-            if was_big || !member.announced {
+            if was_big || (!member.announced && room == config.default_room) {
                 continue;
             }
             self.broadcast(

@@ -111,7 +111,7 @@ impl State {
             detail: None,
         };
         // The member hears its own leave, then is taken out.
-        if is_big(config, self.room_size(&room)) {
+        if is_big(config, self.room_size(&room)) || !self.is_seen_in(config, id, &room) {
             self.deliver_event(id, left);
         } else {
             self.broadcast(&room, left);

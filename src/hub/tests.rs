@@ -474,3 +474,50 @@ fn help_lists_the_json_switch_only_where_it_works() {
         assert!(text.ends_with("leave (so do the lines byebye and bye)"));
     }
 }
+
+#[test]
+fn a_newcomer_that_goes_straight_to_another_room_is_never_seen_in_the_default_one() {
+    let hub = hub();
+    let mut lobby = arrived(&hub, DoorKind::Tcp);
+    let mut elsewhere = arrived(&hub, DoorKind::Tcp);
+    hub.handle(
+        elsewhere.id,
+        ClientCommand::Join {
+            room: "~load".into(),
+        },
+    );
+    let mut loader = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut lobby);
+    drain(&mut elsewhere);
+    drain(&mut loader);
+    hub.handle(
+        loader.id,
+        ClientCommand::Join {
+            room: "~load".into(),
+        },
+    );
+    hub.handle(
+        loader.id,
+        ClientCommand::Part {
+            room: Some("lobby".into()),
+        },
+    );
+    hub.handle(loader.id, say("in the load room"));
+    hub.arrive(loader.id);
+    // The load room heard the join and the message; the lobby nothing.
+    assert!(matches!(
+        &drain(&mut elsewhere)[..],
+        [ServerEvent::Join { room, .. }, ServerEvent::Message(_)] if room == "~load"
+    ));
+    assert!(drain(&mut lobby).is_empty());
+    // The member itself heard its own leave of the lobby.
+    assert!(drain(&mut loader)
+        .iter()
+        .any(|event| matches!(event, ServerEvent::Leave { room, .. } if room == "lobby")));
+    hub.disconnect(loader.id, Departure::Lost);
+    assert!(drain(&mut lobby).is_empty());
+    assert!(matches!(
+        &drain(&mut elsewhere)[..],
+        [ServerEvent::Leave { .. }]
+    ));
+}

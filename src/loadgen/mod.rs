@@ -8,6 +8,12 @@
 //! deliveries and measures end-to-end latency. A message is expected at
 //! every client but its sender, which makes the count the same for servers
 //! that echo a sender's own lines and servers that do not.
+//!
+//! Against sockchat (`--greeting`, `--wire udp`, `--wire ws`) the clients
+//! move to a room of their own, `~bench` by default: an ephemeral room,
+//! whose messages are never stored, and the default room people chat in
+//! never hears of them. A client the server closes on is reported with
+//! the server's reason and what to change.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
-use crate::protocol::ClientCommand;
+use crate::protocol::{ClientCommand, ServerEvent};
 
 pub mod plot;
 
@@ -70,7 +76,13 @@ pub struct BenchPlan {
     pub greeting: bool,
     /// How long all the clients may take to be seated.
     pub connect_timeout: Duration,
+    /// The sockchat room the clients move to.
+    pub room: String,
 }
+
+/// Exit code of a run that lost deliveries or had clients dropped (the
+/// report is printed all the same); a run that could not be made exits 1.
+pub const EXIT_LOST: u8 = 3;
 
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +95,8 @@ pub struct BenchReport {
     /// Clients whose connection the server closed (or that failed) before
     /// the run ended: a server under load should drop no reader.
     pub clients_dropped: usize,
+    /// Why they went, as the server said, and what to change.
+    pub departures: Vec<Departures>,
     /// How long connecting (and, for IRC, registering) every client took.
     pub connect_seconds: f64,
     pub senders: usize,
@@ -98,6 +112,84 @@ pub struct BenchReport {
     /// The latency distribution: (percentile, ms) steps, for `--plot`.
     #[serde(skip)]
     pub latency_curve: Vec<(f64, f64)>,
+}
+
+/// Clients that went away for one reason.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Departures {
+    pub reason: String,
+    pub clients: usize,
+    /// What to change so it does not happen (empty when nothing helps).
+    pub advice: String,
+    /// What the server said last, from one of them.
+    pub said: String,
+}
+
+impl Departures {
+    /// What a client's last words from the server (if any) mean.
+    fn classify(said: Option<&str>) -> (&'static str, &'static str) {
+        let said = said.unwrap_or_default();
+        let rules: [(&str, &str, &str); 7] = [
+            (
+                "excess flood",
+                "flooding",
+                "the server's flood limit removed senders: serve with --max-rate 0, \
+                 or bench with a --rate under the server's --max-rate",
+            ),
+            (
+                "server full",
+                "refused: server full",
+                "serve with a higher --max-clients (0: no limit)",
+            ),
+            (
+                "too many connections from your address",
+                "refused: too many from one address",
+                "serve with --max-per-ip 0, or bench with fewer --clients",
+            ),
+            (
+                "sendq exceeded",
+                "slow: fell behind",
+                "the clients read too slowly: give the load its own core, or lower --rate",
+            ),
+            ("idle", "idle", "serve with a longer --idle (0: none)"),
+            (
+                "no datagram for",
+                "expired",
+                "serve with a longer --udp-expiry",
+            ),
+            ("shutting down", "the server shut down", ""),
+        ];
+        rules
+            .iter()
+            .find(|(needle, ..)| said.contains(needle))
+            .map_or(
+                if said.is_empty() {
+                    ("closed without a word", "look at the server's log")
+                } else {
+                    ("closed by the server", "")
+                },
+                |(_, reason, advice)| (reason, advice),
+            )
+    }
+
+    /// Groups clients' last words by what they mean.
+    fn tally(last_words: impl IntoIterator<Item = Option<String>>) -> Vec<Departures> {
+        let mut groups: Vec<Departures> = Vec::new();
+        for said in last_words {
+            let (reason, advice) = Departures::classify(said.as_deref());
+            match groups.iter_mut().find(|group| group.reason == reason) {
+                Some(group) => group.clients += 1,
+                None => groups.push(Departures {
+                    reason: reason.to_string(),
+                    clients: 1,
+                    advice: advice.to_string(),
+                    said: said.unwrap_or_default(),
+                }),
+            }
+        }
+        groups.sort_by_key(|group| std::cmp::Reverse(group.clients));
+        groups
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,8 +292,11 @@ struct Tally {
 
 impl Tally {
     /// Everything in `text`, which arrived at `now` (µs since the start).
-    fn record(&mut self, text: &[u8], now: u64, counters: &Counters) {
+    /// Counts the payloads in `text`; whether there was any.
+    fn record(&mut self, text: &[u8], now: u64, counters: &Counters) -> bool {
+        let mut found = false;
         for_each_payload(text, |from, seq, micros| {
+            found = true;
             if self.observer {
                 if let Some(count) = counters.delivered.get(from) {
                     count.send_if_modified(|count| {
@@ -217,6 +312,7 @@ impl Tally {
                 self.last_arrival = now;
             }
         });
+        found
     }
 
     fn flush(&mut self, counters: &Counters) {
@@ -333,16 +429,21 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     let rss_after = plan.pid.and_then(read_rss_kib);
     counters.stop.cancel();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
-    let mut dropped = 0;
+    let mut last_words = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(ended)) => {
                 latency.add(&ended.latency).expect("same bounds");
-                dropped += usize::from(ended.dropped);
+                if let Some(said) = ended.dropped {
+                    last_words.push(said);
+                }
             }
-            _ => dropped += 1,
+            Ok(Err(error)) => last_words.push(Some(format!("{error:#}"))),
+            Err(_) => last_words.push(None),
         }
     }
+    let dropped = last_words.len();
+    let departures = Departures::tally(last_words);
     let sent = counters.sent.load(Ordering::Relaxed);
     let expected = expected_after(sent);
     let received = counters.received.load(Ordering::Relaxed);
@@ -366,6 +467,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         clients_wanted: plan.clients,
         clients_connected: seated,
         clients_dropped: dropped,
+        departures,
         connect_seconds,
         senders: plan.senders,
         seconds: sending_time,
@@ -458,7 +560,21 @@ impl Client {
                     // 366: end of the names list, sent once the join is done.
                     wait_for_line(&mut reader, &mut writer, " 366 ").await?;
                 } else if plan.greeting {
-                    wait_for_line(&mut reader, &mut writer, "").await?;
+                    let welcome = wait_for_line(&mut reader, &mut writer, "").await?;
+                    if welcome.starts_with("! ") {
+                        return Err(refused(&welcome));
+                    }
+                    // sockchat: to the bench's own room, out of the default one.
+                    let default = welcome
+                        .split_once("you are in #")
+                        .and_then(|(_, rest)| rest.split(' ').next());
+                    if let Some(default) = default.filter(|default| *default != plan.room) {
+                        let (room, left) = (&plan.room, format!(" left #{default}"));
+                        writer
+                            .write_all(format!("/join {room}\n/part {default}\n").as_bytes())
+                            .await?;
+                        wait_for_line(&mut reader, &mut writer, &left).await?;
+                    }
                 }
                 Ok(Client::Lines {
                     reader,
@@ -467,10 +583,32 @@ impl Client {
                 })
             }
             Wire::Ws => {
+                use tokio_tungstenite::tungstenite::Message;
                 let (mut socket, _) =
                     tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
-                // The welcome says we are in.
-                socket.next().await.context("closed before the welcome")??;
+                // The welcome says we are in, and where.
+                let welcome = socket.next().await.context("closed before the welcome")??;
+                let default = match serde_json::from_slice(&welcome.into_data()) {
+                    Ok(ServerEvent::Welcome { room, .. }) => room,
+                    Ok(ServerEvent::Error { message, .. }) => return Err(refused(&message)),
+                    _ => bail!("the first message was not a welcome"),
+                };
+                if default != plan.room {
+                    for command in move_to(&plan.room, &default) {
+                        let json = serde_json::to_string(&command)?;
+                        socket.send(Message::Text(json.into())).await?;
+                    }
+                    loop {
+                        let frame = socket.next().await.context("closed while moving rooms")??;
+                        if let Ok(ServerEvent::Leave { room, .. }) =
+                            serde_json::from_slice(&frame.into_data())
+                        {
+                            if room == default {
+                                break;
+                            }
+                        }
+                    }
+                }
                 Ok(Client::Ws(Box::new(socket)))
             }
             Wire::Udp => {
@@ -481,9 +619,20 @@ impl Client {
                 };
                 let socket = UdpSocket::bind(local).await?;
                 socket.connect(addr).await?;
-                let token = udp_request(&socket, 1, None, None).await?;
+                let (token, events) = udp_request(&socket, 1, None, None).await?;
                 udp_request(&socket, 2, None, token).await?;
-                Ok(Client::Udp { socket, next_id: 3 })
+                let default = events.iter().find_map(|event| match event {
+                    ServerEvent::Welcome { room, .. } => Some(room.clone()),
+                    _ => None,
+                });
+                let mut next_id = 3;
+                if let Some(default) = default.filter(|default| *default != plan.room) {
+                    for command in move_to(&plan.room, &default) {
+                        udp_request(&socket, next_id, Some(command), None).await?;
+                        next_id += 1;
+                    }
+                }
+                Ok(Client::Udp { socket, next_id })
             }
         }
     }
@@ -508,7 +657,7 @@ impl Client {
         };
         let mut seq = 0u64;
         let now = || counters.start.elapsed().as_micros() as u64;
-        let end = |tally: Tally, dropped: bool| {
+        let end = |tally: Tally, dropped: Option<Option<String>>| {
             Ok(ClientEnd {
                 latency: tally.latency,
                 dropped,
@@ -529,15 +678,26 @@ impl Client {
                 // own, so a client whose writes wait keeps reading, as a
                 // person's client does.
                 let mut outgoing = BytesMut::new();
+                // The last line that was not a payload: a goodbye says why.
+                let mut last_words: Option<String> = None;
                 loop {
                     let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                     buf.reserve(READ_CHUNK);
                     tokio::select! {
-                        _ = counters.stop.cancelled() => return end(tally, false),
+                        _ = counters.stop.cancelled() => return end(tally, None),
                         read = reader.read_buf(&mut buf) => {
-                            let Ok(count) = read else { return end(tally, true) };
+                            let count = match read {
+                                Ok(count) => count,
+                                Err(error) => {
+                                    let said = last_words.unwrap_or_else(|| error.to_string());
+                                    return end(tally, Some(Some(said)));
+                                }
+                            };
                             if count == 0 {
-                                return end(tally, true);
+                                // A goodbye may lack its newline.
+                                let rest = String::from_utf8_lossy(&buf).trim().to_string();
+                                let said = Some(rest).filter(|rest| !rest.is_empty()).or(last_words);
+                                return end(tally, Some(said));
                             }
                             let Some(last_newline) = memchr::memrchr(b'\n', &buf) else { continue };
                             let lines = buf.split_to(last_newline + 1);
@@ -546,13 +706,15 @@ impl Client {
                                 if let (Some(_), Some(rest)) = (&irc_channel, line.strip_prefix(b"PING ")) {
                                     outgoing.extend_from_slice(&[&b"PONG "[..], rest, b"\n"].concat());
                                 }
-                                tally.record(line, arrived, &counters);
+                                if !tally.record(line, arrived, &counters) && is_goodbye(line) {
+                                    last_words = Some(String::from_utf8_lossy(line).into_owned());
+                                }
                             }
                             tally.flush(&counters);
                         },
                         written = writer.write_buf(&mut outgoing), if !outgoing.is_empty() => {
-                            if written.is_err() {
-                                return end(tally, true);
+                            if let Err(error) = written {
+                                return end(tally, Some(Some(last_words.unwrap_or_else(|| error.to_string()))));
                             }
                         }
                         _ = pace.ready(seq), if may_send && outgoing.is_empty() => {
@@ -572,27 +734,32 @@ impl Client {
                     }
                 }
             }
-            Client::Ws(mut socket) => loop {
-                let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
-                tokio::select! {
-                    _ = counters.stop.cancelled() => return end(tally, false),
-                    frame = socket.next() => match frame {
-                        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
-                            tally.record(text.as_bytes(), now(), &counters);
-                            tally.flush(&counters);
+            Client::Ws(mut socket) => {
+                let mut last_words: Option<String> = None;
+                loop {
+                    let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
+                    tokio::select! {
+                        _ = counters.stop.cancelled() => return end(tally, None),
+                        frame = socket.next() => match frame {
+                            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                                if !tally.record(text.as_bytes(), now(), &counters) && is_goodbye(text.as_bytes()) {
+                                    last_words = Some(text.to_string());
+                                }
+                                tally.flush(&counters);
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(_)) | None => return end(tally, Some(last_words)),
+                        },
+                        _ = pace.ready(seq), if may_send => {
+                            let text = payload(sender.unwrap_or(0), seq, now());
+                            let command = serde_json::to_string(&ClientCommand::Say { text, room: None })?;
+                            counters.sent.fetch_add(1, Ordering::Relaxed);
+                            socket.send(tokio_tungstenite::tungstenite::Message::Text(command.into())).await?;
+                            seq += 1;
                         }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => return end(tally, true),
-                    },
-                    _ = pace.ready(seq), if may_send => {
-                        let text = payload(sender.unwrap_or(0), seq, now());
-                        let command = serde_json::to_string(&ClientCommand::Say { text, room: None })?;
-                        counters.sent.fetch_add(1, Ordering::Relaxed);
-                        socket.send(tokio_tungstenite::tungstenite::Message::Text(command.into())).await?;
-                        seq += 1;
                     }
                 }
-            },
+            }
             Client::Udp {
                 socket,
                 mut next_id,
@@ -601,10 +768,17 @@ impl Client {
                 loop {
                     let may_send = sender.is_some() && counters.sending.load(Ordering::Relaxed);
                     tokio::select! {
-                        _ = counters.stop.cancelled() => return end(tally, false),
+                        _ = counters.stop.cancelled() => return end(tally, None),
                         received = socket.recv(&mut buf) => {
                             let len = received?;
-                            tally.record(&buf[..len], now(), &counters);
+                            let datagram = &buf[..len];
+                            // The server ended the session: its `bye` says why.
+                            if !tally.record(datagram, now(), &counters) && is_goodbye(datagram) {
+                                let said = String::from_utf8_lossy(datagram).into_owned();
+                                if said.contains("\"type\":\"bye\"") {
+                                    return end(tally, Some(Some(said)));
+                                }
+                            }
                             tally.flush(&counters);
                         }
                         _ = pace.ready(seq), if may_send => {
@@ -630,8 +804,9 @@ impl Client {
 /// How a client's run ended.
 struct ClientEnd {
     latency: Histogram<u64>,
-    /// The server closed the connection (or it failed) before the end.
-    dropped: bool,
+    /// The server closed the connection (or it failed) before the end:
+    /// what it said last, if anything.
+    dropped: Option<Option<String>>,
 }
 
 /// Lines a back-to-back sender writes at a time.
@@ -682,11 +857,42 @@ impl Pace {
     }
 }
 
+/// Whether a line that is not a payload is a server's goodbye or error,
+/// worth keeping as a client's last words: sockchat's `* bye:` and `!`
+/// lines and JSON `bye`/`error` events, IRC's `ERROR`.
+fn is_goodbye(line: &[u8]) -> bool {
+    line.starts_with(b"* bye")
+        || line.starts_with(b"! ")
+        || line.starts_with(b"ERROR")
+        || memchr::memmem::find(line, b"\"type\":\"bye\"").is_some()
+        || memchr::memmem::find(line, b"\"type\":\"error\"").is_some()
+}
+
+/// The commands that take a sockchat client from the default room to the
+/// bench's: the join first, so the default room never hears of it.
+fn move_to(room: &str, default: &str) -> [ClientCommand; 2] {
+    [
+        ClientCommand::Join {
+            room: room.to_string(),
+        },
+        ClientCommand::Part {
+            room: Some(default.to_string()),
+        },
+    ]
+}
+
+/// A refusal at the door, with what to change.
+fn refused(said: &str) -> anyhow::Error {
+    let (reason, advice) = Departures::classify(Some(said));
+    anyhow::anyhow!("{reason} ({said}); {advice}")
+}
+
+/// Reads lines until one contains `needle` (answering IRC pings); returns it.
 async fn wait_for_line(
     reader: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
     writer: &mut tokio::net::tcp::OwnedWriteHalf,
     needle: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let line = tokio::time::timeout_at(deadline, reader.next_line())
@@ -699,18 +905,19 @@ async fn wait_for_line(
                 .await?;
         }
         if line.contains(needle) {
-            return Ok(());
+            return Ok(line);
         }
     }
 }
 
-/// One structured UDP request, retried; returns the token of its answer.
+/// One structured UDP request, retried; returns the token of its answer,
+/// and its events.
 async fn udp_request(
     socket: &UdpSocket,
     id: u64,
     cmd: Option<ClientCommand>,
     proof: Option<String>,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<(Option<String>, Vec<ServerEvent>)> {
     let datagram = ClientDatagram {
         id,
         cmd,
@@ -724,11 +931,12 @@ async fn udp_request(
         let deadline = Instant::now() + Duration::from_millis(500);
         while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
             let len = received?;
-            if let Ok(ServerDatagram::Ack { ack, token, .. }) =
-                serde_json::from_slice::<ServerDatagram>(&buf[..len])
+            if let Ok(ServerDatagram::Ack {
+                ack, token, events, ..
+            }) = serde_json::from_slice::<ServerDatagram>(&buf[..len])
             {
                 if ack == id {
-                    return Ok(token);
+                    return Ok((token, events));
                 }
             }
         }
@@ -753,6 +961,26 @@ fn read_cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+impl BenchReport {
+    /// What was lost, in words, if anything was.
+    pub fn what_was_lost(&self) -> Option<String> {
+        let lost = self
+            .deliveries_expected
+            .saturating_sub(self.deliveries_received);
+        match (lost, self.clients_dropped) {
+            (0, 0) => None,
+            (lost, 0) => Some(format!(
+                "{lost} of {} deliveries were lost",
+                self.deliveries_expected
+            )),
+            (lost, dropped) => Some(format!(
+                "{lost} of {} deliveries were lost and {dropped} client(s) were dropped",
+                self.deliveries_expected
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
@@ -761,6 +989,12 @@ impl std::fmt::Display for BenchReport {
             self.clients_connected, self.clients_wanted, self.connect_seconds
         )?;
         writeln!(f, "clients dropped       {}", self.clients_dropped)?;
+        for gone in &self.departures {
+            writeln!(f, "  {} {}: {}", gone.clients, gone.reason, gone.said)?;
+            if !gone.advice.is_empty() {
+                writeln!(f, "    {}", gone.advice)?;
+            }
+        }
         writeln!(f, "senders               {}", self.senders)?;
         writeln!(f, "seconds               {:.1}", self.seconds)?;
         writeln!(f, "messages sent         {}", self.messages_sent)?;
@@ -800,6 +1034,33 @@ mod tests {
             found.push((sender, seq, micros))
         });
         found
+    }
+
+    #[test]
+    fn departures_are_grouped_by_what_the_server_said() {
+        let flood = "* bye: excess flood: more than 20 messages a second";
+        let groups = Departures::tally([
+            Some(flood.to_string()),
+            None,
+            Some(flood.to_string()),
+            Some("! too many connections from your address (at most 100)".into()),
+            Some(r#"{"type":"bye","reason":"sendq exceeded","code":"sendq_exceeded"}"#.into()),
+        ]);
+        let seen: Vec<_> = groups
+            .iter()
+            .map(|group| (group.reason.as_str(), group.clients))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("flooding", 2),
+                ("closed without a word", 1),
+                ("refused: too many from one address", 1),
+                ("slow: fell behind", 1),
+            ]
+        );
+        assert!(groups[0].advice.contains("--max-rate 0"));
+        assert_eq!(groups[0].said, flood);
     }
 
     #[test]

@@ -98,11 +98,16 @@ pub fn validate_nick(nick: &str) -> Result<(), String> {
 /// (`rust`), or explains why it is not a room name.
 pub fn normalize_room(name: &str) -> Result<String, String> {
     let bare = name.strip_prefix('#').unwrap_or(name);
+    // `~` first: an ephemeral room (see [`is_ephemeral`]).
+    let rest = bare.strip_prefix(EPHEMERAL).unwrap_or(bare);
     let count = bare.chars().count();
     if count == 0 || count > MAX_ROOM_CHARS {
         return Err(format!("a room name has 1 to {MAX_ROOM_CHARS} characters"));
     }
-    if let Some(bad) = bare
+    if rest.is_empty() {
+        return Err("a room name has a character after its '~'".to_string());
+    }
+    if let Some(bad) = rest
         .chars()
         .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
@@ -112,6 +117,15 @@ pub fn normalize_room(name: &str) -> Result<String, String> {
         ));
     }
     Ok(bare.to_lowercase())
+}
+
+/// What an ephemeral room's name starts with.
+pub const EPHEMERAL: char = '~';
+
+/// Whether `room` (normalized) is ephemeral: its messages reach whoever
+/// is in it and are never stored (a load test's room, say).
+pub fn is_ephemeral(room: &str) -> bool {
+    room.starts_with(EPHEMERAL)
 }
 
 /// The key under which a nickname is unique: nicknames differ from each
@@ -180,5 +194,11 @@ mod tests {
         assert_eq!(normalize_room("聊天室").unwrap(), "聊天室");
         assert!(normalize_room("#").is_err());
         assert!(normalize_room("a/b").is_err());
+        // A leading `~`: ephemeral, never stored.
+        assert_eq!(normalize_room("#~Bench").unwrap(), "~bench");
+        assert!(is_ephemeral("~bench") && !is_ephemeral("bench"));
+        assert!(normalize_room("~").is_err());
+        assert!(normalize_room("a~b").is_err());
+        assert!(normalize_room("~~b").is_err());
     }
 }

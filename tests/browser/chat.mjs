@@ -80,14 +80,26 @@ class LineClient {
   }
 }
 
+/// Every request the pages made that failed (a missing favicon, say).
+const failedRequests = [];
+
 async function openPage(browser, nick, viewport) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on("pageerror", (error) => console.error(`[${nick}] page error:`, error));
+  page.on("response", (response) => {
+    if (response.status() >= 400) failedRequests.push(`${response.status()} ${response.url()}`);
+  });
   await page.goto(webUrl);
+  // Waiting for a nickname, it asks for one and does not connect yet.
+  await page.locator("#nick-dialog[open]").waitFor({ timeout: PATIENCE });
+  assert.equal(await page.locator("#state").textContent(), "choose a nickname");
+  assert.equal(await page.evaluate(() => state.socket), null);
   await page.fill("#nick-input", nick);
   await page.click("#nick-form button");
   await page.locator("#state.online").waitFor({ timeout: PATIENCE });
+  // It shows our own nickname once the server has taken it.
+  await page.locator("#me", { hasText: nick }).waitFor({ timeout: PATIENCE });
   // On a phone the member list is folded away: attached, not visible.
   await page.locator("#member-list li", { hasText: nick }).waitFor({ state: "attached", timeout: PATIENCE });
   return page;
@@ -135,8 +147,10 @@ async function main() {
     carol.send("hi from tcp 🎉");
     await messageOn(alice, "hi from tcp 🎉");
     await messageOn(bob, "hi from tcp 🎉");
-    // Own messages and system notices look different.
+    // Own messages are marked as ours; system notices look different.
     assert.equal(await alice.locator("#messages li.own", { hasText: "hello from alice" }).count(), 1);
+    assert.equal(await alice.locator("#messages li.own .you").first().textContent(), "you");
+    assert.equal(await alice.locator("#messages li.own", { hasText: "hi from bob" }).count(), 0);
     assert.ok((await alice.locator("#messages li.system", { hasText: "carol" }).count()) > 0);
 
     // Markup in a message is shown as text, never run.
@@ -184,6 +198,15 @@ async function main() {
     await bob.reload();
     await bob.locator("#state.online").waitFor({ timeout: PATIENCE });
     await bob.locator("#messages li.history", { hasText: "hello from alice" }).waitFor({ timeout: PATIENCE });
+    // What bob said before the reload came back with the history, before
+    // the server took his nickname again: it is still marked as his.
+    await bob.locator("#messages li.history.own", { hasText: "hi from bob" }).waitFor({ timeout: PATIENCE });
+    // The page's icon is served (no 404 in the log), and nothing the pages
+    // asked for failed.
+    const icon = await bob.request.get(new URL("/favicon.ico", webUrl).href);
+    assert.equal(icon.status(), 200);
+    assert.equal(icon.headers()["content-type"], "image/svg+xml");
+    assert.deepEqual(failedRequests, []);
 
     // The server going away shows in the connection state, and the page
     // comes back by itself (tested by the reload above for a fresh page).
