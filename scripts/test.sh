@@ -17,6 +17,11 @@ command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 [ -d /usr/share/fonts/opentype/noto ] || missing+=(fonts-noto-cjk)
+# The package test: groff renders the manual, systemd-analyze checks the
+# unit, dpkg installs the .deb.
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -32,3 +37,6 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --lib --bins --tests --locked
 cargo test --doc --locked
+# The Debian package: built (cargo-deb installed when missing), installed,
+# run and removed.
+./scripts/test-package.sh

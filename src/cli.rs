@@ -35,6 +35,26 @@ use crate::session::limits::{
 };
 use crate::store::{DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_DB_BYTES, DEFAULT_MAX_PER_ROOM};
 
+/// What `sockchat --help` and sockchat(1) say it is.
+const LONG_ABOUT: &str = "\
+sockchat is one chat server for everyone on a LAN: people on nc or telnet, \
+a browser, a UDP script and sockchat's own terminal client talk in the \
+same rooms. `sockchat serve` runs the server, `sockchat connect` chats \
+with one, and `sockchat bench` measures a chat server (sockchat or \
+another).";
+
+/// Where settings come from, for `--help` and the manual.
+const FILES: &str = "\
+Settings come from the flags, then the config file, then the defaults. \
+The config file is the one --config (or SOCKCHAT_CONFIG) names, else \
+$XDG_CONFIG_HOME/sockchat/config.toml (~/.config/...) if it exists, else \
+/etc/sockchat/config.toml if it exists. Its [serve] table sets any serve \
+flag under the same name, its [connect] table the client's. \
+`sockchat serve --print-config` prints what the server would run with \
+and where each value came from. History is kept in \
+$XDG_DATA_HOME/sockchat/history.db (~/.local/share/...) unless --db or \
+--no-history says otherwise.";
+
 /// Where the server listens (TCP and UDP) unless told otherwise, and where
 /// the client connects: the classic exercises' port, on loopback only.
 pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
@@ -50,13 +70,13 @@ pub const DEFAULT_KEEPALIVE_SECS: u64 = 30;
 // A client on the defaults must not expire on a server on the defaults.
 const _: () = assert!(DEFAULT_KEEPALIVE_SECS < DEFAULT_UDP_EXPIRY_SECS);
 
+// Parse it with [`Cli::parse_args`] (or [`Cli::try_parse_args_from`]),
+// not clap's `Cli::parse`: only those record which flags were given, and
+// without that record a config file would override every flag. (A plain
+// comment: a doc comment would become `--help`'s text.)
 /// `sockchat`: a chat hub for TCP, UDP and browser clients.
-///
-/// Parse it with [`Cli::parse_args`] (or [`Cli::try_parse_args_from`]), not
-/// clap's `Cli::parse`: only those record which flags were given, and
-/// without that record a config file would override every flag.
 #[derive(Debug, Parser)]
-#[command(name = "sockchat", version, about)]
+#[command(name = "sockchat", version, about, long_about = LONG_ABOUT, after_long_help = FILES)]
 pub struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -90,7 +110,7 @@ impl Cli {
             match &mut cli.command {
                 Command::Serve(args) => args.given = GivenFlags::from_matches(sub),
                 Command::Connect(args) => args.given = GivenFlags::from_matches(sub),
-                Command::Bench(_) => {}
+                Command::Bench(_) | Command::Man(_) | Command::Completions(_) => {}
             }
         }
         Ok(cli)
@@ -106,6 +126,63 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Load a chat server (ours or another) and measure it.
     Bench(BenchArgs),
+    /// Print a manual page (roff) for sockchat or one of its commands.
+    Man(ManArgs),
+    /// Print shell completions for bash, zsh, fish, elvish or PowerShell.
+    Completions(CompletionsArgs),
+}
+
+/// `sockchat man [COMMAND]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (serve, connect, bench); without
+    /// it, sockchat(1).
+    pub command: Option<String>,
+}
+
+/// `sockchat completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+/// The commands with a page of their own, and the page's name.
+pub const MAN_PAGES: [(&str, &str); 5] = [
+    ("serve", "sockchat-serve"),
+    ("connect", "sockchat-connect"),
+    ("bench", "sockchat-bench"),
+    ("man", "sockchat-man"),
+    ("completions", "sockchat-completions"),
+];
+
+/// The manual page of `sockchat` or of `sockchat COMMAND`, as roff.
+pub fn manual_page(command: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    let top = Cli::command();
+    let page = match command {
+        None => top,
+        Some(name) => {
+            // Named as man(1) expects a command's page: sockchat-serve.
+            let (_, full) = MAN_PAGES
+                .iter()
+                .find(|(command, _)| *command == name)
+                .with_context(|| format!("no command {name:?} (try serve, connect, bench)"))?;
+            let sub = top.find_subcommand(name).expect("every page is a command");
+            sub.clone()
+                .name(*full)
+                .bin_name(*full)
+                .version(env!("CARGO_PKG_VERSION"))
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff)?;
+    Ok(roff)
+}
+
+/// Shell completions for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sockchat", &mut script);
+    script
 }
 
 /// The flags given on the command line or through the environment, by
@@ -139,8 +216,8 @@ impl GivenFlags {
 }
 
 /// A listening address, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Listen {
     /// The door is disabled.
     Off,
@@ -179,6 +256,12 @@ impl TryFrom<String> for Listen {
     }
 }
 
+impl From<Listen> for String {
+    fn from(listen: Listen) -> String {
+        listen.to_string()
+    }
+}
+
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -190,13 +273,20 @@ impl fmt::Display for Listen {
 
 /// `sockchat serve` flags; also the `[serve]` table of the config file.
 /// Limits of 0 are off.
-#[derive(Debug, Clone, Args, Deserialize)]
+#[derive(Debug, Clone, Args, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeArgs {
     /// TOML config file; its [serve] table sets any of these flags.
+    /// Without it: ~/.config/sockchat/config.toml, else
+    /// /etc/sockchat/config.toml, if one exists.
     #[arg(long, value_name = "PATH", env = "SOCKCHAT_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Print the settings the server would run with, each with where it
+    /// came from (flag, file or default), and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// TCP address, or `off` (0.0.0.0:PORT opens it to the LAN).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
     pub tcp: Listen,
@@ -218,7 +308,10 @@ pub struct ServeArgs {
     pub name: String,
     /// Rewrite FROM into TO in every relayed message; repeatable.
     #[arg(long = "filter", value_name = "FROM=TO")]
-    #[serde(deserialize_with = "deserialize_filters")]
+    #[serde(
+        deserialize_with = "deserialize_filters",
+        serialize_with = "serialize_filters"
+    )]
     pub filter: Vec<FilterRule>,
     /// Messages replayed to whoever joins a room.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY_LEN)]
@@ -292,6 +385,7 @@ impl Default for ServeArgs {
     fn default() -> Self {
         ServeArgs {
             config: None,
+            print_config: false,
             tcp: default_listen(DEFAULT_TCP),
             udp: default_listen(DEFAULT_TCP),
             web: default_listen(DEFAULT_WEB),
@@ -324,6 +418,13 @@ impl Default for ServeArgs {
 
 fn default_listen(addr: &str) -> Listen {
     addr.parse().expect("the default addresses parse")
+}
+
+fn serialize_filters<S: serde::Serializer>(
+    filters: &[FilterRule],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(filters.iter().map(ToString::to_string))
 }
 
 fn deserialize_filters<'de, D: serde::Deserializer<'de>>(
@@ -382,6 +483,20 @@ pub struct ColorNames {
     /// Other people's nicknames: each nick always gets the same one.
     pub nicks: Option<Vec<String>>,
 }
+
+/// The config file to read: the one named (by `--config` or
+/// `SOCKCHAT_CONFIG`), else the user's, else the system's, if one exists.
+pub fn config_path(named: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = named {
+        return Some(path.to_path_buf());
+    }
+    let user = dirs::config_dir().map(|dir| dir.join("sockchat").join("config.toml"));
+    let system = PathBuf::from(SYSTEM_CONFIG);
+    user.into_iter().chain([system]).find(|path| path.is_file())
+}
+
+/// The system-wide config file, read when the user has none.
+pub const SYSTEM_CONFIG: &str = "/etc/sockchat/config.toml";
 
 /// Reads and parses the config file at `path`.
 pub fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {

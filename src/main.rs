@@ -1,7 +1,7 @@
 //! The `sockchat` binary: parses the command line and hands over to the
 //! library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         (_, 2..) => "trace",
         (_, 1) => "debug",
         (Command::Serve(_), 0) => "info",
-        (Command::Connect(_) | Command::Bench(_), 0) => "warn",
+        (
+            Command::Connect(_) | Command::Bench(_) | Command::Man(_) | Command::Completions(_),
+            0,
+        ) => "warn",
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
@@ -48,6 +51,10 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) if args.print_config => {
+            print!("{}", ServeConfig::describe(*args)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             let mut server = Server::bind(ServeConfig::from_args(*args)?).await?;
             let shutdown = shutdown_signal()?;
@@ -63,6 +70,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect(args) => sockchat::client::run(args).await,
+        Command::Man(args) => {
+            std::io::stdout().write_all(&sockchat::cli::manual_page(args.command.as_deref())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(args) => {
+            std::io::stdout().write_all(&sockchat::cli::completions(args.shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             let progress = !args.json && std::io::stderr().is_terminal();
             let report = sockchat::loadgen::run(&args.plan(), progress).await?;

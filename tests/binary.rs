@@ -391,3 +391,146 @@ async fn the_readme_bench_command_works_against_a_default_server() {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// `sockchat man [COMMAND]`: a page for sockchat and each command, which
+/// groff renders without a warning.
+#[tokio::test]
+async fn manual_pages_are_generated_and_render_cleanly() {
+    let pages = [
+        None,
+        Some("serve"),
+        Some("connect"),
+        Some("bench"),
+        Some("man"),
+    ];
+    for command in pages {
+        let output = Command::new(BINARY)
+            .arg("man")
+            .args(command)
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        let roff = String::from_utf8(output.stdout).unwrap();
+        let title = command.map_or("sockchat".to_string(), |name| format!("sockchat-{name}"));
+        assert!(roff.contains(&format!(".TH {title} 1")), "{roff}");
+        assert!(roff.contains(".SH OPTIONS"), "{roff}");
+        let mut groff = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("groff (scripts/test.sh installs it)");
+        groff
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(roff.as_bytes())
+            .await
+            .unwrap();
+        let rendered = groff.wait_with_output().await.unwrap();
+        assert!(rendered.status.success());
+        assert_eq!(String::from_utf8_lossy(&rendered.stderr), "", "{title}");
+    }
+    let serve = Command::new(BINARY)
+        .args(["man", "serve"])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&serve.stdout).contains("max\\-rate"));
+    let unknown = Command::new(BINARY)
+        .args(["man", "nope"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+}
+
+/// `sockchat completions SHELL`: bash's parses, and each names the
+/// commands.
+#[tokio::test]
+async fn shell_completions_are_generated() {
+    for (shell, marker) in [
+        ("bash", "complete -F _sockchat"),
+        ("zsh", "#compdef sockchat"),
+        ("fish", "complete -c sockchat"),
+    ] {
+        let output = Command::new(BINARY)
+            .args(["completions", shell])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}");
+        assert!(
+            script.contains("serve") && script.contains("max-rate"),
+            "{shell}"
+        );
+        if shell == "bash" {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sockchat.bash");
+            std::fs::write(&path, &script).unwrap();
+            let checked = Command::new("bash")
+                .arg("-n")
+                .arg(&path)
+                .status()
+                .await
+                .unwrap();
+            assert!(checked.success(), "bash -n");
+        }
+    }
+}
+
+/// The config file is found where people expect it (the user's config
+/// directory, without --config), and `--print-config` shows every setting
+/// with where it came from, as a config file that parses.
+#[tokio::test]
+async fn print_config_shows_each_setting_and_where_it_came_from() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("sockchat")).unwrap();
+    let file = home.path().join("sockchat").join("config.toml");
+    std::fs::write(&file, "[serve]\nname = \"lab\"\nmax-rate = 50\n").unwrap();
+    let output = Command::new(BINARY)
+        .env("XDG_CONFIG_HOME", home.path())
+        .env_remove("SOCKCHAT_CONFIG")
+        .args(["serve", "--print-config", "--max-rate", "0", "--no-history"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        shown.contains(&format!("# config file: {}", file.display())),
+        "{shown}"
+    );
+    let source = |key: &str| {
+        let line = shown
+            .lines()
+            .find(|line| line.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} in {shown}"));
+        line.rsplit("# ").next().unwrap().to_string()
+    };
+    assert_eq!(source("max-rate"), "flag");
+    assert_eq!(source("name"), "file");
+    assert_eq!(source("tcp"), "default");
+    let parsed: toml::Table = toml::from_str(&shown).unwrap();
+    assert_eq!(parsed["serve"]["name"].as_str(), Some("lab"));
+    assert_eq!(parsed["serve"]["max-rate"].as_integer(), Some(0));
+}
+
+/// The LICENSE file is the license Cargo.toml declares.
+#[test]
+fn the_license_file_matches_the_manifest() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    assert_eq!(manifest["package"]["license"].as_str(), Some("MIT"));
+    let license = std::fs::read_to_string(root.join("LICENSE")).unwrap();
+    assert!(license.starts_with("MIT License\n"), "{license}");
+    assert!(license.contains("Permission is hereby granted, free of charge"));
+}

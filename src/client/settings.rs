@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::tui::Theme;
-use crate::cli::{read_config, ConnectArgs, ConnectFile};
+use crate::cli::{config_path, read_config, ConnectArgs, ConnectFile};
 use crate::protocol::ClientCommand;
 
 /// The client's settings, merged and checked.
@@ -27,11 +27,12 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    /// Reads the config file named by `--config` (if any) and takes from
-    /// its `[connect]` table every setting not in `args.given`.
+    /// Reads the config file (the one `--config` names, else the user's
+    /// or the system's, if one exists) and takes from its `[connect]`
+    /// table every setting not in `args.given`.
     pub fn from_args(args: &ConnectArgs) -> anyhow::Result<ClientSettings> {
-        let file = match &args.config {
-            Some(path) => read_config(path)?.connect,
+        let file = match config_path(args.config.as_deref()) {
+            Some(path) => read_config(&path)?.connect,
             None => ConnectFile::default(),
         };
         let given = |id: &str| args.given.contains(id);

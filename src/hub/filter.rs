@@ -11,6 +11,12 @@ pub struct FilterRule {
     to: String,
 }
 
+impl std::fmt::Display for FilterRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.from, self.to)
+    }
+}
+
 impl FromStr for FilterRule {
     type Err = String;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::{read_config, ServeArgs};
+use crate::cli::{config_path, read_config, ServeArgs};
 use crate::hub::{HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
 use crate::session::limits::idle_limit;
@@ -45,14 +45,52 @@ impl ServeConfig {
     /// `[serve]` table every setting not in `args.given`, and checks the
     /// result. Without a config file, `args` is taken as it is.
     pub fn from_args(args: ServeArgs) -> anyhow::Result<ServeConfig> {
-        let args = match &args.config {
+        ServeConfig::from_merged(merge(args)?.0)
+    }
+
+    /// What `--print-config` shows: every setting the server would run
+    /// with, as the `[serve]` table of a config file, each with where it
+    /// came from.
+    pub fn describe(args: ServeArgs) -> anyhow::Result<String> {
+        let (merged, file) = merge(args)?;
+        // Checked as a start would check them.
+        ServeConfig::from_merged(merged.clone())?;
+        let file_keys: Vec<String> = match &file {
             Some(path) => {
-                let file = read_config(path)?.serve;
-                flags_over_file(args, file)
+                let text = std::fs::read_to_string(path)?;
+                let table: toml::Table = toml::from_str(&text)?;
+                match table.get("serve") {
+                    Some(toml::Value::Table(serve)) => serve.keys().cloned().collect(),
+                    _ => Vec::new(),
+                }
             }
-            None => args,
+            None => Vec::new(),
         };
-        ServeConfig::from_merged(args)
+        let mut values = toml::Table::try_from(&merged)?;
+        if !merged.no_history && merged.db.is_none() {
+            let db = default_db_path()?.display().to_string();
+            values.insert("db".into(), toml::Value::String(db));
+        }
+        let mut out = String::from(
+            "# sockchat serve: the settings it would run with, and where each came from\n",
+        );
+        match &file {
+            Some(path) => out.push_str(&format!("# config file: {}\n", path.display())),
+            None => out.push_str("# config file: none\n"),
+        }
+        out.push_str("[serve]\n");
+        for (key, value) in &values {
+            let source = if merged.given.contains(&key.replace('-', "_")) {
+                "flag"
+            } else if file_keys.contains(key) {
+                "file"
+            } else {
+                "default"
+            };
+            let line = format!("{key} = {value}");
+            out.push_str(&format!("{line:<44} # {source}\n"));
+        }
+        Ok(out)
     }
 
     fn from_merged(args: ServeArgs) -> anyhow::Result<ServeConfig> {
@@ -108,6 +146,18 @@ impl ServeConfig {
     }
 }
 
+/// The flags merged over the config file (the one named, else the user's
+/// or the system's; see [`config_path`]), and the file used, if any.
+fn merge(args: ServeArgs) -> anyhow::Result<(ServeArgs, Option<PathBuf>)> {
+    match config_path(args.config.as_deref()) {
+        Some(path) => {
+            let file = read_config(&path)?.serve;
+            Ok((flags_over_file(args, file), Some(path)))
+        }
+        None => Ok((args, None)),
+    }
+}
+
 /// Each setting from `flags` where it was given, else from `file`. The
 /// struct literal names every field, so a new flag cannot be forgotten
 /// here; the clap id checked is the field's name.
@@ -116,6 +166,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         ($($field:ident),* $(,)?) => {
             ServeArgs {
                 config: flags.config,
+                print_config: flags.print_config,
                 $($field: if flags.given.contains(stringify!($field)) {
                     flags.$field
                 } else {

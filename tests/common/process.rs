@@ -9,6 +9,10 @@ use super::PATIENCE;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_sockchat");
 
+/// Where the binary looks for the user's config file in tests: nowhere,
+/// so a developer's own ~/.config/sockchat cannot change what is tested.
+pub const NO_USER_CONFIG: &str = "/nonexistent/sockchat-test-config";
+
 /// A `sockchat serve` process, killed if the test fails half-way.
 pub struct ServerProcess {
     pub child: Child,
@@ -38,6 +42,7 @@ impl ServerProcess {
             .args(args)
             .args(db_args)
             .args(["--udp", "127.0.0.1:0", "--web", "127.0.0.1:0"])
+            .env("XDG_CONFIG_HOME", NO_USER_CONFIG)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -122,6 +127,7 @@ impl ServerProcess {
 
 pub async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
     let mut child = Command::new(BINARY)
+        .env("XDG_CONFIG_HOME", NO_USER_CONFIG)
         .arg("connect")
         .args(args)
         .stdin(Stdio::piped())
