@@ -59,6 +59,13 @@ $XDG_DATA_HOME/sockchat/history.db (~/.local/share/...) unless --db or \
 /// the client connects: the classic exercises' port, on loopback only.
 pub const DEFAULT_TCP: &str = "127.0.0.1:8888";
 
+/// How long one history lookup may run, in ms (see the store's
+/// `DEFAULT_LOOKUP_BUDGET`, which this must match).
+pub const DEFAULT_SEARCH_BUDGET_MS: u64 = 500;
+const _: () = assert!(
+    DEFAULT_SEARCH_BUDGET_MS == crate::store::sqlite::DEFAULT_LOOKUP_BUDGET.as_millis() as u64
+);
+
 /// Where the web door listens unless told otherwise.
 pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
 
@@ -336,6 +343,10 @@ pub struct ServeArgs {
     /// (with a warning) until retention frees room (0: no cap).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DB_BYTES)]
     pub db_max_size: u64,
+    /// How long one /search (or /history lookup) may run; past it, the
+    /// searcher is told the search is too broad. Lookups never delay chat.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_SEARCH_BUDGET_MS)]
+    pub search_budget_ms: u64,
     /// Longest line in bytes; longer lines are refused.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE)]
     pub max_line: usize,
@@ -400,6 +411,7 @@ impl Default for ServeArgs {
             history_max_per_room: DEFAULT_MAX_PER_ROOM,
             history_max_age: DEFAULT_MAX_AGE_SECS,
             db_max_size: DEFAULT_MAX_DB_BYTES,
+            search_budget_ms: DEFAULT_SEARCH_BUDGET_MS,
             max_line: DEFAULT_MAX_LINE,
             max_clients: DEFAULT_MAX_CLIENTS,
             max_per_ip: DEFAULT_MAX_PER_IP,

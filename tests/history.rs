@@ -523,3 +523,60 @@ async fn an_ephemeral_room_is_relayed_and_never_stored() {
         .unwrap();
     assert_eq!(rooms, ["lobby"]);
 }
+
+/// A search that takes long (many short words over a long history) runs
+/// beside the chat, not in its way: a message said while it runs is
+/// delivered first. One with too many words is refused as too broad.
+#[tokio::test]
+async fn a_slow_search_never_delays_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("history.db");
+    // A long history: 100,000 messages (the default retention), counted as
+    // indexed so that the writer has no index work of its own to do.
+    drop(sockchat::store::sqlite::SqliteStore::open(&db, 0).unwrap());
+    let mut connection = rusqlite::Connection::open(&db).unwrap();
+    let transaction = connection.transaction().unwrap();
+    {
+        let mut insert = transaction
+            .prepare(
+                "INSERT INTO messages (id, room, sender, time, text)
+                 VALUES (?1, 'lobby', 'old', ?1, ?2)",
+            )
+            .unwrap();
+        for id in 1..=100_000i64 {
+            let text = format!("old message number {id} {}", "padding ".repeat(40));
+            insert.execute(rusqlite::params![id, text]).unwrap();
+        }
+        transaction
+            .execute("UPDATE search_index SET indexed_through = 100000", [])
+            .unwrap();
+    }
+    transaction.commit().unwrap();
+    drop(connection);
+
+    let mut settings = config_with_history(&db);
+    settings.history.lookup_budget = Duration::from_secs(60);
+    let server = start(settings).await;
+    let mut searcher = server.client_named("searcher").await;
+    let mut talker = server.client_named("talker").await;
+    // Short words (never looked up in the index) that every message
+    // holds, then one that none does: every message is checked against
+    // every word.
+    let slow = "o l d m e s a g n u b r p i ol ld me es ss sa ag ge nu um mb be er pa ad q";
+    searcher.send(&format!("/search {slow}")).await;
+    talker.send("said during the search").await;
+    assert_eq!(
+        searcher.expect("said during").await,
+        "[lobby] talker: said during the search"
+    );
+    // The search's answer comes after it.
+    searcher.expect("0 message(s) in #lobby match").await;
+
+    let many: Vec<String> = (0..40).map(|word| format!("w{word}")).collect();
+    searcher.send(&format!("/search {}", many.join(" "))).await;
+    assert_eq!(
+        searcher.expect("too broad").await,
+        "! search too broad: at most 32 different words"
+    );
+    server.stop().await;
+}

@@ -214,8 +214,12 @@ async fn upgrade(
     }
     let span = tracing::info_span!("web", %peer);
     let tracker = state.tracker.clone();
+    // Frames are capped as messages are: a frame is buffered whole, so
+    // without its own cap an unfinished one could hold up to the
+    // library's 16 MiB per connection.
     upgrade
         .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
         .read_buffer_size(SOCKET_BUFFER)
         .write_buffer_size(SOCKET_BUFFER)
         .on_upgrade(move |socket| {

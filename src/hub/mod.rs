@@ -454,6 +454,13 @@ impl Hub {
                     query: text,
                     messages,
                 },
+                (
+                    Err(
+                        error @ (crate::store::StoreError::TooBroad { .. }
+                        | crate::store::StoreError::TooManyWords { .. }),
+                    ),
+                    _,
+                ) => ServerEvent::error(ErrorCode::TooBroad, error.to_string()),
                 (Err(error), _) => ServerEvent::error(
                     ErrorCode::NoHistory,
                     format!("history is not available right now: {error}"),

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     Idle,
     Kicked,
     NoHistory,
+    /// A search that ran past its time budget.
+    TooBroad,
     ShuttingDown,
 }
 

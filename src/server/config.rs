@@ -12,16 +12,30 @@ use crate::hub::{HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
 use crate::session::limits::idle_limit;
 use crate::session::Limits;
+use crate::store::sqlite::DEFAULT_LOOKUP_BUDGET;
 use crate::store::Retention;
 
 /// Where and how history is kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryConfig {
     /// The SQLite file; `None` keeps no history on disk.
     pub db: Option<PathBuf>,
     /// Cap on the file's size in bytes; 0 is none.
     pub max_bytes: u64,
     pub retention: Retention,
+    /// How long one lookup (`/search`, `/history`) may run.
+    pub lookup_budget: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            db: None,
+            max_bytes: 0,
+            retention: Retention::default(),
+            lookup_budget: DEFAULT_LOOKUP_BUDGET,
+        }
+    }
 }
 
 /// Everything `sockchat serve` needs.
@@ -109,6 +123,7 @@ impl ServeConfig {
         let history = HistoryConfig {
             db,
             max_bytes: args.db_max_size,
+            lookup_budget: Duration::from_millis(args.search_budget_ms.max(1)),
             retention: Retention {
                 max_per_room: (args.history_max_per_room > 0).then_some(args.history_max_per_room),
                 max_age: (args.history_max_age > 0)
@@ -191,6 +206,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         history_max_per_room,
         history_max_age,
         db_max_size,
+        search_budget_ms,
         max_line,
         max_clients,
         max_per_ip,

@@ -82,7 +82,8 @@ impl Server {
         }
         let hub = match &config.history.db {
             Some(path) => {
-                let store = SqliteStore::open(path, config.history.max_bytes)?;
+                let mut store = SqliteStore::open(path, config.history.max_bytes)?;
+                store.set_lookup_budget(config.history.lookup_budget);
                 tracing::info!(path = %path.display(), "history kept in SQLite");
                 Hub::with_store(config.hub, Box::new(store), config.history.retention)?
             }

@@ -76,8 +76,33 @@ pub enum StoreError {
     },
     #[error("the history database or its disk is full")]
     Full,
+    #[error("search too broad: it ran past its {budget_ms} ms; use fewer words, or longer ones")]
+    TooBroad { budget_ms: u64 },
+    #[error("search too broad: at most {most} different words")]
+    TooManyWords { most: usize },
+    #[error("history is closed")]
+    Closed,
     #[error("history database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// Lookups of past messages, on a connection of their own, so that they
+/// never wait for commits and commits never wait for them.
+pub trait HistoryReader: Send {
+    /// As [`HistoryStore::recent`].
+    fn recent(
+        &mut self,
+        room: &str,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+    /// As [`HistoryStore::search`].
+    fn search(
+        &mut self,
+        room: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
 }
 
 /// A history backend. Calls come from one thread at a time (the writer's).
@@ -119,5 +144,10 @@ pub trait HistoryStore: Send {
     fn upkeep(&mut self, idle: bool) -> Result<bool, StoreError> {
         let _ = idle;
         Ok(false)
+    }
+    /// A reader of its own for lookups, if the backend can read beside
+    /// the writer; without one, lookups run on the writer's thread.
+    fn reader(&self) -> Result<Option<Box<dyn HistoryReader>>, StoreError> {
+        Ok(None)
     }
 }

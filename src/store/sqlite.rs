@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{HistoryStore, Retention, StoreError, StoredMessage};
+use super::{HistoryReader, HistoryStore, Retention, StoreError, StoredMessage};
 use crate::protocol::MessageRecord;
 
 /// The schema, one step per version. Version N is reached by running
@@ -94,6 +94,20 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Chinese words, say) are matched with `LIKE` instead.
 const TRIGRAM: usize = 3;
 
+/// Most distinct words in one search (SQLite's expression depth is finite,
+/// and every word is a condition on every candidate).
+pub const MAX_SEARCH_WORDS: usize = 32;
+
+/// How long one lookup (a search, a page of history) may run by default.
+pub const DEFAULT_LOOKUP_BUDGET: Duration = Duration::from_millis(500);
+
+/// The file whose lock keeps a second server off the database.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
 /// Most messages added to the full-text index in one step. Bigger steps
 /// cost less per message (fewer segments to merge: 1024 at a time cost
 /// three times what 16384 do) and pause the writer longer (16384 short
@@ -107,7 +121,11 @@ const MAX_UNINDEXED: usize = 64 * 1024;
 /// A history database file, opened for this server alone.
 pub struct SqliteStore {
     connection: Connection,
+    /// Held while open: the lock that keeps out a second server.
+    _lock: std::fs::File,
     path: PathBuf,
+    /// How long one lookup may run on the reader's connection.
+    lookup_budget: Duration,
     /// Messages with ids up to this one are in the full-text index.
     indexed_through: i64,
     /// Messages appended since (about; pruning can take some away).
@@ -158,16 +176,26 @@ impl SqliteStore {
                 path: shown.clone(),
                 reason,
             })?;
+        // One server per file: a second is refused rather than
+        // interleaving its writes with ours. A lock of our own, not
+        // SQLite's exclusive mode, so lookups can read on a connection of
+        // their own while the writer commits (WAL).
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path(path))
+            .map_err(|reason| StoreError::CannotOpen {
+                path: shown.clone(),
+                reason,
+            })?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked { path: shown });
+        }
         let classify = |error: rusqlite::Error| classify_open_error(error, &shown);
         let connection = Connection::open(path).map_err(classify)?;
-        // Another server holding the file answers "busy" at once.
         connection
             .busy_timeout(Duration::from_millis(200))
-            .map_err(classify)?;
-        // Exclusive: a second server on the same file is refused rather
-        // than interleaving its writes with ours.
-        connection
-            .pragma_update(None, "locking_mode", "EXCLUSIVE")
             .map_err(classify)?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
@@ -178,13 +206,11 @@ impl SqliteStore {
         connection
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(classify)?;
-        // Take the lock now, not at the first message.
-        connection
-            .execute_batch("BEGIN EXCLUSIVE; COMMIT;")
-            .map_err(classify)?;
         let mut store = SqliteStore {
             connection,
+            _lock: lock,
             path: path.to_path_buf(),
+            lookup_budget: DEFAULT_LOOKUP_BUDGET,
             indexed_through: 0,
             unindexed: 0,
             index_step: INDEX_STEP,
@@ -208,6 +234,11 @@ impl SqliteStore {
                 .pragma_update(None, "max_page_count", pages)?;
         }
         Ok(store)
+    }
+
+    /// How long one lookup may run before it is given up as too broad.
+    pub fn set_lookup_budget(&mut self, budget: Duration) {
+        self.lookup_budget = budget;
     }
 
     /// The schema version of the open file.
@@ -272,6 +303,147 @@ fn count_after(connection: &Connection, id: i64) -> Result<usize, StoreError> {
             row.get(0)
         })?;
     Ok(count as usize)
+}
+
+/// Room messages of `room` containing every word of `query`, the newest
+/// `limit`, oldest first: from the full-text index up to
+/// `indexed_through`, and by scanning the tail after it.
+fn search_in(
+    connection: &Connection,
+    indexed_through: i64,
+    room: &str,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    // Each word once: a repeated one adds work and finds nothing more.
+    let mut words: Vec<&str> = Vec::new();
+    for word in query.split_whitespace() {
+        if !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    if words.len() > MAX_SEARCH_WORDS {
+        return Err(StoreError::TooManyWords {
+            most: MAX_SEARCH_WORDS,
+        });
+    }
+    if words.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = format!("SELECT {COLUMNS} FROM messages WHERE room = ? AND recipient IS NULL");
+    let mut values: Vec<Value> = vec![room.to_string().into()];
+    // Candidates from the index: words of three characters or more
+    // without LIKE wildcards (an ESCAPE clause keeps FTS5 from using its
+    // index), plus the tail not yet indexed.
+    let indexable: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|word| word.chars().count() >= TRIGRAM && !word.contains(['%', '_', '\\']))
+        .collect();
+    if !indexable.is_empty() {
+        sql.push_str(" AND (id > ? OR id IN (SELECT rowid FROM messages_fts WHERE ");
+        values.push(indexed_through.into());
+        let conditions = vec!["text LIKE ?"; indexable.len()].join(" AND ");
+        sql.push_str(&conditions);
+        sql.push_str("))");
+        values.extend(indexable.iter().map(|word| format!("%{word}%").into()));
+    }
+    // Every word checked against the text itself.
+    for word in &words {
+        sql.push_str(" AND text LIKE ? ESCAPE '\\'");
+        values.push(like_pattern(word).into());
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+    let mut statement = connection.prepare(&sql)?;
+    let mut records = statement
+        .query_map(params_from_iter(values.iter()), to_record)?
+        .collect::<Result<Vec<_>, _>>()?;
+    records.reverse();
+    Ok(records)
+}
+
+/// The last `limit` room messages of `room` with ids up to `up_to`,
+/// oldest first.
+fn recent_in(
+    connection: &Connection,
+    room: &str,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut query = connection.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages
+         WHERE room = ?1 AND recipient IS NULL AND id <= ?2
+         ORDER BY id DESC LIMIT ?3"
+    ))?;
+    let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+    let mut records = query
+        .query_map(params![room, up_to, limit as i64], to_record)?
+        .collect::<Result<Vec<_>, _>>()?;
+    records.reverse();
+    Ok(records)
+}
+
+/// Lookups on a read-only connection of their own: SQLite's WAL lets them
+/// read while the writer commits, so no lookup ever delays a message. Each
+/// runs within a time budget; past it, it is given up as too broad.
+pub struct SqliteReader {
+    connection: Connection,
+    budget: Duration,
+}
+
+impl SqliteReader {
+    /// Runs `lookup` within the budget, in one read transaction (one
+    /// snapshot).
+    fn bounded<T>(
+        &mut self,
+        lookup: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let deadline = std::time::Instant::now() + self.budget;
+        // Checked every thousand virtual-machine steps: cheap, and fine
+        // grained enough to stop within a millisecond or so.
+        self.connection
+            .progress_handler(1000, Some(move || std::time::Instant::now() >= deadline))?;
+        let transaction = self.connection.unchecked_transaction()?;
+        let result = lookup(&transaction);
+        drop(transaction);
+        self.connection.progress_handler(0, None::<fn() -> bool>)?;
+        result.map_err(|error| match &error {
+            StoreError::Sqlite(inner)
+                if inner.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) =>
+            {
+                StoreError::TooBroad {
+                    budget_ms: self.budget.as_millis() as u64,
+                }
+            }
+            _ => error,
+        })
+    }
+}
+
+impl HistoryReader for SqliteReader {
+    fn recent(
+        &mut self,
+        room: &str,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.bounded(|connection| recent_in(connection, room, up_to, limit))
+    }
+
+    fn search(
+        &mut self,
+        room: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        self.bounded(|connection| {
+            let indexed_through: i64 =
+                connection.query_row("SELECT indexed_through FROM search_index", [], |row| {
+                    row.get(0)
+                })?;
+            search_in(connection, indexed_through, room, query, limit)
+        })
+    }
 }
 
 fn classify_open_error(error: rusqlite::Error, path: &str) -> StoreError {
@@ -353,17 +525,7 @@ impl HistoryStore for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let mut query = self.connection.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM messages
-             WHERE room = ?1 AND recipient IS NULL AND id <= ?2
-             ORDER BY id DESC LIMIT ?3"
-        ))?;
-        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-        let mut records = query
-            .query_map(params![room, up_to, limit as i64], to_record)?
-            .collect::<Result<Vec<_>, _>>()?;
-        records.reverse();
-        Ok(records)
+        recent_in(&self.connection, room, up_to, limit)
     }
 
     fn search(
@@ -372,41 +534,17 @@ impl HistoryStore for SqliteStore {
         query: &str,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        let words: Vec<&str> = query.split_whitespace().collect();
-        if words.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut sql =
-            format!("SELECT {COLUMNS} FROM messages WHERE room = ? AND recipient IS NULL");
-        let mut values: Vec<Value> = vec![room.to_string().into()];
-        // Candidates from the index: words of three characters or more
-        // without LIKE wildcards (an ESCAPE clause keeps FTS5 from using its
-        // index), plus the tail not yet indexed.
-        let indexable: Vec<&str> = words
-            .iter()
-            .copied()
-            .filter(|word| word.chars().count() >= TRIGRAM && !word.contains(['%', '_', '\\']))
-            .collect();
-        if !indexable.is_empty() {
-            sql.push_str(" AND (id > ? OR id IN (SELECT rowid FROM messages_fts WHERE ");
-            values.push(self.indexed_through.into());
-            let conditions = vec!["text LIKE ?"; indexable.len()].join(" AND ");
-            sql.push_str(&conditions);
-            sql.push_str("))");
-            values.extend(indexable.iter().map(|word| format!("%{word}%").into()));
-        }
-        // Every word checked against the text itself.
-        for word in &words {
-            sql.push_str(" AND text LIKE ? ESCAPE '\\'");
-            values.push(like_pattern(word).into());
-        }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-        let mut statement = self.connection.prepare(&sql)?;
-        let mut records = statement
-            .query_map(params_from_iter(values.iter()), to_record)?
-            .collect::<Result<Vec<_>, _>>()?;
-        records.reverse();
-        Ok(records)
+        search_in(&self.connection, self.indexed_through, room, query, limit)
+    }
+
+    fn reader(&self) -> Result<Option<Box<dyn HistoryReader>>, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = Connection::open_with_flags(&self.path, flags)?;
+        connection.busy_timeout(Duration::from_millis(200))?;
+        Ok(Some(Box::new(SqliteReader {
+            connection,
+            budget: self.lookup_budget,
+        })))
     }
 
     fn rooms(&mut self) -> Result<Vec<String>, StoreError> {
@@ -512,6 +650,48 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("nested/history.db"), 0).unwrap();
         (dir, store)
+    }
+
+    /// Lookups read on a connection of their own, beside the writer, and
+    /// one that runs past its budget is given up as too broad.
+    #[test]
+    fn a_reader_sees_commits_and_gives_up_a_lookup_past_its_budget() {
+        let (_dir, mut store) = store();
+        let batch: Vec<_> = (1..=20_000)
+            .map(|id| {
+                message(
+                    id,
+                    "lobby",
+                    &format!("message {id} about rust and sqlite"),
+                    id,
+                )
+            })
+            .collect();
+        store.append(&batch).unwrap();
+        store.set_lookup_budget(Duration::from_secs(60));
+        let mut reader = store.reader().unwrap().unwrap();
+        // Committed after the reader opened: it sees them.
+        store
+            .append(&[message(20_001, "lobby", "the newest one", 20_001)])
+            .unwrap();
+        let found = reader.search("lobby", "newest", 10).unwrap();
+        assert_eq!(
+            found.iter().map(|record| record.id).collect::<Vec<_>>(),
+            [20_001]
+        );
+        assert_eq!(reader.recent("lobby", u64::MAX, 1).unwrap()[0].id, 20_001);
+
+        store.set_lookup_budget(Duration::from_millis(1));
+        let mut hurried = store.reader().unwrap().unwrap();
+        let broad = "a b c d e f g h i j k l m n o p q r s t u v w x y z ".repeat(20);
+        let error = hurried.search("lobby", &broad, 50).unwrap_err();
+        assert!(
+            matches!(error, StoreError::TooBroad { budget_ms: 1 }),
+            "{error}"
+        );
+        assert!(error.to_string().starts_with("search too broad"));
+        // The reader is fine afterwards, for a lookup that fits.
+        assert_eq!(hurried.recent("lobby", u64::MAX, 1).unwrap().len(), 1);
     }
 
     #[test]

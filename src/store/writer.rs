@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{HistoryStore, Retention, StoreError, StoredMessage};
+use super::{HistoryReader, HistoryStore, Retention, StoreError, StoredMessage};
 use crate::hub::Clock;
 use crate::protocol::MessageRecord;
 
@@ -60,7 +60,7 @@ pub enum Query {
 }
 
 /// Where a query's answer goes.
-pub type Reply = Box<dyn FnOnce(Result<Vec<MessageRecord>, String>) + Send>;
+pub type Reply = Box<dyn FnOnce(Result<Vec<MessageRecord>, StoreError>) + Send>;
 
 /// What the writer hands back to its owner (the hub).
 pub trait Publisher: Send + 'static {
@@ -77,10 +77,16 @@ enum Job {
     Stop,
 }
 
-/// A handle to the writer thread.
+/// The lookup thread's queue and the thread.
+type Lookups = (mpsc::Sender<(Query, Reply)>, JoinHandle<()>);
+
+/// A handle to the writer thread (and the lookup thread, when the store
+/// has a reader of its own).
 pub struct HistoryWriter {
     jobs: mpsc::Sender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Lookups, to their own thread: a slow search never delays a commit.
+    lookups: Mutex<Option<Lookups>>,
 }
 
 impl std::fmt::Debug for HistoryWriter {
@@ -97,6 +103,14 @@ impl HistoryWriter {
         retention: Retention,
         clock: Arc<dyn Clock>,
     ) -> HistoryWriter {
+        let lookups = match store.reader() {
+            Ok(Some(reader)) => Some(spawn_lookups(reader)),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "no reader for lookups; the writer answers them");
+                None
+            }
+        };
         let (jobs, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("sockchat-history".into())
@@ -105,6 +119,7 @@ impl HistoryWriter {
         HistoryWriter {
             jobs,
             thread: Mutex::new(Some(thread)),
+            lookups: Mutex::new(lookups),
         }
     }
 
@@ -115,16 +130,43 @@ impl HistoryWriter {
         let _ = self.jobs.send(Job::Append(message));
     }
 
-    /// Runs `query` after every message submitted before it is committed.
+    /// Runs `query`: on the lookup thread, which sees every commit made
+    /// before it starts (a message is fanned out only once committed, so
+    /// everything a member has seen is there); without one, on the writer
+    /// after every message submitted before it.
     pub fn query(&self, query: Query, reply: Reply) {
+        let lookups = self
+            .lookups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((lookups, _)) = lookups.as_ref() {
+            if let Err(mpsc::SendError((_, reply))) = lookups.send((query, reply)) {
+                reply(Err(StoreError::Closed));
+            }
+            return;
+        }
+        drop(lookups);
         if let Err(mpsc::SendError(Job::Query(_, reply))) = self.jobs.send(Job::Query(query, reply))
         {
-            reply(Err("history is closed".into()));
+            reply(Err(StoreError::Closed));
         }
     }
 
-    /// Commits what is queued and stops the thread. Blocks until it has.
+    /// Commits what is queued and stops the threads. Blocks until they
+    /// have.
     pub fn stop(&self) {
+        let lookups = self
+            .lookups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some((queue, thread)) = lookups {
+            // Closing the queue ends the thread after what is queued.
+            drop(queue);
+            if thread.join().is_err() {
+                tracing::error!("the history lookups panicked");
+            }
+        }
         let _ = self.jobs.send(Job::Stop);
         let thread = self
             .thread
@@ -136,6 +178,28 @@ impl HistoryWriter {
                 tracing::error!("the history writer panicked");
             }
         }
+    }
+}
+
+/// The lookup thread: answers queries in turn on the store's reader.
+fn spawn_lookups(mut reader: Box<dyn HistoryReader>) -> Lookups {
+    let (queue, inbox) = mpsc::channel::<(Query, Reply)>();
+    let thread = std::thread::Builder::new()
+        .name("sockchat-lookups".into())
+        .spawn(move || {
+            for (query, reply) in inbox {
+                reply(answer(reader.as_mut(), query));
+            }
+        })
+        .expect("the OS can start a thread");
+    (queue, thread)
+}
+
+/// One query, on a reader.
+fn answer(reader: &mut dyn HistoryReader, query: Query) -> Result<Vec<MessageRecord>, StoreError> {
+    match query {
+        Query::Recent { room, up_to, limit } => reader.recent(&room, up_to, limit),
+        Query::Search { room, text, limit } => reader.search(&room, &text, limit),
     }
 }
 
@@ -241,7 +305,7 @@ impl<P: Publisher> Worker<P> {
         tracing::trace!(messages = batch.len(), "group commit");
         self.write(batch);
         for (query, reply) in queries {
-            reply(self.answer(query).map_err(|error| error.to_string()));
+            reply(self.answer(query));
         }
         if stop {
             return false;
