@@ -86,29 +86,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// Lookups of past messages, on a connection of their own, so that they
-/// never wait for commits and commits never wait for them.
+/// Lookups of past messages: what a store answers, and what a reader on a
+/// connection of its own answers (so that lookups never wait for commits
+/// and commits never wait for them; see [`HistoryStore::reader`]).
 pub trait HistoryReader: Send {
-    /// As [`HistoryStore::recent`].
-    fn recent(
-        &mut self,
-        room: &str,
-        up_to: u64,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>, StoreError>;
-    /// As [`HistoryStore::search`].
-    fn search(
-        &mut self,
-        room: &str,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>, StoreError>;
-}
-
-/// A history backend. Calls come from one thread at a time (the writer's).
-pub trait HistoryStore: Send {
-    /// Stores messages, all or none, in one commit.
-    fn append(&mut self, messages: &[StoredMessage]) -> Result<(), StoreError>;
     /// The last `limit` room messages of `room` with ids up to `up_to`,
     /// oldest first.
     fn recent(
@@ -125,6 +106,12 @@ pub trait HistoryStore: Send {
         query: &str,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+}
+
+/// A history backend. Calls come from one thread at a time (the writer's).
+pub trait HistoryStore: HistoryReader {
+    /// Stores messages, all or none, in one commit.
+    fn append(&mut self, messages: &[StoredMessage]) -> Result<(), StoreError>;
     /// Rooms that have stored messages.
     fn rooms(&mut self) -> Result<Vec<String>, StoreError>;
     /// The highest message id stored (0 if none), so ids go on increasing

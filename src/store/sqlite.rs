@@ -488,6 +488,26 @@ fn like_pattern(word: &str) -> String {
     format!("%{escaped}%")
 }
 
+impl HistoryReader for SqliteStore {
+    fn recent(
+        &mut self,
+        room: &str,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        recent_in(&self.connection, room, up_to, limit)
+    }
+
+    fn search(
+        &mut self,
+        room: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        search_in(&self.connection, self.indexed_through, room, query, limit)
+    }
+}
+
 impl HistoryStore for SqliteStore {
     fn append(&mut self, messages: &[StoredMessage]) -> Result<(), StoreError> {
         let transaction = self.connection.transaction().map_err(classify)?;
@@ -517,24 +537,6 @@ impl HistoryStore for SqliteStore {
         transaction.commit().map_err(classify)?;
         self.unindexed += messages.len();
         Ok(())
-    }
-
-    fn recent(
-        &mut self,
-        room: &str,
-        up_to: u64,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>, StoreError> {
-        recent_in(&self.connection, room, up_to, limit)
-    }
-
-    fn search(
-        &mut self,
-        room: &str,
-        query: &str,
-        limit: usize,
-    ) -> Result<Vec<MessageRecord>, StoreError> {
-        search_in(&self.connection, self.indexed_through, room, query, limit)
     }
 
     fn reader(&self) -> Result<Option<Box<dyn HistoryReader>>, StoreError> {
