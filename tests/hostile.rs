@@ -65,3 +65,75 @@ async fn a_websocket_frame_over_the_cap_is_refused_from_its_header() {
     bystander.expect("[lobby] bystander: still here").await;
     server.stop().await;
 }
+
+/// Reads what the server sends until it closes: all of it, as text.
+async fn read_to_close(socket: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    tokio::time::timeout(common::PATIENCE, socket.read_to_end(&mut seen))
+        .await
+        .expect("the server closes the connection")
+        .ok();
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// What any web page can send to a localhost port with `fetch()`: an HTTP
+/// request whose body holds commands. Neither its headers nor its body
+/// reach the room or run; it gets one line and a close. A TLS ClientHello
+/// and binary get the same.
+#[tokio::test]
+async fn http_tls_and_binary_on_the_text_port_get_one_line_and_a_close() {
+    let server = start(config()).await;
+    let mut watcher = server.client_named("watcher").await;
+    let post = "POST / HTTP/1.1\r\nHost: 127.0.0.1:8888\r\nContent-Type: text/plain\r\n\
+                Content-Length: 26\r\n\r\n/nick pwned\nhello from a page\n";
+    // A TLS 1.2 ClientHello's first bytes, then printable fragments.
+    let mut client_hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03,
+    ];
+    client_hello.extend_from_slice(b"printable fragment localhost\n");
+    let cases: [(&[u8], &str); 4] = [
+        (post.as_bytes(), "* bye: this is a chat port, not HTTP"),
+        (
+            b"Host: example\r\n\r\n",
+            "* bye: this is a chat port, not HTTP",
+        ),
+        (
+            &client_hello,
+            "* bye: this port speaks plain text lines, not TLS",
+        ),
+        (
+            b"\x00\x01\x02binary\n",
+            "* bye: this port speaks text lines (nc, telnet)",
+        ),
+    ];
+    for (sent, told) in cases {
+        let mut socket = TcpStream::connect(server.addr).await.unwrap();
+        socket.write_all(sent).await.unwrap();
+        let seen = read_to_close(&mut socket).await;
+        let lines: Vec<_> = seen.lines().collect();
+        // The welcome (the server speaks first), then the one line.
+        assert_eq!(lines.len(), 2, "{seen}");
+        assert!(lines[0].starts_with("* welcome to"), "{seen}");
+        assert!(lines[1].starts_with(told), "{seen}");
+    }
+    // Nothing of it reached the room, and nobody was renamed.
+    watcher.send("marker").await;
+    assert_eq!(watcher.line().await, "[lobby] watcher: marker");
+    watcher.send("/who").await;
+    assert_eq!(watcher.line().await, "* #lobby has 1: watcher");
+    server.stop().await;
+}
+
+/// A terminal's first line may hold escape sequences (arrow keys) and
+/// tabs: that is typing, not binary.
+#[tokio::test]
+async fn escape_sequences_and_tabs_in_a_first_line_are_chat() {
+    let server = start(config()).await;
+    let mut watcher = server.client_named("watcher").await;
+    let mut typist = common::Client::connect(server.addr).await;
+    typist.expect("welcome").await;
+    typist.send_bytes(b"left\x1b[D\tand on\n").await;
+    let line = watcher.expect("left").await;
+    assert!(line.ends_with(": left\u{241b}[D\tand on"), "{line:?}");
+    server.stop().await;
+}

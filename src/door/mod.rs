@@ -62,21 +62,21 @@ pub trait Door: Send {
 }
 
 /// Resolves with the hub's reason once it removes the member (the
-/// `dropped` half of a [`Membership`](crate::hub::Membership)). Once the
-/// signal is spent, because the member left by itself, it never resolves.
-/// Cancel-safe.
+/// `dropped` half of a [`Membership`](crate::hub::Membership)). The signal
+/// is spent then (and when the member left by itself): it is taken, so it
+/// is never polled again (a finished oneshot panics if polled), and from
+/// then on this never resolves. Cancel-safe.
 pub(crate) async fn wait_dropped(
     dropped: &mut Option<oneshot::Receiver<DropReason>>,
 ) -> DropReason {
-    match dropped {
-        Some(receiver) => match receiver.await {
-            Ok(why) => why,
-            Err(_) => {
-                *dropped = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
+    let Some(receiver) = dropped else {
+        return std::future::pending().await;
+    };
+    let received = receiver.await;
+    *dropped = None;
+    match received {
+        Ok(why) => why,
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -118,4 +118,35 @@ pub(crate) fn carry_out(session: &mut Session, hub: &Hub, id: MemberId) -> Optio
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Once the reason is taken, waiting again is safe (a finished
+    /// oneshot panics if polled) and never resolves.
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_drop_signal_is_never_polled_again() {
+        let (tell, signal) = oneshot::channel();
+        let mut dropped = Some(signal);
+        tell.send(DropReason::SendqExceeded).unwrap();
+        assert_eq!(wait_dropped(&mut dropped).await, DropReason::SendqExceeded);
+        assert!(dropped.is_none());
+        let again = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            wait_dropped(&mut dropped),
+        );
+        assert!(again.await.is_err(), "a spent signal never resolves");
+        // One whose sender went away without a word: the same.
+        let (tell, signal) = oneshot::channel::<DropReason>();
+        let mut dropped = Some(signal);
+        drop(tell);
+        let gone = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            wait_dropped(&mut dropped),
+        );
+        assert!(gone.await.is_err());
+        assert!(dropped.is_none());
+    }
 }

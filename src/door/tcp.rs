@@ -19,7 +19,8 @@ use crate::hub::DoorKind;
 use crate::protocol::command::{ModeSwitch, JSON_SWITCH};
 use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::{
-    parse_line, ClientCommand, ErrorCode, Outgoing, ParseError, ServerEvent, WireMode,
+    parse_line, ClientCommand, DropReason, ErrorCode, NotChat, Outgoing, ParseError, ServerEvent,
+    WireMode,
 };
 use crate::session::Input;
 
@@ -128,6 +129,9 @@ pub struct LineWireCodec {
     max_line: usize,
     input_mode: WireMode,
     output_mode: WireMode,
+    /// The first input is still to come: it is checked for not being chat
+    /// at all (HTTP, TLS, binary).
+    first: bool,
 }
 
 impl LineWireCodec {
@@ -138,10 +142,16 @@ impl LineWireCodec {
             max_line,
             input_mode: WireMode::Text,
             output_mode: WireMode::Text,
+            first: true,
         }
     }
 
     fn input(&mut self, frame: Frame) -> Input {
+        if std::mem::take(&mut self.first) {
+            if let Some(what) = not_chat(&frame) {
+                return Input::Reject(DropReason::NotChat(what));
+            }
+        }
         let line = match frame {
             Frame::Line(line) => line,
             Frame::TooLong => {
@@ -191,8 +201,47 @@ pub(crate) fn parse_error(error: &ParseError) -> ServerEvent {
     ServerEvent::error(code, error.to_string())
 }
 
+/// What a connection's first line says it is, when it is not a chat
+/// client: an HTTP request line or header (a web page's `fetch()` can post
+/// to any localhost port; Ergo and Redis refuse these the same way), or
+/// bytes that are not text.
+fn not_chat(frame: &Frame) -> Option<NotChat> {
+    let line = match frame {
+        Frame::Line(line) => line,
+        Frame::InvalidUtf8 => return Some(NotChat::Binary),
+        Frame::TooLong => return None,
+    };
+    let is_http = {
+        let mut words = line.trim_end().split(' ');
+        let method = words.next().unwrap_or_default();
+        let version = line.trim_end().rsplit(' ').next().unwrap_or_default();
+        (method.len() >= 3
+            && method.bytes().all(|byte| byte.is_ascii_uppercase())
+            && version.starts_with("HTTP/"))
+            || line
+                .get(..5)
+                .is_some_and(|start| start.eq_ignore_ascii_case("host:"))
+    };
+    if is_http {
+        return Some(NotChat::Http);
+    }
+    // C0 control bytes nobody types: a terminal's tab, backspace and
+    // escape sequences (arrow keys) are text; NUL and the rest are not.
+    line.trim_end_matches('\r')
+        .chars()
+        .any(|c| c < ' ' && !matches!(c, '\t' | '\u{8}' | '\u{1b}'))
+        .then_some(NotChat::Binary)
+}
+
 impl StreamCodec for LineWireCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Option<Input> {
+        // A TLS handshake (or SSLv2's) starts with a byte no text does, and
+        // may never bring a newline: refused from its first byte.
+        if self.first && matches!(buf.first(), Some(0x16 | 0x80)) {
+            self.first = false;
+            buf.clear();
+            return Some(Input::Reject(DropReason::NotChat(NotChat::Tls)));
+        }
         // Decoding never fails; the io::Error type is the trait's.
         let frame = self.lines.decode(buf).ok().flatten()?;
         Some(self.input(frame))

@@ -55,6 +55,8 @@ pub enum ErrorCode {
     NoHistory,
     /// A search that ran past its time budget.
     TooBroad,
+    /// A connection whose first input was not chat (HTTP, TLS, binary).
+    NotChat,
     ShuttingDown,
 }
 

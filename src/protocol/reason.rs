@@ -36,6 +36,17 @@ pub enum DropReason {
     Kicked { reason: Option<String> },
     /// The server is stopping.
     ShuttingDown,
+    /// Its first input was not chat: an HTTP request (any web page can
+    /// send one to a localhost port), a TLS handshake, or binary.
+    NotChat(NotChat),
+}
+
+/// What a connection that is not a chat client sent first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotChat {
+    Http,
+    Tls,
+    Binary,
 }
 
 impl DropReason {
@@ -47,6 +58,7 @@ impl DropReason {
             DropReason::Idle { .. } | DropReason::Expired { .. } => ErrorCode::Idle,
             DropReason::Kicked { .. } => ErrorCode::Kicked,
             DropReason::ShuttingDown => ErrorCode::ShuttingDown,
+            DropReason::NotChat(_) => ErrorCode::NotChat,
         }
     }
 
@@ -58,6 +70,7 @@ impl DropReason {
             DropReason::Idle { .. } | DropReason::Expired { .. } => "idle",
             DropReason::Kicked { .. } => "kicked",
             DropReason::ShuttingDown => "shutting_down",
+            DropReason::NotChat(_) => "not_chat",
         }
     }
 
@@ -71,6 +84,15 @@ impl DropReason {
                 format!("excess flood: more than {rate} messages a second")
             }
             DropReason::Kicked { .. } => format!("you were {self}"),
+            DropReason::NotChat(NotChat::Http) => "this is a chat port, not HTTP: \
+                 open the server's web address instead (it prints `listening web ...`)"
+                .into(),
+            DropReason::NotChat(NotChat::Tls) => {
+                "this port speaks plain text lines, not TLS".into()
+            }
+            DropReason::NotChat(NotChat::Binary) => {
+                "this port speaks text lines (nc, telnet); binary input is not chat".into()
+            }
             _ => self.to_string(),
         }
     }
@@ -89,6 +111,7 @@ impl fmt::Display for DropReason {
             } => write!(f, "kicked: {reason}"),
             DropReason::Kicked { reason: None } => f.write_str("kicked"),
             DropReason::ShuttingDown => f.write_str("server is shutting down"),
+            DropReason::NotChat(_) => f.write_str("not a chat client"),
         }
     }
 }

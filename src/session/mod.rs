@@ -81,6 +81,9 @@ pub enum Input {
     /// Nothing to do (an empty line, a keep-alive): it only shows the
     /// member is there.
     Nothing,
+    /// Not a chat client at all (an HTTP request on the text port): the
+    /// session ends, with this reason, and nothing it sent is carried out.
+    Reject(DropReason),
 }
 
 impl Input {
@@ -490,6 +493,7 @@ impl Session {
             }
             Input::Refused(error) => self.actions.push_back(Action::Tell(error)),
             Input::Nothing => {}
+            Input::Reject(why) => self.end(Ending::Removed(why)),
         }
     }
 
