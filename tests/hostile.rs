@@ -137,3 +137,94 @@ async fn escape_sequences_and_tabs_in_a_first_line_are_chat() {
     assert!(line.ends_with(": left\u{241b}[D\tand on"), "{line:?}");
     server.stop().await;
 }
+
+/// One datagram's answer, or a panic if none comes in time.
+async fn answer(socket: &tokio::net::UdpSocket) -> (String, std::net::SocketAddr) {
+    let mut buf = vec![0u8; 65_536];
+    let (len, from) = tokio::time::timeout(common::PATIENCE, socket.recv_from(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    (String::from_utf8_lossy(&buf[..len]).into_owned(), from)
+}
+
+/// How many members the room has, as `/who` says.
+async fn members(watcher: &mut common::Client) -> String {
+    watcher.send("/who").await;
+    watcher.expect("* #lobby has").await
+}
+
+/// Datagrams from service ports (echo, daytime, DNS...) and datagrams that
+/// are themselves a server's answers never start a session: no member, no
+/// answer, nothing in the room (the Loop-DoS class).
+#[tokio::test]
+async fn udp_ignores_service_ports_and_other_servers_answers() {
+    let server = start(config()).await;
+    let udp = server.udp.unwrap();
+    let mut watcher = server.client_named("watcher").await;
+    // A port under 1024 (we may bind one in tests that run as root; if
+    // not, this part is covered by the answers below).
+    let service = (900..1024).find_map(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).ok());
+    if let Some(service) = service {
+        let service = tokio::net::UdpSocket::from_std({
+            service.set_nonblocking(true).unwrap();
+            service
+        })
+        .unwrap();
+        service
+            .send_to(b"junk from a service port", udp)
+            .await
+            .unwrap();
+    }
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for answer_like in [
+        &b"* welcome to sockchat, guest-9! #lobby, 3 here; /help"[..],
+        b"! unknown command /x (try /help)",
+        br#"{"type":"ack","ack":1,"events":[]}"#,
+    ] {
+        stranger.send_to(answer_like, udp).await.unwrap();
+    }
+    // A client's datagram after them: the receive loop takes datagrams in
+    // order, so once its message is in the room the others were handled.
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.send_to(b"marker", udp).await.unwrap();
+    let said = watcher.expect("marker").await;
+    assert!(said.ends_with(": marker"), "{said}");
+    assert_eq!(
+        members(&mut watcher).await.split(": ").next(),
+        Some("* #lobby has 2")
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        stranger.try_recv_from(&mut buf).is_err(),
+        "no answer to an answer"
+    );
+    server.stop().await;
+}
+
+/// Two servers aimed at each other (a forged datagram to one, with the
+/// other's address, here a relay between them): the first server's
+/// answer is not answered by the second, so there is no loop.
+#[tokio::test]
+async fn two_servers_aimed_at_each_other_do_not_loop() {
+    let first = start(config()).await;
+    let second = start(config()).await;
+    let relay = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    relay.send_to(b"hello", first.udp.unwrap()).await.unwrap();
+    let (answered, from) = answer(&relay).await;
+    assert_eq!(from, first.udp.unwrap());
+    assert!(answered.starts_with("* welcome to sockchat"), "{answered}");
+    // Handed to the second server as if the first had sent it there.
+    relay
+        .send_to(answered.as_bytes(), second.udp.unwrap())
+        .await
+        .unwrap();
+    relay.send_to(b"marker", second.udp.unwrap()).await.unwrap();
+    // The second's first answer is to the marker: the first server's
+    // answer got none, so the first server gets nothing to answer.
+    let (answered, from) = answer(&relay).await;
+    assert_eq!(from, second.udp.unwrap());
+    assert!(answered.ends_with("\nmarker"), "{answered}");
+    first.stop().await;
+    second.stop().await;
+}

@@ -117,6 +117,13 @@ async fn receive_loop(socket: UdpSocket, context: DoorContext) {
                 continue;
             }
         };
+        // Ports under 1024 are services (echo, daytime, chargen, DNS,
+        // NTP...), never a chat client: answering one forged from them
+        // starts a loop between two servers.
+        if addr.port() < 1024 {
+            tracing::debug!(%addr, "udp datagram from a service port ignored");
+            continue;
+        }
         let mut datagram = Bytes::copy_from_slice(&buf[..len]);
         if let Some(inbox) = peers.get(&addr) {
             match inbox.try_send(datagram) {
@@ -131,6 +138,13 @@ async fn receive_loop(socket: UdpSocket, context: DoorContext) {
                     datagram = returned;
                 }
             }
+        }
+        // What a server answers (ours or another's) never starts a
+        // session: answering an answer (or an error with an error) is how
+        // two servers aimed at each other keep a loop going.
+        if is_server_answer(&datagram) {
+            tracing::debug!(%addr, "udp answer from a server ignored");
+            continue;
         }
         if peers.len() >= sweep_at {
             peers.retain(|_, inbox| !inbox.is_closed());
@@ -635,6 +649,16 @@ impl Peer {
             self.push(vec![Arc::new(Outgoing::new(bye))]).await;
         }
     }
+}
+
+/// Whether a datagram is what a server answers rather than what a client
+/// says: our text answers' notices (`* `) and errors (`! `), and our
+/// structured `ack`s and `push`es.
+fn is_server_answer(datagram: &[u8]) -> bool {
+    datagram.starts_with(b"* ")
+        || datagram.starts_with(b"! ")
+        || (datagram.starts_with(b"{")
+            && serde_json::from_slice::<ServerDatagram<serde::de::IgnoredAny>>(datagram).is_ok())
 }
 
 /// Whether `text` is a JSON object with an `id`: a structured datagram,
