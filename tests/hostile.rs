@@ -228,3 +228,35 @@ async fn two_servers_aimed_at_each_other_do_not_loop() {
     first.stop().await;
     second.stop().await;
 }
+
+/// A room line longer than any datagram can hold, waiting for a bare
+/// (unproven) client, is cut with a marker when its turn comes: it never
+/// holds up what was said after it.
+#[tokio::test]
+async fn a_line_too_long_for_a_datagram_never_blocks_a_bare_client() {
+    let server = start(config()).await;
+    let udp = server.udp.unwrap();
+    let bare = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    bare.send_to(b"here", udp).await.unwrap();
+    answer(&bare).await;
+    let mut talker = server.client_named("talker").await;
+    talker.send(&"long ".repeat(800)).await;
+    talker.expect("long long").await;
+    talker.send("said after it").await;
+    talker.expect("said after it").await;
+    // Polls, padded so the budget has room: the long line comes cut, and
+    // then the one after it.
+    let poll = format!("/rooms{}", " ".repeat(400));
+    let mut seen = String::new();
+    for _ in 0..20 {
+        if seen.contains("said after it") {
+            break;
+        }
+        bare.send_to(poll.as_bytes(), udp).await.unwrap();
+        seen.push_str(&answer(&bare).await.0);
+        seen.push('\n');
+    }
+    assert!(seen.contains("… [cut: too long for a datagram]"), "{seen}");
+    assert!(seen.contains("[lobby] talker: said after it"), "{seen}");
+    server.stop().await;
+}

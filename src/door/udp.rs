@@ -66,6 +66,9 @@ const AMPLIFICATION: usize = 3;
 /// What a text answer cut to fit the budget ends with.
 const CUT_NOTE: &str = "… [cut: send a longer line to get more]";
 
+/// What a room line too long for any datagram ends with, cut.
+const TOO_LONG_NOTE: &str = "… [cut: too long for a datagram]";
+
 /// The UDP door, bound.
 #[derive(Debug)]
 pub struct UdpDoor {
@@ -558,7 +561,7 @@ impl Peer {
             let separator = usize::from(!answer.is_empty());
             if answer.len() + separator + line.len() > limit {
                 let room = limit.saturating_sub(answer.len() + separator);
-                let cut = cut_with_note(&line, room);
+                let cut = cut_with_note(&line, room, CUT_NOTE);
                 if !cut.is_empty() {
                     if separator == 1 {
                         answer.push('\n');
@@ -572,10 +575,22 @@ impl Peer {
             }
             answer.push_str(&line);
         }
+        let largest = PUSH_TARGET.max(self.limits.max_datagram);
         while let Some(event) = self.backlog.front().filter(|_| kind != Answer::Refusal) {
             let line = event.event().to_text();
             let separator = usize::from(!answer.is_empty());
             if answer.len() + separator + line.len() > limit {
+                // A line no answer can ever hold would hold up everything
+                // behind it: it goes now, cut, as far as this answer has room.
+                let room = limit.saturating_sub(answer.len() + separator);
+                let cut = cut_with_note(&line, room, TOO_LONG_NOTE);
+                if line.len() > largest && !cut.is_empty() {
+                    if separator == 1 {
+                        answer.push('\n');
+                    }
+                    answer.push_str(&cut);
+                    self.backlog.pop_front();
+                }
                 break;
             }
             if separator == 1 {
@@ -608,7 +623,16 @@ impl Peer {
         }
         let mut pulled = 0;
         if !self.proven {
-            let pull_limit = budget.min(PUSH_TARGET.max(self.limits.max_datagram));
+            let largest = PUSH_TARGET.max(self.limits.max_datagram);
+            // An event no answer can ever hold would hold up everything
+            // behind it: it is replaced by a notice that it was skipped.
+            for slot in self.backlog.iter_mut() {
+                if fixed + slot.json_value().get().len() + 1 > largest {
+                    let text = "a message too long for a datagram was skipped".to_string();
+                    *slot = Arc::new(Outgoing::new(ServerEvent::Notice { text }));
+                }
+            }
+            let pull_limit = budget.min(largest);
             for event in &self.backlog {
                 let json = event.json_value();
                 if size + json.get().len() + 1 > pull_limit {
@@ -719,17 +743,17 @@ fn short_welcome(welcome: &ServerEvent) -> String {
 
 /// `text` in at most `limit` bytes, cut with [`CUT_NOTE`] where the note
 /// fits (with at least a character of the text), else as [`cut_to`] does.
-fn cut_with_note(text: &str, limit: usize) -> Cow<'_, str> {
+fn cut_with_note<'a>(text: &'a str, limit: usize, note: &str) -> Cow<'a, str> {
     if text.len() <= limit {
         return Cow::Borrowed(text);
     }
-    let Some(mut end) = limit.checked_sub(CUT_NOTE.len()).filter(|end| *end > 0) else {
+    let Some(mut end) = limit.checked_sub(note.len()).filter(|end| *end > 0) else {
         return cut_to(text, limit);
     };
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    Cow::Owned(format!("{}{CUT_NOTE}", &text[..end]))
+    Cow::Owned(format!("{}{note}", &text[..end]))
 }
 
 /// `text` in at most `limit` bytes: whole, or cut on a character boundary
