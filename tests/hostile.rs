@@ -260,3 +260,23 @@ async fn a_line_too_long_for_a_datagram_never_blocks_a_bare_client() {
     assert!(seen.contains("[lobby] talker: said after it"), "{seen}");
     server.stop().await;
 }
+
+/// Nicks that look like a taken one (another script's look-alike letters,
+/// full-width forms, case) are refused; other scripts stay welcome.
+#[tokio::test]
+async fn look_alike_nicks_are_refused_and_other_scripts_welcome() {
+    let server = start(config()).await;
+    let _alice = server.client_named("alice").await;
+    let mut newcomer = server.client().await;
+    for look_alike in ["аlice", "ａｌｉｃｅ", "ALICE", "ѕerver"] {
+        newcomer.send(&format!("/nick {look_alike}")).await;
+        assert_eq!(
+            newcomer.line().await,
+            format!("! nickname {look_alike} is taken"),
+            "{look_alike}"
+        );
+    }
+    newcomer.send("/nick 小明").await;
+    newcomer.expect("is now known as 小明").await;
+    server.stop().await;
+}

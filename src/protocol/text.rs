@@ -128,10 +128,15 @@ pub fn is_ephemeral(room: &str) -> bool {
     room.starts_with(EPHEMERAL)
 }
 
-/// The key under which a nickname is unique: nicknames differ from each
-/// other regardless of case (`Alice` and `alice` are the same person).
+/// The key under which a nickname is unique: nicknames that look the same
+/// are the same person. Case does not count (`Alice` is `alice`), nor do
+/// compatibility forms (full-width `ａｌｉｃｅ`, NFKC), nor characters of
+/// another script that look alike (Cyrillic `аlice`: the UTS #39 skeleton).
+/// Every script may still be used: `小明` and `小红` stay two people.
 pub fn nick_key(nick: &str) -> String {
-    nick.to_lowercase()
+    use unicode_normalization::UnicodeNormalization;
+    let folded = nick.nfkc().collect::<String>().to_lowercase();
+    unicode_security::skeleton(&folded).collect()
 }
 
 #[cfg(test)]
@@ -186,6 +191,18 @@ mod tests {
         assert!(validate_nick("esc\x1b").is_err());
         assert!(validate_nick(&"x".repeat(25)).is_err());
         assert_eq!(nick_key("ALICE"), nick_key("alice"));
+    }
+
+    #[test]
+    fn look_alike_nicks_have_one_key() {
+        let alice = nick_key("alice");
+        for same in ["Alice", "ALICE", "аlice", "ａｌｉｃｅ", "alicе"] {
+            assert_eq!(nick_key(same), alice, "{same:?}");
+        }
+        assert_ne!(nick_key("alicia"), alice);
+        assert_ne!(nick_key("小明"), nick_key("小红"));
+        assert_eq!(nick_key("小明"), nick_key("小明"));
+        assert_ne!(nick_key("bob"), nick_key("rob"));
     }
 
     #[test]
