@@ -281,15 +281,7 @@ impl Hub {
     pub fn batching(config: HubConfig) -> Self {
         let notify = Arc::new(tokio::sync::Notify::new());
         let hub = Self::build(config, LocalBus::boxed, Some(notify.clone()));
-        let weak = Arc::downgrade(&hub.shared);
-        tokio::spawn(async move {
-            loop {
-                notify.notified().await;
-                // Gone with the hub (whose drop wakes this task once more).
-                let Some(shared) = weak.upgrade() else { return };
-                Hub { shared }.publish_unpublished();
-            }
-        });
+        spawn_publisher(Arc::downgrade(&hub.shared), notify);
         hub
     }
 
@@ -341,6 +333,9 @@ impl Hub {
         let metrics = Arc::new(Metrics::default());
         let state = State::new(&config, metrics.clone(), last_id, recent);
         let mut forward = None;
+        // Messages not stored (an ephemeral room's) are fanned out in
+        // batches too, as a hub without history does.
+        let notify = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new_cyclic(|hub| {
             let (outlet, task) = WriterOutlet::new(hub.clone());
             forward = Some(task);
@@ -354,12 +349,13 @@ impl Hub {
                 )),
                 bus: LocalBus::boxed(WeakHub(hub.clone())),
                 publishing: Mutex::new(()),
-                publish_soon: None,
+                publish_soon: Some(notify.clone()),
                 config,
                 state: Mutex::new(state),
             }
         });
         tokio::spawn(forward.expect("set by new_cyclic"));
+        spawn_publisher(Arc::downgrade(&shared), notify);
         Ok(Hub { shared })
     }
 
@@ -567,6 +563,19 @@ impl Hub {
     pub fn member_count(&self) -> usize {
         self.lock().counted_members()
     }
+}
+
+/// The task that publishes what was said since it last ran, on each
+/// notify: messages said together become one run per room.
+fn spawn_publisher(weak: std::sync::Weak<Shared>, notify: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        loop {
+            notify.notified().await;
+            // Gone with the hub (whose drop wakes this task once more).
+            let Some(shared) = weak.upgrade() else { return };
+            Hub { shared }.publish_unpublished();
+        }
+    });
 }
 
 #[cfg(test)]
