@@ -56,6 +56,7 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
         udp: None,
         web: None,
         web_origins: Vec::new(),
+        web_hosts: Vec::new(),
         history: HistoryConfig {
             db,
             ..HistoryConfig::default()

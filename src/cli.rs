@@ -30,8 +30,8 @@ use crate::hub::{
     DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
 };
 use crate::session::limits::{
-    DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_LINE,
-    DEFAULT_MAX_RATE, DEFAULT_STALL_TIMEOUT_MS, DEFAULT_UDP_EXPIRY_SECS,
+    DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS, DEFAULT_MAX_DATAGRAM,
+    DEFAULT_MAX_LINE, DEFAULT_MAX_RATE, DEFAULT_STALL_TIMEOUT_MS, DEFAULT_UDP_EXPIRY_SECS,
 };
 use crate::store::{DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_DB_BYTES, DEFAULT_MAX_PER_ROOM};
 
@@ -307,6 +307,11 @@ pub struct ServeArgs {
     /// WebSockets here, besides the page's own; repeatable.
     #[arg(long = "web-origin", value_name = "ORIGIN")]
     pub web_origin: Vec<String>,
+    /// A host name (like chat.example.org) the web door answers to,
+    /// besides IP addresses, localhost and this machine's name; requests
+    /// naming any other host are refused (DNS rebinding); repeatable.
+    #[arg(long = "web-host", value_name = "NAME")]
+    pub web_host: Vec<String>,
     /// The room everyone starts in.
     #[arg(long, value_name = "ROOM", default_value = DEFAULT_ROOM)]
     pub room: String,
@@ -368,6 +373,11 @@ pub struct ServeArgs {
     /// mark) and whose connection takes nothing for this long is dropped.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_STALL_TIMEOUT_MS)]
     pub stall_timeout_ms: u64,
+    /// How long a new web connection may take to send its request's
+    /// headers (and an HTTP connection may sit idle between requests)
+    /// before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
+    pub handshake_timeout: u64,
     /// Rooms with more members than this stop announcing joins and leaves,
     /// and newcomers get a member count instead of the list (0: no limit).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BIG_ROOM)]
@@ -401,6 +411,7 @@ impl Default for ServeArgs {
             udp: default_listen(DEFAULT_TCP),
             web: default_listen(DEFAULT_WEB),
             web_origin: Vec::new(),
+            web_host: Vec::new(),
             room: DEFAULT_ROOM.to_string(),
             name: DEFAULT_SERVER_NAME.to_string(),
             filter: Vec::new(),
@@ -418,6 +429,7 @@ impl Default for ServeArgs {
             max_rate: DEFAULT_MAX_RATE,
             sendq: DEFAULT_SENDQ,
             stall_timeout_ms: DEFAULT_STALL_TIMEOUT_MS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
             big_room: DEFAULT_BIG_ROOM,
             idle: DEFAULT_IDLE_SECS,
             line_flush_ms: DEFAULT_LINE_FLUSH_MS,
@@ -582,6 +594,8 @@ mod tests {
         for shown in [
             format!("[default: {DEFAULT_MAX_LINE}]"),
             format!("[default: {DEFAULT_MAX_CLIENTS}]"),
+            format!("[default: {DEFAULT_MAX_PER_IP}]"),
+            format!("[default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]"),
             format!("[default: {DEFAULT_MAX_PER_ROOM}]"),
             format!("[default: {DEFAULT_UDP_EXPIRY_SECS}]"),
             format!("[default: {DEFAULT_WEB}]"),

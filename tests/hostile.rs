@@ -280,3 +280,211 @@ async fn look_alike_nicks_are_refused_and_other_scripts_welcome() {
     newcomer.expect("is now known as 小明").await;
     server.stop().await;
 }
+
+/// Half-sent HTTP requests (slowloris) hold a place in the per-IP limit
+/// like members do, and are closed once the handshake timeout passes, so
+/// they can neither take every descriptor nor hold places for long.
+#[tokio::test]
+async fn half_sent_web_requests_count_toward_the_limits_and_time_out() {
+    let mut settings = config();
+    settings.hub.max_per_ip = 2;
+    settings.limits.handshake_timeout = std::time::Duration::from_millis(300);
+    let server = start(settings).await;
+    let web = server.web.unwrap();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(web).await.unwrap();
+        socket
+            .write_all(b"GET / HTTP/1.1\r\nHost: loc")
+            .await
+            .unwrap();
+        slow.push(socket);
+    }
+    // Past the limit now: a third web connection gets a 503, and a TCP
+    // newcomer from the same address is refused.
+    let mut third = TcpStream::connect(web).await.unwrap();
+    let answer = read_to_close(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many connections"), "{answer}");
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let refusal = read_to_close(&mut tcp).await;
+    assert!(refusal.contains("too many connections"), "{refusal}");
+    // The half-sent requests are closed at the timeout, and their places
+    // given back.
+    for socket in &mut slow {
+        expect_closed(socket).await;
+    }
+    let mut client = server.client_named("after").await;
+    client.send("in at last").await;
+    client.expect("[lobby] after: in at last").await;
+    server.stop().await;
+}
+
+/// DNS rebinding: an attacker's page, its domain now pointed at 127.0.0.1,
+/// sends its own name as `Host` and `Origin`. The server answers only to
+/// addresses, localhost and the names its operator gives.
+#[tokio::test]
+async fn a_rebound_host_name_is_refused() {
+    let mut settings = config();
+    settings.web_hosts = vec!["chat.example.org".into()];
+    let server = start(settings).await;
+    let web = server.web.unwrap();
+    let ask = |head: String| async move {
+        let mut socket = TcpStream::connect(web).await.unwrap();
+        socket.write_all(head.as_bytes()).await.unwrap();
+        read_to_close(&mut socket).await
+    };
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let rebound = ask(format!(
+        "GET /ws HTTP/1.1\r\nHost: evil.example:{}\r\nOrigin: http://evil.example:{}\r\n{upgrade}\r\n",
+        web.port(),
+        web.port()
+    ))
+    .await;
+    assert!(rebound.starts_with("HTTP/1.1 421"), "{rebound}");
+    assert!(rebound.contains("--web-host"), "{rebound}");
+    let page =
+        ask("GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".into()).await;
+    assert!(page.starts_with("HTTP/1.1 421"), "{page}");
+    let metrics =
+        ask("GET /metrics HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".into())
+            .await;
+    assert!(!metrics.contains("sockchat_"), "{metrics}");
+    for host in [
+        "chat.example.org".to_string(),
+        "localhost".into(),
+        web.to_string(),
+    ] {
+        let page = ask(format!(
+            "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        ))
+        .await;
+        assert!(page.starts_with("HTTP/1.1 200"), "{host}: {page}");
+    }
+    server.stop().await;
+}
+
+/// A server's WebSocket frames up to the close frame: the text frames'
+/// payloads, and the close code.
+async fn frames_until_close(socket: &mut TcpStream) -> (Vec<String>, Option<u16>) {
+    let mut texts = Vec::new();
+    let read = async {
+        loop {
+            let mut head = [0u8; 2];
+            if socket.read_exact(&mut head).await.is_err() {
+                return None;
+            }
+            let length = match head[1] & 0x7f {
+                126 => u64::from(socket.read_u16().await.ok()?),
+                127 => socket.read_u64().await.ok()?,
+                short => u64::from(short),
+            };
+            let mut payload = vec![0u8; length as usize];
+            socket.read_exact(&mut payload).await.ok()?;
+            match head[0] & 0x0f {
+                0x1 => texts.push(String::from_utf8_lossy(&payload).into_owned()),
+                0x8 => {
+                    return payload
+                        .get(..2)
+                        .map(|code| u16::from_be_bytes([code[0], code[1]]))
+                }
+                _ => {}
+            }
+        }
+    };
+    let code = tokio::time::timeout(common::PATIENCE, read)
+        .await
+        .expect("the server closes the WebSocket");
+    (texts, code)
+}
+
+/// A masked client frame (mask of zeros: the payload goes as it is).
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mut frame = vec![first, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A WebSocket peer that breaks the protocol is told why with the close
+/// code RFC 6455 gives the breach, after a `bye` saying it in words.
+#[tokio::test]
+async fn websocket_protocol_errors_close_with_their_code() {
+    let server = start(config()).await;
+    let mut bystander = server.client_named("bystander").await;
+    let web = server.web.unwrap();
+    let cases: [(Vec<u8>, u16, &str); 3] = [
+        // Reserved bits set with no extension negotiated.
+        (client_frame(0xc1, b"{}"), 1002, "standard forbids"),
+        (client_frame(0x81, b"\xff\xfe"), 1007, "not UTF-8"),
+        {
+            // A text frame announcing 16 MiB.
+            let mut frame = vec![0x81, 0x80 | 127];
+            frame.extend_from_slice(&(16u64 << 20).to_be_bytes());
+            frame.extend_from_slice(&[0, 0, 0, 0]);
+            (frame, 1009, "over the server's cap")
+        },
+    ];
+    for (frame, code, told) in cases {
+        let mut socket = raw_websocket(web).await;
+        socket.write_all(&frame).await.unwrap();
+        let (texts, closed_with) = frames_until_close(&mut socket).await;
+        assert_eq!(closed_with, Some(code), "{texts:?}");
+        let bye = texts.last().expect("a bye before the close");
+        assert!(
+            bye.contains(r#""type":"bye""#) && bye.contains("protocol_error"),
+            "{bye}"
+        );
+        assert!(bye.contains(told), "{bye}");
+    }
+    bystander.send("still here").await;
+    bystander.expect("[lobby] bystander: still here").await;
+    server.stop().await;
+}
+
+/// With few file descriptors, `--max-clients` is capped to what the limit
+/// allows (and the log says so), and every newcomer gets a word: a
+/// welcome, or "server full" and a close. None is left in silence.
+#[tokio::test]
+async fn out_of_descriptors_every_newcomer_hears_welcome_or_server_full() {
+    let limit = 96;
+    let mut server = common::process::ServerProcess::start_with_fd_limit(
+        &["--tcp", "127.0.0.1:0", "--no-history"],
+        Some(limit),
+    )
+    .await;
+    let capped = server.expect_log("--max-clients capped").await;
+    assert!(capped.contains("capped=64"), "{capped}");
+    let mut sockets = Vec::new();
+    let (mut welcomed, mut full) = (0, 0);
+    for _ in 0..80 {
+        let socket = TcpStream::connect(server.addr).await.unwrap();
+        let mut client = common::Client::from_stream(socket);
+        let first = client.line().await;
+        if first.contains("server full") {
+            full += 1;
+        } else {
+            assert!(first.starts_with("* "), "{first}");
+            welcomed += 1;
+        }
+        // Held open, so every place taken stays taken.
+        sockets.push(client);
+    }
+    assert_eq!(welcomed + full, 80);
+    assert!(welcomed <= 64, "{welcomed} welcomed");
+    assert!(full >= 16, "{full} told the server is full");
+    drop(sockets);
+    // Places come back: a newcomer is welcomed again.
+    let mut seen = String::new();
+    // The server may not have seen every close yet: a few tries, bounded.
+    for _ in 0..100 {
+        let mut late = common::Client::connect(server.addr).await;
+        seen = late.line().await;
+        if !seen.contains("server full") {
+            break;
+        }
+    }
+    assert!(seen.starts_with("* "), "{seen}");
+    assert_eq!(server.terminate().await, 0);
+}

@@ -36,7 +36,7 @@ async fn the_page_health_and_metrics_are_served_with_security_headers() {
 
     let page = request(
         web,
-        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
@@ -45,13 +45,13 @@ async fn the_page_health_and_metrics_are_served_with_security_headers() {
     assert!(page.contains("<script src=\"/app.js\" defer></script>"));
     let health = request(
         web,
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
     let metrics = request(
         web,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(
@@ -220,6 +220,54 @@ mod websocket {
         // Closing the socket is a goodbye.
         socket.close(None).await.unwrap();
         assert_eq!(watcher.expect("網頁 left").await, "* 網頁 left");
+        server.stop().await;
+    }
+
+    /// `--max-line` means the text a person typed on every door: a text
+    /// line of the limit passes on TCP, and a JSON command whose text is
+    /// the limit passes on TCP and on the web, however much its escapes
+    /// add; one byte more is refused everywhere, and the connection stays.
+    #[tokio::test]
+    async fn the_line_limit_means_the_same_on_every_door() {
+        let mut settings = config();
+        settings.limits.max_line = 100;
+        let server = start(settings).await;
+        let mut watcher = server.client_named("watcher").await;
+        // Quotes: each takes two bytes in JSON.
+        let text = |length: usize| "\"".repeat(length);
+        let say =
+            |length: usize| serde_json::json!({"type": "say", "text": text(length)}).to_string();
+
+        let mut tcp = server.client_named("plain").await;
+        tcp.send(&text(100)).await;
+        watcher.expect(&format!("plain: {}", text(100))).await;
+        tcp.send(&text(101)).await;
+        tcp.expect("! line longer than 100 bytes").await;
+
+        let mut json = server.client_named("lines").await;
+        json.send("/json").await;
+        json.expect(r#""type":"mode""#).await;
+        json.send(&say(100)).await;
+        watcher.expect(&format!("lines: {}", text(100))).await;
+        json.send(&say(101)).await;
+        let refused = json.expect(r#""type":"error""#).await;
+        assert!(refused.contains("line_too_long"), "{refused}");
+
+        let mut socket = open(server.web.unwrap()).await;
+        next_of(&mut socket, "welcome").await;
+        send(&mut socket, r#"{"type":"nick","nick":"page"}"#).await;
+        send(&mut socket, &say(100)).await;
+        watcher.expect(&format!("page: {}", text(100))).await;
+        send(&mut socket, &say(101)).await;
+        assert_eq!(next_of(&mut socket, "error").await["code"], "line_too_long");
+
+        // Every one of them is still connected.
+        tcp.send("a").await;
+        json.send(r#"{"type":"say","text":"b"}"#).await;
+        send(&mut socket, r#"{"type":"say","text":"c"}"#).await;
+        for said in ["plain: a", "lines: b", "page: c"] {
+            watcher.expect(said).await;
+        }
         server.stop().await;
     }
 

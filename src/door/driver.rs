@@ -10,14 +10,15 @@
 
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::time::timeout;
 
 use super::{carry_out, now, wait_dropped, with_drop_reason};
-use crate::hub::{Delivery, DoorKind, Hub, MemberId, Membership, OutboxReceiver};
+use crate::hub::{
+    Delivery, DoorKind, Hub, MemberId, Membership, OutboxReceiver, Refusal, Reservation,
+};
 use crate::protocol::{DropReason, Outgoing};
 use crate::session::{Ending, Input, Limits, Output, Session, FAREWELL_TIMEOUT};
 
@@ -87,10 +88,11 @@ pub async fn serve_member(
     mut wire: impl Wire,
     hub: Hub,
     door: DoorKind,
-    ip: IpAddr,
+    place: Result<Reservation, Refusal>,
     limits: Arc<Limits>,
 ) {
-    let membership = match hub.connect(door, Some(ip)) {
+    let membership = place.and_then(|place| hub.connect_reserved(door, place));
+    let membership = match membership {
         Ok(membership) => membership,
         Err(refusal) => {
             tracing::info!(%refusal, "refused");

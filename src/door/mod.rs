@@ -14,6 +14,7 @@
 
 pub mod console;
 pub mod driver;
+pub mod listener;
 pub mod stream;
 pub mod tcp;
 pub mod udp;
@@ -41,6 +42,9 @@ pub struct DoorContext {
     pub shutdown: CancellationToken,
     /// Tracks every task a door spawns, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Given up when the process is out of descriptors, to tell newcomers
+    /// the server is full.
+    pub spare: Arc<listener::SpareDescriptor>,
 }
 
 /// A bound door, ready to serve.

@@ -5,56 +5,25 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio_util::codec::Decoder;
 use tracing::Instrument;
 
 use super::driver::serve_member;
+use super::listener::accept_failed;
 use super::stream::{StreamCodec, StreamWire};
 use super::{Door, DoorContext};
-use crate::hub::DoorKind;
+use crate::hub::{DoorKind, Refusal};
 use crate::protocol::command::{ModeSwitch, JSON_SWITCH};
 use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::{
     parse_line, ClientCommand, DropReason, ErrorCode, NotChat, Outgoing, ParseError, ServerEvent,
     WireMode,
 };
+use crate::session::limits::{json_frame_limit, text_too_long};
 use crate::session::Input;
-
-/// How long to wait before accepting again after `accept` fails (for
-/// example when the process is out of file descriptors).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Connections the kernel may hold for `accept`. Past it, new connections'
-/// SYNs are dropped and retried a second or more later, so a crowd arriving
-/// at once (everyone reconnecting after a restart) needs a deep queue; the
-/// kernel caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// Receive buffer per connection, in bytes (the kernel doubles it for its
-/// bookkeeping): hundreds of lines, far more than a person types ahead.
-const RECEIVE_BUFFER: u32 = 32 * 1024;
-
-/// Binds a TCP listener with a deep accept queue.
-pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    // As `TcpListener::bind` does: a restarted server can bind at once.
-    socket.set_reuseaddr(true)?;
-    // Accepted connections inherit it. The kernel's own receive buffer
-    // would grow to megabytes for a fast sender; the room's flow control
-    // holds a sender by not reading it, and what it already sent then
-    // waits in this buffer, so a small one keeps that wait short.
-    socket.set_recv_buffer_size(RECEIVE_BUFFER)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
 
 /// The TCP door, bound.
 #[derive(Debug)]
@@ -66,7 +35,7 @@ impl TcpDoor {
     /// Binds the door to `addr`.
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
         Ok(TcpDoor {
-            listener: listen(addr)?,
+            listener: super::listener::listen(addr)?,
         })
     }
 }
@@ -92,28 +61,31 @@ async fn accept_loop(listener: TcpListener, context: DoorContext) {
             _ = context.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Chat lines are small and latency matters more than packet
-                // count; batching is done by draining the outbox instead.
-                let _ = stream.set_nodelay(true);
-                let codec = LineWireCodec::new(context.limits.max_line);
-                let wire = StreamWire::new(stream, codec, context.limits.partial_line_flush);
-                let span = tracing::info_span!("tcp", %peer);
-                let member = serve_member(
-                    wire,
-                    context.hub.clone(),
-                    DoorKind::Tcp,
-                    peer.ip(),
-                    context.limits.clone(),
-                );
-                context.tracker.spawn(member.instrument(span));
-            }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, "accept failed; retrying shortly");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                let full = Refusal::ServerFull(context.hub.member_count()).to_event();
+                let full = Outgoing::new(full);
+                let full = full.encoded(WireMode::Text);
+                accept_failed(&listener, &error, &context.spare, full).await;
+                continue;
             }
-        }
+        };
+        // Chat lines are small and latency matters more than packet
+        // count; batching is done by draining the outbox instead.
+        let _ = stream.set_nodelay(true);
+        let place = context.hub.reserve(Some(peer.ip()));
+        let codec = LineWireCodec::new(context.limits.max_line);
+        let wire = StreamWire::new(stream, codec, context.limits.partial_line_flush);
+        let span = tracing::info_span!("tcp", %peer);
+        let member = serve_member(
+            wire,
+            context.hub.clone(),
+            DoorKind::Tcp,
+            place,
+            context.limits.clone(),
+        );
+        context.tracker.spawn(member.instrument(span));
     }
 }
 
@@ -138,7 +110,7 @@ impl LineWireCodec {
     /// A codec for lines of at most `max_line` bytes (0: no limit).
     pub fn new(max_line: usize) -> Self {
         LineWireCodec {
-            lines: LineCodec::new(if max_line == 0 { usize::MAX } else { max_line }),
+            lines: LineCodec::new(line_limit(max_line, WireMode::Text)),
             max_line,
             input_mode: WireMode::Text,
             output_mode: WireMode::Text,
@@ -155,7 +127,15 @@ impl LineWireCodec {
         let line = match frame {
             Frame::Line(line) => line,
             Frame::TooLong => {
-                let message = format!("line longer than {} bytes; it was dropped", self.max_line);
+                let message = match self.input_mode {
+                    WireMode::Text => {
+                        format!("line longer than {} bytes; it was dropped", self.max_line)
+                    }
+                    WireMode::Json => format!(
+                        "JSON line longer than {} bytes; it was dropped",
+                        line_limit(self.max_line, WireMode::Json)
+                    ),
+                };
                 return Input::Refused(ServerEvent::error(ErrorCode::LineTooLong, message));
             }
             Frame::InvalidUtf8 => {
@@ -174,7 +154,10 @@ impl LineWireCodec {
             },
             WireMode::Json if line.trim().is_empty() => Input::Nothing,
             WireMode::Json => match serde_json::from_str::<ClientCommand>(&line) {
-                Ok(command) => Input::Command(command),
+                Ok(command) => match text_too_long(&command, self.max_line) {
+                    Some(refusal) => Input::Refused(refusal),
+                    None => Input::Command(command),
+                },
                 Err(error) => match serde_json::from_str::<ModeSwitch>(&line) {
                     Ok(switch) => self.switch(switch.mode),
                     Err(_) => {
@@ -188,7 +171,19 @@ impl LineWireCodec {
 
     fn switch(&mut self, mode: WireMode) -> Input {
         self.input_mode = mode;
+        self.lines.set_max_len(line_limit(self.max_line, mode));
         Input::SwitchMode(mode)
+    }
+}
+
+/// The longest line read in `mode`: `max_line` itself for text; for JSON,
+/// room for a command whose text is `max_line` bytes, escapes and all
+/// (the text is checked once parsed). 0 is no limit.
+fn line_limit(max_line: usize, mode: WireMode) -> usize {
+    match (max_line, mode) {
+        (0, _) => usize::MAX,
+        (max, WireMode::Text) => max,
+        (max, WireMode::Json) => json_frame_limit(max),
     }
 }
 

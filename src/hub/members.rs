@@ -36,6 +36,31 @@ impl State {
         Err(refusal)
     }
 
+    /// Counts one more connection from `ip` toward the limits (a member,
+    /// or a connection that may become one).
+    pub(super) fn count_in(&mut self, ip: Option<IpAddr>) {
+        self.counted += 1;
+        if let Some(ip) = ip {
+            *self.per_ip.entry(ip).or_default() += 1;
+        }
+    }
+
+    /// Undoes one [`State::count_in`]. (Shutdown zeroes the counts while
+    /// reservations may still be out: they give back nothing then.)
+    pub(super) fn count_out(&mut self, ip: Option<IpAddr>) {
+        self.counted = self.counted.saturating_sub(1);
+        if let Some(ip) = ip {
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// Adds a member, already counted toward the limits (the console never
+    /// is).
     pub(super) fn add_member(
         &mut self,
         config: &HubConfig,
@@ -57,12 +82,6 @@ impl State {
         };
         let (outbox, outbox_rx) = outbox(sendq, pressure);
         let (dropped, dropped_rx) = oneshot::channel();
-        if door != DoorKind::Console {
-            self.counted += 1;
-            if let Some(ip) = ip {
-                *self.per_ip.entry(ip).or_default() += 1;
-            }
-        }
         self.nicks.insert(nick_key(&nick), id);
         self.metrics
             .connections
@@ -236,15 +255,7 @@ impl State {
             Departure::Quit { .. } => {}
         }
         if member.door != DoorKind::Console {
-            self.counted -= 1;
-            if let Some(ip) = member.ip {
-                if let Some(count) = self.per_ip.get_mut(&ip) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.per_ip.remove(&ip);
-                    }
-                }
-            }
+            self.count_out(member.ip);
         }
         let (reason, detail) = (departure.leave_reason(), departure.detail());
         // A quit reason is something the member said: it is not logged.

@@ -173,6 +173,30 @@ impl Refusal {
     }
 }
 
+/// A place held toward the connection limits (see [`Hub::reserve`]).
+#[derive(Debug)]
+pub struct Reservation {
+    hub: Hub,
+    ip: Option<IpAddr>,
+    /// Still this reservation's to give back.
+    held: bool,
+}
+
+impl Reservation {
+    /// The address the place is counted for.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held {
+            self.hub.lock().count_out(self.ip);
+        }
+    }
+}
+
 /// What a command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Handled {
@@ -384,7 +408,45 @@ impl Hub {
         let config = &self.shared.config;
         let mut state = self.lock();
         state.admit(config, ip)?;
+        state.count_in(ip);
         let session = state.add_member(config, door, ip, None);
+        state.settle(config);
+        Ok(session)
+    }
+
+    /// Counts a connection from `ip` toward the limits before it is a
+    /// member (a web connection loading the page, or on its way to a
+    /// WebSocket), so connections that never become members cannot take
+    /// every place. The place is given back when the reservation drops,
+    /// or becomes the member's in [`Hub::connect_reserved`].
+    pub fn reserve(&self, ip: Option<IpAddr>) -> Result<Reservation, Refusal> {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.admit(config, ip)?;
+        state.count_in(ip);
+        Ok(Reservation {
+            hub: self.clone(),
+            ip,
+            held: true,
+        })
+    }
+
+    /// Admits a new member, as [`Hub::connect`] does, in the place
+    /// `reservation` holds (the limits were checked when it was made).
+    pub fn connect_reserved(
+        &self,
+        door: DoorKind,
+        mut reservation: Reservation,
+    ) -> Result<Membership, Refusal> {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        if state.closed {
+            drop(state);
+            return Err(Refusal::ShuttingDown);
+        }
+        // The place passes to the member, given back when it leaves.
+        reservation.held = false;
+        let session = state.add_member(config, door, reservation.ip, None);
         state.settle(config);
         Ok(session)
     }

@@ -70,6 +70,29 @@ pub enum ClientCommand {
     },
 }
 
+impl ClientCommand {
+    /// Bytes of text the command carries (what a person typed into it,
+    /// without the JSON around it): what `--max-line` limits.
+    pub fn text_len(&self) -> usize {
+        match self {
+            ClientCommand::Say { text, .. }
+            | ClientCommand::Me { text, .. }
+            | ClientCommand::Msg { text, .. }
+            | ClientCommand::Search { text } => text.len(),
+            ClientCommand::Quit { reason } => reason.as_ref().map_or(0, String::len),
+            // Names, checked by their own rules.
+            ClientCommand::Nick { nick: name } | ClientCommand::Join { room: name } => name.len(),
+            ClientCommand::Part { room } | ClientCommand::Who { room } => {
+                room.as_ref().map_or(0, String::len)
+            }
+            ClientCommand::Rooms
+            | ClientCommand::Help
+            | ClientCommand::History { .. }
+            | ClientCommand::Ping { .. } => 0,
+        }
+    }
+}
+
 /// A JSON-lines client's request to change wire mode,
 /// `{"type":"mode","mode":"text"}`: the door's business, not the hub's,
 /// so it is not a [`ClientCommand`].

@@ -57,6 +57,10 @@ pub enum ErrorCode {
     TooBroad,
     /// A connection whose first input was not chat (HTTP, TLS, binary).
     NotChat,
+    /// A connection that broke its wire protocol (a bad WebSocket frame).
+    ProtocolError,
+    /// A connection that stopped answering the server's checks.
+    Unresponsive,
     ShuttingDown,
 }
 

@@ -41,6 +41,11 @@ impl LineCodec {
         }
     }
 
+    /// Changes the limit for the lines still to come.
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+    }
+
     /// Takes the unterminated text at the end of `buf` as a line of its own
     /// (for peers that never send a newline). A UTF-8 sequence cut off at
     /// the end is left in `buf` to be completed by the next read.

@@ -11,4 +11,4 @@ pub mod text;
 
 pub use command::{parse_line, ClientCommand, ParseError, WireMode};
 pub use event::{ErrorCode, MessageRecord, Outgoing, RoomInfo, ServerEvent};
-pub use reason::{Departure, DropReason, LeaveReason, NotChat};
+pub use reason::{Departure, DropReason, LeaveReason, NotChat, Violation};

@@ -39,6 +39,23 @@ pub enum DropReason {
     /// Its first input was not chat: an HTTP request (any web page can
     /// send one to a localhost port), a TLS handshake, or binary.
     NotChat(NotChat),
+    /// It broke its wire protocol: a WebSocket frame the standard forbids,
+    /// text that is not UTF-8, or a frame over the cap.
+    Violation(Violation),
+    /// Its peer stopped answering: nothing came back for `secs` seconds,
+    /// not even to the server's ping or TCP keepalive probes.
+    Unresponsive { secs: u64 },
+}
+
+/// How a connection broke its wire protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// A frame the WebSocket standard forbids.
+    Frame,
+    /// A text frame that is not UTF-8.
+    Utf8,
+    /// A frame or message over the door's cap.
+    TooBig,
 }
 
 /// What a connection that is not a chat client sent first.
@@ -59,6 +76,8 @@ impl DropReason {
             DropReason::Kicked { .. } => ErrorCode::Kicked,
             DropReason::ShuttingDown => ErrorCode::ShuttingDown,
             DropReason::NotChat(_) => ErrorCode::NotChat,
+            DropReason::Violation(_) => ErrorCode::ProtocolError,
+            DropReason::Unresponsive { .. } => ErrorCode::Unresponsive,
         }
     }
 
@@ -71,6 +90,8 @@ impl DropReason {
             DropReason::Kicked { .. } => "kicked",
             DropReason::ShuttingDown => "shutting_down",
             DropReason::NotChat(_) => "not_chat",
+            DropReason::Violation(_) => "protocol_error",
+            DropReason::Unresponsive { .. } => "unresponsive",
         }
     }
 
@@ -93,6 +114,15 @@ impl DropReason {
             DropReason::NotChat(NotChat::Binary) => {
                 "this port speaks text lines (nc, telnet); binary input is not chat".into()
             }
+            DropReason::Violation(Violation::Frame) => {
+                "protocol error: a WebSocket frame the standard forbids".into()
+            }
+            DropReason::Violation(Violation::Utf8) => {
+                "protocol error: a text frame that is not UTF-8".into()
+            }
+            DropReason::Violation(Violation::TooBig) => {
+                "protocol error: a WebSocket frame over the server's cap".into()
+            }
             _ => self.to_string(),
         }
     }
@@ -112,6 +142,8 @@ impl fmt::Display for DropReason {
             DropReason::Kicked { reason: None } => f.write_str("kicked"),
             DropReason::ShuttingDown => f.write_str("server is shutting down"),
             DropReason::NotChat(_) => f.write_str("not a chat client"),
+            DropReason::Violation(_) => f.write_str("protocol error"),
+            DropReason::Unresponsive { secs } => write!(f, "no answer for {secs} s"),
         }
     }
 }

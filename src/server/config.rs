@@ -50,6 +50,9 @@ pub struct ServeConfig {
     pub web: Option<SocketAddr>,
     /// Origins besides the page's own whose pages may open WebSockets.
     pub web_origins: Vec<String>,
+    /// Host names the web door answers to besides IP addresses, localhost
+    /// and the machine's own name.
+    pub web_hosts: Vec<String>,
     pub hub: HubConfig,
     pub limits: Limits,
 }
@@ -135,6 +138,7 @@ impl ServeConfig {
             udp: args.udp.addr(),
             web: args.web.addr(),
             web_origins: args.web_origin,
+            web_hosts: args.web_host,
             history,
             hub: HubConfig {
                 server_name: args.name,
@@ -156,6 +160,7 @@ impl ServeConfig {
                 max_datagram: args.max_datagram,
                 udp_expiry: Duration::from_secs(args.udp_expiry),
                 stall_timeout: Duration::from_millis(args.stall_timeout_ms),
+                handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
             },
         })
     }
@@ -196,6 +201,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         udp,
         web,
         web_origin,
+        web_host,
         room,
         name,
         filter,
@@ -213,6 +219,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         max_rate,
         sendq,
         stall_timeout_ms,
+        handshake_timeout,
         big_room,
         idle,
         line_flush_ms,

@@ -17,9 +17,10 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{HistoryConfig, ServeConfig};
 
+use crate::door::listener::SpareDescriptor;
 use crate::door::tcp::TcpDoor;
 use crate::door::udp::UdpDoor;
-use crate::door::web::WebDoor;
+use crate::door::web::{WebAccess, WebDoor};
 use crate::door::{Door, DoorContext};
 use crate::hub::Hub;
 use crate::session::Limits;
@@ -62,7 +63,7 @@ impl std::fmt::Display for Listening {
 
 impl Server {
     /// Binds every enabled door, then opens history.
-    pub async fn bind(config: ServeConfig) -> anyhow::Result<Server> {
+    pub async fn bind(mut config: ServeConfig) -> anyhow::Result<Server> {
         let mut doors: Vec<Box<dyn Door>> = Vec::new();
         if let Some(addr) = config.tcp {
             let door =
@@ -76,17 +77,23 @@ impl Server {
             doors.push(Box::new(door));
         }
         if let Some(addr) = config.web {
-            let door = WebDoor::bind(addr, config.web_origins)
+            let access = WebAccess::new(config.web_hosts, config.web_origins);
+            let door = WebDoor::bind(addr, access)
                 .with_context(|| format!("cannot listen on web {addr}"))?;
             doors.push(Box::new(door));
         }
-        let hub = match &config.history.db {
+        let store = match &config.history.db {
             Some(path) => {
                 let mut store = SqliteStore::open(path, config.history.max_bytes)?;
                 store.set_lookup_budget(config.history.lookup_budget);
                 tracing::info!(path = %path.display(), "history kept in SQLite");
-                Hub::with_store(config.hub, Box::new(store), config.history.retention)?
+                Some(store)
             }
+            None => None,
+        };
+        config.hub.max_clients = clients_within_descriptors(config.hub.max_clients);
+        let hub = match store {
+            Some(store) => Hub::with_store(config.hub, Box::new(store), config.history.retention)?,
             None => Hub::batching(config.hub),
         };
         Ok(Server {
@@ -132,6 +139,7 @@ impl Server {
             limits: Arc::new(self.limits),
             shutdown: stop_accepting.clone(),
             tracker: tracker.clone(),
+            spare: Arc::new(SpareDescriptor::new()),
         };
         for door in self.doors {
             let span = tracing::info_span!("door", name = door.name());
@@ -157,6 +165,37 @@ impl Server {
             .await
             .context("closing history")?;
         Ok(())
+    }
+}
+
+/// Descriptors the server keeps for itself (stdio, listeners, history's
+/// files, the runtime's own, the spare for telling newcomers the server is
+/// full) and for connections on their way out: never counted for clients.
+pub const DESCRIPTOR_RESERVE: u64 = 32;
+
+/// Raises the open-file limit as far as allowed, and caps `max_clients`
+/// (0: no cap) so every client has a descriptor: past the limit, a
+/// newcomer would get no word at all. Logs what it settled on.
+fn clients_within_descriptors(max_clients: usize) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-file limit; --max-clients is not checked against it");
+            return max_clients;
+        }
+    };
+    let room = usize::try_from(limit.saturating_sub(DESCRIPTOR_RESERVE)).unwrap_or(usize::MAX);
+    if max_clients == 0 || max_clients > room {
+        tracing::warn!(
+            asked = max_clients,
+            capped = room,
+            open_file_limit = limit,
+            "--max-clients capped to what the open-file limit allows (raise it with ulimit -n, or LimitNOFILE= in the unit)"
+        );
+        room
+    } else {
+        tracing::info!(max_clients, open_file_limit = limit, "clients at most");
+        max_clients
     }
 }
 

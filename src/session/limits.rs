@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-/// Default longest line (or WebSocket message), in bytes.
+use crate::protocol::{ClientCommand, ErrorCode, ServerEvent};
+
+/// Default longest line, in bytes: a text-door line, or the text of a JSON
+/// command (on TCP or a WebSocket).
 pub const DEFAULT_MAX_LINE: usize = 4096;
 /// Default messages a second per member.
 pub const DEFAULT_MAX_RATE: u32 = 20;
@@ -19,6 +22,30 @@ pub const DEFAULT_UDP_EXPIRY_SECS: u64 = 120;
 /// Default time, in milliseconds, a member holding its rooms back may go
 /// without its connection taking anything before it is dropped.
 pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 1000;
+
+/// Default time, in seconds, a new connection has to say what it is.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+/// JSON may spell a byte of text in up to six (`\u0001`), plus the
+/// command's own fields: the longest JSON line (or WebSocket frame) that
+/// can carry a command whose text is within `max_line` (0: no limit).
+pub fn json_frame_limit(max_line: usize) -> usize {
+    match max_line {
+        0 => usize::MAX,
+        max => max.saturating_mul(6).saturating_add(1024),
+    }
+}
+
+/// The error for a JSON command whose text is over `max_line`, if it is:
+/// the limit means the text a person typed on every door, whatever its
+/// encoding adds.
+pub fn text_too_long(command: &ClientCommand, max_line: usize) -> Option<ServerEvent> {
+    let length = command.text_len();
+    (max_line > 0 && length > max_line).then(|| {
+        let message = format!("text longer than {max_line} bytes ({length}); it was dropped");
+        ServerEvent::error(ErrorCode::LineTooLong, message)
+    })
+}
 
 /// `--idle SECS` as a limit: 0 is off.
 pub fn idle_limit(secs: u64) -> Option<Duration> {
@@ -45,6 +72,10 @@ pub struct Limits {
     /// whose connection takes no byte for this long is dropped for sendq
     /// exceeded: the most a stopped reader delays its rooms.
     pub stall_timeout: Duration,
+    /// How long a new connection may take to say what it is (a web
+    /// request's headers), and an HTTP connection may idle between
+    /// requests.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +88,7 @@ impl Default for Limits {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             udp_expiry: Duration::from_secs(DEFAULT_UDP_EXPIRY_SECS),
             stall_timeout: Duration::from_millis(DEFAULT_STALL_TIMEOUT_MS),
+            handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
         }
     }
 }

@@ -39,6 +39,7 @@ pub fn config() -> ServeConfig {
         udp: Some("127.0.0.1:0".parse().unwrap()),
         web: Some("127.0.0.1:0".parse().unwrap()),
         web_origins: Vec::new(),
+        web_hosts: Vec::new(),
         history: HistoryConfig {
             db: Some(db),
             ..HistoryConfig::default()

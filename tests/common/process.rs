@@ -30,6 +30,12 @@ impl ServerProcess {
     /// (with a database of its own unless ARGS name one) and reads its
     /// three `listening` lines.
     pub async fn start(args: &[&str]) -> ServerProcess {
+        Self::start_with_fd_limit(args, None).await
+    }
+
+    /// Like [`ServerProcess::start`], with the open-file limit (soft and
+    /// hard) set to `fd_limit` if given.
+    pub async fn start_with_fd_limit(args: &[&str], fd_limit: Option<u64>) -> ServerProcess {
         let data = tempfile::tempdir().unwrap();
         let own_db = data.path().join("history.db");
         let db_args: Vec<&str> = if args.contains(&"--db") || args.contains(&"--no-history") {
@@ -37,7 +43,15 @@ impl ServerProcess {
         } else {
             vec!["--db", own_db.to_str().unwrap()]
         };
-        let mut child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        if let Some(limit) = fd_limit {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in
+            // the child between fork and exec.
+            unsafe {
+                command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, limit, limit));
+            }
+        }
+        let mut child = command
             .arg("serve")
             .args(args)
             .args(db_args)
