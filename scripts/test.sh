@@ -22,6 +22,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+# The liveness test pulls a cable in a network namespace of its own.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

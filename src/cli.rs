@@ -30,8 +30,9 @@ use crate::hub::{
     DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
 };
 use crate::session::limits::{
-    DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS, DEFAULT_MAX_DATAGRAM,
-    DEFAULT_MAX_LINE, DEFAULT_MAX_RATE, DEFAULT_STALL_TIMEOUT_MS, DEFAULT_UDP_EXPIRY_SECS,
+    DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS,
+    DEFAULT_LIVENESS_SECS, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_LINE, DEFAULT_MAX_RATE,
+    DEFAULT_STALL_TIMEOUT_MS, DEFAULT_UDP_EXPIRY_SECS,
 };
 use crate::store::{DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_DB_BYTES, DEFAULT_MAX_PER_ROOM};
 
@@ -378,6 +379,11 @@ pub struct ServeArgs {
     /// before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
     pub handshake_timeout: u64,
+    /// A TCP or web peer that vanished without closing (cable pulled,
+    /// machine off) is found within this many seconds, by keepalive probes
+    /// and a timeout on unacknowledged writes, and leaves (0: off).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_LIVENESS_SECS)]
+    pub liveness: u64,
     /// Rooms with more members than this stop announcing joins and leaves,
     /// and newcomers get a member count instead of the list (0: no limit).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BIG_ROOM)]
@@ -430,6 +436,7 @@ impl Default for ServeArgs {
             sendq: DEFAULT_SENDQ,
             stall_timeout_ms: DEFAULT_STALL_TIMEOUT_MS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            liveness: DEFAULT_LIVENESS_SECS,
             big_room: DEFAULT_BIG_ROOM,
             idle: DEFAULT_IDLE_SECS,
             line_flush_ms: DEFAULT_LINE_FLUSH_MS,

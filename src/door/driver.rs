@@ -120,6 +120,7 @@ pub async fn serve_member(
         session: Session::for_stream(&limits, now()),
         batch: Vec::new(),
         timer: Timer::new(),
+        liveness: limits.liveness,
     };
     let ending = member.run(&mut wire, dropped).await;
     tracing::debug!(?ending, "session ending");
@@ -136,6 +137,8 @@ struct Member {
     /// The one timer: moved when the deadline moves, not made anew per
     /// wake (registering a timer costs more than checking one).
     timer: Timer,
+    /// Within how long the kernel finds a vanished peer, if it watches.
+    liveness: Option<Duration>,
 }
 
 /// A timer kept across waits, reset only when its deadline changes.
@@ -203,7 +206,7 @@ impl Member {
                     None => {
                         if input_closed && !end_told {
                             if let Some(error) = broken.take() {
-                                return Ending::Lost(error.to_string());
+                                return self.broke(error);
                             }
                             end_told = true;
                             self.session.handle_end_of_input(now());
@@ -324,6 +327,19 @@ impl Member {
         };
         self.session.handle_output(idle, now());
         Ok(())
+    }
+
+    /// How a broken connection ends the session: a peer the kernel found
+    /// gone (keepalive or `TCP_USER_TIMEOUT`, see
+    /// [`watch_liveness`](super::listener::watch_liveness)) leaves as
+    /// unresponsive; any other break is a lost connection.
+    fn broke(&self, error: io::Error) -> Ending {
+        match (error.kind(), self.liveness) {
+            (io::ErrorKind::TimedOut, Some(within)) => Ending::Removed(DropReason::Unresponsive {
+                secs: within.as_secs(),
+            }),
+            _ => Ending::Lost(error.to_string()),
+        }
     }
 
     /// Carries out what the session asks for; the ending, once there is one.

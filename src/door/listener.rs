@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::net::{TcpListener, TcpSocket};
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// How long to wait before accepting again after `accept` fails for a
 /// reason other than running out of descriptors.
@@ -40,6 +41,34 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_recv_buffer_size(RECEIVE_BUFFER)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// Keepalive probes sent, one each `within / 6`, after `within / 2` of
+/// silence, before a peer counts as gone: the last comes at `within`.
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Makes the kernel find a peer that vanished without a FIN or a reset
+/// (cable pulled, machine off) within `within`: keepalive probes while
+/// the connection is quiet, and `TCP_USER_TIMEOUT` while data we sent goes
+/// unacknowledged. Either way the next read or write then fails with
+/// `TimedOut`, and the member leaves as unresponsive.
+pub fn watch_liveness(stream: &TcpStream, within: Option<Duration>) {
+    let Some(within) = within else {
+        return;
+    };
+    let secs = within.as_secs().max(2);
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(secs / 2))
+        .with_interval(Duration::from_secs((secs / 6).max(1)))
+        .with_retries(KEEPALIVE_PROBES);
+    let socket = SockRef::from(stream);
+    if let Err(error) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(%error, "cannot set TCP keepalive");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(error) = socket.set_tcp_user_timeout(Some(within)) {
+        tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+    }
 }
 
 /// One descriptor held back for when the process has no other: given up

@@ -12,7 +12,7 @@ use tokio_util::codec::Decoder;
 use tracing::Instrument;
 
 use super::driver::serve_member;
-use super::listener::accept_failed;
+use super::listener::{accept_failed, watch_liveness};
 use super::stream::{StreamCodec, StreamWire};
 use super::{Door, DoorContext};
 use crate::hub::{DoorKind, Refusal};
@@ -74,6 +74,7 @@ async fn accept_loop(listener: TcpListener, context: DoorContext) {
         // Chat lines are small and latency matters more than packet
         // count; batching is done by draining the outbox instead.
         let _ = stream.set_nodelay(true);
+        watch_liveness(&stream, context.limits.liveness);
         let place = context.hub.reserve(Some(peer.ip()));
         let codec = LineWireCodec::new(context.limits.max_line);
         let wire = StreamWire::new(stream, codec, context.limits.partial_line_flush);

@@ -41,7 +41,7 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::driver::{serve_member, Wire};
-use super::listener::{accept_failed, listen};
+use super::listener::{accept_failed, listen, watch_liveness};
 use super::{Door, DoorContext};
 use crate::hub::{DoorKind, Hub, Refusal, Reservation};
 use crate::protocol::command::ModeSwitch;
@@ -246,6 +246,7 @@ async fn serve(listener: TcpListener, access: WebAccess, context: DoorContext) {
             }
         };
         let _ = stream.set_nodelay(true);
+        watch_liveness(&stream, limits.liveness);
         let span = tracing::info_span!("web", %peer);
         match hub.reserve(Some(peer.ip())) {
             Ok(place) => {
@@ -525,7 +526,7 @@ impl WebSocketWire {
             {
                 Violation::Frame
             }
-            _ => return Err(io::Error::other(inner)),
+            _ => return Err(io_error(inner)),
         };
         let (code, reason) = match violation {
             Violation::Frame => (1002, "protocol error"),
@@ -537,6 +538,18 @@ impl WebSocketWire {
             reason: Utf8Bytes::from_static(reason),
         });
         Ok(Input::Reject(DropReason::Violation(violation)))
+    }
+}
+
+/// A WebSocket error as an I/O error of the same kind (a peer the kernel
+/// found gone is `TimedOut`, as on TCP).
+fn io_error(error: Box<dyn std::error::Error + Send + Sync>) -> io::Error {
+    match error.downcast::<tungstenite::Error>() {
+        Ok(error) => match *error {
+            tungstenite::Error::Io(error) => error,
+            other => io::Error::other(other),
+        },
+        Err(other) => io::Error::other(other),
     }
 }
 
@@ -588,11 +601,14 @@ impl Wire for WebSocketWire {
             self.socket
                 .feed(frame.clone())
                 .await
-                .map_err(io::Error::other)?;
+                .map_err(|error| io_error(error.into_inner()))?;
             self.outgoing.pop_front();
             self.frames_taken += 1;
         }
-        self.socket.flush().await.map_err(io::Error::other)
+        self.socket
+            .flush()
+            .await
+            .map_err(|error| io_error(error.into_inner()))
     }
 
     async fn close(&mut self) -> io::Result<()> {

@@ -161,6 +161,7 @@ impl ServeConfig {
                 udp_expiry: Duration::from_secs(args.udp_expiry),
                 stall_timeout: Duration::from_millis(args.stall_timeout_ms),
                 handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+                liveness: idle_limit(args.liveness),
             },
         })
     }
@@ -220,6 +221,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         sendq,
         stall_timeout_ms,
         handshake_timeout,
+        liveness,
         big_room,
         idle,
         line_flush_ms,

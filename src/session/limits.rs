@@ -26,6 +26,9 @@ pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 1000;
 /// Default time, in seconds, a new connection has to say what it is.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 
+/// Default time, in seconds, within which a vanished peer is found.
+pub const DEFAULT_LIVENESS_SECS: u64 = 60;
+
 /// JSON may spell a byte of text in up to six (`\u0001`), plus the
 /// command's own fields: the longest JSON line (or WebSocket frame) that
 /// can carry a command whose text is within `max_line` (0: no limit).
@@ -47,7 +50,7 @@ pub fn text_too_long(command: &ClientCommand, max_line: usize) -> Option<ServerE
     })
 }
 
-/// `--idle SECS` as a limit: 0 is off.
+/// A number of seconds as a limit (`--idle`, `--liveness`): 0 is off.
 pub fn idle_limit(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
@@ -76,6 +79,9 @@ pub struct Limits {
     /// request's headers), and an HTTP connection may idle between
     /// requests.
     pub handshake_timeout: Duration,
+    /// A stream peer that vanished without closing is found within this
+    /// (TCP keepalive and `TCP_USER_TIMEOUT`); `None` is off.
+    pub liveness: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -89,6 +95,7 @@ impl Default for Limits {
             udp_expiry: Duration::from_secs(DEFAULT_UDP_EXPIRY_SECS),
             stall_timeout: Duration::from_millis(DEFAULT_STALL_TIMEOUT_MS),
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
+            liveness: idle_limit(DEFAULT_LIVENESS_SECS),
         }
     }
 }
