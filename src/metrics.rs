@@ -37,6 +37,10 @@ pub struct Metrics {
     /// Times flow control held a sender: it talked to a member that was
     /// behind, and was read no further until that member caught up.
     pub flow_holds: Counter,
+    /// Datagrams from unproven UDP sources answered (with a code), and
+    /// left unanswered because the budget for all of them was spent.
+    pub udp_unproven: Counter,
+    pub udp_unanswered: Counter,
 }
 
 impl Metrics {
@@ -82,6 +86,16 @@ impl Metrics {
             "flow_holds",
             "Times a sender was held until a reader it talked to caught up",
             self.flow_holds.clone(),
+        );
+        registry.register(
+            "udp_unproven",
+            "Datagrams from UDP sources not yet proven, answered with a code",
+            self.udp_unproven.clone(),
+        );
+        registry.register(
+            "udp_unanswered",
+            "Datagrams from unproven UDP sources left unanswered: their budget was spent",
+            self.udp_unanswered.clone(),
         );
         let mut text = String::new();
         // Writing into a String cannot fail.

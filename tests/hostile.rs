@@ -187,7 +187,7 @@ async fn udp_ignores_service_ports_and_other_servers_answers() {
     // A client's datagram after them: the receive loop takes datagrams in
     // order, so once its message is in the room the others were handled.
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    client.send_to(b"marker", udp).await.unwrap();
+    common::udp_join(&client, udp, "marker").await;
     let said = watcher.expect("marker").await;
     assert!(said.ends_with(": marker"), "{said}");
     assert_eq!(
@@ -213,40 +213,38 @@ async fn two_servers_aimed_at_each_other_do_not_loop() {
     relay.send_to(b"hello", first.udp.unwrap()).await.unwrap();
     let (answered, from) = answer(&relay).await;
     assert_eq!(from, first.udp.unwrap());
-    assert!(answered.starts_with("* welcome to sockchat"), "{answered}");
+    assert!(answered.starts_with("* to chat"), "{answered}");
     // Handed to the second server as if the first had sent it there.
     relay
         .send_to(answered.as_bytes(), second.udp.unwrap())
         .await
         .unwrap();
-    relay.send_to(b"marker", second.udp.unwrap()).await.unwrap();
-    // The second's first answer is to the marker: the first server's
+    // The second's answers are to what came after: the first server's
     // answer got none, so the first server gets nothing to answer.
-    let (answered, from) = answer(&relay).await;
-    assert_eq!(from, second.udp.unwrap());
-    assert!(answered.ends_with("\nmarker"), "{answered}");
+    let joined = common::udp_join(&relay, second.udp.unwrap(), "marker").await;
+    assert!(joined.ends_with("\nmarker"), "{joined}");
+    let mut buf = [0u8; 64];
+    assert!(relay.try_recv_from(&mut buf).is_err(), "nothing else came");
     first.stop().await;
     second.stop().await;
 }
 
 /// A room line longer than any datagram can hold, waiting for a bare
-/// (unproven) client, is cut with a marker when its turn comes: it never
+/// client, is cut with a marker when its turn comes: it never
 /// holds up what was said after it.
 #[tokio::test]
 async fn a_line_too_long_for_a_datagram_never_blocks_a_bare_client() {
     let server = start(config()).await;
     let udp = server.udp.unwrap();
     let bare = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    bare.send_to(b"here", udp).await.unwrap();
-    answer(&bare).await;
+    common::udp_join(&bare, udp, "here").await;
     let mut talker = server.client_named("talker").await;
     talker.send(&"long ".repeat(800)).await;
     talker.expect("long long").await;
     talker.send("said after it").await;
     talker.expect("said after it").await;
-    // Polls, padded so the budget has room: the long line comes cut, and
-    // then the one after it.
-    let poll = format!("/rooms{}", " ".repeat(400));
+    // Polls: the long line comes cut, and then the one after it.
+    let poll = "/rooms";
     let mut seen = String::new();
     for _ in 0..20 {
         if seen.contains("said after it") {
@@ -487,4 +485,69 @@ async fn out_of_descriptors_every_newcomer_hears_welcome_or_server_full() {
     }
     assert!(seen.starts_with("* "), "{seen}");
     assert_eq!(server.terminate().await, 0);
+}
+
+/// Forged UDP datagrams from many (address, port) pairs: none of them
+/// becomes a member, the room hears nothing, the bystanders lose nothing,
+/// and everything the server sent them all together stays within the
+/// budget for unproven sources.
+#[tokio::test]
+async fn forged_udp_sources_make_no_members_and_cost_a_bounded_budget() {
+    use sockchat::door::udp::{UNPROVEN_BURST, UNPROVEN_BYTES_PER_SEC};
+    let server = start(config()).await;
+    let udp = server.udp.unwrap();
+    let mut watcher = server.client_named("watcher").await;
+    let mut talker = server.client_named("talker").await;
+    let started = std::time::Instant::now();
+    let mut sources = Vec::new();
+    for index in 0..200u8 {
+        // Sources spread over addresses as well as ports.
+        let ip = std::net::Ipv4Addr::new(127, 0, 1 + index / 100, 1 + index % 100);
+        sources.push(tokio::net::UdpSocket::bind((ip, 0)).await.unwrap());
+    }
+    for round in 0..10 {
+        for source in &sources {
+            source
+                .send_to(format!("{round}").as_bytes(), udp)
+                .await
+                .unwrap();
+        }
+        talker.send(&format!("still talking {round}")).await;
+    }
+    // Once a real client's line is in the room, every forged datagram
+    // before it was handled.
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    common::udp_join(&client, udp, "marker").await;
+    let elapsed = started.elapsed();
+    assert_eq!(watcher.line().await, "* talker joined #lobby");
+    for round in 0..10 {
+        assert_eq!(
+            watcher.line().await,
+            format!("[lobby] talker: still talking {round}")
+        );
+    }
+    // Nobody else joined: next come the real client's arrival and line.
+    let joined = watcher.line().await;
+    assert!(
+        joined.starts_with("* guest-") && joined.ends_with(" joined #lobby"),
+        "{joined}"
+    );
+    let said = watcher.line().await;
+    assert!(said.ends_with(": marker"), "{said}");
+    assert_eq!(server.hub.member_count(), 3);
+    let mut answered = 0;
+    let mut buf = vec![0u8; 2048];
+    for source in &sources {
+        while let Ok((len, _)) = source.try_recv_from(&mut buf) {
+            answered += len + 28;
+        }
+    }
+    let allowed = UNPROVEN_BURST as f64 + UNPROVEN_BYTES_PER_SEC as f64 * elapsed.as_secs_f64();
+    assert!(
+        answered as f64 <= allowed,
+        "{answered} bytes sent back, {allowed} allowed"
+    );
+    talker.send("after").await;
+    watcher.expect("talker: after").await;
+    server.stop().await;
 }

@@ -1,6 +1,6 @@
 //! The UDP door through real UDP sockets: bare clients, structured clients,
-//! UDP and TCP in one room, the amplification budget, limits, expiry, and
-//! our client over a lossy link.
+//! proving an address before it is a member, UDP and TCP in one room,
+//! limits, expiry, and our client over a lossy link.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{config, config_without_history, start, TestServer};
 use sockchat::hub::WordFilter;
-use sockchat::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
+use sockchat::protocol::datagram::{ClientDatagram, ServerDatagram};
 use sockchat::protocol::{ClientCommand, ServerEvent};
 use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
@@ -41,20 +41,23 @@ impl Bare {
         }
     }
 
-    /// A bare client that has had its first answer: the short welcome.
+    /// The code the server's answer to an unproven datagram holds.
+    async fn code(&mut self) -> String {
+        let hint = self.ask("\n").await;
+        code_in(&hint)
+    }
+
+    /// A bare client that has proven its address (it sent back the code
+    /// from its first answer) and had the short welcome.
     async fn welcomed(server: &TestServer) -> Bare {
         let mut bare = Bare::new(server).await;
-        let welcome = bare.ask("\n").await;
+        let code = bare.code().await;
+        let welcome = bare.ask(&code).await;
         assert!(
             welcome.starts_with("* welcome to sockchat, guest-"),
             "{welcome}"
         );
         bare
-    }
-
-    /// Whether everything received is within three times what was sent.
-    fn within_budget(&self) -> bool {
-        self.received_wire <= 3 * self.sent_wire
     }
 
     async fn send(&mut self, bytes: &[u8]) {
@@ -97,13 +100,22 @@ impl Bare {
     }
 }
 
+/// The code in a hint to an unproven address: its one word of eight
+/// letters and digits.
+fn code_in(hint: &str) -> String {
+    assert!(hint.starts_with("* "), "a hint: {hint}");
+    hint.split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|word| word.len() == 8)
+        .unwrap_or_else(|| panic!("no code in {hint:?}"))
+        .to_string()
+}
+
 /// A structured client, driven by hand.
 struct Structured {
     socket: UdpSocket,
     next_id: u64,
+    /// The token of the server's `retry`, sent as proof.
     token: Option<String>,
-    /// Size of the first answer received.
-    first_answer: usize,
 }
 
 impl Structured {
@@ -114,7 +126,6 @@ impl Structured {
             socket,
             next_id: 1,
             token: None,
-            first_answer: 0,
         }
     }
 
@@ -124,36 +135,34 @@ impl Structured {
             .await
             .expect("a datagram arrives in time")
             .unwrap();
-        if self.first_answer == 0 {
-            self.first_answer = len;
-        }
         serde_json::from_slice(&buf[..len]).unwrap()
     }
 
-    /// Sends a command (padded, with the proof once known if `prove`) and
-    /// returns the events of its ack, skipping pushes.
-    async fn request(&mut self, cmd: Option<ClientCommand>, prove: bool) -> Vec<ServerEvent> {
-        let datagram = ClientDatagram {
+    /// Sends a command (again with the proof, if the server asks for it,
+    /// as our client does) and returns the events of its ack, skipping
+    /// pushes.
+    async fn request(&mut self, cmd: Option<ClientCommand>) -> Vec<ServerEvent> {
+        let mut datagram = ClientDatagram {
             id: self.next_id,
             cmd,
-            proof: if prove { self.token.clone() } else { None },
+            proof: self.token.clone(),
             pad: None,
         };
         self.next_id += 1;
-        self.socket
-            .send(&datagram.encode(Some(CLIENT_DATAGRAM)))
-            .await
-            .unwrap();
+        self.socket.send(&datagram.encode(None)).await.unwrap();
         loop {
-            if let ServerDatagram::Ack {
-                ack, events, token, ..
-            } = self.recv().await
-            {
-                assert_eq!(ack, datagram.id);
-                if token.is_some() {
-                    self.token = token;
+            match self.recv().await {
+                ServerDatagram::Ack { ack, events } => {
+                    assert_eq!(ack, datagram.id);
+                    return events;
                 }
-                return events;
+                ServerDatagram::Retry { ack, token } => {
+                    assert_eq!(ack, datagram.id);
+                    datagram.proof = Some(token.clone());
+                    self.token = Some(token);
+                    self.socket.send(&datagram.encode(None)).await.unwrap();
+                }
+                ServerDatagram::Push { .. } => {}
             }
         }
     }
@@ -187,8 +196,14 @@ async fn a_bare_client_gets_exactly_one_answer_showing_the_filter() {
     let mut watcher = server.client().await;
     let mut bare = Bare::new(&server).await;
 
-    // The first answer: the welcome, then the message as the room saw it.
-    let first = bare.ask("你好 sb").await;
+    // Not a member yet: the answer is a code to send back, and the line
+    // goes nowhere.
+    let hint = bare.ask("你好 sb").await;
+    assert!(hint.contains("not relayed"), "{hint}");
+    let code = code_in(&hint);
+    // The code with the line: the welcome, then the message as the room
+    // saw it.
+    let first = bare.ask(&format!("{code} 你好 sb")).await;
     let lines: Vec<_> = first.lines().collect();
     assert_eq!(
         lines,
@@ -199,6 +214,7 @@ async fn a_bare_client_gets_exactly_one_answer_showing_the_filter() {
     );
     let relayed = watcher.expect("你好").await;
     assert!(relayed.ends_with(": 你好 alexsb"), "{relayed}");
+    assert_eq!(server.hub.member_count(), 2);
     // Exactly one answer each: the next answer is the next message's.
     assert_eq!(bare.ask("second").await, "second");
     assert!(bare.waiting().is_empty());
@@ -210,25 +226,25 @@ async fn udp_and_tcp_members_share_rooms_both_ways() {
     let server = start(config()).await;
     let mut tcp = server.client_named("tcp").await;
     let mut udp = Structured::new(&server).await;
-    let welcome = udp.request(None, false).await;
+    let welcome = udp.request(None).await;
     assert!(
         matches!(&welcome[0], ServerEvent::Welcome { .. }),
         "{welcome:?}"
     );
     let renamed = udp
-        .request(Some(ClientCommand::Nick { nick: "udp".into() }), true)
+        .request(Some(ClientCommand::Nick { nick: "udp".into() }))
         .await;
     assert_eq!(texts(&renamed), vec!["* guest-2 is now known as udp"]);
     assert_eq!(tcp.expect(" joined").await, "* udp joined #lobby");
 
     // UDP to TCP: the ack carries the message as the room saw it.
-    let ack = udp.request(say("hello from udp 你好"), false).await;
+    let ack = udp.request(say("hello from udp 你好")).await;
     assert_eq!(texts(&ack), vec!["[lobby] udp: hello from udp 你好"]);
     assert_eq!(
         tcp.expect("from udp").await,
         "[lobby] udp: hello from udp 你好"
     );
-    // TCP to UDP: a push, since this address proved itself.
+    // TCP to UDP: a push, since this client speaks the structured protocol.
     tcp.send("hello from tcp").await;
     assert_eq!(
         texts(&udp.push().await),
@@ -242,14 +258,14 @@ async fn a_retransmitted_datagram_is_answered_again_but_relayed_once() {
     let server = start(config()).await;
     let mut tcp = server.client().await;
     let mut udp = Structured::new(&server).await;
-    udp.request(None, false).await;
+    udp.request(None).await;
     let datagram = ClientDatagram {
         id: udp.next_id,
         cmd: say("only once"),
         proof: None,
         pad: None,
     }
-    .encode(Some(CLIENT_DATAGRAM));
+    .encode(None);
     for _ in 0..3 {
         udp.socket.send(&datagram).await.unwrap();
         let ServerDatagram::Ack { events, .. } = udp.recv().await else {
@@ -278,8 +294,10 @@ async fn bye_ends_only_its_senders_session() {
     assert_eq!(watcher.expect("leaver").await, "* leaver left");
     assert_eq!(stayer.ask_first("still here").await, "still here");
     assert_eq!(watcher.expect("still").await, "[lobby] stayer: still here");
-    // The same address comes back as a new member.
-    leaver.ask("again").await;
+    // The same address comes back as a new member, once it proves itself
+    // again.
+    let code = leaver.code().await;
+    leaver.ask(&format!("{code} again")).await;
     assert!(watcher
         .expect("joined #lobby")
         .await
@@ -287,64 +305,62 @@ async fn bye_ends_only_its_senders_session() {
     server.stop().await;
 }
 
+/// What a forged source address looks like from the server: datagrams
+/// from an address that never sends the code back. It is no member, the
+/// room hears nothing of it, and each answer is at most three times its
+/// datagram on the wire; a room's traffic never reaches it.
 #[tokio::test]
-async fn an_unproven_address_gets_no_push_and_no_amplification() {
+async fn an_unproven_address_is_no_member_and_gets_only_small_answers() {
     let server = start(config()).await;
-    let mut tcp = server.client_named("talker").await;
-    // What a forged source address looks like from the server: datagrams
-    // from an address that never echoes the token.
-    let mut bare = Bare::welcomed(&server).await;
-    let mut structured = Structured::new(&server).await;
-    assert_eq!(bare.ask_first("hi").await, "hi");
-    structured.request(None, false).await;
-    for index in 0..20 {
-        tcp.send(&format!(
-            "a long message to tempt the server into pushing, number {index}"
-        ))
-        .await;
-        tcp.expect(&format!("number {index}")).await;
+    let mut watcher = server.client_named("watcher").await;
+    let mut bare = Bare::new(&server).await;
+    let structured = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    structured.connect(server.udp.unwrap()).await.unwrap();
+    for text in ["hi", "/nick forged", "/join #elsewhere", "x"] {
+        let before = (bare.sent_wire, bare.received_wire);
+        let answer = bare.ask(text).await;
+        assert!(answer.contains(&code_in(&answer)), "{answer}");
+        assert!(
+            bare.received_wire - before.1 <= 3 * (bare.sent_wire - before.0),
+            "{answer:?} for {text:?}"
+        );
+        let datagram = ClientDatagram {
+            id: 1,
+            cmd: say("forged"),
+            proof: Some("abcdefgh".into()),
+            pad: None,
+        }
+        .encode(None);
+        structured.send(&datagram).await.unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let len = structured.recv(&mut buf).await.unwrap();
+        let retry: ServerDatagram = serde_json::from_slice(&buf[..len]).unwrap();
+        let ServerDatagram::Retry { ack: 1, .. } = retry else {
+            panic!("a retry: {}", String::from_utf8_lossy(&buf[..len]));
+        };
+        assert!(len + HEADERS <= 3 * (datagram.len() + HEADERS));
     }
-    // One more datagram each; the answer comes after anything the server
-    // would have pushed, so what waits now is everything it sent. Of the
-    // room's twenty messages, only what the budget allows rides along.
-    assert_eq!(bare.ask_first("ok").await, "ok");
+    watcher.send("the room talks").await;
+    watcher.expect("the room talks").await;
+    // Nothing was said, nobody joined: the next thing the watcher sees is
+    // its own question's answer, and the room is the watcher alone.
+    watcher.send("/who").await;
+    assert_eq!(watcher.line().await, "* #lobby has 1: watcher");
+    assert_eq!(server.hub.member_count(), 1);
     assert!(
         bare.waiting().is_empty(),
-        "no pushes to an unproven address"
+        "no room traffic to an unproven address"
     );
-    assert!(bare.within_budget());
-
-    // The structured client that never proves itself: everything it was
-    // ever sent adds up to no more than three times what it sent, on the
-    // wire.
-    let poll = ClientDatagram {
-        id: 99,
-        cmd: None,
-        proof: Some("not-the-token".into()),
-        pad: None,
-    }
-    .encode(None);
-    structured.socket.send(&poll).await.unwrap();
-    let mut buf = vec![0u8; 65_536];
-    let answered = structured.socket.recv(&mut buf).await.unwrap();
-    let first_answer = structured.first_answer;
-    assert!(
-        first_answer + answered + 2 * HEADERS <= 3 * (CLIENT_DATAGRAM + poll.len() + 2 * HEADERS),
-        "{first_answer} + {answered} bytes answered to {} + {}",
-        CLIENT_DATAGRAM,
-        poll.len()
-    );
-    assert!(structured.socket.try_recv(&mut buf).is_err(), "no pushes");
+    let mut buf = [0u8; 64];
+    assert!(structured.try_recv(&mut buf).is_err(), "no pushes");
     server.stop().await;
 }
 
-/// An unproven address is sent at most three times what it sent, on the
-/// wire (28 bytes of IP and UDP headers per datagram); an answer cut to
-/// fit says so and what to do.
+/// Once proven, a bare client's answers are as long as a datagram allows:
+/// help and a crowd's list come whole.
 #[tokio::test]
-async fn every_answer_to_an_unproven_address_fits_its_budget_and_a_cut_says_so() {
+async fn a_proven_bare_client_gets_whole_answers() {
     let server = start(config()).await;
-    let mut tcp = server.client().await;
     let mut crowd = Vec::new();
     for index in 0..12 {
         crowd.push(
@@ -353,40 +369,11 @@ async fn every_answer_to_an_unproven_address_fits_its_budget_and_a_cut_says_so()
                 .await,
         );
     }
-    let mut bare = Bare::new(&server).await;
-    let (mut sent, mut answered) = (0, 0);
-    let mut cut = Vec::new();
-    for command in [
-        "/help",
-        "/who",
-        "/rooms",
-        "x",
-        "/nick a-long-nickname",
-        "/frob",
-    ] {
-        bare.send(command.as_bytes()).await;
-        sent += command.len() + HEADERS;
-        let answer = String::from_utf8(bare.recv().await).unwrap();
-        answered += answer.len() + HEADERS;
-        assert!(
-            answered <= 3 * sent,
-            "{answered} > 3 x {sent} after {command}"
-        );
-        if answer.ends_with("… [cut: send a longer line to get more]") {
-            cut.push((command, "with the note"));
-        } else if answer.ends_with('…') {
-            cut.push((command, "marked"));
-        }
-    }
-    // Help and the crowd's list are too long for a short datagram's
-    // answer. The first answer is mostly the welcome: no room for the note.
-    assert_eq!(cut, [("/help", "marked"), ("/who", "with the note")]);
-    // Padded, the same question gets the whole list.
-    let padded = format!("/who{}", " ".repeat(400));
-    let who = bare.ask(&padded).await;
+    let mut bare = Bare::welcomed(&server).await;
+    let help = bare.ask("/help").await;
+    assert!(!help.contains('…'), "{help}");
+    let who = bare.ask("/who").await;
     assert!(who.contains("a-rather-long-nick-11"), "{who}");
-    tcp.send("/who").await;
-    tcp.expect("a-long-nickname").await;
     drop(crowd);
     server.stop().await;
 }
@@ -424,10 +411,11 @@ async fn over_the_rate_a_datagram_waits_its_turn_and_a_flood_ends_the_session() 
     let server = start(settings).await;
     let mut watcher = server.client().await;
     let mut bare = Bare::welcomed(&server).await;
-    // Trailing spaces pay for the answer (an unproven address's budget).
-    let nick = format!("/nick eager{}", " ".repeat(40));
-    assert!(bare.ask(&nick).await.ends_with("is now known as eager"));
-    let line = "a line long enough to pay for the answers: 0123456789";
+    assert!(bare
+        .ask("/nick eager")
+        .await
+        .ends_with("is now known as eager"));
+    let line = "a line";
     let started = tokio::time::Instant::now();
     // The burst of five (the nick change was one), then one that waits.
     for _ in 0..5 {
@@ -560,8 +548,8 @@ async fn our_client_delivers_every_message_exactly_once_over_a_lossy_link() {
 async fn our_client_says_plainly_when_a_message_was_probably_lost() {
     let server = start(config()).await;
     let mut watcher = server.client().await;
-    // The first datagram (the client's hello) gets through; nothing after.
-    let (relay, _) = relay(server.udp.unwrap(), |n| n > 1, |_| false).await;
+    // The client's hello and its proof get through; nothing after.
+    let (relay, _) = relay(server.udp.unwrap(), |n| n > 2, |_| false).await;
     let mut client = udp_client(relay, &[]);
     watcher.expect("joined #lobby").await;
     let mut stdin = client.stdin.take().unwrap();
@@ -621,7 +609,7 @@ async fn our_client_keeps_a_quiet_session_alive() {
 async fn answers_come_in_the_order_of_the_datagrams() {
     let server = start(config()).await;
     let mut bare = Bare::welcomed(&server).await;
-    let line = "a message long enough to pay for its answer";
+    let line = "a message";
     bare.send(line.as_bytes()).await;
     bare.send(&[0xff; 64]).await;
     assert_eq!(String::from_utf8(bare.recv().await).unwrap(), line);

@@ -3,10 +3,11 @@
 //! Structured datagrams with ids, one in flight at a time: each waits for
 //! its acknowledgement and is sent again a few times if none comes. The
 //! server carries out a repeated id only once, so a retransmission never
-//! doubles a message in the room. Until the server has seen its token
-//! echoed, the client pads its datagrams so the answers it needs fit the
-//! server's anti-amplification budget. `--raw` sends plain-text datagrams
-//! instead, for bare UDP servers.
+//! doubles a message in the room. The server carries out nothing from an
+//! address until it has shown it receives: its first datagram comes back
+//! as a `retry` with a token, and the client sends it again at once with
+//! the token as proof. `--raw` sends plain-text datagrams instead, for
+//! bare UDP servers.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,7 +20,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::{command_for, Ending, Frontend, NickClaim};
 use crate::protocol::command::GOODBYE_WORDS;
-use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
+use crate::protocol::datagram::{ClientDatagram, ServerDatagram};
 use crate::protocol::{ClientCommand, ServerEvent};
 
 /// Wait this long for an acknowledgement before sending again.
@@ -94,8 +95,8 @@ struct UdpClient<'a, F> {
     queue: VecDeque<Option<ClientCommand>>,
     in_flight: Option<InFlight>,
     next_id: u64,
+    /// The server's token from a `retry`, sent as proof until it answers.
     token: Option<String>,
-    proven: bool,
     last_push: u64,
     last_sent: Instant,
     keepalive: Duration,
@@ -117,7 +118,6 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
             in_flight: None,
             next_id: 1,
             token: None,
-            proven: false,
             last_push: 0,
             last_sent: Instant::now(),
             keepalive,
@@ -199,14 +199,10 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
         let datagram = ClientDatagram {
             id: flight.id,
             cmd: flight.command.clone(),
-            proof: if self.proven {
-                None
-            } else {
-                self.token.clone()
-            },
+            proof: self.token.clone(),
             pad: None,
         };
-        let bytes = datagram.encode((!self.proven).then_some(CLIENT_DATAGRAM));
+        let bytes = datagram.encode(None);
         self.last_sent = Instant::now();
         if let Err(error) = self.socket.send(&bytes).await {
             tracing::debug!(%error, "udp send failed");
@@ -248,12 +244,7 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
         };
         self.reached = true;
         match datagram {
-            ServerDatagram::Ack {
-                ack,
-                events,
-                token,
-                more,
-            } => {
+            ServerDatagram::Ack { ack, events } => {
                 let Some(flight) = &self.in_flight else {
                     return None;
                 };
@@ -261,13 +252,27 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
                     return None; // A late answer to an earlier try.
                 }
                 self.in_flight = None;
-                self.proven = token.is_none();
-                self.token = token;
-                // Fetch what is still waiting, as long as each poll brings some.
-                if more > 0 && !events.is_empty() {
-                    self.queue.push_front(None);
-                }
+                // A session answers: the address is proven.
+                self.token = None;
                 self.show_events(events)
+            }
+            ServerDatagram::Retry { ack, token } => {
+                let flight = self.in_flight.as_mut()?;
+                if flight.id != ack {
+                    return None;
+                }
+                if matches!(flight.command, Some(ClientCommand::Quit { .. })) {
+                    // No session to leave: the goodbye was carried out and
+                    // only its answer lost (or the session had expired).
+                    self.in_flight = None;
+                    return Some(self.done());
+                }
+                // Not carried out: again at once, with the proof, as if the
+                // first try had been lost.
+                flight.resend_at = Instant::now();
+                flight.tries = flight.tries.saturating_sub(1);
+                self.token = Some(token);
+                None
             }
             ServerDatagram::Push { seq, events } => {
                 if self.last_push > 0 && seq > self.last_push + 1 {

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::protocol::datagram::{ClientDatagram, ServerDatagram, CLIENT_DATAGRAM};
+use crate::protocol::datagram::{ClientDatagram, ServerDatagram};
 use crate::protocol::{ClientCommand, ServerEvent};
 
 pub mod plot;
@@ -619,16 +619,15 @@ impl Client {
                 };
                 let socket = UdpSocket::bind(local).await?;
                 socket.connect(addr).await?;
-                let (token, events) = udp_request(&socket, 1, None, None).await?;
-                udp_request(&socket, 2, None, token).await?;
+                let events = udp_request(&socket, 1, None).await?;
                 let default = events.iter().find_map(|event| match event {
                     ServerEvent::Welcome { room, .. } => Some(room.clone()),
                     _ => None,
                 });
-                let mut next_id = 3;
+                let mut next_id = 2;
                 if let Some(default) = default.filter(|default| *default != plan.room) {
                     for command in move_to(&plan.room, &default) {
-                        udp_request(&socket, next_id, Some(command), None).await?;
+                        udp_request(&socket, next_id, Some(command)).await?;
                         next_id += 1;
                     }
                 }
@@ -910,34 +909,32 @@ async fn wait_for_line(
     }
 }
 
-/// One structured UDP request, retried; returns the token of its answer,
-/// and its events.
+/// One structured UDP request, retried (and sent again with the proof
+/// when the server asks for it); returns the events of its answer.
 async fn udp_request(
     socket: &UdpSocket,
     id: u64,
     cmd: Option<ClientCommand>,
-    proof: Option<String>,
-) -> anyhow::Result<(Option<String>, Vec<ServerEvent>)> {
-    let datagram = ClientDatagram {
+) -> anyhow::Result<Vec<ServerEvent>> {
+    let mut datagram = ClientDatagram {
         id,
         cmd,
-        proof,
+        proof: None,
         pad: None,
-    }
-    .encode(Some(CLIENT_DATAGRAM));
+    };
     let mut buf = vec![0u8; 65_536];
     for _ in 0..10 {
-        socket.send(&datagram).await?;
+        socket.send(&datagram.encode(None)).await?;
         let deadline = Instant::now() + Duration::from_millis(500);
         while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
             let len = received?;
-            if let Ok(ServerDatagram::Ack {
-                ack, token, events, ..
-            }) = serde_json::from_slice::<ServerDatagram>(&buf[..len])
-            {
-                if ack == id {
-                    return Ok((token, events));
+            match serde_json::from_slice::<ServerDatagram>(&buf[..len]) {
+                Ok(ServerDatagram::Ack { ack, events }) if ack == id => return Ok(events),
+                Ok(ServerDatagram::Retry { ack, token }) if ack == id => {
+                    datagram.proof = Some(token);
+                    break;
                 }
+                _ => {}
             }
         }
     }

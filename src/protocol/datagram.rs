@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{ClientCommand, ServerEvent};
 
-/// Largest client datagram our client sends, and the size it pads to
-/// until its address is proven (the server may answer an unproven address
-/// with no more bytes than it received).
+/// Largest client datagram our client sends.
 pub const CLIENT_DATAGRAM: usize = 1200;
 
 /// A datagram from a structured client.
@@ -19,12 +17,11 @@ pub struct ClientDatagram {
     /// What to do; none is a poll or keep-alive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<ClientCommand>,
-    /// The token from the server's answers, echoed to prove that this
+    /// The token from the server's `retry`, echoed to prove that this
     /// address receives what is sent to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
-    /// Ignored filler, so that an unproven client's small commands still
-    /// pay for the answers they need.
+    /// Ignored filler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad: Option<String>,
 }
@@ -38,17 +35,14 @@ pub enum ServerDatagram<E = ServerEvent> {
     /// The one answer to the client datagram with this id.
     Ack {
         ack: u64,
-        /// What the command produced (your message as the room saw it,
-        /// errors, lists) and, for an unproven address, room traffic pulled
-        /// since the last datagram, as far as the byte budget allows.
+        /// What the command produced: your message as the room saw it,
+        /// errors, lists. Room traffic comes in pushes.
         events: Vec<E>,
-        /// Present until the address is proven: echo it as `proof`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        token: Option<String>,
-        /// Events still waiting (unproven only): poll to fetch them.
-        #[serde(default, skip_serializing_if = "is_zero")]
-        more: usize,
     },
+    /// The datagram with this id was not carried out: this address has not
+    /// shown it receives what is sent to it. Send it again (the same id)
+    /// with `token` as `proof`.
+    Retry { ack: u64, token: String },
     /// Events pushed as they happen, to proven addresses only.
     Push {
         /// Increases by one per push datagram; a gap means pushes were lost.
@@ -67,10 +61,6 @@ impl<E: Serialize> ServerDatagram<E> {
         // Plain data with string keys: serialisation cannot fail.
         serde_json::to_vec(self).expect("datagrams serialise")
     }
-}
-
-fn is_zero(value: &usize) -> bool {
-    *value == 0
 }
 
 impl ClientDatagram {
@@ -119,7 +109,7 @@ mod tests {
     #[test]
     fn server_datagrams_parse() {
         let ack: ServerDatagram = serde_json::from_str(
-            r#"{"type":"ack","ack":1,"events":[{"type":"notice","text":"hi"}],"token":"ab"}"#,
+            r#"{"type":"ack","ack":1,"events":[{"type":"notice","text":"hi"}]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -127,8 +117,6 @@ mod tests {
             ServerDatagram::Ack {
                 ack: 1,
                 events: vec![ServerEvent::Notice { text: "hi".into() }],
-                token: Some("ab".into()),
-                more: 0
             }
         );
     }

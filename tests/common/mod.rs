@@ -220,3 +220,44 @@ impl Client {
         seen
     }
 }
+
+/// One datagram's answer to `socket`, as text.
+pub async fn udp_answer(socket: &tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 65_536];
+    let len = tokio::time::timeout(PATIENCE, socket.recv(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+/// What a bare UDP client does first: it sends a line, is answered with a
+/// code (it is no member until it sends the code back), and sends the
+/// code followed by `text`. Returns the answer to that: the welcome, then
+/// `text` as the room saw it.
+pub async fn udp_join(socket: &tokio::net::UdpSocket, server: SocketAddr, text: &str) -> String {
+    // Sent again while unanswered, as a person would: when a crowd of
+    // unproven sources has spent the server's budget for them, answers
+    // wait for it to refill.
+    let mut buf = vec![0u8; 65_536];
+    let mut hint = None;
+    for _ in 0..100 {
+        socket.send_to(b"hello", server).await.unwrap();
+        let wait = Duration::from_millis(200);
+        if let Ok(received) = tokio::time::timeout(wait, socket.recv(&mut buf)).await {
+            hint = Some(String::from_utf8_lossy(&buf[..received.unwrap()]).into_owned());
+            break;
+        }
+    }
+    let hint = hint.expect("an answer in time");
+    let code = hint
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|word| word.len() == 8)
+        .unwrap_or_else(|| panic!("no code in {hint:?}"))
+        .to_string();
+    socket
+        .send_to(format!("{code} {text}").as_bytes(), server)
+        .await
+        .unwrap();
+    udp_answer(socket).await
+}

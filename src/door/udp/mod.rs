@@ -4,20 +4,24 @@
 //! Rules that make it safe to expose:
 //!
 //! - Every datagram a client sends is answered by exactly one datagram.
-//! - An address that has not proven it receives what is sent to it (by
-//!   echoing the token from our answers) is never sent more than three
-//!   times what it has sent us, counted on the wire (IP and UDP headers
-//!   included), as QUIC allows an address it has not validated (RFC 9000,
-//!   section 8.1), plus what our own word filter added to its messages. A
-//!   forged source address therefore cannot turn the server into much of
-//!   an amplifier aimed at someone else, and gets no pushes.
-//! - A bare client's first answer starts with a short welcome; an answer
-//!   cut to fit that budget says so, and what to do about it.
-//! - Proven addresses get pushes: room events as they happen.
+//! - A source address becomes a member only once it has shown that it
+//!   receives what is sent to it, by sending back a code from an answer
+//!   ([`proof`]). Until then it gets one small answer per datagram,
+//!   computed from the datagram alone: no member, no room traffic, no task,
+//!   no table entry, and answers within three times its datagram's size and
+//!   one budget for all unproven sources. A forged source address therefore
+//!   cannot make members, nor turn the server into an amplifier aimed at
+//!   someone else.
+//! - Members that speak the structured protocol get pushes: room events
+//!   as they happen. Bare members get what the room said with the answer
+//!   to their next datagram (a `recvfrom` after each `sendto` reads one
+//!   datagram, so pushes would put it out of step).
 //!
 //! One receive loop owns the socket's reading side and routes each
-//! datagram to a task per source address (like a TCP connection's task),
-//! which also drains that member's outbox.
+//! member's datagrams to a task of its own (like a TCP connection's
+//! task), which also drains that member's outbox.
+
+mod proof;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +34,9 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
+
+use proof::{admit, headers, Admission, Cookies, UnprovenBudget};
+pub use proof::{AMPLIFICATION, COOKIE_WINDOW, UNPROVEN_BURST, UNPROVEN_BYTES_PER_SEC};
 
 use super::tcp::parse_error;
 use super::{carry_out, now, wait_dropped, with_drop_reason, Door, DoorContext};
@@ -59,12 +66,6 @@ const SWEEP_AT: usize = 1024;
 
 /// Bytes taken from the outbox at a time (at least one delivery).
 const DRAIN_BYTES: usize = 16 * 1024;
-
-/// How many times what an unproven address sent it may be sent back.
-const AMPLIFICATION: usize = 3;
-
-/// What a text answer cut to fit the budget ends with.
-const CUT_NOTE: &str = "… [cut: send a longer line to get more]";
 
 /// What a room line too long for any datagram ends with, cut.
 const TOO_LONG_NOTE: &str = "… [cut: too long for a datagram]";
@@ -98,11 +99,14 @@ impl Door for UdpDoor {
     }
 }
 
-/// Receives datagrams until shutdown, one tracked task per source address.
+/// Receives datagrams until shutdown, one tracked task per member.
 async fn receive_loop(socket: UdpSocket, context: DoorContext) {
     let socket = Arc::new(socket);
     let mut peers: HashMap<SocketAddr, mpsc::Sender<Bytes>> = HashMap::new();
     let mut sweep_at = SWEEP_AT;
+    let cookies = Cookies::new();
+    let mut unproven = UnprovenBudget::new();
+    let started = tokio::time::Instant::now();
     // Big enough for any UDP datagram, so an oversized one is seen whole
     // and refused rather than silently cut.
     let mut buf = vec![0u8; 65_536];
@@ -135,7 +139,8 @@ async fn receive_loop(socket: UdpSocket, context: DoorContext) {
                     tracing::debug!(%addr, "udp peer overloaded; datagram dropped");
                     continue;
                 }
-                // That session ended (bye, expiry): this datagram starts a new one.
+                // That session ended (bye, expiry): this datagram starts
+                // again from the beginning.
                 Err(mpsc::error::TrySendError::Closed(returned)) => {
                     peers.remove(&addr);
                     datagram = returned;
@@ -149,6 +154,23 @@ async fn receive_loop(socket: UdpSocket, context: DoorContext) {
             tracing::debug!(%addr, "udp answer from a server ignored");
             continue;
         }
+        let elapsed = started.elapsed();
+        let (datagram, structured) = match admit(&datagram, &addr, &cookies, elapsed) {
+            Admission::Member {
+                datagram,
+                structured,
+            } => (datagram, structured),
+            Admission::Answer(answer) => {
+                if unproven.spend(answer.len() + headers(&addr), elapsed) {
+                    context.hub.metrics().udp_unproven.inc();
+                    let _ = socket.send_to(&answer, addr).await;
+                } else {
+                    context.hub.metrics().udp_unanswered.inc();
+                    tracing::debug!(%addr, "unproven udp budget spent; datagram unanswered");
+                }
+                continue;
+            }
+        };
         if peers.len() >= sweep_at {
             peers.retain(|_, inbox| !inbox.is_closed());
             sweep_at = (peers.len() * 2).max(SWEEP_AT);
@@ -157,12 +179,13 @@ async fn receive_loop(socket: UdpSocket, context: DoorContext) {
             Ok(membership) => membership,
             Err(refusal) => {
                 tracing::info!(%addr, %refusal, "udp client refused");
-                // Within the budget: no more bytes than the datagram had.
-                let line = format!("! {refusal}");
-                let _ = socket.send_to(cut_to(&line, len).as_bytes(), addr).await;
+                let _ = socket
+                    .send_to(format!("! {refusal}").as_bytes(), addr)
+                    .await;
                 continue;
             }
         };
+        tracing::debug!(%addr, structured, "udp address proven");
         let (inbox, inbox_rx) = mpsc::channel(INBOX);
         // A fresh channel has room for one.
         let _ = inbox.try_send(datagram);
@@ -173,14 +196,15 @@ async fn receive_loop(socket: UdpSocket, context: DoorContext) {
             context.hub.clone(),
             &context.limits,
             membership,
+            structured,
         );
         let span = tracing::info_span!("udp", peer = %addr);
         context.tracker.spawn(peer.run(inbox_rx).instrument(span));
     }
 }
 
-/// One source address's membership: its session and the UDP rules around
-/// it (the amplification budget, pushes, retransmissions).
+/// One proven source address's membership: its session and the UDP rules
+/// around it (pushes or pulls, retransmissions).
 struct Peer {
     addr: SocketAddr,
     socket: Arc<UdpSocket>,
@@ -194,17 +218,12 @@ struct Peer {
     ending: Option<Ending>,
     /// The `bye` went out in a datagram's answer already.
     farewell_sent: bool,
-    /// Echoing this proves the address is real.
-    token: String,
-    proven: bool,
-    /// Bytes (and datagrams) received from and sent to this address, and
-    /// what our filter added to its messages: the amplification budget.
-    received: usize,
-    received_datagrams: usize,
-    sent: usize,
-    sent_datagrams: usize,
-    filter_growth: usize,
-    /// Events not yet delivered to an unproven address.
+    /// A structured client: room events are pushed as they happen. A bare
+    /// one pulls them with its next datagram.
+    pushes: bool,
+    /// Answers sent so far: the first leads with the welcome.
+    answered: usize,
+    /// Events waiting for a bare member's next datagram.
     backlog: VecDeque<Arc<Outgoing>>,
     /// Structured clients: the last request id and its answer, resent for
     /// a retransmission so the command is not carried out twice.
@@ -221,6 +240,7 @@ impl Peer {
         hub: Hub,
         limits: &Limits,
         membership: Membership,
+        pushes: bool,
     ) -> Self {
         Peer {
             addr,
@@ -233,13 +253,8 @@ impl Peer {
             limits: limits.clone(),
             ending: None,
             farewell_sent: false,
-            token: fresh_token(),
-            proven: false,
-            received: 0,
-            received_datagrams: 0,
-            sent: 0,
-            sent_datagrams: 0,
-            filter_growth: 0,
+            pushes,
+            answered: 0,
             backlog: VecDeque::new(),
             last_id: 0,
             last_answer: None,
@@ -260,7 +275,9 @@ impl Peer {
                     Some(datagram) => self.on_datagram(&datagram).await,
                     None => self.session.handle_dropped(DropReason::ShuttingDown),
                 },
-                count = self.outbox.recv_many(&mut self.batch, DRAIN_BYTES) => {
+                // Not before the first datagram's answer: it brings the
+                // welcome queued when the member was made.
+                count = self.outbox.recv_many(&mut self.batch, DRAIN_BYTES), if self.answered > 0 => {
                     if count == 0 {
                         let why = self.dropped.take().and_then(|mut dropped| dropped.try_recv().ok());
                         self.ending = Some(why.map_or(Ending::Quit, Ending::Dropped));
@@ -289,10 +306,10 @@ impl Peer {
         }
     }
 
-    /// Room events between datagrams: pushed to a proven address, kept for
-    /// the next answer otherwise.
+    /// Room events between datagrams: pushed to a structured member, kept
+    /// for a bare member's next answer.
     async fn take_events(&mut self, events: Vec<Arc<Outgoing>>) {
-        if self.proven {
+        if self.pushes {
             self.push(events).await;
         } else {
             self.keep(events);
@@ -331,36 +348,26 @@ impl Peer {
     }
 
     async fn send(&mut self, datagram: &[u8]) {
-        self.sent += datagram.len();
-        self.sent_datagrams += 1;
         if let Err(error) = self.socket.send_to(datagram, self.addr).await {
             tracing::debug!(%error, "udp send failed");
         }
     }
 
-    /// Bytes the next datagram to this address may carry before it proves
-    /// itself: what [`AMPLIFICATION`] allows, on the wire, less what was
-    /// sent already and the next datagram's own headers.
-    fn budget(&self) -> usize {
-        if self.proven {
-            return MAX_SERVER_DATAGRAM;
-        }
-        // IP and UDP headers: what each datagram costs beyond its payload.
-        let headers = if self.addr.is_ipv4() { 20 + 8 } else { 40 + 8 };
-        let allowed = AMPLIFICATION * (self.received + self.received_datagrams * headers)
-            + self.filter_growth;
-        let used = self.sent + (self.sent_datagrams + 1) * headers;
-        allowed.saturating_sub(used).min(MAX_SERVER_DATAGRAM)
+    /// The largest answer: a client's datagram size, or a push's.
+    fn largest(&self) -> usize {
+        PUSH_TARGET.max(self.limits.max_datagram)
     }
 
     /// Handles one datagram and sends its one answer.
     async fn on_datagram(&mut self, datagram: &[u8]) {
-        self.received += datagram.len();
-        self.received_datagrams += 1;
         // Whatever the room said before this datagram is older than its
         // answer: keep it apart from what this datagram's command produces.
-        let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv()).collect();
-        self.take_events(waiting).await;
+        // Except for a structured client's first: its answer brings the
+        // welcome (and the room's history) queued when it became a member.
+        if self.answered > 0 || !self.pushes {
+            let waiting: Vec<_> = std::iter::from_fn(|| self.outbox.try_recv()).collect();
+            self.take_events(waiting).await;
+        }
         let max = self.limits.max_datagram;
         if max > 0 && datagram.len() > max {
             let message = format!(
@@ -410,28 +417,23 @@ impl Peer {
         let response = self.carry_out_input(input).await;
         let answer = self.compose_text(response, kind);
         self.send(&answer).await;
+        self.answered += 1;
     }
 
     /// A structured datagram: answered with one `ack`.
     async fn on_structured(&mut self, request: ClientDatagram) {
         tracing::debug!(id = request.id, "structured datagram");
-        if request.proof.as_deref() == Some(self.token.as_str()) && !self.proven {
-            self.proven = true;
-            tracing::debug!("address proven");
-        }
+        // It speaks the structured protocol: it can take pushes.
+        let pushes_from_now = !self.pushes;
+        self.pushes = true;
         if request.id != 0 && request.id <= self.last_id {
             // Still there: silence rules count this datagram.
             self.session.handle_input(Input::Nothing, now());
         }
         if request.id != 0 && request.id == self.last_id {
             // A retransmission: the answer was lost, not the command. Never
-            // carry it out twice; resend the answer if the budget allows.
+            // carry it out twice; send the answer again.
             let answer = self.last_answer.clone().unwrap_or_default();
-            let answer = if answer.len() <= self.budget() {
-                answer
-            } else {
-                Bytes::new()
-            };
             self.send(&answer).await;
             return;
         }
@@ -446,8 +448,9 @@ impl Peer {
         self.last_id = request.id;
         self.last_answer = Some(answer.clone());
         self.send(&answer).await;
-        if self.proven && !self.backlog.is_empty() {
-            // Just proven: what waited for a pull is pushed now.
+        self.answered += 1;
+        if pushes_from_now && !self.backlog.is_empty() {
+            // What waited for a pull is pushed now.
             let backlog: Vec<_> = self.backlog.drain(..).collect();
             self.push(backlog).await;
         }
@@ -457,15 +460,8 @@ impl Peer {
     /// this member, waiting (within the session's rules: the rate, the
     /// answer wait) until the answer is complete. Room traffic that raced
     /// in with it is not part of it: that goes out as usual.
-    /// What the server's rewriting (word filter, control pictures) added to
-    /// the member's own text is credited to its budget: the member may see
-    /// its text as the room did.
     async fn carry_out_input(&mut self, input: Input) -> Vec<Arc<Outgoing>> {
         let nick = self.hub.nick_of(self.id);
-        let said_len = match &input {
-            Input::Command(command) => said_text(command).map(str::len),
-            _ => None,
-        };
         self.session.handle_input(input, now());
         let mut response = Vec::new();
         loop {
@@ -506,18 +502,10 @@ impl Peer {
             .into_iter()
             .partition(|event| is_reply(event.event(), nick.as_deref()));
         self.take_events(traffic).await;
-        if let (Some(said_len), Some(nick)) = (said_len, nick) {
-            let relayed = response.iter().find_map(|event| match event.event() {
-                ServerEvent::Message(message) if message.from == nick => Some(message.text.len()),
-                ServerEvent::Private { from, text, .. } if *from == nick => Some(text.len()),
-                _ => None,
-            });
-            self.filter_growth += relayed.unwrap_or(0).saturating_sub(said_len);
-        }
         response
     }
 
-    /// Keeps events for an unproven address's next answer.
+    /// Keeps events for a bare member's next answer.
     fn keep(&mut self, events: Vec<Arc<Outgoing>>) {
         for event in events {
             if self.backlog.len() == BACKLOG {
@@ -529,14 +517,14 @@ impl Peer {
 
     /// A text answer: the welcome if it is the first, the response lines
     /// (your own message as just its text, the way the room saw it), then
-    /// what the room said since your last datagram, as far as size and
-    /// budget allow. A response line that does not fit is cut, and says so.
-    /// A refusal is answered without room traffic.
+    /// what the room said since your last datagram, as far as a datagram
+    /// holds. A line that does not fit is cut, and says so. A refusal is
+    /// answered without room traffic.
     fn compose_text(&mut self, response: Vec<Arc<Outgoing>>, kind: Answer) -> Vec<u8> {
         let said = kind == Answer::Said;
         let nick = self.hub.nick_of(self.id);
         let mut lines: Vec<String> = Vec::new();
-        if self.sent_datagrams == 0 {
+        if self.answered == 0 {
             let welcome = self
                 .backlog
                 .iter()
@@ -555,13 +543,13 @@ impl Peer {
                 other => lines.push(other.to_text()),
             }
         }
-        let limit = self.budget().min(PUSH_TARGET.max(self.limits.max_datagram));
+        let limit = self.largest();
         let mut answer = String::new();
         for line in lines {
             let separator = usize::from(!answer.is_empty());
             if answer.len() + separator + line.len() > limit {
                 let room = limit.saturating_sub(answer.len() + separator);
-                let cut = cut_with_note(&line, room, CUT_NOTE);
+                let cut = cut_with_note(&line, room, TOO_LONG_NOTE);
                 if !cut.is_empty() {
                     if separator == 1 {
                         answer.push('\n');
@@ -575,7 +563,6 @@ impl Peer {
             }
             answer.push_str(&line);
         }
-        let largest = PUSH_TARGET.max(self.limits.max_datagram);
         while let Some(event) = self.backlog.front().filter(|_| kind != Answer::Refusal) {
             let line = event.event().to_text();
             let separator = usize::from(!answer.is_empty());
@@ -584,7 +571,7 @@ impl Peer {
                 // behind it: it goes now, cut, as far as this answer has room.
                 let room = limit.saturating_sub(answer.len() + separator);
                 let cut = cut_with_note(&line, room, TOO_LONG_NOTE);
-                if line.len() > largest && !cut.is_empty() {
+                if line.len() > limit && !cut.is_empty() {
                     if separator == 1 {
                         answer.push('\n');
                     }
@@ -602,74 +589,36 @@ impl Peer {
         answer.into_bytes()
     }
 
-    /// A structured `ack`: the response events, then (unproven) pulled
-    /// backlog, within the budget.
+    /// A structured `ack`: the response events, as far as a datagram
+    /// holds; an event too long for any is replaced by a notice saying so.
     fn compose_json(&mut self, ack: u64, response: Vec<Arc<Outgoing>>) -> Vec<u8> {
-        let budget = self.budget();
-        let token = (!self.proven).then(|| self.token.clone());
-        // `{"type":"ack","ack":N,"events":[` and `]`, the token, and room
-        // for a `"more"` count.
-        let head = format!(r#"{{"type":"ack","ack":{ack},"events":["#).len();
-        let fixed = head + 2 + token.as_ref().map_or(0, |token| token.len() + 11) + 16;
+        let skipped = Outgoing::new(ServerEvent::Notice {
+            text: "an answer too long for a datagram was skipped".into(),
+        });
+        // `{"type":"ack","ack":N,"events":[` and `]}`.
+        let fixed = format!(r#"{{"type":"ack","ack":{ack},"events":[]}}"#).len();
         let mut events: Vec<EncodedEvent<'_>> = Vec::new();
         let mut size = fixed;
         for event in &response {
-            let json = event.json_value();
-            if size + json.get().len() + 1 > budget {
+            let mut json = event.json_value();
+            if fixed + json.get().len() > MAX_SERVER_DATAGRAM {
+                json = skipped.json_value();
+            }
+            if size + json.get().len() + 1 > MAX_SERVER_DATAGRAM {
                 break;
             }
             size += json.get().len() + 1;
             events.push(json);
         }
-        let mut pulled = 0;
-        if !self.proven {
-            let largest = PUSH_TARGET.max(self.limits.max_datagram);
-            // An event no answer can ever hold would hold up everything
-            // behind it: it is replaced by a notice that it was skipped.
-            for slot in self.backlog.iter_mut() {
-                if fixed + slot.json_value().get().len() + 1 > largest {
-                    let text = "a message too long for a datagram was skipped".to_string();
-                    *slot = Arc::new(Outgoing::new(ServerEvent::Notice { text }));
-                }
-            }
-            let pull_limit = budget.min(largest);
-            for event in &self.backlog {
-                let json = event.json_value();
-                if size + json.get().len() + 1 > pull_limit {
-                    break;
-                }
-                size += json.get().len() + 1;
-                events.push(json);
-                pulled += 1;
-            }
-        }
-        let more = if self.proven {
-            0
-        } else {
-            self.backlog.len() - pulled
-        };
-        let datagram = ServerDatagram::Ack {
-            ack,
-            events,
-            token,
-            more,
-        }
-        .encode();
-        self.backlog.drain(..pulled);
-        if datagram.len() > budget {
-            // Not even an empty ack fits: answer with an empty datagram.
-            return Vec::new();
-        }
-        datagram
+        ServerDatagram::Ack { ack, events }.encode()
     }
 
-    /// Tells the hub (unless it knows) and, where the budget allows, the
-    /// client.
+    /// Tells the hub (unless it knows) and a structured client.
     async fn finish(mut self, ending: Ending) {
         if let Some(departure) = ending.departure() {
             self.hub.disconnect(self.id, departure);
         }
-        if let (true, false, Some(bye)) = (self.proven, self.farewell_sent, ending.farewell()) {
+        if let (true, false, Some(bye)) = (self.pushes, self.farewell_sent, ending.farewell()) {
             self.push(vec![Arc::new(Outgoing::new(bye))]).await;
         }
     }
@@ -773,21 +722,6 @@ fn cut_to(text: &str, limit: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}{mark}", &text[..end]))
 }
 
-/// 128 random bits, hex: unguessable by anyone who does not receive it.
-fn fresh_token() -> String {
-    let mut bytes = [0u8; 16];
-    if let Err(error) = getrandom::fill(&mut bytes) {
-        // Without an OS random source, fall back on the hasher's random
-        // keys; still unknown to anyone off the path.
-        tracing::warn!(%error, "no OS randomness; using a weaker token");
-        use std::hash::{BuildHasher, RandomState};
-        let state = RandomState::new();
-        bytes[..8].copy_from_slice(&state.hash_one(1u8).to_le_bytes());
-        bytes[8..].copy_from_slice(&state.hash_one(2u8).to_le_bytes());
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -798,13 +732,6 @@ mod tests {
         assert_eq!(cut_to("abc", 5), "abc");
         assert_eq!(cut_to("abcdef", 2), "ab");
         assert_eq!(cut_to("你", 2), "");
-    }
-
-    #[test]
-    fn tokens_are_long_and_differ() {
-        let (first, second) = (fresh_token(), fresh_token());
-        assert_eq!(first.len(), 32);
-        assert_ne!(first, second);
     }
 
     #[test]
