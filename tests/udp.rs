@@ -149,7 +149,7 @@ impl Structured {
             pad: None,
         };
         self.next_id += 1;
-        self.socket.send(&datagram.encode(None)).await.unwrap();
+        self.socket.send(&datagram.encode()).await.unwrap();
         loop {
             match self.recv().await {
                 ServerDatagram::Ack { ack, events } => {
@@ -160,7 +160,7 @@ impl Structured {
                     assert_eq!(ack, datagram.id);
                     datagram.proof = Some(token.clone());
                     self.token = Some(token);
-                    self.socket.send(&datagram.encode(None)).await.unwrap();
+                    self.socket.send(&datagram.encode()).await.unwrap();
                 }
                 ServerDatagram::Push { .. } => {}
             }
@@ -265,7 +265,7 @@ async fn a_retransmitted_datagram_is_answered_again_but_relayed_once() {
         proof: None,
         pad: None,
     }
-    .encode(None);
+    .encode();
     for _ in 0..3 {
         udp.socket.send(&datagram).await.unwrap();
         let ServerDatagram::Ack { events, .. } = udp.recv().await else {
@@ -330,7 +330,7 @@ async fn an_unproven_address_is_no_member_and_gets_only_small_answers() {
             proof: Some("abcdefgh".into()),
             pad: None,
         }
-        .encode(None);
+        .encode();
         structured.send(&datagram).await.unwrap();
         let mut buf = vec![0u8; 65_536];
         let len = structured.recv(&mut buf).await.unwrap();

@@ -202,7 +202,7 @@ impl<'a, F: Frontend> UdpClient<'a, F> {
             proof: self.token.clone(),
             pad: None,
         };
-        let bytes = datagram.encode(None);
+        let bytes = datagram.encode();
         self.last_sent = Instant::now();
         if let Err(error) = self.socket.send(&bytes).await {
             tracing::debug!(%error, "udp send failed");

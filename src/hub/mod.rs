@@ -182,13 +182,6 @@ pub struct Reservation {
     held: bool,
 }
 
-impl Reservation {
-    /// The address the place is counted for.
-    pub fn ip(&self) -> Option<IpAddr> {
-        self.ip
-    }
-}
-
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.held {
@@ -405,13 +398,7 @@ impl Hub {
     /// room and queues its welcome. The room hears of it later (see
     /// [`Hub::arrive`]).
     pub fn connect(&self, door: DoorKind, ip: Option<IpAddr>) -> Result<Membership, Refusal> {
-        let config = &self.shared.config;
-        let mut state = self.lock();
-        state.admit(config, ip)?;
-        state.count_in(ip);
-        let session = state.add_member(config, door, ip, None);
-        state.settle(config);
-        Ok(session)
+        self.connect_reserved(door, self.reserve(ip)?)
     }
 
     /// Counts a connection from `ip` toward the limits before it is a

@@ -789,7 +789,7 @@ impl Client {
                                 pad: None,
                             };
                             counters.sent.fetch_add(1, Ordering::Relaxed);
-                            socket.send(&datagram.encode(None)).await?;
+                            socket.send(&datagram.encode()).await?;
                             next_id += 1;
                             seq += 1;
                         }
@@ -924,7 +924,7 @@ async fn udp_request(
     };
     let mut buf = vec![0u8; 65_536];
     for _ in 0..10 {
-        socket.send(&datagram.encode(None)).await?;
+        socket.send(&datagram.encode()).await?;
         let deadline = Instant::now() + Duration::from_millis(500);
         while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
             let len = received?;

@@ -5,9 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{ClientCommand, ServerEvent};
 
-/// Largest client datagram our client sends.
-pub const CLIENT_DATAGRAM: usize = 1200;
-
 /// A datagram from a structured client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientDatagram {
@@ -64,23 +61,10 @@ impl<E: Serialize> ServerDatagram<E> {
 }
 
 impl ClientDatagram {
-    /// Encodes the datagram, padded with spaces in `pad` up to `size` bytes
-    /// when `size` is given (never cut: a long command stays long).
-    pub fn encode(&self, pad_to: Option<usize>) -> Vec<u8> {
+    /// The datagram's bytes.
+    pub fn encode(&self) -> Vec<u8> {
         // Plain data with string keys: serialisation cannot fail.
-        let mut bytes = serde_json::to_vec(self).expect("datagrams serialise");
-        if let Some(size) = pad_to {
-            // `,"pad":""` costs 9 bytes before any filler.
-            let room = size.saturating_sub(bytes.len() + 9);
-            if room > 0 && self.pad.is_none() {
-                let padded = ClientDatagram {
-                    pad: Some(" ".repeat(room)),
-                    ..self.clone()
-                };
-                bytes = serde_json::to_vec(&padded).expect("datagrams serialise");
-            }
-        }
-        bytes
+        serde_json::to_vec(self).expect("datagrams serialise")
     }
 }
 
@@ -89,21 +73,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn padding_reaches_the_size_exactly() {
+    fn client_datagrams_encode_without_empty_fields() {
         let datagram = ClientDatagram {
             id: 3,
             cmd: Some(ClientCommand::Rooms),
             proof: None,
             pad: None,
         };
-        assert_eq!(
-            datagram.encode(Some(CLIENT_DATAGRAM)).len(),
-            CLIENT_DATAGRAM
-        );
-        let plain = datagram.encode(None);
-        assert_eq!(plain, br#"{"id":3,"cmd":{"type":"rooms"}}"#);
-        let back: ClientDatagram = serde_json::from_slice(&datagram.encode(Some(500))).unwrap();
-        assert_eq!(back.cmd, datagram.cmd);
+        assert_eq!(datagram.encode(), br#"{"id":3,"cmd":{"type":"rooms"}}"#);
+        let back: ClientDatagram = serde_json::from_slice(&datagram.encode()).unwrap();
+        assert_eq!(back, datagram);
     }
 
     #[test]
