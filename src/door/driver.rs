@@ -332,12 +332,18 @@ impl Member {
     /// How a broken connection ends the session: a peer the kernel found
     /// gone (keepalive or `TCP_USER_TIMEOUT`, see
     /// [`watch_liveness`](super::listener::watch_liveness)) leaves as
-    /// unresponsive; any other break is a lost connection.
+    /// unresponsive; any other break is a lost connection. The kernel
+    /// reports a timed-out peer as `ETIMEDOUT`, or as the last soft error
+    /// its probes met: `EHOSTUNREACH` once the peer's link-layer address
+    /// no longer resolves (a pulled cable on a LAN).
     fn broke(&self, error: io::Error) -> Ending {
+        use io::ErrorKind::{HostUnreachable, NetworkUnreachable, TimedOut};
         match (error.kind(), self.liveness) {
-            (io::ErrorKind::TimedOut, Some(within)) => Ending::Removed(DropReason::Unresponsive {
-                secs: within.as_secs(),
-            }),
+            (TimedOut | HostUnreachable | NetworkUnreachable, Some(within)) => {
+                Ending::Removed(DropReason::Unresponsive {
+                    secs: within.as_secs(),
+                })
+            }
             _ => Ending::Lost(error.to_string()),
         }
     }
