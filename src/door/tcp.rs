@@ -340,4 +340,66 @@ mod tests {
             "* a\n{\"type\":\"mode\",\"mode\":\"json\"}\n{\"type\":\"notice\",\"text\":\"a\"}\n"
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::arbitrary::{client_command, hostile_bytes};
+
+        proptest! {
+            /// Whatever a peer sends, in whatever pieces: no panic, only
+            /// the first input can reject the connection, and no command
+            /// carries more text than `--max-line`, in either mode.
+            #[test]
+            fn hostile_bytes_stay_within_the_limits(
+                max_line in 1usize..64,
+                bytes in hostile_bytes(600),
+                piece in 1usize..50,
+            ) {
+                let mut codec = LineWireCodec::new(max_line);
+                let mut buf = BytesMut::new();
+                let mut inputs = Vec::new();
+                for chunk in bytes.chunks(piece) {
+                    buf.extend_from_slice(chunk);
+                    inputs.extend(std::iter::from_fn(|| codec.decode(&mut buf)));
+                    prop_assert!(buf.len() <= json_frame_limit(max_line) + 1);
+                }
+                inputs.extend(codec.decode_eof(&mut buf));
+                for (at, input) in inputs.iter().enumerate() {
+                    match input {
+                        Input::Reject(_) => prop_assert_eq!(at, 0),
+                        Input::Command(command) => {
+                            prop_assert!(command.text_len() <= max_line, "{:?}", command)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+
+            /// A command sent as a JSON line is read back as sent, or
+            /// refused as too long when its text is over the limit. (A
+            /// limit shorter than `/json` cannot carry the switch itself.)
+            #[test]
+            fn json_lines_decode_as_encoded(
+                max_line in prop_oneof![Just(0), JSON_SWITCH.len()..64],
+                command in client_command(),
+            ) {
+                let mut codec = LineWireCodec::new(max_line);
+                let line = format!("/json\n{}\n", serde_json::to_string(&command).unwrap());
+                let inputs = decode_all(&mut codec, line.as_bytes());
+                prop_assert_eq!(&inputs[0], &Input::SwitchMode(WireMode::Json));
+                prop_assert_eq!(inputs.len(), 2);
+                if max_line == 0 || command.text_len() <= max_line {
+                    prop_assert_eq!(&inputs[1], &Input::Command(command));
+                } else {
+                    let refused = matches!(
+                        &inputs[1],
+                        Input::Refused(ServerEvent::Error { code: ErrorCode::LineTooLong, .. })
+                    );
+                    prop_assert!(refused, "{:?}", inputs[1]);
+                }
+            }
+        }
+    }
 }

@@ -493,22 +493,6 @@ impl WebSocketWire {
         }
     }
 
-    fn input(&self, text: &str) -> Input {
-        match serde_json::from_str::<ClientCommand>(text) {
-            Ok(command) => match text_too_long(&command, self.max_line) {
-                Some(refusal) => Input::Refused(refusal),
-                None => Input::Command(command),
-            },
-            Err(_) if serde_json::from_str::<ModeSwitch>(text).is_ok() => Input::Refused(
-                ServerEvent::error(ErrorCode::Usage, "the web door speaks JSON only"),
-            ),
-            Err(error) => {
-                let message = format!("not a command object: {error}");
-                Input::Refused(ServerEvent::error(ErrorCode::BadJson, message))
-            }
-        }
-    }
-
     /// What a read error means: a protocol violation ends the session
     /// with the close code RFC 6455 gives it (1002 a forbidden frame, 1007
     /// text that is not UTF-8, 1009 a frame over the cap); anything else
@@ -553,6 +537,24 @@ fn io_error(error: Box<dyn std::error::Error + Send + Sync>) -> io::Error {
     }
 }
 
+/// What one WebSocket text frame asks for: a JSON command whose text is
+/// within `max_line`, or the refusal to send back.
+fn frame_input(text: &str, max_line: usize) -> Input {
+    match serde_json::from_str::<ClientCommand>(text) {
+        Ok(command) => match text_too_long(&command, max_line) {
+            Some(refusal) => Input::Refused(refusal),
+            None => Input::Command(command),
+        },
+        Err(_) if serde_json::from_str::<ModeSwitch>(text).is_ok() => Input::Refused(
+            ServerEvent::error(ErrorCode::Usage, "the web door speaks JSON only"),
+        ),
+        Err(error) => {
+            let message = format!("not a command object: {error}");
+            Input::Refused(ServerEvent::error(ErrorCode::BadJson, message))
+        }
+    }
+}
+
 /// An event as one WebSocket text frame: its cached JSON, shared, not
 /// re-encoded.
 fn text_frame(event: &Outgoing) -> Message {
@@ -571,7 +573,7 @@ impl Wire for WebSocketWire {
         loop {
             // `recv` is cancel-safe (a stream's `next`).
             let input = match self.socket.recv().await {
-                Some(Ok(Message::Text(text))) => self.input(text.as_str()),
+                Some(Ok(Message::Text(text))) => frame_input(text.as_str(), self.max_line),
                 Some(Ok(Message::Binary(_))) => Input::Refused(ServerEvent::error(
                     ErrorCode::BadJson,
                     "send JSON commands as text frames",
@@ -678,6 +680,46 @@ mod tests {
         let machine = gethostname::gethostname().to_string_lossy().to_lowercase();
         if !machine.is_empty() {
             assert!(access.answers(Some(&format!("{machine}:8080"))));
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::arbitrary::{client_command, typed_text};
+
+        proptest! {
+            /// Any text frame is a command within the limit or a refusal,
+            /// never a panic.
+            #[test]
+            fn any_text_frame_is_a_command_within_the_limit_or_refused(
+                max_line in 1usize..64,
+                text in prop_oneof![typed_text(), "\\{\"type\":\"[a-z]{1,6}\"[a-z,:\"{}]{0,30}"],
+            ) {
+                match frame_input(&text, max_line) {
+                    Input::Command(command) => prop_assert!(command.text_len() <= max_line),
+                    Input::Refused(ServerEvent::Error { .. }) => {}
+                    other => prop_assert!(false, "{:?}", other),
+                }
+            }
+
+            /// A command sent as a frame is read back as sent, or refused
+            /// as too long when its text is over the limit.
+            #[test]
+            fn frames_decode_as_encoded(max_line in 1usize..64, command in client_command()) {
+                let frame = serde_json::to_string(&command).unwrap();
+                let input = frame_input(&frame, max_line);
+                if command.text_len() <= max_line {
+                    prop_assert_eq!(input, Input::Command(command));
+                } else {
+                    let refused = matches!(
+                        input,
+                        Input::Refused(ServerEvent::Error { code: ErrorCode::LineTooLong, .. })
+                    );
+                    prop_assert!(refused);
+                }
+            }
         }
     }
 }

@@ -302,4 +302,109 @@ mod tests {
         let json = serde_json::to_string(&ClientCommand::Part { room: None }).unwrap();
         assert_eq!(json, r#"{"type":"part"}"#);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::arbitrary::{client_command, typed_text};
+
+        /// What a person types for `command`, for commands in the form the
+        /// text parser gives (names one word, texts trimmed).
+        fn as_typed(command: &ClientCommand) -> String {
+            let with = |name: &str, arg: Option<&String>| match arg {
+                Some(arg) => format!("/{name} {arg}"),
+                None => format!("/{name}"),
+            };
+            match command {
+                ClientCommand::Say { text, .. } => text.clone(),
+                ClientCommand::Me { text, .. } => with("me", Some(text)),
+                ClientCommand::Msg { to, text } => format!("/msg {to} {text}"),
+                ClientCommand::Nick { nick } => with("nick", Some(nick)),
+                ClientCommand::Join { room } => with("join", Some(room)),
+                ClientCommand::Part { room } => with("part", room.as_ref()),
+                ClientCommand::Who { room } => with("who", room.as_ref()),
+                ClientCommand::Rooms => "/rooms".into(),
+                ClientCommand::Help => "/help".into(),
+                ClientCommand::History { count } => {
+                    with("history", count.map(|n| n.to_string()).as_ref())
+                }
+                ClientCommand::Search { text } => with("search", Some(text)),
+                ClientCommand::Quit { reason } => with("quit", reason.as_ref()),
+                ClientCommand::Ping { .. } => "/ping".into(),
+            }
+        }
+
+        /// Trimmed, non-empty text that does not start with `/`.
+        fn chat_text() -> impl Strategy<Value = String> {
+            "[a-z你好🙂][a-z你好🙂 ,.!?]{0,20}".prop_filter("no trailing space", |text| {
+                !text.ends_with(' ') && !GOODBYE_WORDS.contains(&text.as_str())
+            })
+        }
+
+        fn word() -> impl Strategy<Value = String> {
+            "#?[a-z你好0-9_]{1,12}"
+        }
+
+        /// Commands in the form the text parser gives them.
+        fn typed_command() -> impl Strategy<Value = ClientCommand> {
+            prop_oneof![
+                chat_text().prop_map(|text| ClientCommand::Say { text, room: None }),
+                chat_text().prop_map(|text| ClientCommand::Me { text, room: None }),
+                (word(), chat_text()).prop_map(|(to, text)| ClientCommand::Msg { to, text }),
+                word().prop_map(|nick| ClientCommand::Nick { nick }),
+                word().prop_map(|room| ClientCommand::Join { room }),
+                proptest::option::of(word()).prop_map(|room| ClientCommand::Part { room }),
+                proptest::option::of(word()).prop_map(|room| ClientCommand::Who { room }),
+                Just(ClientCommand::Rooms),
+                Just(ClientCommand::Help),
+                proptest::option::of(any::<usize>())
+                    .prop_map(|count| ClientCommand::History { count }),
+                chat_text().prop_map(|text| ClientCommand::Search { text }),
+                proptest::option::of(chat_text()).prop_map(|reason| ClientCommand::Quit { reason }),
+                Just(ClientCommand::Ping { token: 0 }),
+            ]
+        }
+
+        proptest! {
+            /// Any line parses to a command, nothing or an error; it never
+            /// panics, and a command carries no more text than the line.
+            #[test]
+            fn any_line_parses_without_panic(line in typed_text()) {
+                if let Ok(Some(command)) = parse_line(&line) {
+                    prop_assert!(command.text_len() <= line.len());
+                }
+            }
+
+            /// Text that is not a command is said exactly as typed.
+            #[test]
+            fn chat_is_said_as_typed(text in typed_text()) {
+                let parsed = parse_line(&text);
+                if text.trim().is_empty() {
+                    prop_assert_eq!(parsed, Ok(None));
+                } else if GOODBYE_WORDS.contains(&text.trim()) {
+                    prop_assert_eq!(parsed, Ok(Some(ClientCommand::Quit { reason: None })));
+                } else if let Some(literal) = text.strip_prefix("//") {
+                    prop_assert_eq!(parsed, Ok(Some(say(&format!("/{literal}")))));
+                } else if !text.starts_with('/') {
+                    prop_assert_eq!(parsed, Ok(Some(say(&text))));
+                }
+            }
+
+            /// Typing a command and parsing it gives the command back.
+            #[test]
+            fn typed_commands_parse_back(command in typed_command()) {
+                let line = as_typed(&command);
+                prop_assert_eq!(parse_line(&line).unwrap(), Some(command));
+            }
+
+            /// The JSON wire form decodes to the command that was encoded.
+            #[test]
+            fn json_commands_decode_as_encoded(command in client_command()) {
+                let json = serde_json::to_string(&command).unwrap();
+                let back: ClientCommand = serde_json::from_str(&json).unwrap();
+                prop_assert_eq!(back, command);
+            }
+        }
+    }
 }

@@ -64,7 +64,19 @@ impl LineCodec {
         }
         self.next_index = 0;
         let bytes = buf.split_to(take);
-        Some(to_frame(strip_cr(&bytes)))
+        Some(self.frame(strip_cr(&bytes)))
+    }
+
+    /// A line's frame: the buffer may hold a byte over the limit (room
+    /// for a CR), so every way out checks the length.
+    fn frame(&self, content: &[u8]) -> Frame {
+        if content.len() > self.max_len {
+            return Frame::TooLong;
+        }
+        match std::str::from_utf8(content) {
+            Ok(text) => Frame::Line(text.to_string()),
+            Err(_) => Frame::InvalidUtf8,
+        }
     }
 }
 
@@ -92,11 +104,7 @@ impl Decoder for LineCodec {
                 (false, Some(end)) => {
                     let line = buf.split_to(end + 1);
                     self.next_index = 0;
-                    let content = strip_cr(&line[..end]);
-                    if content.len() > self.max_len {
-                        return Ok(Some(Frame::TooLong));
-                    }
-                    return Ok(Some(to_frame(content)));
+                    return Ok(Some(self.frame(strip_cr(&line[..end]))));
                 }
                 // One byte of slack for a CR whose LF has not arrived yet.
                 (false, None) if buf.len() > self.max_len.saturating_add(1) => {
@@ -123,7 +131,7 @@ impl Decoder for LineCodec {
             self.discarding = false;
             return Ok(None);
         }
-        let frame = (!buf.is_empty()).then(|| to_frame(strip_cr(buf)));
+        let frame = (!buf.is_empty()).then(|| self.frame(strip_cr(buf)));
         buf.clear();
         self.next_index = 0;
         Ok(frame)
@@ -132,13 +140,6 @@ impl Decoder for LineCodec {
 
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn to_frame(bytes: &[u8]) -> Frame {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Frame::Line(text.to_string()),
-        Err(_) => Frame::InvalidUtf8,
-    }
 }
 
 #[cfg(test)]
@@ -151,6 +152,18 @@ mod tests {
 
     fn line(text: &str) -> Frame {
         Frame::Line(text.to_string())
+    }
+
+    #[test]
+    fn unterminated_text_a_byte_over_the_limit_is_too_long() {
+        // The buffer keeps a byte of slack for a CR; it is not a longer line.
+        let mut codec = LineCodec::new(4);
+        let mut buf = BytesMut::from("abcde");
+        assert_eq!(decode_all(&mut codec, &mut buf), vec![]);
+        assert_eq!(codec.take_partial(&mut buf.clone()), Some(Frame::TooLong));
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), Some(Frame::TooLong));
+        let mut buf = BytesMut::from("abcd\r");
+        assert_eq!(codec.decode_eof(&mut buf).unwrap(), Some(line("abcd")));
     }
 
     #[test]
@@ -214,5 +227,87 @@ mod tests {
         assert_eq!(buf.len(), 2, "the first two bytes of 你 wait for the third");
         buf.extend_from_slice(&bytes[bytes.len() - 1..]);
         assert_eq!(codec.take_partial(&mut buf), Some(line("你")));
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::arbitrary::hostile_bytes;
+
+        /// Every frame from `bytes` fed in pieces cut at `cuts`, and the
+        /// most the buffer ever held between decodes.
+        fn decode_in_pieces(max_len: usize, bytes: &[u8], cuts: &[usize]) -> (Vec<Frame>, usize) {
+            let mut codec = LineCodec::new(max_len);
+            let mut buf = BytesMut::new();
+            let mut frames = Vec::new();
+            let mut held = 0;
+            let mut start = 0;
+            let mut ends: Vec<usize> = cuts.iter().map(|cut| cut % (bytes.len() + 1)).collect();
+            ends.sort_unstable();
+            ends.push(bytes.len());
+            for end in ends {
+                buf.extend_from_slice(&bytes[start..end]);
+                start = end;
+                frames.extend(decode_all(&mut codec, &mut buf));
+                held = held.max(buf.len());
+            }
+            frames.extend(codec.decode_eof(&mut buf).unwrap());
+            assert!(buf.is_empty(), "end of input leaves nothing behind");
+            (frames, held)
+        }
+
+        proptest! {
+            /// However the bytes are cut into reads, the same frames come
+            /// out, and what waits for a newline never exceeds the limit
+            /// (plus a CR's byte of slack).
+            #[test]
+            fn reads_cut_anywhere_give_the_same_frames_in_bounded_memory(
+                max_len in 1usize..64,
+                bytes in hostile_bytes(400),
+                cuts in proptest::collection::vec(any::<usize>(), 0..12),
+            ) {
+                let (whole, _) = decode_in_pieces(max_len, &bytes, &[]);
+                let (pieces, held) = decode_in_pieces(max_len, &bytes, &cuts);
+                prop_assert_eq!(&pieces, &whole);
+                prop_assert!(held <= max_len + 1, "held {} bytes", held);
+                for frame in &whole {
+                    if let Frame::Line(line) = frame {
+                        prop_assert!(line.len() <= max_len);
+                        prop_assert!(!line.contains('\n'));
+                    }
+                }
+            }
+
+            /// Lines written with LF or CRLF come back as they were, or as
+            /// `TooLong` when over the limit: decoding undoes encoding.
+            #[test]
+            fn lines_come_back_as_written(
+                max_len in 0usize..48,
+                lines in proptest::collection::vec(("[^\n]{0,40}", any::<bool>()), 0..10),
+            ) {
+                let lines: Vec<(String, bool)> = lines
+                    .into_iter()
+                    .filter(|(line, _)| !line.ends_with('\r'))
+                    .collect();
+                let mut bytes = Vec::new();
+                for (line, crlf) in &lines {
+                    bytes.extend_from_slice(line.as_bytes());
+                    bytes.extend_from_slice(if *crlf { b"\r\n" } else { b"\n" });
+                }
+                let (frames, _) = decode_in_pieces(max_len, &bytes, &[bytes.len() / 2]);
+                let expected: Vec<Frame> = lines
+                    .iter()
+                    .map(|(text, _)| {
+                        if text.len() > max_len {
+                            Frame::TooLong
+                        } else {
+                            Frame::Line(text.clone())
+                        }
+                    })
+                    .collect();
+                prop_assert_eq!(frames, expected);
+            }
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! asks for ([`ClientCommand`]), what the server tells it ([`ServerEvent`]),
 //! and the two wire encodings of events (plain text lines and JSON lines).
 
+#[cfg(test)]
+pub(crate) mod arbitrary;
 pub mod command;
 pub mod datagram;
 mod event;

@@ -702,6 +702,10 @@ fn cut_with_note<'a>(text: &'a str, limit: usize, note: &str) -> Cow<'a, str> {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
+    if end == 0 {
+        // Not even the first character fits beside the note.
+        return cut_to(text, limit);
+    }
     Cow::Owned(format!("{}{note}", &text[..end]))
 }
 
@@ -732,6 +736,10 @@ mod tests {
         assert_eq!(cut_to("abc", 5), "abc");
         assert_eq!(cut_to("abcdef", 2), "ab");
         assert_eq!(cut_to("你", 2), "");
+        // The note is kept only beside some of the text.
+        let note = "…[cut]";
+        assert_eq!(cut_with_note("你好吗啊", 10, note), "你好…");
+        assert_eq!(cut_with_note("你好吗啊", 11, note), "你…[cut]");
     }
 
     #[test]
@@ -740,5 +748,35 @@ mod tests {
             Limits::default().udp_expiry,
             std::time::Duration::from_secs(120)
         );
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::arbitrary::typed_text;
+
+        proptest! {
+            /// A cut line fits its room, keeps a prefix of the text on a
+            /// character boundary, and is marked unless whole.
+            #[test]
+            fn cuts_fit_and_keep_a_marked_prefix(text in typed_text(), limit in 0usize..80) {
+                let cut = cut_to(&text, limit);
+                prop_assert!(cut.len() <= limit);
+                if text.len() <= limit {
+                    prop_assert_eq!(cut.as_ref(), text.as_str());
+                } else {
+                    let kept = cut.strip_suffix('…').unwrap_or(&cut);
+                    prop_assert!(text.starts_with(kept));
+                    prop_assert!(kept.len() < cut.len() || limit < '…'.len_utf8());
+                }
+                let noted = cut_with_note(&text, limit, TOO_LONG_NOTE);
+                prop_assert!(noted.len() <= limit);
+                if text.len() > limit && noted.ends_with(TOO_LONG_NOTE) {
+                    let kept = &noted[..noted.len() - TOO_LONG_NOTE.len()];
+                    prop_assert!(!kept.is_empty() && text.starts_with(kept));
+                }
+            }
+        }
     }
 }

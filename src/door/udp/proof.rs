@@ -380,4 +380,107 @@ mod tests {
             }
         ));
     }
+
+    mod properties {
+        use std::net::{Ipv4Addr, Ipv6Addr};
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::arbitrary::{client_command, hostile_bytes, typed_text};
+
+        fn source() -> impl Strategy<Value = SocketAddr> {
+            prop_oneof![
+                (any::<u32>(), 1024u16..)
+                    .prop_map(|(ip, port)| { SocketAddr::from((Ipv4Addr::from(ip), port)) }),
+                (any::<u128>(), 1024u16..)
+                    .prop_map(|(ip, port)| { SocketAddr::from((Ipv6Addr::from(ip), port)) }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever an unproven source sends: no session, and one
+            /// answer within three times the datagram on the wire.
+            #[test]
+            fn unproven_datagrams_get_one_bounded_answer(
+                datagram in hostile_bytes(1500),
+                from in source(),
+                key in any::<[u8; 32]>(),
+                secs in any::<u32>(),
+            ) {
+                let cookies = Cookies::with_key(key);
+                let now = Duration::from_secs(secs.into());
+                let datagram = Bytes::from(datagram);
+                match admit(&datagram, &from, &cookies, now) {
+                    Admission::Answer(answer) => {
+                        let wire = answer.len() + headers(&from);
+                        prop_assert!(wire <= AMPLIFICATION * (datagram.len() + headers(&from)));
+                    }
+                    member => prop_assert!(false, "{:?} made {:?}", datagram, member),
+                }
+            }
+
+            /// The code a source was given, typed before a message, makes
+            /// it a member with that message, and works nowhere else.
+            #[test]
+            fn a_bare_code_admits_its_own_source_with_what_follows(
+                from in source(),
+                other in source(),
+                message in typed_text(),
+                key in any::<[u8; 32]>(),
+                secs in any::<u32>(),
+            ) {
+                let cookies = Cookies::with_key(key);
+                let now = Duration::from_secs(secs.into());
+                let code = cookies.issue(&from, now);
+                let datagram = Bytes::from(format!("{code} {message}\n"));
+                let expected = message.trim().trim_start();
+                prop_assert_eq!(
+                    admit(&datagram, &from, &cookies, now),
+                    Admission::Member {
+                        datagram: Bytes::copy_from_slice(expected.as_bytes()),
+                        structured: false,
+                    }
+                );
+                if other != from {
+                    let admitted = matches!(
+                        admit(&datagram, &other, &cookies, now),
+                        Admission::Member { .. }
+                    );
+                    prop_assert!(!admitted);
+                }
+            }
+
+            /// A structured datagram is asked to retry; sent again with the
+            /// token as proof it is admitted whole, as it was encoded.
+            #[test]
+            fn a_structured_datagram_retries_then_enters_as_sent(
+                from in source(),
+                id in any::<u64>(),
+                cmd in proptest::option::of(client_command()),
+                key in any::<[u8; 32]>(),
+            ) {
+                let cookies = Cookies::with_key(key);
+                let now = Duration::from_secs(1);
+                let mut request = ClientDatagram { id, cmd, proof: None, pad: None };
+                let first = Bytes::from(request.encode());
+                let Admission::Answer(answer) = admit(&first, &from, &cookies, now) else {
+                    return Err(TestCaseError::fail("admitted without proof"));
+                };
+                let retry: ServerDatagram = serde_json::from_slice(&answer).unwrap();
+                let ServerDatagram::Retry { ack, token } = retry else {
+                    return Err(TestCaseError::fail("not a retry"));
+                };
+                prop_assert_eq!(ack, id);
+                request.proof = Some(token);
+                let again = Bytes::from(request.encode());
+                let decoded: ClientDatagram = serde_json::from_slice(&again).unwrap();
+                prop_assert_eq!(&decoded, &request);
+                prop_assert_eq!(
+                    admit(&again, &from, &cookies, now),
+                    Admission::Member { datagram: again.clone(), structured: true }
+                );
+            }
+        }
+    }
 }
