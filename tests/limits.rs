@@ -109,6 +109,47 @@ async fn a_burst_over_the_rate_is_delayed_not_lost() {
     server.stop().await;
 }
 
+/// A throttled paste is read in pieces, with pauses longer than the quiet
+/// time after which unterminated text counts as a line. A line whose start
+/// was read before such a pause must still arrive whole: time the server
+/// spends not reading is not the peer's quiet.
+#[tokio::test(start_paused = true)]
+async fn a_paste_slowed_by_the_rate_keeps_every_line_whole() {
+    let mut settings = config_without_history();
+    settings.limits.max_rate = 2;
+    settings.limits.partial_line_flush = std::time::Duration::from_millis(300);
+    let server = start(settings).await;
+    let mut watcher = server.client().await;
+    // Five lines pass at once, the rest at one every 500 ms. Whether the
+    // server, resuming, reads first or looks at its buffer first is up to
+    // its scheduler, so the case is tried by several pasters.
+    for round in 0..8 {
+        let nick = format!("paster{round}");
+        let mut paster = server.client_named(&nick).await;
+        let lines: Vec<String> = (0..8)
+            .map(|index| format!("line {index} {}", "的".repeat(1000 + 17 * index)))
+            .collect();
+        let mut bytes = (lines.join("\n") + "\n").into_bytes();
+        // The first six and the start of the seventh are read at once; the
+        // sixth waits for the throttle, and nothing is read meanwhile.
+        let sixth_end = lines[..6].iter().map(|line| line.len() + 1).sum::<usize>();
+        let rest = bytes.split_off(sixth_end + 20);
+        paster.send_bytes(&bytes).await;
+        let said = |line: &String| format!("[lobby] {nick}: {line}");
+        for line in &lines[..5] {
+            assert_eq!(watcher.expect(&format!("{nick}:")).await, said(line));
+        }
+        // The rest of the seventh comes while the server is not reading.
+        paster.send_bytes(&rest).await;
+        for line in &lines[5..] {
+            assert_eq!(watcher.expect(&format!("{nick}:")).await, said(line));
+        }
+        paster.send("/quit").await;
+        paster.expect_closed().await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_flood_is_throttled_then_disconnected_with_a_notice() {
     let mut settings = config_without_history();

@@ -60,6 +60,11 @@ pub trait Wire: Send {
         None
     }
 
+    /// Reading resumes after a time it was not read (held, throttled):
+    /// the quiet before a partial counts from now, since the rest may be
+    /// waiting in the kernel.
+    fn restart_partial_clock(&mut self) {}
+
     /// Encodes one event for the next [`Wire::flush`].
     fn encode(&mut self, event: &Outgoing);
 
@@ -188,7 +193,11 @@ impl Member {
         // written, but what the peer sent before is still handled: a
         // `byebye` followed by a reset is a goodbye.
         let mut broken: Option<io::Error> = None;
+        let mut was_reading = true;
         loop {
+            if !was_reading {
+                wire.restart_partial_clock();
+            }
             // Hand over what is buffered, for as long as the session wants
             // it and flow control lets this member talk.
             while self.session.wants_input() && !self.outbox.is_held() {
@@ -223,6 +232,7 @@ impl Member {
             }
             let held = self.outbox.is_held();
             let reading = self.session.wants_input() && !input_closed && !held;
+            was_reading = reading;
             let partial = wire.partial_deadline().filter(|_| reading);
             let deadline = [self.session.poll_timeout(), partial]
                 .into_iter()

@@ -115,6 +115,12 @@ where
         self.partial_deadline.filter(|_| !self.read_buf.is_empty())
     }
 
+    fn restart_partial_clock(&mut self) {
+        if self.partial_deadline.is_some() {
+            self.partial_deadline = self.partial_flush.map(|flush| now() + flush);
+        }
+    }
+
     fn take_partial(&mut self) -> Option<Input> {
         self.partial_deadline = None;
         let input = self.codec.decode_partial(&mut self.read_buf);
