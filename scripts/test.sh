@@ -42,3 +42,7 @@ cargo test --doc --locked
 # The Debian package: built (cargo-deb installed when missing), installed,
 # run and removed.
 ./scripts/test-package.sh
+# The soak, for a minute: churn on every door while bystanders check that
+# nothing of theirs is lost and the server's tasks, descriptors and memory
+# come back to their baseline (30 minutes when run by hand).
+./scripts/soak.sh 60

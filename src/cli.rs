@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::hub::{
     FilterRule, DEFAULT_BIG_ROOM, DEFAULT_HISTORY_LEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP,
-    DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
+    DEFAULT_MAX_ROOMS, DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
 };
 use crate::session::limits::{
     DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS,
@@ -388,6 +388,9 @@ pub struct ServeArgs {
     /// and newcomers get a member count instead of the list (0: no limit).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BIG_ROOM)]
     pub big_room: usize,
+    /// Rooms one client may be in at once (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ROOMS)]
+    pub max_rooms: usize,
     /// Disconnect clients silent for this many seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IDLE_SECS)]
     pub idle: u64,
@@ -438,6 +441,7 @@ impl Default for ServeArgs {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
             liveness: DEFAULT_LIVENESS_SECS,
             big_room: DEFAULT_BIG_ROOM,
+            max_rooms: DEFAULT_MAX_ROOMS,
             idle: DEFAULT_IDLE_SECS,
             line_flush_ms: DEFAULT_LINE_FLUSH_MS,
             max_datagram: DEFAULT_MAX_DATAGRAM,
@@ -598,17 +602,36 @@ mod tests {
     #[test]
     fn help_shows_each_default_once_from_its_constant() {
         let help = serve_help();
-        for shown in [
-            format!("[default: {DEFAULT_MAX_LINE}]"),
-            format!("[default: {DEFAULT_MAX_CLIENTS}]"),
-            format!("[default: {DEFAULT_MAX_PER_IP}]"),
-            format!("[default: {DEFAULT_HANDSHAKE_TIMEOUT_SECS}]"),
-            format!("[default: {DEFAULT_MAX_PER_ROOM}]"),
-            format!("[default: {DEFAULT_UDP_EXPIRY_SECS}]"),
-            format!("[default: {DEFAULT_WEB}]"),
-            format!("[default: {DEFAULT_ROOM}]"),
+        // Each flag's block of help, from its name to the next flag.
+        let block = |flag: &str| -> String {
+            let start = help
+                .find(&format!("      {flag} "))
+                .unwrap_or_else(|| panic!("{flag} in:\n{help}"));
+            let rest = &help[start + flag.len() + 6..];
+            let end = rest.find("\n      --").unwrap_or(rest.len());
+            rest[..end].to_string()
+        };
+        for (flag, default) in [
+            ("--max-line", DEFAULT_MAX_LINE.to_string()),
+            ("--max-clients", DEFAULT_MAX_CLIENTS.to_string()),
+            ("--max-per-ip", DEFAULT_MAX_PER_IP.to_string()),
+            ("--max-rooms", DEFAULT_MAX_ROOMS.to_string()),
+            (
+                "--handshake-timeout",
+                DEFAULT_HANDSHAKE_TIMEOUT_SECS.to_string(),
+            ),
+            ("--history-max-per-room", DEFAULT_MAX_PER_ROOM.to_string()),
+            ("--udp-expiry", DEFAULT_UDP_EXPIRY_SECS.to_string()),
+            ("--web", DEFAULT_WEB.to_string()),
+            ("--room", DEFAULT_ROOM.to_string()),
         ] {
-            assert_eq!(help.matches(&shown).count(), 1, "{shown} in:\n{help}");
+            let shown = format!("[default: {default}]");
+            let text = block(flag);
+            assert_eq!(
+                text.matches(&shown).count(),
+                1,
+                "{shown} for {flag}: {text}"
+            );
         }
         assert!(help.contains("4096"), "{help}");
     }

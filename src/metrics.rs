@@ -97,12 +97,48 @@ impl Metrics {
             "Datagrams from unproven UDP sources left unanswered: their budget was spent",
             self.udp_unanswered.clone(),
         );
+        register_process_gauges(&mut registry);
         let mut text = String::new();
         // Writing into a String cannot fail.
         prometheus_client::encoding::text::encode(&mut text, &registry)
             .expect("encoding into a String");
         text
     }
+}
+
+/// What the process holds at the time of the scrape: live tasks, open
+/// file descriptors and resident memory. A leak shows as one of these
+/// growing while the connections do not (`scripts/soak.sh` watches them).
+fn register_process_gauges(registry: &mut Registry) {
+    let gauge = |value: usize| {
+        let gauge: Gauge = Gauge::default();
+        gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        gauge
+    };
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let tasks = runtime.metrics().num_alive_tasks();
+        registry.register("tasks", "Tasks alive in the runtime", gauge(tasks));
+    }
+    // Linux's view of the process; elsewhere these are left out.
+    if let Ok(descriptors) = std::fs::read_dir("/proc/self/fd") {
+        let open = descriptors.count();
+        registry.register("open_fds", "Open file descriptors", gauge(open));
+    }
+    if let Some(resident) = resident_bytes() {
+        registry.register(
+            "resident_memory_bytes",
+            "Resident memory in bytes",
+            gauge(resident),
+        );
+    }
+}
+
+/// `VmRSS` from `/proc/self/status`.
+fn resident_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]
@@ -129,5 +165,23 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn shows_what_the_process_holds() {
+        let (_hold, held) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(held);
+        let text = Metrics::default().render();
+        task.abort();
+        let value = |name: &str| -> i64 {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(value("sockchat_tasks ") >= 1, "the task spawned");
+        assert!(value("sockchat_open_fds ") >= 3, "stdin, stdout, stderr");
+        assert!(value("sockchat_resident_memory_bytes ") > 1 << 20);
     }
 }

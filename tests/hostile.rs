@@ -279,6 +279,38 @@ async fn look_alike_nicks_are_refused_and_other_scripts_welcome() {
     server.stop().await;
 }
 
+/// One member cannot make the server keep rooms without end (a join
+/// flood, as IRC servers cap channels per client): past `--max-rooms` a
+/// join is refused, and the member stays in the rooms it has.
+#[tokio::test]
+async fn joins_past_the_room_cap_are_refused() {
+    let mut settings = config();
+    settings.hub.max_rooms = 3;
+    let server = start(settings).await;
+    let mut member = server.client_named("joiner").await;
+    // The lobby and two more.
+    for room in ["a", "b"] {
+        member.send(&format!("/join {room}")).await;
+        member.expect(&format!("joiner joined #{room}")).await;
+    }
+    member.send("/join c").await;
+    assert_eq!(
+        member.expect("! ").await,
+        "! you are in 3 rooms, the most one member may be in; /part one first"
+    );
+    // Still in #b, and talking there.
+    member.send("still here").await;
+    member.expect("[b] joiner: still here").await;
+    member.send("/part a").await;
+    member.expect("joiner left #a").await;
+    member.send("/join c").await;
+    member.expect("joiner joined #c").await;
+    member.send("/rooms").await;
+    let rooms = member.expect("#c").await;
+    assert!(!rooms.contains("#a"), "{rooms}");
+    server.stop().await;
+}
+
 /// Half-sent HTTP requests (slowloris) hold a place in the per-IP limit
 /// like members do, and are closed once the handshake timeout passes, so
 /// they can neither take every descriptor nor hold places for long.

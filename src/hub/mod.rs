@@ -72,6 +72,9 @@ impl DoorKind {
     }
 }
 
+/// Default rooms one member may be in at once (Ergo's default too): a
+/// client cannot make the server keep thousands of rooms alive alone.
+pub const DEFAULT_MAX_ROOMS: usize = 100;
 /// Members past which a room is big (see [`HubConfig::big_room`]). Twitch
 /// stops sending JOIN/PART past 1000 viewers for the same reason.
 pub const DEFAULT_BIG_ROOM: usize = 1000;
@@ -113,6 +116,8 @@ pub struct HubConfig {
     /// longer announced to the room and newcomers get a member count instead
     /// of the list, so seating n members costs O(n), not O(n²). 0: no limit.
     pub big_room: usize,
+    /// Rooms one member may be in at once. 0: no limit.
+    pub max_rooms: usize,
     /// Where message times come from.
     pub clock: Arc<dyn Clock>,
 }
@@ -129,6 +134,7 @@ impl Default for HubConfig {
             sendq: DEFAULT_SENDQ,
             store_private: false,
             big_room: DEFAULT_BIG_ROOM,
+            max_rooms: DEFAULT_MAX_ROOMS,
             clock: Arc::new(SystemClock),
         }
     }

@@ -46,11 +46,20 @@ impl State {
             }
         };
         let member = self.members.get_mut(&id).expect("checked by handle");
-        member.current = Some(room.clone());
         if member.rooms.contains(&room) {
+            member.current = Some(room.clone());
             self.deliver_event(id, ServerEvent::Current { room });
             return;
         }
+        if config.max_rooms > 0 && member.rooms.len() >= config.max_rooms {
+            let why = format!(
+                "you are in {} rooms, the most one member may be in; /part one first",
+                member.rooms.len()
+            );
+            self.deliver_event(id, ServerEvent::error(ErrorCode::TooManyRooms, why));
+            return;
+        }
+        member.current = Some(room.clone());
         member.rooms.push(room.clone());
         let nick = member.nick.clone();
         let room_state = self.rooms.entry(room.clone()).or_default();

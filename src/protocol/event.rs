@@ -43,6 +43,8 @@ pub enum ErrorCode {
     BadRoom,
     NoSuchNick,
     NotInRoom,
+    /// A join past `--max-rooms`.
+    TooManyRooms,
     LineTooLong,
     InvalidUtf8,
     BadJson,

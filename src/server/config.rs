@@ -150,6 +150,7 @@ impl ServeConfig {
                 sendq: args.sendq,
                 store_private: args.store_private,
                 big_room: args.big_room,
+                max_rooms: args.max_rooms,
                 ..HubConfig::default()
             },
             limits: Limits {
@@ -223,6 +224,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         handshake_timeout,
         liveness,
         big_room,
+        max_rooms,
         idle,
         line_flush_ms,
         max_datagram,
