@@ -137,6 +137,12 @@ async fn chat(link: &mut Link, nick: &str, room: &str) -> io::Result<()> {
         .await
 }
 
+/// Says goodbye and reads until the server closes the link.
+async fn quit(link: &mut Link) -> io::Result<()> {
+    link.send(Some(link::quit())).await?;
+    until_closed(link).await
+}
+
 /// Reads until the server closes the link, for at most 10 s.
 async fn until_closed(link: &mut Link) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -188,8 +194,7 @@ async fn tcp_episode(kind: u64, addrs: &Addrs, nick: &str, room: &str) -> io::Re
         0 => {
             let mut link = Link::open(Door::Tcp, addrs).await?;
             chat(&mut link, nick, room).await?;
-            link.send(Some(link::quit())).await?;
-            until_closed(&mut link).await
+            quit(&mut link).await
         }
         // Vanishes: a FIN without a word.
         1 => {
@@ -239,8 +244,7 @@ async fn web_episode(kind: u64, addrs: &Addrs, nick: &str, room: &str) -> io::Re
     match kind {
         0 => {
             chat(&mut link, nick, room).await?;
-            link.send(Some(link::quit())).await?;
-            until_closed(&mut link).await
+            quit(&mut link).await
         }
         // Gone without a close frame.
         1 => {
@@ -255,8 +259,7 @@ async fn web_episode(kind: u64, addrs: &Addrs, nick: &str, room: &str) -> io::Re
             link.send_raw(b"hello, not JSON").await?;
             link.send_raw(br#"{"type":"mode","mode":"text"}"#).await?;
             link.send_raw(&vec![b'x'; 30_000]).await?;
-            link.send(Some(link::quit())).await?;
-            until_closed(&mut link).await
+            quit(&mut link).await
         }
     }
 }
