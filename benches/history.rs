@@ -55,6 +55,9 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         udp: None,
         web: None,
+        tls: None,
+        web_tls: false,
+        certificate: None,
         web_origins: Vec::new(),
         web_hosts: Vec::new(),
         history: HistoryConfig {

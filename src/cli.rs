@@ -67,6 +67,10 @@ const _: () = assert!(
     DEFAULT_SEARCH_BUDGET_MS == crate::store::sqlite::DEFAULT_LOOKUP_BUDGET.as_millis() as u64
 );
 
+/// Where the TLS door listens unless told otherwise: the port after the
+/// text door's.
+pub const DEFAULT_TLS: &str = "127.0.0.1:8889";
+
 /// Where the web door listens unless told otherwise.
 pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
 
@@ -298,6 +302,23 @@ pub struct ServeArgs {
     /// TCP address, or `off` (0.0.0.0:PORT opens it to the LAN).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
     pub tcp: Listen,
+    /// TLS address (the TCP door's lines inside TLS), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_TLS)]
+    pub tls: Listen,
+    /// The TLS certificate chain, PEM, leaf first (certbot's
+    /// fullchain.pem works as it is); with --tls-key. Without them, a
+    /// self-signed certificate is made on first start and kept in
+    /// tls/ beside the history database. SIGHUP reads them again.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key, PEM (certbot's privkey.pem).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Whether the web door also serves HTTPS and WSS, on the same port
+    /// as HTTP (told apart by the first byte a browser sends): on or off.
+    #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub web_tls: bool,
     /// UDP address, or `off` (the default is the same port as TCP's).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
     pub udp: Listen,
@@ -374,9 +395,9 @@ pub struct ServeArgs {
     /// mark) and whose connection takes nothing for this long is dropped.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_STALL_TIMEOUT_MS)]
     pub stall_timeout_ms: u64,
-    /// How long a new web connection may take to send its request's
-    /// headers (and an HTTP connection may sit idle between requests)
-    /// before it is closed.
+    /// How long a new TLS connection may take to finish its handshake, and
+    /// a new web connection to send its request's headers (and an HTTP
+    /// connection may sit idle between requests), before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT_SECS)]
     pub handshake_timeout: u64,
     /// A TCP or web peer that vanished without closing (cable pulled,
@@ -417,6 +438,10 @@ impl Default for ServeArgs {
             config: None,
             print_config: false,
             tcp: default_listen(DEFAULT_TCP),
+            tls: default_listen(DEFAULT_TLS),
+            tls_cert: None,
+            tls_key: None,
+            web_tls: true,
             udp: default_listen(DEFAULT_TCP),
             web: default_listen(DEFAULT_WEB),
             web_origin: Vec::new(),
@@ -494,6 +519,12 @@ pub struct ConnectFile {
     pub room: Option<String>,
     /// Talk over UDP instead of TCP.
     pub udp: bool,
+    /// Talk over TLS.
+    pub tls: bool,
+    /// Trust only the certificate authorities in this PEM file.
+    pub ca: Option<PathBuf>,
+    /// The file of servers trusted by fingerprint.
+    pub known_servers: Option<PathBuf>,
     /// Over UDP, seconds of silence before a keep-alive.
     pub keepalive: Option<u64>,
     /// `[connect.colors]`: colour names (`red`, `light-blue`, `#ff8800`, ...).
@@ -562,8 +593,34 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub raw: bool,
     /// Talk over UDP instead of TCP (with --raw: plain-text datagrams).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     pub udp: bool,
+    /// Talk over TLS (the server's --tls door; without a server given,
+    /// 127.0.0.1:8889). A certificate the system's authorities (or --ca)
+    /// vouch for is trusted; one they do not is trusted by its
+    /// fingerprint, asked about the first time and pinned.
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: trust only the certificate authorities in this PEM
+    /// file (no fingerprints, no system roots).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub ca: Option<PathBuf>,
+    /// With --tls: trust the server only if its certificate has this
+    /// fingerprint (as the server prints it: sha256:...), and pin it,
+    /// replacing any pinned before. For scripts, which cannot be asked.
+    #[arg(long, value_name = "sha256:HEX", requires = "tls",
+          value_parser = parse_fingerprint_arg)]
+    pub accept_fingerprint: Option<String>,
+    /// With --tls: check nothing about the server's certificate. For
+    /// tests only: anyone between you and the server can read and change
+    /// everything. Says so on every run.
+    #[arg(long, requires = "tls", conflicts_with_all = ["ca", "accept_fingerprint"])]
+    pub insecure: bool,
+    /// The file of servers trusted by fingerprint (like SSH's
+    /// known_hosts); default: sockchat/known_servers in the user's data
+    /// directory.
+    #[arg(long, value_name = "PATH")]
+    pub known_servers: Option<PathBuf>,
     /// Over UDP, send a keep-alive after this many silent seconds; keep it
     /// under the server's --udp-expiry.
     #[arg(
@@ -574,7 +631,7 @@ pub struct ConnectArgs {
     )]
     pub keepalive: u64,
     /// TOML config file; its [connect] table sets server, nick, room, udp,
-    /// keepalive and [connect.colors].
+    /// tls, ca, known-servers, keepalive and [connect.colors].
     #[arg(long, value_name = "PATH", env = "SOCKCHAT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Which of these were given, not left to their defaults.
@@ -683,6 +740,13 @@ mod tests {
         assert!(!args.given.contains("keepalive"));
         assert_eq!(args.keepalive, DEFAULT_KEEPALIVE_SECS);
     }
+}
+
+/// A fingerprint as given on the command line, in sockchat's form.
+fn parse_fingerprint_arg(text: &str) -> Result<String, String> {
+    crate::tls::parse_fingerprint(text).ok_or_else(|| {
+        format!("expected sha256: and 64 hex digits (as the server prints it), not {text:?}")
+    })
 }
 
 /// `sockchat bench` flags.

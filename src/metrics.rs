@@ -41,12 +41,23 @@ pub struct Metrics {
     /// left unanswered because the budget for all of them was spent.
     pub udp_unproven: Counter,
     pub udp_unanswered: Counter,
+    /// TLS handshakes that did not complete, by why: `error` (not TLS, or
+    /// refused by the client) or `timeout`.
+    pub tls_handshakes_failed: Family<ReasonLabel, Counter>,
+    /// Certificate reloads (SIGHUP), by outcome: `ok` or `kept_old`.
+    pub tls_reloads: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
     /// Counts a member dropped or refused for `reason`.
     pub fn drop_for(&self, reason: &'static str) {
         self.drops.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a TLS handshake that did not complete.
+    pub fn tls_handshake_failed(&self, why: &'static str) {
+        let label = ReasonLabel { reason: why };
+        self.tls_handshakes_failed.get_or_create(&label).inc();
     }
 
     /// The Prometheus text exposition of every counter.
@@ -96,6 +107,16 @@ impl Metrics {
             "udp_unanswered",
             "Datagrams from unproven UDP sources left unanswered: their budget was spent",
             self.udp_unanswered.clone(),
+        );
+        registry.register(
+            "tls_handshakes_failed",
+            "TLS handshakes that did not complete, by why",
+            self.tls_handshakes_failed.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads, by outcome",
+            self.tls_reloads.clone(),
         );
         register_process_gauges(&mut registry);
         let mut text = String::new();

@@ -11,12 +11,14 @@
 //! (see `udp`). The protocol loops are written once, against [`Frontend`]:
 //! what shows the chat and supplies typed lines.
 
+mod link;
 mod raw;
 mod screen;
 mod settings;
 pub mod tui;
 mod udp;
 
+pub use link::{ClientTls, Protection, Target};
 pub use settings::ClientSettings;
 
 use std::io::IsTerminal;
@@ -26,7 +28,6 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
 use crate::cli::ConnectArgs;
@@ -35,9 +36,6 @@ use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::text::{nick_key, sanitize};
 use crate::protocol::{parse_line, ClientCommand, ErrorCode, ServerEvent};
 use screen::Screen;
-
-/// How long to try reaching the server.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait for the server's goodbye after ours.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,6 +53,8 @@ pub const EXIT_CANNOT_CONNECT: u8 = 1;
 pub const EXIT_SERVER_GONE: u8 = 2;
 /// Exit code when the server refuses the nickname given with `--nick`.
 pub const EXIT_NICK_REFUSED: u8 = 3;
+/// Exit code when the server's TLS certificate is not trusted.
+pub const EXIT_NOT_TRUSTED: u8 = 4;
 
 /// What was typed: a line to parse, or a command the frontend built.
 pub(crate) enum Typed {
@@ -71,6 +71,8 @@ pub(crate) trait Frontend {
     /// Something the client itself has to say (a datagram probably lost, a
     /// line from the server it cannot read).
     fn notice(&mut self, text: &str);
+    /// The connection is up, protected so (TLS), or not at all (`None`).
+    fn connected(&mut self, _protection: Option<&Protection>) {}
     /// Whether the session ends when the nickname asked for on connecting
     /// is refused (a script must not post under another name); otherwise
     /// the person sees the error and carries on.
@@ -132,11 +134,29 @@ pub(crate) enum Ending {
     Unreachable(String),
     /// The nickname asked for was refused (taken, or not a valid one).
     NickRefused(String),
+    /// The server's certificate is not trusted; what to do about it.
+    NotTrusted(String),
 }
 
 /// Runs the client; the exit code says how the session ended.
 pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
-    let settings = ClientSettings::from_args(&args)?;
+    let mut settings = ClientSettings::from_args(&args)?;
+    if let Some(tls) = &settings.tls {
+        if tls.authorities == crate::tls::trust::Authorities::Nothing {
+            eprintln!(
+                "sockchat: WARNING: --insecure: the server's certificate is not checked; \
+                 anyone between you and the server can read and change this chat"
+            );
+        }
+        // The person is asked (if need be) before the full screen opens.
+        match link::settle_trust(settings.target()).await {
+            Ok(target) => settings.tls = target.tls,
+            Err(link::LinkError::Unreachable(why)) => {
+                return Ok(cannot_connect(&settings.server, &why))
+            }
+            Err(link::LinkError::NotTrusted(why)) => return Ok(not_trusted(&why)),
+        }
+    }
     let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if !args.raw && !args.plain && on_terminal {
         return tui::run(settings).await;
@@ -145,7 +165,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
         return if settings.udp {
             udp::run_raw(&settings.server).await
         } else {
-            raw::run(&settings.server).await
+            raw::run(&settings.target()).await
         };
     }
     let mut screen = Screen::open()?;
@@ -153,7 +173,7 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     let ending = if settings.udp {
         udp::chat(&settings.server, settings.keepalive, &hello, &mut screen).await
     } else {
-        chat_over_tcp(&settings.server, &hello, &mut screen).await
+        chat_over_stream(&settings.target(), &hello, &mut screen).await
     };
     screen.close();
     Ok(exit_code(&settings.server, ending))
@@ -177,7 +197,13 @@ fn exit_code(server: &str, ending: Ending) -> ExitCode {
             eprintln!("sockchat: {why}; choose another with --nick");
             ExitCode::from(EXIT_NICK_REFUSED)
         }
+        Ending::NotTrusted(why) => not_trusted(&why),
     }
+}
+
+fn not_trusted(why: &str) -> ExitCode {
+    eprintln!("sockchat: {why}");
+    ExitCode::from(EXIT_NOT_TRUSTED)
 }
 
 fn cannot_connect(server: &str, why: &str) -> ExitCode {
@@ -185,30 +211,21 @@ fn cannot_connect(server: &str, why: &str) -> ExitCode {
     ExitCode::from(EXIT_CANNOT_CONNECT)
 }
 
-/// Connects over TCP (with [`CONNECT_TIMEOUT`]).
-async fn connect_tcp(server: &str) -> Result<TcpStream, String> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("timed out".to_string()),
-    }
-}
-
-/// One connection over TCP in JSON-lines mode: sends `hello` (nick, rooms)
-/// first, then what `frontend` types, until either side says goodbye.
-pub(crate) async fn chat_over_tcp(
-    server: &str,
+/// One connection over TCP (or TLS) in JSON-lines mode: sends `hello`
+/// (nick, rooms) first, then what `frontend` types, until either side
+/// says goodbye.
+pub(crate) async fn chat_over_stream(
+    target: &Target,
     hello: &[ClientCommand],
     frontend: &mut impl Frontend,
 ) -> Ending {
-    let stream = match connect_tcp(server).await {
-        Ok(stream) => stream,
-        Err(why) => return Ending::Unreachable(why),
+    let link = match link::open(target).await {
+        Ok(link) => link,
+        Err(link::LinkError::Unreachable(why)) => return Ending::Unreachable(why),
+        Err(link::LinkError::NotTrusted(why)) => return Ending::NotTrusted(why),
     };
-    let (reader, mut writer) = stream.into_split();
+    frontend.connected(link.protection.as_ref());
+    let (reader, mut writer) = tokio::io::split(link.stream);
     let mut server = FramedRead::new(reader, LineCodec::new(MAX_SERVER_LINE));
 
     // The switch to JSON is the one command sent as text: the server reads

@@ -16,12 +16,15 @@ use crate::protocol::line_codec::{Frame, LineCodec};
 /// After our input ends, how long to keep printing what the server sends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) async fn run(server: &str) -> anyhow::Result<ExitCode> {
-    let stream = match super::connect_tcp(server).await {
-        Ok(stream) => stream,
-        Err(why) => return Ok(super::cannot_connect(server, &why)),
+pub(super) async fn run(target: &super::Target) -> anyhow::Result<ExitCode> {
+    let link = match super::link::open(target).await {
+        Ok(link) => link,
+        Err(super::link::LinkError::Unreachable(why)) => {
+            return Ok(super::cannot_connect(&target.server, &why))
+        }
+        Err(super::link::LinkError::NotTrusted(why)) => return Ok(super::not_trusted(&why)),
     };
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(link.stream);
     let mut stdin = FramedRead::new(tokio::io::stdin(), LineCodec::new(1 << 16));
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 4096];

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::link::{ClientTls, Target};
 use super::tui::Theme;
-use crate::cli::{config_path, read_config, ConnectArgs, ConnectFile};
+use crate::cli::{config_path, read_config, ConnectArgs, ConnectFile, DEFAULT_TLS};
 use crate::protocol::ClientCommand;
+use crate::tls::trust::{Authorities, KnownServers};
 
 /// The client's settings, merged and checked.
 #[derive(Debug, Clone)]
@@ -20,6 +22,8 @@ pub struct ClientSettings {
     pub room: Option<String>,
     /// Talk over UDP instead of TCP.
     pub udp: bool,
+    /// Talk over TLS, trusting as this says; `None`: plain TCP.
+    pub tls: Option<ClientTls>,
     /// Over UDP, silence before a keep-alive.
     pub keepalive: Duration,
     /// The full-screen client's colours.
@@ -40,19 +44,52 @@ impl ClientSettings {
             Some(secs) if !given("keepalive") => secs,
             _ => args.keepalive,
         };
+        let udp = if given("udp") { args.udp } else { file.udp };
+        let tls = !udp && (args.tls || file.tls);
+        let server = match file.server {
+            Some(server) if !given("server") => server,
+            _ if tls && !given("server") => DEFAULT_TLS.to_string(),
+            _ => args.server.clone(),
+        };
+        let tls = if tls {
+            let authorities = match (args.insecure, args.ca.clone().or(file.ca)) {
+                (true, _) => Authorities::Nothing,
+                (false, Some(ca)) => Authorities::File(ca),
+                (false, None) => Authorities::System,
+            };
+            let known = args
+                .known_servers
+                .clone()
+                .or(file.known_servers)
+                .or_else(KnownServers::default_path)
+                .context("no data directory is known for this user; give --known-servers PATH")?;
+            Some(ClientTls {
+                authorities,
+                accept: args.accept_fingerprint.clone(),
+                known: KnownServers::at(known),
+            })
+        } else {
+            None
+        };
         Ok(ClientSettings {
-            server: match file.server {
-                Some(server) if !given("server") => server,
-                _ => args.server.clone(),
-            },
+            server,
+            tls,
             nick: args.nick.clone().or(file.nick),
             room: args.room.clone().or(file.room),
-            udp: if given("udp") { args.udp } else { file.udp },
+            udp,
             // The file is not range-checked as the flag is.
             keepalive: Duration::from_secs(keepalive.max(1)),
             theme: Theme::from_names(&file.colors)
                 .context("[connect.colors] in the config file")?,
         })
+    }
+
+    /// Where to connect over a stream, and how.
+    pub fn target(&self) -> Target {
+        Target {
+            server: self.server.clone(),
+            tls: self.tls.clone(),
+        }
     }
 
     /// What to send on arrival: the nick, then the room.

@@ -5,7 +5,8 @@
 //! over that door's [`Wire`](driver::Wire).
 //!
 //! - [`tcp`]: text and JSON lines over any byte stream ([`stream`]).
-//! - [`web`]: the page, and JSON over a WebSocket.
+//! - [`tls`]: the same lines inside TLS.
+//! - [`web`]: the page, and JSON over a WebSocket (HTTP or HTTPS).
 //! - [`udp`]: datagrams; its own driver, the same session.
 //! - [`console`]: the operator's terminal as the member `server`.
 //!
@@ -17,6 +18,7 @@ pub mod driver;
 pub mod listener;
 pub mod stream;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 pub mod web;
 
@@ -55,10 +57,13 @@ pub trait Door: Send {
     /// Where it listens, if on a socket.
     fn local_addr(&self) -> Option<SocketAddr>;
 
-    /// The line printed once it is bound (scripts read it), if any.
-    fn listening_line(&self) -> Option<String> {
+    /// The lines printed once it is bound (scripts read them): one per
+    /// way in, like `listening tcp 127.0.0.1:8888`.
+    fn listening_lines(&self) -> Vec<String> {
         self.local_addr()
             .map(|addr| format!("listening {} {addr}", self.name()))
+            .into_iter()
+            .collect()
     }
 
     /// Serves until `context.shutdown` is cancelled.

@@ -29,6 +29,8 @@ use crate::session::Input;
 #[derive(Debug)]
 pub struct TcpDoor {
     listener: TcpListener,
+    /// Where TLS is served, for whoever starts a TLS handshake here.
+    tls_at: Option<SocketAddr>,
 }
 
 impl TcpDoor {
@@ -36,7 +38,14 @@ impl TcpDoor {
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
         Ok(TcpDoor {
             listener: super::listener::listen(addr)?,
+            tls_at: None,
         })
+    }
+
+    /// Tells TLS clients that come here that TLS is served at `addr`.
+    pub fn with_tls_at(mut self, addr: Option<SocketAddr>) -> Self {
+        self.tls_at = addr;
+        self
     }
 }
 
@@ -50,12 +59,12 @@ impl Door for TcpDoor {
     }
 
     fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(accept_loop(self.listener, context))
+        Box::pin(accept_loop(self.listener, self.tls_at, context))
     }
 }
 
 /// Accepts connections until shutdown, one tracked task each.
-async fn accept_loop(listener: TcpListener, context: DoorContext) {
+async fn accept_loop(listener: TcpListener, tls_at: Option<SocketAddr>, context: DoorContext) {
     loop {
         let accepted = tokio::select! {
             _ = context.shutdown.cancelled() => return,
@@ -76,7 +85,7 @@ async fn accept_loop(listener: TcpListener, context: DoorContext) {
         let _ = stream.set_nodelay(true);
         watch_liveness(&stream, context.limits.liveness);
         let place = context.hub.reserve(Some(peer.ip()));
-        let codec = LineWireCodec::new(context.limits.max_line);
+        let codec = LineWireCodec::new(context.limits.max_line).with_tls_at(tls_at);
         let wire = StreamWire::new(stream, codec, context.limits.partial_line_flush);
         let span = tracing::info_span!("tcp", %peer);
         let member = serve_member(
@@ -105,6 +114,8 @@ pub struct LineWireCodec {
     /// The first input is still to come: it is checked for not being chat
     /// at all (HTTP, TLS, binary).
     first: bool,
+    /// Where TLS is served, to tell a TLS client that came here instead.
+    tls_at: Option<SocketAddr>,
 }
 
 impl LineWireCodec {
@@ -116,7 +127,14 @@ impl LineWireCodec {
             input_mode: WireMode::Text,
             output_mode: WireMode::Text,
             first: true,
+            tls_at: None,
         }
+    }
+
+    /// Names `addr` to a TLS client: "TLS is at ...".
+    pub fn with_tls_at(mut self, addr: Option<SocketAddr>) -> Self {
+        self.tls_at = addr;
+        self
     }
 
     fn input(&mut self, frame: Frame) -> Input {
@@ -236,7 +254,8 @@ impl StreamCodec for LineWireCodec {
         if self.first && matches!(buf.first(), Some(0x16 | 0x80)) {
             self.first = false;
             buf.clear();
-            return Some(Input::Reject(DropReason::NotChat(NotChat::Tls)));
+            let at = self.tls_at;
+            return Some(Input::Reject(DropReason::NotChat(NotChat::Tls { at })));
         }
         // Decoding never fails; the io::Error type is the trait's.
         let frame = self.lines.decode(buf).ok().flatten()?;

@@ -50,6 +50,7 @@ use crate::protocol::{
 };
 use crate::session::limits::{json_frame_limit, text_too_long};
 use crate::session::{Input, Limits};
+use crate::tls::ServerTls;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -183,6 +184,8 @@ fn normalize_host(name: &str) -> String {
 pub struct WebDoor {
     listener: TcpListener,
     access: WebAccess,
+    /// With a certificate, HTTPS (and WSS) on the same port as HTTP.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl WebDoor {
@@ -192,7 +195,14 @@ impl WebDoor {
         Ok(WebDoor {
             listener: listen(addr)?,
             access,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS too, with `tls`'s certificate, on the same port.
+    pub fn with_tls(mut self, tls: Option<Arc<ServerTls>>) -> Self {
+        self.tls = tls;
+        self
     }
 }
 
@@ -205,19 +215,34 @@ impl Door for WebDoor {
         self.listener.local_addr().ok()
     }
 
-    /// The page's address, for a browser: `listening web http://ADDR/`.
-    fn listening_line(&self) -> Option<String> {
-        self.local_addr()
-            .map(|addr| format!("listening web http://{addr}/"))
+    /// The page's address, for a browser: `listening web http://ADDR/`,
+    /// and with TLS `listening web https://ADDR/ sha256:...` too.
+    fn listening_lines(&self) -> Vec<String> {
+        let Some(addr) = self.local_addr() else {
+            return Vec::new();
+        };
+        let mut lines = vec![format!("listening web http://{addr}/")];
+        if let Some(tls) = &self.tls {
+            lines.push(format!(
+                "listening web https://{addr}/ {}",
+                tls.fingerprint()
+            ));
+        }
+        lines
     }
 
     fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(serve(self.listener, self.access, context))
+        Box::pin(serve(self.listener, self.access, self.tls, context))
     }
 }
 
 /// Serves HTTP and WebSocket clients until shutdown.
-async fn serve(listener: TcpListener, access: WebAccess, context: DoorContext) {
+async fn serve(
+    listener: TcpListener,
+    access: WebAccess,
+    tls: Option<Arc<ServerTls>>,
+    context: DoorContext,
+) {
     let DoorContext {
         hub,
         limits,
@@ -251,8 +276,16 @@ async fn serve(listener: TcpListener, access: WebAccess, context: DoorContext) {
         match hub.reserve(Some(peer.ip())) {
             Ok(place) => {
                 let timeout = limits.handshake_timeout;
-                let connection =
-                    serve_http(stream, peer, place, app.clone(), timeout, shutdown.clone());
+                let connection = serve_connection(
+                    stream,
+                    peer,
+                    place,
+                    app.clone(),
+                    tls.clone(),
+                    timeout,
+                    shutdown.clone(),
+                    hub.clone(),
+                );
                 tracker.spawn(connection.instrument(span));
             }
             Err(refusal) => {
@@ -310,12 +343,60 @@ impl ConnectionPlace {
     }
 }
 
+/// The first byte of a TLS handshake record; no HTTP request starts with it.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Serves one connection: HTTPS if its first byte starts a TLS handshake
+/// (and the door has a certificate), else HTTP. The first byte and the
+/// handshake each come within `first_timeout`, or the connection closes.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    place: Reservation,
+    app: Router,
+    tls: Option<Arc<ServerTls>>,
+    first_timeout: Duration,
+    shutdown: CancellationToken,
+    hub: Hub,
+) {
+    let Some(tls) = tls else {
+        return serve_http(stream, peer, place, app, first_timeout, shutdown).await;
+    };
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        peeked = timeout(first_timeout, stream.peek(&mut first)) => peeked,
+    };
+    match peeked {
+        Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
+        Ok(Ok(1..)) => return serve_http(stream, peer, place, app, first_timeout, shutdown).await,
+        // Closed, broken, or silent: nothing to serve.
+        _ => return,
+    }
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        handshake = timeout(first_timeout, tls.web_acceptor().accept(stream)) => handshake,
+    };
+    match handshake {
+        Ok(Ok(stream)) => serve_http(stream, peer, place, app, first_timeout, shutdown).await,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            hub.metrics().tls_handshake_failed("error");
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            hub.metrics().tls_handshake_failed("timeout");
+        }
+    }
+}
+
 /// Serves one HTTP connection: requests until it goes quiet for the
 /// handshake timeout (a half-sent request is closed then), or has served plain HTTP for [`HTTP_LIFETIME`],
 /// or becomes a WebSocket. Its place in the limits is given back when it
 /// ends, unless a WebSocket took it.
 async fn serve_http(
-    stream: TcpStream,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     peer: SocketAddr,
     place: Reservation,
     app: Router,

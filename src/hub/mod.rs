@@ -55,6 +55,8 @@ pub struct MemberId(u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DoorKind {
     Tcp,
+    /// The TCP door's lines inside TLS.
+    Tls,
     Udp,
     Web,
     Console,
@@ -65,6 +67,7 @@ impl DoorKind {
     pub fn name(self) -> &'static str {
         match self {
             DoorKind::Tcp => "tcp",
+            DoorKind::Tls => "tls",
             DoorKind::Udp => "udp",
             DoorKind::Web => "web",
             DoorKind::Console => "console",

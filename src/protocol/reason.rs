@@ -62,7 +62,10 @@ pub enum Violation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotChat {
     Http,
-    Tls,
+    /// A TLS handshake; `at` is where the server's TLS door listens.
+    Tls {
+        at: Option<std::net::SocketAddr>,
+    },
     Binary,
 }
 
@@ -108,8 +111,17 @@ impl DropReason {
             DropReason::NotChat(NotChat::Http) => "this is a chat port, not HTTP: \
                  open the server's web address instead (it prints `listening web ...`)"
                 .into(),
-            DropReason::NotChat(NotChat::Tls) => {
+            DropReason::NotChat(NotChat::Tls { at: None }) => {
                 "this port speaks plain text lines, not TLS".into()
+            }
+            DropReason::NotChat(NotChat::Tls { at: Some(at) }) if at.ip().is_unspecified() => {
+                format!(
+                    "this port speaks plain text lines, not TLS: TLS is on port {}",
+                    at.port()
+                )
+            }
+            DropReason::NotChat(NotChat::Tls { at: Some(at) }) => {
+                format!("this port speaks plain text lines, not TLS: TLS is at {at}")
             }
             DropReason::NotChat(NotChat::Binary) => {
                 "this port speaks text lines (nc, telnet); binary input is not chat".into()

@@ -2,7 +2,7 @@
 //! are merged: flags win over the file, the file wins over the defaults.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +14,8 @@ use crate::session::limits::idle_limit;
 use crate::session::Limits;
 use crate::store::sqlite::DEFAULT_LOOKUP_BUDGET;
 use crate::store::Retention;
+use crate::tls::certificate::names_for;
+use crate::tls::CertificateSource;
 
 /// Where and how history is kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,13 @@ pub struct ServeConfig {
     pub history: HistoryConfig,
     /// Where the TCP door listens; `None` turns it off.
     pub tcp: Option<SocketAddr>,
+    /// Where the TLS door listens; `None` turns it off.
+    pub tls: Option<SocketAddr>,
+    /// Whether the web door serves HTTPS too (on its one port).
+    pub web_tls: bool,
+    /// The certificate for the TLS door and HTTPS; `None` when neither is
+    /// on.
+    pub certificate: Option<CertificateSource>,
     /// Where the UDP door listens; `None` turns it off.
     pub udp: Option<SocketAddr>,
     /// Where the web door (page and WebSocket) listens; `None` turns it off.
@@ -133,7 +142,33 @@ impl ServeConfig {
                     .then(|| Duration::from_secs(args.history_max_age)),
             },
         };
+        let web_tls = args.web_tls && args.web.addr().is_some();
+        let certificate = match (&args.tls_cert, &args.tls_key) {
+            _ if args.tls.addr().is_none() && !web_tls => None,
+            (Some(cert), Some(key)) => Some(CertificateSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => {
+                let dir = match &history.db {
+                    Some(db) => db.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    None => default_data_dir()?,
+                };
+                let listening: Vec<SocketAddr> = [args.tls.addr(), args.web.addr()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some(CertificateSource::Generated {
+                    dir: dir.join("tls"),
+                    names: names_for(&listening),
+                })
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
+        };
         Ok(ServeConfig {
+            tls: args.tls.addr(),
+            web_tls,
+            certificate,
             tcp: args.tcp.addr(),
             udp: args.udp.addr(),
             web: args.web.addr(),
@@ -200,6 +235,10 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
     }
     merge!(
         tcp,
+        tls,
+        tls_cert,
+        tls_key,
+        web_tls,
         udp,
         web,
         web_origin,
@@ -234,9 +273,14 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
 
 /// `$XDG_DATA_HOME/sockchat/history.db` (or the platform's equivalent).
 fn default_db_path() -> anyhow::Result<PathBuf> {
+    Ok(default_data_dir()?.join("history.db"))
+}
+
+/// `$XDG_DATA_HOME/sockchat` (or the platform's equivalent).
+fn default_data_dir() -> anyhow::Result<PathBuf> {
     let data = dirs::data_dir()
         .context("no data directory is known for this user; give --db PATH or --no-history")?;
-    Ok(data.join("sockchat").join("history.db"))
+    Ok(data.join("sockchat"))
 }
 
 #[cfg(test)]

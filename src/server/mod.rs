@@ -19,12 +19,15 @@ pub use config::{HistoryConfig, ServeConfig};
 
 use crate::door::listener::SpareDescriptor;
 use crate::door::tcp::TcpDoor;
+use crate::door::tls::TlsDoor;
 use crate::door::udp::UdpDoor;
 use crate::door::web::{WebAccess, WebDoor};
 use crate::door::{Door, DoorContext};
 use crate::hub::Hub;
+use crate::metrics::ReasonLabel;
 use crate::session::Limits;
 use crate::store::sqlite::SqliteStore;
+use crate::tls::ServerTls;
 
 /// How long shutdown waits for connections to say goodbye before giving up.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -34,6 +37,10 @@ pub struct Server {
     hub: Hub,
     doors: Vec<Box<dyn Door>>,
     limits: Limits,
+    /// The certificate every TLS listener serves, if any does.
+    tls: Option<Arc<ServerTls>>,
+    /// SIGHUPs, which reload the certificate.
+    hangups: Option<Hangups>,
 }
 
 impl std::fmt::Debug for Server {
@@ -64,11 +71,25 @@ impl std::fmt::Display for Listening {
 impl Server {
     /// Binds every enabled door, then opens history.
     pub async fn bind(mut config: ServeConfig) -> anyhow::Result<Server> {
+        let tls = match &config.certificate {
+            Some(source) => Some(Arc::new(
+                ServerTls::open(source.clone()).context("the TLS certificate")?,
+            )),
+            None => None,
+        };
         let mut doors: Vec<Box<dyn Door>> = Vec::new();
+        let tls_door = match (config.tls, &tls) {
+            (Some(addr), Some(tls)) => Some(
+                TlsDoor::bind(addr, tls.clone())
+                    .with_context(|| format!("cannot listen on tls {addr}"))?,
+            ),
+            _ => None,
+        };
+        let tls_at = tls_door.as_ref().and_then(|door| door.local_addr());
         if let Some(addr) = config.tcp {
             let door =
                 TcpDoor::bind(addr).with_context(|| format!("cannot listen on tcp {addr}"))?;
-            doors.push(Box::new(door));
+            doors.push(Box::new(door.with_tls_at(tls_at)));
         }
         if let Some(addr) = config.udp {
             let door = UdpDoor::bind(addr)
@@ -80,8 +101,18 @@ impl Server {
             let access = WebAccess::new(config.web_hosts, config.web_origins);
             let door = WebDoor::bind(addr, access)
                 .with_context(|| format!("cannot listen on web {addr}"))?;
+            let web_tls = tls.clone().filter(|_| config.web_tls);
+            doors.push(Box::new(door.with_tls(web_tls)));
+        }
+        if let Some(door) = tls_door {
             doors.push(Box::new(door));
         }
+        // Installed now, before the listening lines: SIGHUP's default
+        // action would end the server.
+        let hangups = match &tls {
+            Some(_) => Some(hangup_signal()?),
+            None => None,
+        };
         let store = match &config.history.db {
             Some(path) => {
                 let mut store = SqliteStore::open(path, config.history.max_bytes)?;
@@ -100,6 +131,8 @@ impl Server {
             hub,
             doors,
             limits: config.limits,
+            tls,
+            hangups,
         })
     }
 
@@ -110,16 +143,20 @@ impl Server {
 
     /// The bound listeners, in the order bound.
     pub fn listening(&self) -> Vec<Listening> {
-        self.doors
-            .iter()
-            .filter_map(|door| {
-                Some(Listening {
+        let mut listening = Vec::new();
+        for door in &self.doors {
+            let Some(addr) = door.local_addr() else {
+                continue;
+            };
+            for line in door.listening_lines() {
+                listening.push(Listening {
                     door: door.name(),
-                    addr: door.local_addr()?,
-                    line: door.listening_line()?,
-                })
-            })
-            .collect()
+                    addr,
+                    line,
+                });
+            }
+        }
+        listening
     }
 
     /// The hub, for tests.
@@ -141,6 +178,11 @@ impl Server {
             tracker: tracker.clone(),
             spare: Arc::new(SpareDescriptor::new()),
         };
+        if let (Some(tls), Some(hangups)) = (self.tls, self.hangups) {
+            let stop = stop_accepting.clone();
+            let hub = self.hub.clone();
+            tracker.spawn(reload_on_hangup(tls, hangups, hub, stop));
+        }
         for door in self.doors {
             let span = tracing::info_span!("door", name = door.name());
             tracker.spawn(tracing::Instrument::instrument(
@@ -165,6 +207,61 @@ impl Server {
             .await
             .context("closing history")?;
         Ok(())
+    }
+}
+
+/// SIGHUPs as they come.
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn hangup_signal() -> anyhow::Result<Hangups> {
+    use tokio::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup()).context("watching SIGHUP")
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> anyhow::Result<Hangups> {
+    Ok(())
+}
+
+/// Reloads the certificate on each SIGHUP, until `stop`. Connections up
+/// keep theirs; handshakes from then on get the new one. A certificate
+/// that cannot be loaded is logged, and the old one kept.
+async fn reload_on_hangup(
+    tls: Arc<ServerTls>,
+    mut hangups: Hangups,
+    hub: Hub,
+    stop: CancellationToken,
+) {
+    loop {
+        #[cfg(unix)]
+        let hangup = hangups.recv();
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hangup => if got.is_none() { return },
+        }
+        let reloads = &hub.metrics().tls_reloads;
+        match tls.reload() {
+            Ok(fingerprint) => {
+                reloads.get_or_create(&ReasonLabel { reason: "ok" }).inc();
+                tracing::info!(%fingerprint, "TLS certificate reloaded");
+            }
+            Err(error) => {
+                reloads
+                    .get_or_create(&ReasonLabel { reason: "kept_old" })
+                    .inc();
+                tracing::error!(
+                    error = %format!("{error:#}"),
+                    fingerprint = %tls.fingerprint(),
+                    "cannot reload the TLS certificate; the old one is kept"
+                );
+            }
+        }
     }
 }
 

@@ -38,6 +38,10 @@ pub fn config() -> ServeConfig {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         udp: Some("127.0.0.1:0".parse().unwrap()),
         web: Some("127.0.0.1:0".parse().unwrap()),
+        // TLS is tested where it is the point (tests/tls.rs).
+        tls: None,
+        web_tls: false,
+        certificate: None,
         web_origins: Vec::new(),
         web_hosts: Vec::new(),
         history: HistoryConfig {

@@ -21,6 +21,10 @@ pub struct ServerProcess {
     pub addr: std::net::SocketAddr,
     pub udp: std::net::SocketAddr,
     pub web: std::net::SocketAddr,
+    /// The TLS door and its certificate's fingerprint, unless `--tls off`.
+    pub tls: Option<(std::net::SocketAddr, String)>,
+    /// The web door's HTTPS line's fingerprint, unless TLS is off there.
+    pub https_fingerprint: Option<String>,
     /// The server's log, line by line.
     log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -43,6 +47,17 @@ impl ServerProcess {
         } else {
             vec!["--db", own_db.to_str().unwrap()]
         };
+        let given = |flag: &str| {
+            args.iter()
+                .position(|arg| *arg == flag)
+                .map(|at| args[at + 1])
+        };
+        let tls_args: Vec<&str> = match given("--tls") {
+            Some(_) => Vec::new(),
+            None => vec!["--tls", "127.0.0.1:0"],
+        };
+        let tls_on = given("--tls") != Some("off");
+        let https_on = tls_on && given("--web-tls") != Some("off");
         let mut command = Command::new(BINARY);
         if let Some(limit) = fd_limit {
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in
@@ -55,8 +70,11 @@ impl ServerProcess {
             .arg("serve")
             .args(args)
             .args(db_args)
+            .args(tls_args)
             .args(["--udp", "127.0.0.1:0", "--web", "127.0.0.1:0"])
             .env("XDG_CONFIG_HOME", NO_USER_CONFIG)
+            // A generated certificate (with --no-history) is kept here.
+            .env("XDG_DATA_HOME", data.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -74,26 +92,40 @@ impl ServerProcess {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut listening = Vec::new();
-        for prefix in ["listening tcp ", "listening udp ", "listening web http://"] {
+        let mut prefixes = vec!["listening tcp ", "listening udp ", "listening web http://"];
+        if https_on {
+            prefixes.push("listening web https://");
+        }
+        if tls_on {
+            prefixes.push("listening tls ");
+        }
+        for prefix in prefixes {
             let line = tokio::time::timeout(PATIENCE, lines.next_line())
                 .await
                 .expect("the listening line comes in time")
                 .unwrap()
                 .expect("sockchat serve prints its listening lines");
-            let addr = line
+            let rest = line
                 .strip_prefix(prefix)
-                .map(|rest| rest.trim_end_matches('/'))
-                .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-                .parse()
-                .unwrap();
-            listening.push(addr);
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            // `ADDR`, `http://ADDR/`, or either with a fingerprint after.
+            let (addr, fingerprint) = match rest.split_once(' ') {
+                Some((addr, fingerprint)) => (addr, Some(fingerprint.to_string())),
+                None => (rest, None),
+            };
+            let addr: std::net::SocketAddr = addr.trim_end_matches('/').parse().unwrap();
+            listening.push((addr, fingerprint));
         }
+        let https_fingerprint = https_on.then(|| listening[3].1.clone().unwrap());
+        let tls = tls_on.then(|| listening.last().cloned().unwrap());
         ServerProcess {
             child,
             _data: data,
-            addr: listening[0],
-            udp: listening[1],
-            web: listening[2],
+            addr: listening[0].0,
+            udp: listening[1].0,
+            web: listening[2].0,
+            tls: tls.map(|(addr, fingerprint)| (addr, fingerprint.unwrap())),
+            https_fingerprint,
             log,
         }
     }
@@ -167,9 +199,16 @@ pub async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
 /// Runs `sockchat serve ARGS`, which must fail at start with exit code 1;
 /// returns what it said on stderr.
 pub async fn serve_fails(args: &[&str]) -> String {
+    // Off unless the test is about it: the default port is shared.
+    let tls_off: &[&str] = if args.contains(&"--tls") {
+        &[]
+    } else {
+        &["--tls", "off"]
+    };
     let output = Command::new(BINARY)
         .arg("serve")
         .args(args)
+        .args(tls_off)
         .stdin(Stdio::null())
         .output()
         .await

@@ -112,6 +112,9 @@ pub struct App {
     pub server: String,
     /// `tcp` or `udp`.
     pub door: &'static str,
+    /// How the link is protected (TLS and the server's fingerprint), for
+    /// the status line's lock.
+    pub protection: Option<crate::client::Protection>,
     pub nick: String,
     pub link: Link,
     pub rtt: Option<Duration>,
@@ -135,6 +138,7 @@ impl App {
         App {
             server: server.to_string(),
             door,
+            protection: None,
             nick: String::new(),
             link: Link::Connecting,
             rtt: None,

@@ -32,7 +32,10 @@ use tokio::time::{sleep_until, Instant};
 pub use app::App;
 pub use theme::Theme;
 
-use super::{cannot_connect, chat_over_tcp, udp, ClientSettings, Ending, Frontend, Typed};
+use super::{
+    cannot_connect, chat_over_stream, not_trusted, udp, ClientSettings, Ending, Frontend,
+    Protection, Typed,
+};
 use crate::protocol::{ClientCommand, ServerEvent};
 use app::{Action, Link};
 
@@ -47,6 +50,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What the protocol task tells the screen.
 enum LinkEvent {
+    /// Connected, protected so.
+    Connected(Option<Protection>),
     Event(ServerEvent),
     Notice(String),
     Ended(Ending),
@@ -71,6 +76,10 @@ impl Frontend for Channels {
         let _ = self.events.send(LinkEvent::Notice(text.to_string()));
     }
 
+    fn connected(&mut self, protection: Option<&Protection>) {
+        let _ = self.events.send(LinkEvent::Connected(protection.cloned()));
+    }
+
     /// A person at the screen sees the error and picks another name.
     fn ends_on_refused_nick(&self) -> bool {
         false
@@ -88,6 +97,7 @@ impl Connection {
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::unbounded_channel();
         let (server, udp, keepalive) = (settings.server.clone(), settings.udp, settings.keepalive);
+        let target = settings.target();
         tokio::spawn(async move {
             let mut channels = Channels {
                 commands: commands_rx,
@@ -96,7 +106,7 @@ impl Connection {
             let ending = if udp {
                 udp::chat(&server, keepalive, &hello, &mut channels).await
             } else {
-                chat_over_tcp(&server, &hello, &mut channels).await
+                chat_over_stream(&target, &hello, &mut channels).await
             };
             let _ = events_tx.send(LinkEvent::Ended(ending));
         });
@@ -162,11 +172,17 @@ enum Exit {
     Done,
     /// The first connection failed: most likely a wrong address.
     Unreachable(String),
+    /// The server's certificate is not (or no longer) trusted.
+    NotTrusted(String),
 }
 
 /// Runs the full-screen client until the user leaves.
 pub async fn run(settings: ClientSettings) -> anyhow::Result<ExitCode> {
-    let door = if settings.udp { "udp" } else { "tcp" };
+    let door = match (settings.udp, &settings.tls) {
+        (true, _) => "udp",
+        (false, Some(_)) => "tls",
+        (false, None) => "tcp",
+    };
     let mut app = App::new(&settings.server, door, settings.theme.clone());
     app.utc_offset = i64::from(chrono::Local::now().offset().local_minus_utc());
     let mut screen = Screen::enter()?;
@@ -175,6 +191,7 @@ pub async fn run(settings: ClientSettings) -> anyhow::Result<ExitCode> {
     Ok(match exit? {
         Exit::Done => ExitCode::SUCCESS,
         Exit::Unreachable(why) => cannot_connect(&settings.server, &why),
+        Exit::NotTrusted(why) => not_trusted(&why),
     })
 }
 
@@ -297,10 +314,16 @@ impl LinkState {
                 app.apply(event);
             }
             LinkEvent::Notice(text) => app.system(&text),
+            LinkEvent::Connected(protection) => app.protection = protection,
             LinkEvent::Ended(ending) => {
                 self.connection = None;
                 if self.quitting || ending == Ending::Done {
                     return Some(Exit::Done);
+                }
+                // A certificate that changed between two connections is
+                // refused, never retried.
+                if let Ending::NotTrusted(why) = ending {
+                    return Some(Exit::NotTrusted(why));
                 }
                 if let (false, Ending::Unreachable(why)) = (self.ever_connected, &ending) {
                     return Some(Exit::Unreachable(why.clone()));

@@ -11,6 +11,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Entry, EntryKind, Link, PRIVATE};
+use crate::client::Protection;
 
 /// Narrower than this, only the messages pane is shown.
 const SIDE_PANES_FROM: u16 = 72;
@@ -239,12 +240,27 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         .rtt
         .map(|rtt| format!(" │ rtt {:.1} ms", rtt.as_secs_f64() * 1000.0))
         .unwrap_or_default();
+    let lock = match &app.protection {
+        Some(Protection::Tls { fingerprint }) => format!(" 🔒 {}", short_fingerprint(fingerprint)),
+        Some(Protection::Unchecked) => " ⚠ TLS unchecked (--insecure)".to_string(),
+        None => String::new(),
+    };
     let text = format!(
-        " {} {} │ {} │ {room} │ {state}{rtt}",
+        " {} {}{lock} │ {} │ {room} │ {state}{rtt}",
         app.server, app.door, app.nick
     );
     let style = Style::new().bg(app.theme.status).fg(Color::White);
     frame.render_widget(Paragraph::new(text).style(style), area);
+}
+
+/// The start of a fingerprint, enough to compare by eye with what the
+/// server prints: `sha256:5b39b767a12f26bb…`.
+fn short_fingerprint(fingerprint: &str) -> String {
+    const SHOWN: usize = "sha256:".len() + 16;
+    match fingerprint.get(..SHOWN) {
+        Some(start) if fingerprint.len() > SHOWN => format!("{start}…"),
+        _ => fingerprint.to_string(),
+    }
 }
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
