@@ -22,6 +22,11 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
+# The TLS tests talk to the server with real TLS clients: openssl
+# s_client, ncat --ssl (ncat is also the plain nc user), Python's ssl.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v ncat >/dev/null 2>&1 || missing+=(ncat)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # The liveness test pulls a cable in a network namespace of its own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -231,6 +231,49 @@ async fn the_full_screen_client_chats_resizes_and_restores_the_terminal() {
     server.stop().await;
 }
 
+/// Trust on first use on a terminal: before the full screen opens, the
+/// client shows the server's fingerprint and asks. Trusted, it pins it,
+/// and the status line shows a lock and the fingerprint; declined, it
+/// leaves without a word to the room.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_full_screen_client_asks_before_trusting_a_server_then_shows_a_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(common::config_with_tls(dir.path())).await;
+    let fingerprint = common::generated_fingerprint(dir.path());
+    let tls = server.tls.unwrap();
+    let mut watcher = server.client_named("watcher").await;
+
+    let declined = dir.path().join("declined");
+    let pane = Pane::open(&format!(
+        "{BINARY} connect --tls {tls} --known-servers {}; echo \"exit=$?\"; exec cat",
+        declined.display()
+    ));
+    pane.wait_for("the question", |screen| screen.contains("[y/N]"));
+    pane.keys(&["n", "Enter"]);
+    pane.wait_for("the exit", |screen| screen.contains("exit=4"));
+    assert!(!declined.exists());
+
+    let known = dir.path().join("known");
+    let flags = format!("--tls --known-servers {}", known.display());
+    let pane = Pane::open(&format!(
+        "{BINARY} connect {tls} --nick tui {flags}; echo \"exit=$?\"; stty -a; echo stty-done; exec cat"
+    ));
+    let question = pane.wait_for("the question", |screen| screen.contains("[y/N]"));
+    // Wrapped at the pane's width, but whole on its own line.
+    assert!(question.contains(&fingerprint), "{question}");
+    pane.keys(&["y", "Enter"]);
+    // The first to join since the refusal: nothing of it reached the room.
+    assert_eq!(watcher.expect(" joined").await, "* tui joined #lobby");
+    let lock = format!("tls 🔒 {}…", &fingerprint[.."sha256:".len() + 16]);
+    pane.wait_for("the lock", |screen| screen.contains(&lock));
+    let pins = std::fs::read_to_string(&known).unwrap();
+    assert!(pins.contains(&format!("{tls} {fingerprint}")), "{pins}");
+    pane.keys(&["-l", "/quit"]);
+    pane.keys(&["Enter"]);
+    assert_left_and_restored(&pane, &mut watcher).await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_full_screen_client_reconnects_to_a_restarted_server_then_quits_on_ctrl_c() {
     let db = tempfile::tempdir().unwrap();

@@ -7,13 +7,11 @@
 // Exits 0 when every check passed; otherwise prints what failed and exits 1.
 // It waits for what appears on the page or the socket, never for a fixed time.
 
-import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import http from "node:http";
-import net from "node:net";
 import path from "node:path";
 
-const PATIENCE = 20_000;
+import { launchChromium, LineClient, PATIENCE } from "./support.mjs";
 
 function option(name) {
   const index = process.argv.indexOf(`--${name}`);
@@ -24,61 +22,6 @@ function option(name) {
 const webUrl = option("web");
 const [tcpHost, tcpPort] = option("tcp").split(":");
 const shots = option("shots");
-
-/// A line-based TCP client, like nc.
-class LineClient {
-  constructor(socket) {
-    this.socket = socket;
-    this.buffer = "";
-    this.lines = [];
-    this.waiters = [];
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk) => {
-      this.buffer += chunk;
-      let newline;
-      while ((newline = this.buffer.indexOf("\n")) >= 0) {
-        this.lines.push(this.buffer.slice(0, newline));
-        this.buffer = this.buffer.slice(newline + 1);
-      }
-      this.wake();
-    });
-  }
-
-  static connect(host, port) {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(Number(port), host, () => resolve(new LineClient(socket)));
-      socket.on("error", reject);
-    });
-  }
-
-  wake() {
-    for (const waiter of this.waiters.splice(0)) waiter();
-  }
-
-  send(line) {
-    this.socket.write(line + "\n");
-  }
-
-  /// Reads lines until one contains `needle`; returns it.
-  async expect(needle) {
-    const deadline = Date.now() + PATIENCE;
-    for (;;) {
-      while (this.lines.length) {
-        const line = this.lines.shift();
-        if (line.includes(needle)) return line;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`TCP client: ${JSON.stringify(needle)} never arrived`);
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-}
 
 /// Every request the pages made that failed (a missing favicon, say).
 const failedRequests = [];
@@ -115,19 +58,7 @@ function messageOn(page, text) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium();
   try {
     const alice = await openPage(browser, "alice", { width: 1100, height: 700 });
     // Bob is on a phone-sized screen.

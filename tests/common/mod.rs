@@ -63,6 +63,27 @@ pub fn config_without_history() -> ServeConfig {
     config
 }
 
+/// `config()` with the TLS door and HTTPS on, the certificate made (and
+/// kept) in `dir/tls`.
+pub fn config_with_tls(dir: &std::path::Path) -> ServeConfig {
+    let mut settings = config();
+    settings.tls = Some("127.0.0.1:0".parse().unwrap());
+    settings.web_tls = true;
+    settings.certificate = Some(sockchat::tls::CertificateSource::Generated {
+        dir: dir.join("tls"),
+        names: sockchat::tls::certificate::names_for(&[]),
+    });
+    settings
+}
+
+/// The fingerprint of the certificate a server made in `dir/tls`.
+pub fn generated_fingerprint(dir: &std::path::Path) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let path = dir.join("tls").join("cert.pem");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(path).unwrap();
+    sockchat::tls::fingerprint(&der)
+}
+
 /// `config()` with history kept in `db`.
 pub fn config_with_history(db: &std::path::Path) -> ServeConfig {
     let mut config = config();
@@ -77,6 +98,8 @@ pub struct TestServer {
     pub udp: Option<SocketAddr>,
     /// The web door, when on.
     pub web: Option<SocketAddr>,
+    /// The TLS door, when on.
+    pub tls: Option<SocketAddr>,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -93,7 +116,7 @@ pub async fn start(config: ServeConfig) -> TestServer {
             .find(|listening| listening.door == name)
             .map(|listening| listening.addr)
     };
-    let (udp, web) = (door("udp"), door("web"));
+    let (udp, web, tls) = (door("udp"), door("web"), door("tls"));
     let hub = server.hub();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
@@ -103,6 +126,7 @@ pub async fn start(config: ServeConfig) -> TestServer {
         addr,
         udp,
         web,
+        tls,
         hub,
         stop: Some(stop),
         task,

@@ -17,7 +17,7 @@ pub const NO_USER_CONFIG: &str = "/nonexistent/sockchat-test-config";
 pub struct ServerProcess {
     pub child: Child,
     /// Holds the history database unless the test gave its own.
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     pub addr: std::net::SocketAddr,
     pub udp: std::net::SocketAddr,
     pub web: std::net::SocketAddr,
@@ -120,7 +120,7 @@ impl ServerProcess {
         let tls = tls_on.then(|| listening.last().cloned().unwrap());
         ServerProcess {
             child,
-            _data: data,
+            data,
             addr: listening[0].0,
             udp: listening[1].0,
             web: listening[2].0,
@@ -128,6 +128,12 @@ impl ServerProcess {
             https_fingerprint,
             log,
         }
+    }
+
+    /// The directory holding its history (and a generated certificate, in
+    /// `tls/`), unless the test gave its own `--db`.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// Reads the log until a line contains `needle`.
