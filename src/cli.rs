@@ -680,6 +680,8 @@ mod tests {
             ("--history-max-per-room", DEFAULT_MAX_PER_ROOM.to_string()),
             ("--udp-expiry", DEFAULT_UDP_EXPIRY_SECS.to_string()),
             ("--web", DEFAULT_WEB.to_string()),
+            ("--tls", DEFAULT_TLS.to_string()),
+            ("--web-tls", "on".to_string()),
             ("--room", DEFAULT_ROOM.to_string()),
         ] {
             let shown = format!("[default: {default}]");

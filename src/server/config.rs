@@ -364,6 +364,35 @@ mod tests {
     }
 
     #[test]
+    fn the_certificate_is_the_operators_or_made_beside_the_history() {
+        let config = resolve(&["--db", "/srv/chat/history.db"]).unwrap();
+        assert_eq!(config.tls, Some(crate::cli::DEFAULT_TLS.parse().unwrap()));
+        assert!(config.web_tls);
+        match config.certificate {
+            Some(CertificateSource::Generated { dir, names }) => {
+                assert_eq!(dir, PathBuf::from("/srv/chat/tls"));
+                assert!(names.contains(&"localhost".to_string()), "{names:?}");
+            }
+            other => panic!("a generated certificate, not {other:?}"),
+        }
+        let config = resolve(&["--tls-cert", "/c.pem", "--tls-key", "/k.pem"]).unwrap();
+        assert_eq!(
+            config.certificate,
+            Some(CertificateSource::Files {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
+        // Half a pair is refused on the command line...
+        assert!(Cli::try_parse_args_from(["sockchat", "serve", "--tls-cert", "/c.pem"]).is_err());
+        // ... and nothing is made when nothing needs it.
+        let config = resolve(&["--tls", "off", "--web-tls", "off"]).unwrap();
+        assert_eq!((config.tls, config.certificate), (None, None));
+        let config = resolve(&["--tls", "off", "--web", "off"]).unwrap();
+        assert_eq!(config.certificate, None);
+    }
+
+    #[test]
     fn flags_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sockchat.toml");
