@@ -9,9 +9,31 @@ install_missing() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
 }
 
-# free_port: a TCP port on loopback that nothing listens on now.
+# free_port: a TCP port on loopback that nothing uses now, nor the two
+# after it (sockchat's web and TLS doors go there), nor UDP on it.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 - <<'PY'
+import socket
+while True:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    taken = []
+    try:
+        for kind, offset in ((socket.SOCK_STREAM, 0), (socket.SOCK_DGRAM, 0),
+                             (socket.SOCK_STREAM, 1), (socket.SOCK_STREAM, 2)):
+            sock = socket.socket(socket.AF_INET, kind)
+            taken.append(sock)
+            sock.bind(("127.0.0.1", port + offset))
+    except OSError:
+        continue
+    finally:
+        for sock in taken:
+            sock.close()
+    print(port)
+    break
+PY
 }
 
 # wait_for_port PORT [TRIES]: until something accepts on it (0.1 s apart).

@@ -32,7 +32,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
 # SOCKCHAT=PATH serves another sockchat build (the load is still this tree's).
 SOCKCHAT=${SOCKCHAT:-$BIN}
-SCENARIOS=${SCENARIOS:-"A A2 B C D E F"}
+SCENARIOS=${SCENARIOS:-"A A2 B C D E F T"}
 SERVERS=${SERVERS:-"sockchat ncat ngircd"}
 RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
 ROUNDS=${ROUNDS:-2}
@@ -104,14 +104,16 @@ stop_server() {
 run() {
     local name=$1 scenario=$2 port=$3
     shift 3
-    local target="127.0.0.1:$port"
+    local target="127.0.0.1:$port" tls=()
     [ "$WIRE_OVERRIDE" = ws ] && target="127.0.0.1:$((port + 1))"
+    # OVER_TLS=1: to the same server's TLS door instead of its text door.
+    [ "${OVER_TLS:-0}" = 1 ] && target="127.0.0.1:$((port + 2))" tls=(--tls)
     local wire=${WIRE_OVERRIDE:-$WIRE}
     local report
     # Exit code 3: the run was made and lost something (ncat cuts lines);
     # its report is a result like any other.
     if report=$(taskset -c "${LOAD_CPUS:-1}" "$BIN" bench "$target" --wire "$wire" --pid "$server_pid" \
-        "${GREETING[@]}" --json "$@" 2>"$work/err") || [ $? -eq 3 ]; then
+        "${GREETING[@]}" "${tls[@]}" --json "$@" 2>"$work/err") || [ $? -eq 3 ]; then
         printf '{"server":"%s","scenario":"%s","wire":"%s","report":%s}\n' "$name" "$scenario" "$wire" \
             "$(echo "$report" | tr -d '\n')" >>"$RESULTS"
         echo "  $scenario $name ($wire): $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f/s, loss %.2f %%, p99 %.1f ms" % (r["deliveries_per_second"], r["loss"] * 100, r["latency_ms"]["p99"]))')"
@@ -151,6 +153,21 @@ for round in $(seq "$ROUNDS"); do
                 start_server sockchat "$port"
                 WIRE_OVERRIDE=$wire run "sockchat ($wire)" E "$port" --clients 100 --senders 10 --rate 100 --duration 10
                 stop_server
+            done
+            continue
+        fi
+        if [ "$scenario" = T ]; then
+            # What TLS costs: A and B against the text door, then the same
+            # server's TLS door, each on a fresh server.
+            echo "round $round, scenario T"
+            for load in A B; do
+                for over in plain tls; do
+                    port=$(free_port)
+                    start_server sockchat "$port"
+                    OVER_TLS=$([ "$over" = tls ] && echo 1 || echo 0) \
+                        run "sockchat ($load, $over)" T "$port" $(scenario_args "$load")
+                    stop_server
+                done
             done
             continue
         fi

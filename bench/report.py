@@ -61,6 +61,7 @@ def main(path):
         "D": "D. 5000 idle connections (memory per connection)",
         "E": "E. sockchat alone: history on and off (as A); UDP and WebSocket (10 x 100 msg/s)",
         "F": "F. sockchat alone: A with the server on one core, then on both",
+        "T": "T. sockchat alone: A and B over plain TCP, then over TLS (`--tls`)",
     }
     for scenario in sorted(results):
         servers = results[scenario]
@@ -118,6 +119,15 @@ def main(path):
         if scenario == "F" and rate("sockchat (cores 0)") and rate("sockchat (cores 0-1)"):
             scale = rate("sockchat (cores 0-1)") / rate("sockchat (cores 0)")
             out.append(f"\nTwo cores / one core: **{scale:.2f}** (target: at least 1.6)")
+        if scenario == "T" and rate("sockchat (A, plain)") and rate("sockchat (A, tls)"):
+            cost = 1 - rate("sockchat (A, tls)") / rate("sockchat (A, plain)")
+            cpu = lambda name: best(servers[name], cpu_per_delivery, lowest=True)
+            extra = cpu("sockchat (A, tls)") / max(cpu("sockchat (A, plain)"), 1e-9) - 1
+            out.append(f"\nIn A, TLS costs **{cost * 100:.0f} %** of the deliveries/s (target: at most 25 %) "
+                       f"and **{extra * 100:.0f} %** more server CPU per delivery")
+            p99 = lambda name: best(servers.get(name, []), lambda r: r["report"]["latency_ms"]["p99"], lowest=True)
+            if p99("sockchat (B, plain)") and p99("sockchat (B, tls)"):
+                out.append(f"\nIn B, p99 latency over TLS / plain: **{p99('sockchat (B, tls)') / p99('sockchat (B, plain)'):.2f}**")
         if scenario == "B":
             plots = sorted(glob.glob("docs/bench/latency-B-*.svg"))
             if plots:

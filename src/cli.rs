@@ -804,6 +804,11 @@ pub struct BenchArgs {
     /// Draw the latency distribution (percentile plot) into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// Speak TLS to the server's TLS door (`--wire tcp` or `irc`) or
+    /// HTTPS port (`--wire ws`). The certificate is not checked: this
+    /// measures what encryption costs.
+    #[arg(long)]
+    pub tls: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -826,6 +831,7 @@ impl BenchArgs {
             greeting: self.greeting,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             room: self.room.clone(),
+            tls: self.tls,
         }
     }
 }

@@ -83,10 +83,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = sockchat::loadgen::run(&args.plan(), progress).await?;
             if let Some(path) = &args.plot {
                 let title = format!(
-                    "latency: {} clients, {} sending, over {}",
+                    "latency: {} clients, {} sending, over {}{}",
                     report.clients_connected,
                     report.senders,
-                    format!("{:?}", report.wire).to_lowercase()
+                    format!("{:?}", report.wire).to_lowercase(),
+                    if report.tls { " (TLS)" } else { "" }
                 );
                 sockchat::loadgen::plot::latency_svg(&report, &title, path)?;
             }

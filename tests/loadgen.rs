@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, start};
+use common::{config, config_with_tls, start};
 use sockchat::loadgen::{run, BenchPlan, Wire};
 
 fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
@@ -24,6 +24,7 @@ fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
         greeting: true,
         connect_timeout: Duration::from_secs(60),
         room: "~bench".into(),
+        tls: false,
     }
 }
 
@@ -69,5 +70,48 @@ async fn the_load_generator_speaks_sockchat_udp() {
             && report.deliveries_received <= report.deliveries_expected,
         "{report}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_generator_speaks_tls_to_the_tls_door_and_the_https_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config_with_tls(dir.path())).await;
+    for (wire, addr) in [
+        (Wire::Tcp, server.tls.unwrap()),
+        (Wire::Ws, server.web.unwrap()),
+    ] {
+        let report = run(
+            &BenchPlan {
+                tls: true,
+                ..plan(addr, wire)
+            },
+            false,
+        )
+        .await
+        .unwrap();
+        assert!(report.tls);
+        assert!(report.messages_sent >= 2, "{report}");
+        assert_eq!(
+            report.deliveries_received,
+            report.messages_sent * 5,
+            "{report}"
+        );
+    }
+    // It does speak TLS: the plain text door answers a ClientHello with
+    // where TLS is, and no handshake completes.
+    let refused = run(
+        &BenchPlan {
+            tls: true,
+            ..plan(server.addr, Wire::Tcp)
+        },
+        false,
+    )
+    .await;
+    let error = format!(
+        "{:#}",
+        refused.expect_err("a TLS client was seated on the text door")
+    );
+    assert!(error.contains("TLS handshake"), "{error}");
     server.stop().await;
 }

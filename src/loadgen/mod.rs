@@ -26,14 +26,16 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use memchr::memmem::Finder;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_rustls::TlsConnector;
 
 use crate::protocol::datagram::{ClientDatagram, ServerDatagram};
 use crate::protocol::{ClientCommand, ServerEvent};
+use crate::tls::trust::{Authorities, ServerTrust, TrustPolicy};
 
 pub mod plot;
 
@@ -78,6 +80,9 @@ pub struct BenchPlan {
     pub connect_timeout: Duration,
     /// The sockchat room the clients move to.
     pub room: String,
+    /// Speak TLS (`--wire tcp`, `irc` or `ws`): the certificate is not
+    /// checked, since what is measured is what encryption costs.
+    pub tls: bool,
 }
 
 /// Exit code of a run that lost deliveries or had clients dropped (the
@@ -88,6 +93,8 @@ pub const EXIT_LOST: u8 = 3;
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub wire: Wire,
+    /// Over TLS.
+    pub tls: bool,
     pub clients_wanted: usize,
     /// Fewer than wanted when the server did not seat them all within
     /// the connect timeout.
@@ -341,6 +348,12 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         .with_context(|| format!("cannot resolve {}", plan.server))?
         .next()
         .with_context(|| format!("no address for {}", plan.server))?;
+    let tls = match (plan.tls, plan.wire) {
+        (true, Wire::Udp) => bail!("--tls is for the stream wires (tcp, irc, ws), not udp"),
+        (true, _) => Some(unchecked_tls()?),
+        (false, _) => None,
+    };
+    let tls = &tls;
     let rss_before = plan.pid.and_then(read_rss_kib);
     let cpu_before = plan.pid.and_then(read_cpu_seconds);
 
@@ -350,7 +363,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     // one by one; their order (and so who sends) is kept.
     let mut arriving = futures_util::stream::iter(0..plan.clients)
         .map(|index| async move {
-            Client::connect(plan, addr, index)
+            Client::connect(plan, addr, index, tls.as_ref())
                 .await
                 .with_context(|| format!("client {index} could not join"))
         })
@@ -464,6 +477,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     };
     Ok(BenchReport {
         wire: plan.wire,
+        tls: plan.tls,
         clients_wanted: plan.clients,
         clients_connected: seated,
         clients_dropped: dropped,
@@ -517,11 +531,11 @@ fn progress_bar(show: bool, length: u64, what: &'static str) -> indicatif::Progr
 /// One connected client, whichever wire it speaks.
 enum Client {
     Lines {
-        reader: tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
-        writer: tokio::net::tcp::OwnedWriteHalf,
+        reader: tokio::io::Lines<BufReader<ReadSide>>,
+        writer: WriteSide,
         irc_channel: Option<String>,
     },
-    Ws(Box<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>>),
+    Ws(Box<tokio_tungstenite::WebSocketStream<Box<dyn Stream>>>),
     Udp {
         socket: UdpSocket,
         next_id: u64,
@@ -529,34 +543,23 @@ enum Client {
 }
 
 impl Client {
-    async fn connect(plan: &BenchPlan, addr: SocketAddr, index: usize) -> anyhow::Result<Client> {
+    async fn connect(
+        plan: &BenchPlan,
+        addr: SocketAddr,
+        index: usize,
+        tls: Option<&TlsConnector>,
+    ) -> anyhow::Result<Client> {
         match plan.wire {
             Wire::Tcp | Wire::Irc => {
-                let socket = match addr {
-                    SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-                    SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-                };
-                // A sender's own kernel buffer would otherwise grow to
-                // megabytes of lines waiting behind a server that paces
-                // it, and their wait would count as the server's latency.
-                socket.set_send_buffer_size(SEND_BUFFER)?;
-                let stream = socket.connect(addr).await?;
-                stream.set_nodelay(true)?;
-                let (reader, mut writer) = stream.into_split();
+                let (reader, mut writer) = Transport::open(addr, tls).await?.into_split();
                 let mut reader = BufReader::new(reader).lines();
                 let irc_channel = (plan.wire == Wire::Irc).then(|| plan.channel.clone());
                 if let Some(channel) = &irc_channel {
                     let nick = format!("bench{index}");
-                    writer
-                        .write_all(
-                            format!("NICK {nick}\r\nUSER {nick} 0 * :sockchat bench\r\n")
-                                .as_bytes(),
-                        )
-                        .await?;
+                    let register = format!("NICK {nick}\r\nUSER {nick} 0 * :sockchat bench\r\n");
+                    send(&mut writer, &register).await?;
                     wait_for_line(&mut reader, &mut writer, " 001 ").await?;
-                    writer
-                        .write_all(format!("JOIN {channel}\r\n").as_bytes())
-                        .await?;
+                    send(&mut writer, &format!("JOIN {channel}\r\n")).await?;
                     // 366: end of the names list, sent once the join is done.
                     wait_for_line(&mut reader, &mut writer, " 366 ").await?;
                 } else if plan.greeting {
@@ -570,9 +573,7 @@ impl Client {
                         .and_then(|(_, rest)| rest.split(' ').next());
                     if let Some(default) = default.filter(|default| *default != plan.room) {
                         let (room, left) = (&plan.room, format!(" left #{default}"));
-                        writer
-                            .write_all(format!("/join {room}\n/part {default}\n").as_bytes())
-                            .await?;
+                        send(&mut writer, &format!("/join {room}\n/part {default}\n")).await?;
                         wait_for_line(&mut reader, &mut writer, &left).await?;
                     }
                 }
@@ -584,8 +585,11 @@ impl Client {
             }
             Wire::Ws => {
                 use tokio_tungstenite::tungstenite::Message;
+                let scheme = if tls.is_some() { "wss" } else { "ws" };
+                let stream = Transport::open(addr, tls).await?.into_stream();
                 let (mut socket, _) =
-                    tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await?;
+                    tokio_tungstenite::client_async(format!("{scheme}://{addr}/ws"), stream)
+                        .await?;
                 // The welcome says we are in, and where.
                 let welcome = socket.next().await.context("closed before the welcome")??;
                 let default = match serde_json::from_slice(&welcome.into_data()) {
@@ -677,6 +681,7 @@ impl Client {
                 // own, so a client whose writes wait keeps reading, as a
                 // person's client does.
                 let mut outgoing = BytesMut::new();
+                let mut unflushed = false;
                 // The last line that was not a payload: a goodbye says why.
                 let mut last_words: Option<String> = None;
                 loop {
@@ -711,9 +716,19 @@ impl Client {
                             }
                             tally.flush(&counters);
                         },
-                        written = writer.write_buf(&mut outgoing), if !outgoing.is_empty() => {
-                            if let Err(error) = written {
-                                return end(tally, Some(Some(last_words.unwrap_or_else(|| error.to_string()))));
+                        // Once written, flushed: TLS may keep what the
+                        // socket did not take, and a sender waiting on its
+                        // window must not wait on that.
+                        written = async {
+                            if outgoing.is_empty() {
+                                writer.flush().await.map(|()| false)
+                            } else {
+                                writer.write_buf(&mut outgoing).await.map(|_| true)
+                            }
+                        }, if !outgoing.is_empty() || unflushed => {
+                            match written {
+                                Ok(wrote) => unflushed = wrote,
+                                Err(error) => return end(tally, Some(Some(last_words.unwrap_or_else(|| error.to_string())))),
                             }
                         }
                         _ = pace.ready(seq), if may_send && outgoing.is_empty() => {
@@ -798,6 +813,76 @@ impl Client {
             }
         }
     }
+}
+
+/// A byte stream to the server, whichever way it is carried.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+type ReadSide = Box<dyn AsyncRead + Unpin + Send>;
+type WriteSide = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// A client's connection: plain TCP, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    async fn open(addr: SocketAddr, tls: Option<&TlsConnector>) -> anyhow::Result<Transport> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // A sender's own kernel buffer would otherwise grow to
+        // megabytes of lines waiting behind a server that paces
+        // it, and their wait would count as the server's latency.
+        socket.set_send_buffer_size(SEND_BUFFER)?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let Some(tls) = tls else {
+            return Ok(Transport::Plain(stream));
+        };
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = tls
+            .connect(name, stream)
+            .await
+            .context("the TLS handshake")?;
+        Ok(Transport::Tls(Box::new(stream)))
+    }
+
+    /// Reading and writing apart. Plain TCP splits without a lock; TLS
+    /// keeps one session, so its halves share it.
+    fn into_split(self) -> (ReadSide, WriteSide) {
+        match self {
+            Transport::Plain(stream) => {
+                let (reader, writer) = stream.into_split();
+                (Box::new(reader), Box::new(writer))
+            }
+            Transport::Tls(stream) => {
+                let (reader, writer) = tokio::io::split(stream);
+                (Box::new(reader), Box::new(writer))
+            }
+        }
+    }
+
+    fn into_stream(self) -> Box<dyn Stream> {
+        match self {
+            Transport::Plain(stream) => Box::new(stream),
+            Transport::Tls(stream) => Box::new(stream),
+        }
+    }
+}
+
+/// TLS that takes any certificate: the bench measures what encryption
+/// costs the server, not whom to trust (that is `sockchat connect`'s).
+fn unchecked_tls() -> anyhow::Result<TlsConnector> {
+    let policy = TrustPolicy {
+        authorities: Authorities::Nothing,
+        expected: None,
+    };
+    let trust = ServerTrust::new(policy, false)?;
+    Ok(TlsConnector::from(ServerTrust::client_config(&trust)?))
 }
 
 /// How a client's run ended.
@@ -886,10 +971,17 @@ fn refused(said: &str) -> anyhow::Error {
     anyhow::anyhow!("{reason} ({said}); {advice}")
 }
 
+/// Writes `text` and sends it on: TLS keeps what the socket would not
+/// take at once until flushed.
+async fn send(writer: &mut WriteSide, text: &str) -> std::io::Result<()> {
+    writer.write_all(text.as_bytes()).await?;
+    writer.flush().await
+}
+
 /// Reads lines until one contains `needle` (answering IRC pings); returns it.
 async fn wait_for_line(
-    reader: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>,
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    reader: &mut tokio::io::Lines<BufReader<ReadSide>>,
+    writer: &mut WriteSide,
     needle: &str,
 ) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -899,9 +991,7 @@ async fn wait_for_line(
             .with_context(|| format!("no {needle:?} from the server in time"))??
             .context("the server closed the connection")?;
         if let Some(rest) = line.strip_prefix("PING ") {
-            writer
-                .write_all(format!("PONG {rest}\r\n").as_bytes())
-                .await?;
+            send(writer, &format!("PONG {rest}\r\n")).await?;
         }
         if line.contains(needle) {
             return Ok(line);
@@ -980,6 +1070,8 @@ impl BenchReport {
 
 impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let over = if self.tls { " over TLS" } else { "" };
+        writeln!(f, "wire                  {:?}{over}", self.wire)?;
         writeln!(
             f,
             "clients connected     {} of {} in {:.2} s",
