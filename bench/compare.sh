@@ -61,7 +61,7 @@ start_server() {
             [ "$history" = nohistory ] && db=(--no-history)
             GREETING=(--greeting)
             taskset -c "${SERVER_CPUS:-0}" "$SOCKCHAT" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
-                --web "127.0.0.1:$((port + 1))" --tls "127.0.0.1:$((port + 2))" "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
+                --web "127.0.0.1:$((port + 1))" --tls "127.0.0.1:$((port + 2))" --irc off --irc-tls off "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
             WIRE=tcp ;;
         ncat)
             taskset -c 0 ncat --chat --listen 127.0.0.1 "$port" --max-conns 10000 </dev/null >/dev/null 2>&1 &

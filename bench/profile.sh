@@ -26,7 +26,7 @@ profile() {
     local port
     port=$(free_port)
     taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/$name.out" \
-        "$SERVER" serve --tcp "127.0.0.1:$port" --udp off --web off --tls off --max-rate 0 --max-per-ip 0 \
+        "$SERVER" serve --tcp "127.0.0.1:$port" --udp off --web off --tls off --irc off --irc-tls off --max-rate 0 --max-per-ip 0 \
         --max-clients 0 "$@" </dev/null >/dev/null 2>"$work/$name.log" &
     local pid=$!
     # Valgrind starts slowly.

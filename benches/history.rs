@@ -58,6 +58,9 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
         tls: None,
         web_tls: false,
         certificate: None,
+        irc: None,
+        irc_tls: None,
+        motd: None,
         web_origins: Vec::new(),
         web_hosts: Vec::new(),
         history: HistoryConfig {

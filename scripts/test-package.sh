@@ -42,7 +42,7 @@ zcat /usr/share/man/man1/sockchat-serve.1.gz | groff -man -ww -z
     --no-history --print-config >/dev/null
 
 # The installed server chats: a welcome, and a message said and echoed.
-/usr/bin/sockchat serve --tcp 127.0.0.1:0 --udp off --web off --tls off --db "$work/history.db" \
+/usr/bin/sockchat serve --tcp 127.0.0.1:0 --udp off --web off --tls off --irc off --irc-tls off --db "$work/history.db" \
     </dev/null >"$work/out" 2>"$work/log" &
 server_pid=$!
 for _ in $(seq 100); do

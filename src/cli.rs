@@ -70,6 +70,7 @@ const _: () = assert!(
 /// Where the TLS door listens unless told otherwise: the port after the
 /// text door's.
 pub const DEFAULT_TLS: &str = "127.0.0.1:8889";
+pub use crate::door::irc::{DEFAULT_IRC, DEFAULT_IRC_TLS};
 
 /// Where the web door listens unless told otherwise.
 pub const DEFAULT_WEB: &str = "127.0.0.1:8080";
@@ -319,6 +320,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub web_tls: bool,
+    /// IRC address (irssi, WeeChat, HexChat, bots), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_IRC)]
+    pub irc: Listen,
+    /// IRC inside TLS (the --tls certificate), or `off`.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_IRC_TLS)]
+    pub irc_tls: Listen,
+    /// A file whose text IRC clients get as the message of the day.
+    #[arg(long, value_name = "PATH")]
+    pub motd: Option<PathBuf>,
     /// UDP address, or `off` (the default is the same port as TCP's).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_TCP)]
     pub udp: Listen,
@@ -442,6 +452,9 @@ impl Default for ServeArgs {
             tls_cert: None,
             tls_key: None,
             web_tls: true,
+            irc: default_listen(DEFAULT_IRC),
+            irc_tls: default_listen(DEFAULT_IRC_TLS),
+            motd: None,
             udp: default_listen(DEFAULT_TCP),
             web: default_listen(DEFAULT_WEB),
             web_origin: Vec::new(),
@@ -682,6 +695,8 @@ mod tests {
             ("--web", DEFAULT_WEB.to_string()),
             ("--tls", DEFAULT_TLS.to_string()),
             ("--web-tls", "on".to_string()),
+            ("--irc", DEFAULT_IRC.to_string()),
+            ("--irc-tls", DEFAULT_IRC_TLS.to_string()),
             ("--room", DEFAULT_ROOM.to_string()),
         ] {
             let shown = format!("[default: {default}]");

@@ -235,7 +235,7 @@ async fn commands_rooms_nicknames_and_errors() {
     bob.send("/nick bad nick").await;
     assert_eq!(
         bob.line().await,
-        "! a nickname may hold letters, digits, '-', '_' and '.', not ' '"
+        "! a nickname may hold letters, digits and - _ . [ ] \\ ` ^ { | }, not ' '"
     );
     bob.send("/nick a\u{1b}b").await;
     assert!(bob.line().await.starts_with("! a nickname may hold"));

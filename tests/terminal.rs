@@ -366,7 +366,7 @@ async fn the_server_on_a_terminal_stops_at_once_on_ctrl_c() {
     let pane = Pane::open(&format!(
         // The shell outlives the Ctrl-C (a trap, which its children do not
         // inherit) to say how the server exited.
-        "trap true INT; {BINARY} serve --tcp 127.0.0.1:0 --udp off --web off --tls off --db {}; echo \"exit=$?\"; sleep 60",
+        "trap true INT; {BINARY} serve --tcp 127.0.0.1:0 --udp off --web off --tls off --irc off --irc-tls off --db {}; echo \"exit=$?\"; sleep 60",
         db.display()
     ));
     let screen = pane.wait_for("the listening line", |screen| {

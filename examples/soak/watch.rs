@@ -61,7 +61,16 @@ impl Server {
         let mut child = Command::new(binary)
             .arg("serve")
             .args(["--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0"])
-            .args(["--web", "127.0.0.1:0", "--tls", "off"])
+            .args([
+                "--web",
+                "127.0.0.1:0",
+                "--tls",
+                "off",
+                "--irc",
+                "off",
+                "--irc-tls",
+                "off",
+            ])
             .arg("--db")
             .arg(dir.join("history.db"))
             .args(args)

@@ -111,6 +111,7 @@ impl NickClaim {
             ServerEvent::Error {
                 code: ErrorCode::NickInUse | ErrorCode::BadNick,
                 message,
+                ..
             } => {
                 self.wanted = None;
                 return Some(message.clone());

@@ -112,6 +112,17 @@ pub async fn serve_member(
             return;
         }
     };
+    serve_admitted(wire, hub, membership, limits).await;
+}
+
+/// Serves one peer the hub has admitted (an IRC client registers first,
+/// then becomes a member by the nick it chose), until its goodbye.
+pub async fn serve_admitted(
+    mut wire: impl Wire,
+    hub: Hub,
+    membership: Membership,
+    limits: Arc<Limits>,
+) {
     let Membership {
         id,
         outbox,

@@ -96,6 +96,17 @@ impl Default for SpareDescriptor {
     }
 }
 
+/// The next connection, or `None` once the server stops accepting.
+pub async fn accept_or_stop(
+    listener: &TcpListener,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        accepted = listener.accept() => Some(accepted),
+    }
+}
+
 /// What an accept loop does when `accept` fails. Out of descriptors, it
 /// answers the waiting connections with `full` (a "server full" line, or
 /// an HTTP 503) and closes them; otherwise it waits a moment.

@@ -7,6 +7,7 @@
 //! - [`tcp`]: text and JSON lines over any byte stream ([`stream`]).
 //! - [`tls`]: the same lines inside TLS.
 //! - [`web`]: the page, and JSON over a WebSocket (HTTP or HTTPS).
+//! - [`irc`]: IRC clients, plain or inside TLS.
 //! - [`udp`]: datagrams; its own driver, the same session.
 //! - [`console`]: the operator's terminal as the member `server`.
 //!
@@ -15,6 +16,7 @@
 
 pub mod console;
 pub mod driver;
+pub mod irc;
 pub mod listener;
 pub mod stream;
 pub mod tcp;

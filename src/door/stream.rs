@@ -70,6 +70,13 @@ impl<IO, C> StreamWire<IO, C> {
         }
     }
 
+    /// With input already read from `io` before (by an IRC client's
+    /// registration): decoded first.
+    pub fn with_input(mut self, read: BytesMut) -> Self {
+        self.read_buf = read;
+        self
+    }
+
     /// Once everything read is handled: a buffer grown by a burst is
     /// given back, so a quiet connection keeps only a small one.
     fn drained(&mut self) {

@@ -12,7 +12,7 @@ use tokio_util::codec::Decoder;
 use tracing::Instrument;
 
 use super::driver::serve_member;
-use super::listener::{accept_failed, watch_liveness};
+use super::listener::{accept_failed, accept_or_stop, watch_liveness};
 use super::stream::{StreamCodec, StreamWire};
 use super::{Door, DoorContext};
 use crate::hub::{DoorKind, Refusal};
@@ -31,6 +31,8 @@ pub struct TcpDoor {
     listener: TcpListener,
     /// Where TLS is served, for whoever starts a TLS handshake here.
     tls_at: Option<SocketAddr>,
+    /// Where IRC is served, for an IRC client that came here.
+    irc_at: Option<SocketAddr>,
 }
 
 impl TcpDoor {
@@ -39,12 +41,19 @@ impl TcpDoor {
         Ok(TcpDoor {
             listener: super::listener::listen(addr)?,
             tls_at: None,
+            irc_at: None,
         })
     }
 
     /// Tells TLS clients that come here that TLS is served at `addr`.
     pub fn with_tls_at(mut self, addr: Option<SocketAddr>) -> Self {
         self.tls_at = addr;
+        self
+    }
+
+    /// Tells IRC clients that come here that IRC is served at `addr`.
+    pub fn with_irc_at(mut self, addr: Option<SocketAddr>) -> Self {
+        self.irc_at = addr;
         self
     }
 }
@@ -59,17 +68,25 @@ impl Door for TcpDoor {
     }
 
     fn serve(self: Box<Self>, context: DoorContext) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(accept_loop(self.listener, self.tls_at, context))
+        let elsewhere = Elsewhere {
+            tls: self.tls_at,
+            irc: self.irc_at,
+        };
+        Box::pin(accept_loop(self.listener, elsewhere, context))
     }
 }
 
 /// Accepts connections until shutdown, one tracked task each.
-async fn accept_loop(listener: TcpListener, tls_at: Option<SocketAddr>, context: DoorContext) {
-    loop {
-        let accepted = tokio::select! {
-            _ = context.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
+/// Where the other stream protocols are served, for clients that came to
+/// the text port speaking one of them.
+#[derive(Debug, Clone, Copy)]
+struct Elsewhere {
+    tls: Option<SocketAddr>,
+    irc: Option<SocketAddr>,
+}
+
+async fn accept_loop(listener: TcpListener, elsewhere: Elsewhere, context: DoorContext) {
+    while let Some(accepted) = accept_or_stop(&listener, &context.shutdown).await {
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -85,7 +102,9 @@ async fn accept_loop(listener: TcpListener, tls_at: Option<SocketAddr>, context:
         let _ = stream.set_nodelay(true);
         watch_liveness(&stream, context.limits.liveness);
         let place = context.hub.reserve(Some(peer.ip()));
-        let codec = LineWireCodec::new(context.limits.max_line).with_tls_at(tls_at);
+        let codec = LineWireCodec::new(context.limits.max_line)
+            .with_tls_at(elsewhere.tls)
+            .with_irc_at(elsewhere.irc);
         let wire = StreamWire::new(stream, codec, context.limits.partial_line_flush);
         let span = tracing::info_span!("tcp", %peer);
         let member = serve_member(
@@ -116,6 +135,11 @@ pub struct LineWireCodec {
     first: bool,
     /// Where TLS is served, to tell a TLS client that came here instead.
     tls_at: Option<SocketAddr>,
+    /// Where IRC is served, to tell an IRC client that came here instead.
+    irc_at: Option<SocketAddr>,
+    /// The client opened with IRC registration: its goodbye is an IRC
+    /// `ERROR` line, which it shows.
+    speaks_irc: bool,
 }
 
 impl LineWireCodec {
@@ -128,6 +152,8 @@ impl LineWireCodec {
             output_mode: WireMode::Text,
             first: true,
             tls_at: None,
+            irc_at: None,
+            speaks_irc: false,
         }
     }
 
@@ -137,10 +163,21 @@ impl LineWireCodec {
         self
     }
 
+    /// Names `addr` to an IRC client: "IRC is at ...".
+    pub fn with_irc_at(mut self, addr: Option<SocketAddr>) -> Self {
+        self.irc_at = addr;
+        self
+    }
+
     fn input(&mut self, frame: Frame) -> Input {
         if std::mem::take(&mut self.first) {
             if let Some(what) = not_chat(&frame) {
                 return Input::Reject(DropReason::NotChat(what));
+            }
+            if matches!(&frame, Frame::Line(line) if is_irc_registration(line)) {
+                self.speaks_irc = true;
+                let at = self.irc_at;
+                return Input::Reject(DropReason::NotChat(NotChat::Irc { at }));
             }
         }
         let line = match frame {
@@ -215,11 +252,27 @@ pub(crate) fn parse_error(error: &ParseError) -> ServerEvent {
     ServerEvent::error(code, error.to_string())
 }
 
+/// Whether a first line is an IRC client registering: `CAP LS`, `PASS`,
+/// `NICK` or `USER` in the form clients send (a person on `nc` types
+/// `/nick`).
+fn is_irc_registration(line: &str) -> bool {
+    let Some(message) = crate::protocol::irc::parse(line.trim_end_matches('\r')) else {
+        return false;
+    };
+    let params = message.params.len();
+    match message.verb {
+        "CAP" => message.params.first().is_some_and(|sub| *sub == "LS"),
+        "PASS" | "NICK" => params == 1 && !message.params[0].contains(' '),
+        "USER" => params == 4,
+        _ => false,
+    }
+}
+
 /// What a connection's first line says it is, when it is not a chat
 /// client: an HTTP request line or header (a web page's `fetch()` can post
 /// to any localhost port; Ergo and Redis refuse these the same way), or
 /// bytes that are not text.
-fn not_chat(frame: &Frame) -> Option<NotChat> {
+pub(crate) fn not_chat(frame: &Frame) -> Option<NotChat> {
     let line = match frame {
         Frame::Line(line) => line,
         Frame::InvalidUtf8 => return Some(NotChat::Binary),
@@ -275,6 +328,12 @@ impl StreamCodec for LineWireCodec {
     fn encode(&mut self, event: &Outgoing, out: &mut BytesMut) {
         if let ServerEvent::Mode { mode } = event.event() {
             self.output_mode = *mode;
+        }
+        if let (true, ServerEvent::Bye { reason, .. }) = (self.speaks_irc, event.event()) {
+            let mut line = String::new();
+            crate::protocol::irc::write_line(&mut line, None, "ERROR", &[reason], true);
+            out.extend_from_slice(line.as_bytes());
+            return;
         }
         out.extend_from_slice(event.encoded(self.output_mode));
     }

@@ -17,10 +17,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::server::TlsStream;
 use tracing::Instrument;
 
 use super::driver::serve_member;
-use super::listener::{accept_failed, listen, watch_liveness};
+use super::listener::{accept_failed, accept_or_stop, listen, watch_liveness};
 use super::stream::StreamWire;
 use super::tcp::LineWireCodec;
 use super::{Door, DoorContext};
@@ -74,11 +75,7 @@ impl Door for TlsDoor {
 
 /// Accepts connections until shutdown; each handshakes in its own task.
 async fn accept_loop(listener: TcpListener, tls: Arc<ServerTls>, context: DoorContext) {
-    loop {
-        let accepted = tokio::select! {
-            _ = context.shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
+    while let Some(accepted) = accept_or_stop(&listener, &context.shutdown).await {
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -114,28 +111,41 @@ async fn handshake_then_serve(
         close_gently(stream).await;
         return;
     }
-    let handshake = tls.text_acceptor().accept(stream).into_fallible();
-    let limit = context.limits.handshake_timeout;
-    let stream = tokio::select! {
-        _ = context.shutdown.cancelled() => return,
-        done = timeout(limit, handshake) => match done {
-            Ok(Ok(stream)) => stream,
-            Ok(Err((error, stream))) => {
-                tracing::debug!(%error, "TLS handshake failed");
-                context.hub.metrics().tls_handshake_failed("error");
-                close_gently(stream).await;
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(secs = limit.as_secs(), "TLS handshake timed out");
-                context.hub.metrics().tls_handshake_failed("timeout");
-                return;
-            }
-        },
+    let Some(stream) = shake_hands(stream, &tls, &context).await else {
+        return;
     };
     let codec = LineWireCodec::new(context.limits.max_line);
     let wire = StreamWire::new(stream, codec, context.limits.partial_line_flush);
     serve_member(wire, context.hub, DoorKind::Tls, place, context.limits).await;
+}
+
+/// Shakes hands within the handshake timeout: the stream inside TLS, or
+/// `None` when the handshake failed (the connection is closed gently),
+/// timed out, or the server is stopping. Counted in the metrics.
+pub(crate) async fn shake_hands(
+    stream: TcpStream,
+    tls: &ServerTls,
+    context: &DoorContext,
+) -> Option<TlsStream<TcpStream>> {
+    let handshake = tls.text_acceptor().accept(stream).into_fallible();
+    let limit = context.limits.handshake_timeout;
+    tokio::select! {
+        _ = context.shutdown.cancelled() => None,
+        done = timeout(limit, handshake) => match done {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err((error, stream))) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                context.hub.metrics().tls_handshake_failed("error");
+                close_gently(stream).await;
+                None
+            }
+            Err(_) => {
+                tracing::debug!(secs = limit.as_secs(), "TLS handshake timed out");
+                context.hub.metrics().tls_handshake_failed("timeout");
+                None
+            }
+        },
+    }
 }
 
 /// Closes a connection that is not (or not yet) TLS: our side first, then

@@ -218,7 +218,8 @@ impl State {
             Some(name) => match normalize_room(name) {
                 Ok(room) => room,
                 Err(why) => {
-                    self.deliver_event(id, ServerEvent::error(ErrorCode::BadRoom, why));
+                    let error = ServerEvent::error_about(ErrorCode::BadRoom, name, why);
+                    self.deliver_event(id, error);
                     return None;
                 }
             },
@@ -249,8 +250,9 @@ impl State {
         if !self.members[&id].rooms.contains(&room) {
             self.deliver_event(
                 id,
-                ServerEvent::error(
+                ServerEvent::error_about(
                     ErrorCode::NotInRoom,
+                    &room,
                     format!("you are not in #{room}; /join it first"),
                 ),
             );
@@ -294,7 +296,7 @@ impl State {
         let Some(target) = self.find_nick(to) else {
             self.deliver_event(
                 id,
-                ServerEvent::error(ErrorCode::NoSuchNick, format!("no such nick: {to}")),
+                ServerEvent::error_about(ErrorCode::NoSuchNick, to, format!("no such nick: {to}")),
             );
             return;
         };

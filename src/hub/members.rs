@@ -7,10 +7,10 @@ use tokio::sync::oneshot;
 use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
 use super::state::{Member, State, CONSOLE_SENDQ};
-use super::{DoorKind, HubConfig, MemberId, Membership, Refusal, CONSOLE_NICK};
+use super::{DoorKind, HubConfig, MemberId, Membership, NickRefusal, Refusal, Start, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{nick_key, validate_nick};
-use crate::protocol::{Departure, DropReason, ErrorCode, Outgoing, ServerEvent};
+use crate::protocol::{Departure, DropReason, Outgoing, ServerEvent};
 use std::sync::Arc;
 
 impl State {
@@ -67,6 +67,7 @@ impl State {
         door: DoorKind,
         ip: Option<IpAddr>,
         nick: Option<&str>,
+        start: Start,
     ) -> Membership {
         let id = MemberId(self.next_member);
         self.next_member += 1;
@@ -87,21 +88,24 @@ impl State {
             .connections
             .get_or_create(&DoorLabel { door: door.name() })
             .inc();
-        let room = config.default_room.clone();
+        let room = (start == Start::InDefaultRoom).then(|| config.default_room.clone());
         self.members.insert(
             id,
             Member {
                 nick: nick.clone(),
                 door,
                 ip,
-                rooms: vec![room.clone()],
-                current: Some(room.clone()),
+                rooms: room.iter().cloned().collect(),
+                current: room.clone(),
                 outbox,
                 dropped: Some(dropped),
-                announced: false,
+                // Nowhere to be announced: its joins are its news.
+                announced: room.is_none(),
             },
         );
-        self.rooms.entry(room).or_default().members.push(id);
+        if let Some(room) = room {
+            self.rooms.entry(room).or_default().members.push(id);
+        }
         self.welcome(config, id);
         // The console is the server itself: no reason to wait for a name.
         if door == DoorKind::Console {
@@ -188,23 +192,32 @@ impl State {
         }
     }
 
-    pub(super) fn change_nick(&mut self, config: &HubConfig, id: MemberId, nick: &str) {
-        if let Err(why) = validate_nick(nick) {
-            self.deliver_event(id, ServerEvent::error(ErrorCode::BadNick, why));
-            return;
-        }
+    /// Whether `nick` may be taken by `by` (a newcomer: `None`); its key.
+    pub(super) fn check_nick(
+        &self,
+        nick: &str,
+        by: Option<MemberId>,
+    ) -> Result<String, NickRefusal> {
+        validate_nick(nick).map_err(NickRefusal::Invalid)?;
         let key = nick_key(nick);
         let taken = match self.nicks.get(&key) {
-            Some(owner) => *owner != id,
+            Some(owner) => Some(*owner) != by,
             None => key == nick_key(CONSOLE_NICK),
         };
         if taken {
-            self.deliver_event(
-                id,
-                ServerEvent::error(ErrorCode::NickInUse, format!("nickname {nick} is taken")),
-            );
-            return;
+            return Err(NickRefusal::Taken);
         }
+        Ok(key)
+    }
+
+    pub(super) fn change_nick(&mut self, config: &HubConfig, id: MemberId, nick: &str) {
+        let key = match self.check_nick(nick, Some(id)) {
+            Ok(key) => key,
+            Err(refusal) => {
+                self.deliver_event(id, refusal.to_event(nick));
+                return;
+            }
+        };
         let member = self.members.get_mut(&id).expect("checked by handle");
         let old = std::mem::replace(&mut member.nick, nick.to_string());
         self.nicks.remove(&nick_key(&old));

@@ -47,6 +47,47 @@ pub const CONSOLE_NICK: &str = "server";
 /// Messages deleted per step of the retention pass at start.
 const STARTUP_PRUNE_BATCH: usize = 10_000;
 
+/// Where a new member starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// In the default room (text, web, UDP: a place to talk at once).
+    InDefaultRoom,
+    /// In no room (IRC: a client joins its channels itself).
+    Nowhere,
+}
+
+/// Why a nickname cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NickRefusal {
+    /// Not a nickname at all: why.
+    Invalid(String),
+    /// Someone has it (or one that looks the same).
+    Taken,
+}
+
+impl NickRefusal {
+    /// The error event that tells whoever asked for `nick`.
+    pub fn to_event(&self, nick: &str) -> ServerEvent {
+        match self {
+            NickRefusal::Invalid(why) => ServerEvent::error_about(ErrorCode::BadNick, nick, why),
+            NickRefusal::Taken => ServerEvent::error_about(
+                ErrorCode::NickInUse,
+                nick,
+                format!("nickname {nick} is taken"),
+            ),
+        }
+    }
+}
+
+/// Why [`Hub::connect_named`] admitted no one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// The hub takes no one now.
+    Refused(Refusal),
+    /// The nickname cannot be had.
+    Nick(NickRefusal),
+}
+
 /// Identifies a member for as long as it is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId(u64);
@@ -59,6 +100,8 @@ pub enum DoorKind {
     Tls,
     Udp,
     Web,
+    /// IRC, plain or inside TLS.
+    Irc,
     Console,
 }
 
@@ -70,6 +113,7 @@ impl DoorKind {
             DoorKind::Tls => "tls",
             DoorKind::Udp => "udp",
             DoorKind::Web => "web",
+            DoorKind::Irc => "irc",
             DoorKind::Console => "console",
         }
     }
@@ -442,9 +486,41 @@ impl Hub {
         }
         // The place passes to the member, given back when it leaves.
         reservation.held = false;
-        let session = state.add_member(config, door, reservation.ip, None);
+        let session = state.add_member(config, door, reservation.ip, None, Start::InDefaultRoom);
         state.settle(config);
         Ok(session)
+    }
+
+    /// Admits a member that has named itself (an IRC client, once
+    /// registered) as `nick`, in no room: it joins what it asks to. A nick
+    /// that is not free gives the reservation back with the refusal, for
+    /// the client to try another.
+    pub fn connect_named(
+        &self,
+        door: DoorKind,
+        mut reservation: Reservation,
+        nick: &str,
+    ) -> Result<Membership, (Naming, Option<Reservation>)> {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        if state.closed {
+            drop(state);
+            return Err((Naming::Refused(Refusal::ShuttingDown), None));
+        }
+        if let Err(refusal) = state.check_nick(nick, None) {
+            drop(state);
+            return Err((Naming::Nick(refusal), Some(reservation)));
+        }
+        reservation.held = false;
+        let session = state.add_member(config, door, reservation.ip, Some(nick), Start::Nowhere);
+        state.settle(config);
+        Ok(session)
+    }
+
+    /// Whether a newcomer could take `nick` now (it may be gone by the
+    /// time it tries: [`Hub::connect_named`] checks again).
+    pub fn check_nick(&self, nick: &str) -> Result<(), NickRefusal> {
+        self.lock().check_nick(nick, None).map(|_| ())
     }
 
     /// Admits the operator console as the member `server`. It counts toward
@@ -452,7 +528,13 @@ impl Hub {
     pub fn connect_console(&self) -> Membership {
         let config = &self.shared.config;
         let mut state = self.lock();
-        let session = state.add_member(config, DoorKind::Console, None, Some(CONSOLE_NICK));
+        let session = state.add_member(
+            config,
+            DoorKind::Console,
+            None,
+            Some(CONSOLE_NICK),
+            Start::InDefaultRoom,
+        );
         state.settle(config);
         session
     }
@@ -615,6 +697,11 @@ impl Hub {
     /// The member's nickname now, if it is still a member.
     pub fn nick_of(&self, id: MemberId) -> Option<String> {
         self.lock().nick_of(id)
+    }
+
+    /// The server's name, as the welcome gives it.
+    pub fn server_name(&self) -> &str {
+        &self.shared.config.server_name
     }
 
     /// Members connected now, the console aside.

@@ -41,7 +41,8 @@ impl State {
         let room = match normalize_room(name) {
             Ok(room) => room,
             Err(why) => {
-                self.deliver_event(id, ServerEvent::error(ErrorCode::BadRoom, why));
+                let error = ServerEvent::error_about(ErrorCode::BadRoom, name, why);
+                self.deliver_event(id, error);
                 return;
             }
         };
@@ -56,7 +57,8 @@ impl State {
                 "you are in {} rooms, the most one member may be in; /part one first",
                 member.rooms.len()
             );
-            self.deliver_event(id, ServerEvent::error(ErrorCode::TooManyRooms, why));
+            let error = ServerEvent::error_about(ErrorCode::TooManyRooms, &room, why);
+            self.deliver_event(id, error);
             return;
         }
         member.current = Some(room.clone());
@@ -108,7 +110,11 @@ impl State {
         if !self.members[&id].rooms.contains(&room) {
             self.deliver_event(
                 id,
-                ServerEvent::error(ErrorCode::NotInRoom, format!("you are not in #{room}")),
+                ServerEvent::error_about(
+                    ErrorCode::NotInRoom,
+                    &room,
+                    format!("you are not in #{room}"),
+                ),
             );
             return;
         }
@@ -153,7 +159,11 @@ impl State {
         if !self.rooms.contains_key(&room) {
             self.deliver_event(
                 id,
-                ServerEvent::error(ErrorCode::BadRoom, format!("no such room: #{room}")),
+                ServerEvent::error_about(
+                    ErrorCode::BadRoom,
+                    &room,
+                    format!("no such room: #{room}"),
+                ),
             );
             return;
         }

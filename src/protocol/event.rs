@@ -125,8 +125,14 @@ pub enum ServerEvent {
     /// Informational text (help, server notices).
     Notice { text: String },
     /// Something you asked for went wrong; the connection stays up unless
-    /// a `bye` follows.
-    Error { code: ErrorCode, message: String },
+    /// a `bye` follows. `about` names what it was about, when it was a
+    /// nick or a room (an IRC door's numerics name it).
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        about: Option<String>,
+    },
     /// The wire mode changed; sent in the new mode.
     Mode { mode: WireMode },
     /// Your session is over; the server closes the connection next. A
@@ -140,6 +146,11 @@ pub enum ServerEvent {
     Current { room: String },
     /// The answer to a `ping`.
     Pong { token: u64 },
+    /// Lines in the protocol of the member's own door, made by that door
+    /// (an IRC numeric it answered itself). They pass through the outbox
+    /// only to keep their turn among the hub's answers; no other door
+    /// ever sees them, and the door writes them as they are.
+    Verbatim { lines: String },
 }
 
 impl ServerEvent {
@@ -148,6 +159,16 @@ impl ServerEvent {
         ServerEvent::Error {
             code,
             message: message.into(),
+            about: None,
+        }
+    }
+
+    /// An error event about a nick or room (`about`, as the member named it).
+    pub fn error_about(code: ErrorCode, about: &str, message: impl Into<String>) -> Self {
+        ServerEvent::Error {
+            code,
+            message: message.into(),
+            about: Some(about.to_string()),
         }
     }
 
@@ -258,6 +279,7 @@ impl ServerEvent {
                 let _ = write!(out, "* bye: {reason}");
             }
             ServerEvent::Pong { .. } => out.push_str("* pong"),
+            ServerEvent::Verbatim { lines } => out.push_str(lines.trim_end_matches(['\r', '\n'])),
         }
         out
     }
@@ -300,6 +322,8 @@ pub struct Outgoing {
     text: OnceLock<Bytes>,
     /// The JSON as a value to embed in a datagram (UDP members only).
     json_value: OnceLock<Box<serde_json::value::RawValue>>,
+    /// The IRC line, for events IRC relays as they are (IRC members only).
+    irc: OnceLock<Option<super::irc::Relayed>>,
 }
 
 impl Outgoing {
@@ -312,7 +336,16 @@ impl Outgoing {
             json: Bytes::from(json),
             text: OnceLock::new(),
             json_value: OnceLock::new(),
+            irc: OnceLock::new(),
         }
+    }
+
+    /// The event as IRC relays it, if it is such an event; written once,
+    /// however many IRC members receive it.
+    pub fn irc(&self) -> Option<&super::irc::Relayed> {
+        self.irc
+            .get_or_init(|| super::irc::Relayed::of(&self.event))
+            .as_ref()
     }
 
     /// What it counts for in an outbox, in bytes.

@@ -7,6 +7,7 @@ pub(crate) mod arbitrary;
 pub mod command;
 pub mod datagram;
 mod event;
+pub mod irc;
 pub mod line_codec;
 mod reason;
 pub mod text;

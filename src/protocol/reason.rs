@@ -66,6 +66,11 @@ pub enum NotChat {
     Tls {
         at: Option<std::net::SocketAddr>,
     },
+    /// IRC registration (`NICK`, `USER`, `CAP LS`, `PASS`); `at` is where
+    /// the IRC door listens.
+    Irc {
+        at: Option<std::net::SocketAddr>,
+    },
     Binary,
 }
 
@@ -122,6 +127,18 @@ impl DropReason {
             }
             DropReason::NotChat(NotChat::Tls { at: Some(at) }) => {
                 format!("this port speaks plain text lines, not TLS: TLS is at {at}")
+            }
+            DropReason::NotChat(NotChat::Irc { at: None }) => {
+                "this port speaks plain text lines, not IRC".into()
+            }
+            DropReason::NotChat(NotChat::Irc { at: Some(at) }) if at.ip().is_unspecified() => {
+                format!(
+                    "this port speaks plain text lines, not IRC: IRC is on port {}",
+                    at.port()
+                )
+            }
+            DropReason::NotChat(NotChat::Irc { at: Some(at) }) => {
+                format!("this port speaks plain text lines, not IRC: IRC is at {at}")
             }
             DropReason::NotChat(NotChat::Binary) => {
                 "this port speaks text lines (nc, telnet); binary input is not chat".into()

@@ -82,12 +82,17 @@ pub fn validate_nick(nick: &str) -> Result<(), String> {
     if nick.starts_with(['-', '.']) {
         return Err("a nickname cannot start with '-' or '.'".into());
     }
-    if let Some(bad) = nick
-        .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
+    // IRC's specials too (`[bot]`, `away|nick`): nicks are shared with
+    // the IRC door, whose clients pick them.
+    if let Some(bad) = nick.chars().find(|c| {
+        !(c.is_alphanumeric()
+            || matches!(
+                c,
+                '-' | '_' | '.' | '[' | ']' | '\\' | '`' | '^' | '{' | '|' | '}'
+            ))
+    }) {
         return Err(format!(
-            "a nickname may hold letters, digits, '-', '_' and '.', not {:?}",
+            "a nickname may hold letters, digits and - _ . [ ] \\ ` ^ {{ | }}, not {:?}",
             bad
         ));
     }
@@ -185,6 +190,9 @@ mod tests {
         assert!(validate_nick("alice").is_ok());
         assert!(validate_nick("小明").is_ok());
         assert!(validate_nick("bob_2.0").is_ok());
+        assert!(validate_nick("[bot]^`{a|b}\\").is_ok());
+        assert!(validate_nick("#chan").is_err());
+        assert!(validate_nick("a!b@c").is_err());
         assert!(validate_nick("").is_err());
         assert!(validate_nick("a b").is_err());
         assert!(validate_nick("-x").is_err());

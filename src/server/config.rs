@@ -53,6 +53,12 @@ pub struct ServeConfig {
     /// The certificate for the TLS door and HTTPS; `None` when neither is
     /// on.
     pub certificate: Option<CertificateSource>,
+    /// Where the IRC door listens, plain and inside TLS; `None` turns each
+    /// off.
+    pub irc: Option<SocketAddr>,
+    pub irc_tls: Option<SocketAddr>,
+    /// What IRC clients get as the message of the day.
+    pub motd: Option<String>,
     /// Where the UDP door listens; `None` turns it off.
     pub udp: Option<SocketAddr>,
     /// Where the web door (page and WebSocket) listens; `None` turns it off.
@@ -144,7 +150,7 @@ impl ServeConfig {
         };
         let web_tls = args.web_tls && args.web.addr().is_some();
         let certificate = match (&args.tls_cert, &args.tls_key) {
-            _ if args.tls.addr().is_none() && !web_tls => None,
+            _ if args.tls.addr().is_none() && args.irc_tls.addr().is_none() && !web_tls => None,
             (Some(cert), Some(key)) => Some(CertificateSource::Files {
                 cert: cert.clone(),
                 key: key.clone(),
@@ -154,10 +160,11 @@ impl ServeConfig {
                     Some(db) => db.parent().map(Path::to_path_buf).unwrap_or_default(),
                     None => default_data_dir()?,
                 };
-                let listening: Vec<SocketAddr> = [args.tls.addr(), args.web.addr()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
+                let listening: Vec<SocketAddr> =
+                    [args.tls.addr(), args.web.addr(), args.irc_tls.addr()]
+                        .into_iter()
+                        .flatten()
+                        .collect();
                 Some(CertificateSource::Generated {
                     dir: dir.join("tls"),
                     names: names_for(&listening),
@@ -165,8 +172,18 @@ impl ServeConfig {
             }
             _ => anyhow::bail!("--tls-cert and --tls-key go together: give both, or neither"),
         };
+        let motd = match &args.motd {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the MOTD {}", path.display()))?,
+            ),
+            None => None,
+        };
         Ok(ServeConfig {
             tls: args.tls.addr(),
+            irc: args.irc.addr(),
+            irc_tls: args.irc_tls.addr(),
+            motd,
             web_tls,
             certificate,
             tcp: args.tcp.addr(),
@@ -239,6 +256,9 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         tls_cert,
         tls_key,
         web_tls,
+        irc,
+        irc_tls,
+        motd,
         udp,
         web,
         web_origin,
@@ -386,10 +406,18 @@ mod tests {
         // Half a pair is refused on the command line...
         assert!(Cli::try_parse_args_from(["sockchat", "serve", "--tls-cert", "/c.pem"]).is_err());
         // ... and nothing is made when nothing needs it.
-        let config = resolve(&["--tls", "off", "--web-tls", "off"]).unwrap();
+        let all_off = ["--tls", "off", "--irc-tls", "off"];
+        let config = resolve(&[&all_off[..], &["--web-tls", "off"]].concat()).unwrap();
         assert_eq!((config.tls, config.certificate), (None, None));
-        let config = resolve(&["--tls", "off", "--web", "off"]).unwrap();
+        let config = resolve(&[&all_off[..], &["--web", "off"]].concat()).unwrap();
         assert_eq!(config.certificate, None);
+        // IRC over TLS alone needs one too.
+        let config = resolve(&["--tls", "off", "--web", "off"]).unwrap();
+        assert_eq!(
+            config.irc_tls,
+            Some(crate::cli::DEFAULT_IRC_TLS.parse().unwrap())
+        );
+        assert!(config.certificate.is_some());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{HistoryConfig, ServeConfig};
 
+use crate::door::irc::IrcDoor;
 use crate::door::listener::SpareDescriptor;
 use crate::door::tcp::TcpDoor;
 use crate::door::tls::TlsDoor;
@@ -86,10 +87,17 @@ impl Server {
             _ => None,
         };
         let tls_at = tls_door.as_ref().and_then(|door| door.local_addr());
+        let irc_door = match config.irc {
+            Some(addr) => {
+                Some(IrcDoor::bind(addr).with_context(|| format!("cannot listen on irc {addr}"))?)
+            }
+            None => None,
+        };
+        let irc_at = irc_door.as_ref().and_then(|door| door.local_addr());
         if let Some(addr) = config.tcp {
             let door =
                 TcpDoor::bind(addr).with_context(|| format!("cannot listen on tcp {addr}"))?;
-            doors.push(Box::new(door.with_tls_at(tls_at)));
+            doors.push(Box::new(door.with_tls_at(tls_at).with_irc_at(irc_at)));
         }
         if let Some(addr) = config.udp {
             let door = UdpDoor::bind(addr)
@@ -106,6 +114,16 @@ impl Server {
         }
         if let Some(door) = tls_door {
             doors.push(Box::new(door));
+        }
+        if let Some(door) = irc_door {
+            doors.push(Box::new(door.with_motd(config.motd.clone())));
+        }
+        if let (Some(addr), Some(tls)) = (config.irc_tls, &tls) {
+            let door =
+                IrcDoor::bind(addr).with_context(|| format!("cannot listen on ircs {addr}"))?;
+            doors.push(Box::new(
+                door.with_tls(tls.clone()).with_motd(config.motd.clone()),
+            ));
         }
         // Installed now, before the listening lines: SIGHUP's default
         // action would end the server.

@@ -78,6 +78,9 @@ pub enum Input {
     /// Input the door could not use (too long, not UTF-8, not JSON): the
     /// error event to send back, in turn.
     Refused(ServerEvent),
+    /// Input the door answered itself (an IRC `PING` or `CAP`): the
+    /// answer to send back, in turn.
+    Answered(ServerEvent),
     /// Nothing to do (an empty line, a keep-alive): it only shows the
     /// member is there.
     Nothing,
@@ -491,7 +494,9 @@ impl Session {
                     self.actions.push_back(Action::Welcome);
                 }
             }
-            Input::Refused(error) => self.actions.push_back(Action::Tell(error)),
+            Input::Refused(event) | Input::Answered(event) => {
+                self.actions.push_back(Action::Tell(event))
+            }
             Input::Nothing => {}
             Input::Reject(why) => self.end(Ending::Removed(why)),
         }

@@ -42,6 +42,9 @@ pub fn config() -> ServeConfig {
         tls: None,
         web_tls: false,
         certificate: None,
+        irc: Some("127.0.0.1:0".parse().unwrap()),
+        irc_tls: None,
+        motd: None,
         web_origins: Vec::new(),
         web_hosts: Vec::new(),
         history: HistoryConfig {
@@ -100,6 +103,10 @@ pub struct TestServer {
     pub web: Option<SocketAddr>,
     /// The TLS door, when on.
     pub tls: Option<SocketAddr>,
+    /// The IRC door, when on.
+    pub irc: Option<SocketAddr>,
+    /// IRC inside TLS, when on.
+    pub ircs: Option<SocketAddr>,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -117,6 +124,7 @@ pub async fn start(config: ServeConfig) -> TestServer {
             .map(|listening| listening.addr)
     };
     let (udp, web, tls) = (door("udp"), door("web"), door("tls"));
+    let (irc, ircs) = (door("irc"), door("ircs"));
     let hub = server.hub();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
@@ -127,6 +135,8 @@ pub async fn start(config: ServeConfig) -> TestServer {
         udp,
         web,
         tls,
+        irc,
+        ircs,
         hub,
         stop: Some(stop),
         task,

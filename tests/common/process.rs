@@ -23,6 +23,10 @@ pub struct ServerProcess {
     pub web: std::net::SocketAddr,
     /// The TLS door and its certificate's fingerprint, unless `--tls off`.
     pub tls: Option<(std::net::SocketAddr, String)>,
+    /// The IRC door, unless `--irc off`.
+    pub irc: Option<std::net::SocketAddr>,
+    /// IRC inside TLS and its fingerprint, unless `--irc-tls off`.
+    pub ircs: Option<(std::net::SocketAddr, String)>,
     /// The web door's HTTPS line's fingerprint, unless TLS is off there.
     pub https_fingerprint: Option<String>,
     /// The server's log, line by line.
@@ -56,8 +60,16 @@ impl ServerProcess {
             Some(_) => Vec::new(),
             None => vec!["--tls", "127.0.0.1:0"],
         };
+        let mut irc_args: Vec<&str> = Vec::new();
+        for flag in ["--irc", "--irc-tls"] {
+            if given(flag).is_none() {
+                irc_args.extend([flag, "127.0.0.1:0"]);
+            }
+        }
         let tls_on = given("--tls") != Some("off");
-        let https_on = tls_on && given("--web-tls") != Some("off");
+        let irc_on = given("--irc") != Some("off");
+        let ircs_on = given("--irc-tls") != Some("off");
+        let https_on = (tls_on || ircs_on) && given("--web-tls") != Some("off");
         let mut command = Command::new(BINARY);
         if let Some(limit) = fd_limit {
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in
@@ -71,6 +83,7 @@ impl ServerProcess {
             .args(args)
             .args(db_args)
             .args(tls_args)
+            .args(irc_args)
             .args(["--udp", "127.0.0.1:0", "--web", "127.0.0.1:0"])
             .env("XDG_CONFIG_HOME", NO_USER_CONFIG)
             // A generated certificate (with --no-history) is kept here.
@@ -99,6 +112,12 @@ impl ServerProcess {
         if tls_on {
             prefixes.push("listening tls ");
         }
+        if irc_on {
+            prefixes.push("listening irc ");
+        }
+        if ircs_on {
+            prefixes.push("listening ircs ");
+        }
         for prefix in prefixes {
             let line = tokio::time::timeout(PATIENCE, lines.next_line())
                 .await
@@ -114,17 +133,27 @@ impl ServerProcess {
                 None => (rest, None),
             };
             let addr: std::net::SocketAddr = addr.trim_end_matches('/').parse().unwrap();
-            listening.push((addr, fingerprint));
+            listening.push((prefix, addr, fingerprint));
         }
-        let https_fingerprint = https_on.then(|| listening[3].1.clone().unwrap());
-        let tls = tls_on.then(|| listening.last().cloned().unwrap());
+        let door = |wanted: &str| {
+            listening
+                .iter()
+                .find(|(prefix, ..)| *prefix == wanted)
+                .map(|(_, addr, fingerprint)| (*addr, fingerprint.clone()))
+        };
+        let https_fingerprint = door("listening web https://").map(|(_, fp)| fp.unwrap());
+        let tls = door("listening tls ").map(|(addr, fp)| (addr, fp.unwrap()));
+        let irc = door("listening irc ").map(|(addr, _)| addr);
+        let ircs = door("listening ircs ").map(|(addr, fp)| (addr, fp.unwrap()));
         ServerProcess {
             child,
             data,
-            addr: listening[0].0,
-            udp: listening[1].0,
-            web: listening[2].0,
-            tls: tls.map(|(addr, fingerprint)| (addr, fingerprint.unwrap())),
+            addr: listening[0].1,
+            udp: listening[1].1,
+            web: listening[2].1,
+            tls,
+            irc,
+            ircs,
             https_fingerprint,
             log,
         }
@@ -206,15 +235,16 @@ pub async fn run_client(args: &[&str], input: &str) -> (i32, String, String) {
 /// returns what it said on stderr.
 pub async fn serve_fails(args: &[&str]) -> String {
     // Off unless the test is about it: the default port is shared.
-    let tls_off: &[&str] = if args.contains(&"--tls") {
-        &[]
-    } else {
-        &["--tls", "off"]
-    };
+    let mut off: Vec<&str> = Vec::new();
+    for flag in ["--tls", "--irc", "--irc-tls"] {
+        if !args.contains(&flag) {
+            off.extend([flag, "off"]);
+        }
+    }
     let output = Command::new(BINARY)
         .arg("serve")
         .args(args)
-        .args(tls_off)
+        .args(off)
         .stdin(Stdio::null())
         .output()
         .await

@@ -1,0 +1,451 @@
+//! The IRC door with real sockets: registration, the same rooms as every
+//! other door, numerics for what is wrong, and hostile input.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config, start, udp_join, Client, PATIENCE};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+/// An IRC client: lines without their CR LF.
+struct Irc {
+    client: Client,
+}
+
+impl Irc {
+    async fn connect(server: std::net::SocketAddr) -> Irc {
+        Irc {
+            client: Client::connect(server).await,
+        }
+    }
+
+    /// Connects and registers as `nick`; the welcome burst is read to its
+    /// end (422, no MOTD).
+    async fn registered(server: std::net::SocketAddr, nick: &str) -> Irc {
+        let mut irc = Irc::connect(server).await;
+        irc.send(&format!("NICK {nick}")).await;
+        irc.send(&format!("USER {nick} 0 * :{nick} the tester"))
+            .await;
+        let welcome = irc.expect(" 001 ").await;
+        assert!(
+            welcome.starts_with(&format!(":sockchat 001 {nick} :Welcome")),
+            "{welcome}"
+        );
+        irc.expect(" 422 ").await;
+        irc
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.client
+            .send_bytes(format!("{line}\r\n").as_bytes())
+            .await;
+    }
+
+    async fn line(&mut self) -> String {
+        let line = self.client.line().await;
+        assert!(line.ends_with('\r'), "IRC lines end with CR LF: {line:?}");
+        line.trim_end_matches('\r').to_string()
+    }
+
+    /// Reads until a line contains `needle`.
+    async fn expect(&mut self, needle: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.contains(needle) {
+                return line;
+            }
+            seen.push(line);
+            assert!(seen.len() < 500, "no {needle:?} in {seen:#?}");
+        }
+    }
+
+    /// Joins `channel` and reads to the end of its names.
+    async fn join(&mut self, channel: &str) -> Vec<String> {
+        self.send(&format!("JOIN {channel}")).await;
+        self.expect(&format!(" JOIN {channel}")).await;
+        let mut names = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.contains(" 366 ") {
+                return names;
+            }
+            if let Some((_, list)) = line.split_once(&format!(" = {channel} :")) {
+                names.extend(list.split(' ').map(str::to_string));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_irc_client_and_a_text_client_talk_in_one_room() {
+    let server = start(config()).await;
+    let mut text = server.client_named("nc_user").await;
+    let mut irc = Irc::registered(server.irc.unwrap(), "weechat").await;
+    let names = irc.join("#lobby").await;
+    assert!(names.contains(&"nc_user".to_string()) && names.contains(&"weechat".to_string()));
+    assert_eq!(text.expect(" joined").await, "* weechat joined #lobby");
+
+    irc.send("PRIVMSG #lobby :你好, nc").await;
+    assert_eq!(text.expect("weechat").await, "[lobby] weechat: 你好, nc");
+    text.send("hello irc").await;
+    assert_eq!(
+        irc.expect("PRIVMSG").await,
+        ":nc_user!nc_user@sockchat PRIVMSG #lobby :hello irc"
+    );
+    // Actions both ways, as CTCP ACTION.
+    irc.send("PRIVMSG #lobby :\u{1}ACTION waves\u{1}").await;
+    assert_eq!(text.expect("waves").await, "[lobby] * weechat waves");
+    text.send("/me nods").await;
+    assert_eq!(
+        irc.expect("PRIVMSG").await,
+        ":nc_user!nc_user@sockchat PRIVMSG #lobby :\u{1}ACTION nods\u{1}"
+    );
+    // Private messages both ways.
+    irc.send("PRIVMSG nc_user :just you").await;
+    assert_eq!(
+        text.expect("[private]").await,
+        "[private] weechat -> nc_user: just you"
+    );
+    text.send("/msg weechat back at you").await;
+    assert_eq!(
+        irc.expect("PRIVMSG").await,
+        ":nc_user!nc_user@sockchat PRIVMSG weechat :back at you"
+    );
+    // Nick changes are seen on both sides; a nick another door holds is
+    // refused.
+    irc.send("NICK nc_user").await;
+    assert_eq!(
+        irc.expect(" 433 ").await,
+        ":sockchat 433 weechat nc_user :Nickname is already in use"
+    );
+    irc.send("NICK irssi").await;
+    assert_eq!(
+        irc.expect(" NICK ").await,
+        ":weechat!weechat@sockchat NICK irssi"
+    );
+    assert_eq!(
+        text.expect("known as").await,
+        "* weechat is now known as irssi"
+    );
+    text.send("/nick ncat").await;
+    assert_eq!(
+        irc.expect(" NICK ").await,
+        ":nc_user!nc_user@sockchat NICK ncat"
+    );
+    // Leaving: PART, then QUIT with its reason.
+    irc.send("PART #lobby").await;
+    assert_eq!(
+        irc.expect(" PART ").await,
+        ":irssi!irssi@sockchat PART #lobby"
+    );
+    assert_eq!(text.expect(" left").await, "* irssi left #lobby");
+    irc.join("#lobby").await;
+    irc.send("QUIT :see you").await;
+    assert!(irc.expect("ERROR").await.starts_with("ERROR :Closing Link"));
+    assert_eq!(text.expect(" left").await, "* irssi left (see you)");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_web_and_udp_doors_reach_irc_and_irc_reaches_them() {
+    let server = start(config()).await;
+    let mut irc = Irc::registered(server.irc.unwrap(), "bot").await;
+    irc.join("#lobby").await;
+
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", server.web.unwrap()))
+            .await
+            .unwrap();
+    let send = r#"{"type":"say","text":"from the page"}"#;
+    socket.send(Message::Text(send.into())).await.unwrap();
+    let line = irc.expect("from the page").await;
+    assert!(line.ends_with(" PRIVMSG #lobby :from the page"), "{line}");
+    let guest = line[1..].split('!').next().unwrap().to_string();
+
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = udp_join(&udp, server.udp.unwrap(), "from a datagram").await;
+    assert!(answer.contains("from a datagram"), "{answer}");
+    let line = irc.expect("from a datagram").await;
+    assert!(line.ends_with(" PRIVMSG #lobby :from a datagram"), "{line}");
+
+    irc.send("PRIVMSG #lobby :to every door").await;
+    let heard = async {
+        loop {
+            let frame = socket.next().await.unwrap().unwrap();
+            if frame.to_text().unwrap().contains("to every door") {
+                return frame.to_text().unwrap().to_string();
+            }
+        }
+    };
+    let heard = tokio::time::timeout(PATIENCE, heard).await.unwrap();
+    assert!(heard.contains(r#""from":"bot""#), "{heard}");
+    // The UDP member pulls what it was sent with its next datagram.
+    let mut seen = String::new();
+    for _ in 0..50 {
+        udp.send_to(b"", server.udp.unwrap()).await.unwrap();
+        seen = common::udp_answer(&udp).await;
+        if seen.contains("to every door") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.contains("bot: to every door"), "{seen}");
+    // The web member's nick is the one IRC saw.
+    assert!(guest.starts_with("guest-"), "{guest}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn registration_answers_caps_pings_and_what_comes_too_soon() {
+    let server = start(config()).await;
+    let mut irc = Irc::connect(server.irc.unwrap()).await;
+    irc.send("CAP LS 302").await;
+    let ls = irc.expect("CAP * LS").await;
+    for cap in ["cap-notify", "echo-message", "message-tags", "server-time"] {
+        assert!(ls.contains(cap), "{ls}");
+    }
+    irc.send("JOIN #early").await;
+    assert_eq!(irc.line().await, ":sockchat 451 * :You have not registered");
+    irc.send("CAP REQ :server-time sasl").await;
+    assert_eq!(irc.line().await, ":sockchat CAP * NAK :server-time sasl");
+    irc.send("CAP REQ :server-time echo-message").await;
+    assert_eq!(
+        irc.line().await,
+        ":sockchat CAP * ACK :server-time echo-message"
+    );
+    irc.send("PING :early").await;
+    assert_eq!(irc.line().await, ":sockchat PONG sockchat :early");
+    irc.send("NICK tester").await;
+    irc.send("USER tester 0 * :Tester").await;
+    // Held until CAP END.
+    irc.send("PING :still-registering").await;
+    assert_eq!(
+        irc.line().await,
+        ":sockchat PONG sockchat :still-registering"
+    );
+    irc.send("CAP END").await;
+    irc.expect(" 005 ").await;
+    irc.expect(" 422 ").await;
+    // echo-message: the sender sees its own message, with its time.
+    irc.join("#caps").await;
+    irc.send("PRIVMSG #caps :echoed").await;
+    let echo = irc.expect("echoed").await;
+    assert!(
+        echo.starts_with("@time=") && echo.ends_with(" PRIVMSG #caps :echoed"),
+        "{echo}"
+    );
+    irc.send("CAP LIST").await;
+    assert_eq!(
+        irc.line().await,
+        ":sockchat CAP tester LIST :cap-notify echo-message server-time"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_commands_get_their_numerics_and_the_connection_stays() {
+    let server = start(config()).await;
+    let mut irc = Irc::registered(server.irc.unwrap(), "numerics").await;
+    for (line, answer) in [
+        (
+            "FROBNICATE now",
+            ":sockchat 421 numerics FROBNICATE :Unknown command",
+        ),
+        (
+            "PRIVMSG",
+            ":sockchat 411 numerics :No recipient given (PRIVMSG)",
+        ),
+        ("PRIVMSG #lobby", ":sockchat 412 numerics :No text to send"),
+        ("JOIN", ":sockchat 461 numerics JOIN :Not enough parameters"),
+        (
+            "PRIVMSG nobody :hi",
+            ":sockchat 401 numerics nobody :No such nick/channel",
+        ),
+        (
+            "PRIVMSG #elsewhere :hi",
+            ":sockchat 404 numerics #elsewhere :Cannot send to channel",
+        ),
+        (
+            "PART #elsewhere",
+            ":sockchat 442 numerics #elsewhere :You're not on that channel",
+        ),
+        (
+            "USER again 0 * :x",
+            ":sockchat 462 numerics :You may not reregister",
+        ),
+        (
+            "JOIN nohash",
+            ":sockchat 403 numerics nohash :No such channel",
+        ),
+        ("PING", ":sockchat 409 numerics :No origin specified"),
+    ] {
+        irc.send(line).await;
+        assert_eq!(irc.line().await, answer, "for {line:?}");
+    }
+    irc.send("PING :alive").await;
+    assert_eq!(irc.line().await, ":sockchat PONG sockchat :alive");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_input_is_refused_line_by_line_and_never_relayed_raw() {
+    let server = start(config()).await;
+    let mut watcher = Irc::registered(server.irc.unwrap(), "watcher").await;
+    watcher.join("#lobby").await;
+    // Registration one byte at a time.
+    let mut slow = Irc::connect(server.irc.unwrap()).await;
+    for byte in b"NICK slow\r\nUSER slow 0 * :Slow\r\n" {
+        slow.client.send_bytes(&[*byte]).await;
+    }
+    slow.expect(" 001 slow ").await;
+    slow.join("#lobby").await;
+    // Overlong: 417, and the connection goes on.
+    slow.send(&format!("PRIVMSG #lobby :{}", "x".repeat(600)))
+        .await;
+    assert_eq!(
+        slow.expect(" 417 ").await,
+        ":sockchat 417 slow :Input line was too long"
+    );
+    // NUL and a lone CR inside a line reach nobody raw: no line can be
+    // smuggled into another client's stream.
+    slow.client
+        .send_bytes(b"PRIVMSG #lobby :a\0b\rPRIVMSG #lobby :smuggled\r\n")
+        .await;
+    let seen = watcher.expect("PRIVMSG").await;
+    assert!(!seen.contains('\0') && !seen.contains('\r'), "{seen:?}");
+    assert!(
+        seen.starts_with(":slow!slow@sockchat PRIVMSG #lobby :a"),
+        "{seen}"
+    );
+    // Not UTF-8: FAIL, and the connection goes on.
+    slow.client
+        .send_bytes(b"PRIVMSG #lobby :\xff\xfe\r\n")
+        .await;
+    assert!(slow.expect("FAIL").await.contains("INVALID_UTF8"));
+    slow.send("PRIVMSG #lobby :still here").await;
+    assert!(watcher.expect("PRIVMSG").await.ends_with(":still here"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http_on_the_irc_port_and_irc_on_the_text_port_are_told_where_to_go() {
+    let server = start(config()).await;
+    let mut http = Irc::connect(server.irc.unwrap()).await;
+    http.send("GET / HTTP/1.1").await;
+    assert_eq!(
+        http.line().await,
+        "ERROR :Closing Link: this port speaks IRC"
+    );
+    assert!(http.client.try_line().await.is_none(), "closed after");
+
+    let mut watcher = server.client().await;
+    let mut lost = Client::connect(server.addr).await;
+    lost.expect("welcome").await;
+    lost.send_bytes(b"NICK lost\r\nUSER lost 0 * :Lost\r\n")
+        .await;
+    let irc_at = server.irc.unwrap();
+    let told = lost.expect("ERROR").await;
+    assert_eq!(
+        told.trim_end_matches('\r'),
+        format!("ERROR :this port speaks plain text lines, not IRC: IRC is at {irc_at}")
+    );
+    assert!(lost.try_line().await.is_none(), "closed after");
+    // Nothing it sent was chat.
+    watcher.send("/who").await;
+    let who = watcher.expect("#lobby has").await;
+    assert!(!who.contains("lost") && !who.contains("NICK"), "{who}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn registration_that_never_ends_is_closed_at_the_timeout() {
+    let mut settings = config();
+    settings.limits.handshake_timeout = Duration::from_millis(300);
+    let server = start(settings).await;
+    let mut stalled = Irc::connect(server.irc.unwrap()).await;
+    stalled.send("NICK stalled").await;
+    assert_eq!(
+        stalled.line().await,
+        "ERROR :Closing Link: registration timed out"
+    );
+    assert!(stalled.client.try_line().await.is_none());
+    // Its nick was never taken.
+    let mut next = Irc::registered(server.irc.unwrap(), "stalled").await;
+    next.send("PING :ok").await;
+    assert_eq!(next.line().await, ":sockchat PONG sockchat :ok");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_is_cut_with_an_irc_error() {
+    let mut settings = config();
+    settings.limits.max_rate = 5;
+    let server = start(settings).await;
+    let mut flooder = Irc::registered(server.irc.unwrap(), "flooder").await;
+    flooder.join("#lobby").await;
+    let burst: String = (0..200)
+        .map(|n| format!("PRIVMSG #lobby :{n}\r\n"))
+        .collect();
+    flooder.client.send_bytes(burst.as_bytes()).await;
+    let error = flooder.expect("ERROR").await;
+    assert!(
+        error.starts_with("ERROR :Closing Link: ") && error.contains("flood"),
+        "{error}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn irc_over_tls_chats_with_a_plain_irc_client() {
+    use sockchat::tls::trust::{Authorities, Expected, ServerTrust, TrustPolicy};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::config_with_tls(dir.path());
+    settings.irc_tls = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(settings).await;
+    let mut plain = Irc::registered(server.irc.unwrap(), "plain").await;
+    plain.join("#lobby").await;
+
+    // Trusted by the generated certificate's fingerprint, as a pinning
+    // client does.
+    let policy = TrustPolicy {
+        authorities: Authorities::Nothing,
+        expected: Some(Expected::Given(common::generated_fingerprint(dir.path()))),
+    };
+    let trust = ServerTrust::new(policy, false).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(ServerTrust::client_config(&trust).unwrap());
+    let tcp = tokio::net::TcpStream::connect(server.ircs.unwrap())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(name, tcp).await.expect("the handshake");
+    let (reader, mut writer) = tokio::io::split(stream);
+    let mut lines = BufReader::new(reader).lines();
+    writer
+        .write_all(
+            b"NICK secure\r\nUSER secure 0 * :S\r\nJOIN #lobby\r\nPRIVMSG #lobby :over tls\r\n",
+        )
+        .await
+        .unwrap();
+    writer.flush().await.unwrap();
+    assert_eq!(
+        plain.expect("over tls").await,
+        ":secure!secure@sockchat PRIVMSG #lobby :over tls"
+    );
+    plain.send("PRIVMSG #lobby :back in plain").await;
+    let heard = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("back in plain") {
+                return line;
+            }
+        }
+        panic!("closed");
+    };
+    let heard = tokio::time::timeout(PATIENCE, heard).await.unwrap();
+    assert_eq!(heard, ":plain!plain@sockchat PRIVMSG #lobby :back in plain");
+    server.stop().await;
+}
