@@ -27,6 +27,14 @@ command -v dpkg-deb >/dev/null 2>&1 || missing+=(dpkg)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v ncat >/dev/null 2>&1 || missing+=(ncat)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The IRC tests drive Python's irc library and read the ircdocs parser
+# vectors (both from PyPI, in a venv of their own: Debian's venv needs
+# python3-venv).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Real IRC clients: WeeChat (headless, driven through its FIFO) and ii
+# (driven through its files).
+command -v weechat-headless >/dev/null 2>&1 || missing+=(weechat-headless)
+command -v ii >/dev/null 2>&1 || missing+=(ii)
 # The liveness test pulls a cable in a network namespace of its own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -38,6 +46,12 @@ fi
 # The browser driver (playwright-core, which uses the Chromium above).
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+
+pyenv=target/pyenv
+if ! "$pyenv/bin/python3" -c 'import irc.client, parser_tests' >/dev/null 2>&1; then
+    python3 -m venv "$pyenv"
+    "$pyenv/bin/pip" install -q irc==20.5.0 irc-parser-tests==0.0.4 pyyaml==6.0.3
 fi
 
 cargo fmt --all -- --check

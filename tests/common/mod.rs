@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod python;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
