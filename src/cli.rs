@@ -30,9 +30,10 @@ use crate::hub::{
     DEFAULT_MAX_ROOMS, DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
 };
 use crate::session::limits::{
-    DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_SECS, DEFAULT_LINE_FLUSH_MS,
-    DEFAULT_LIVENESS_SECS, DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_LINE, DEFAULT_MAX_RATE,
-    DEFAULT_STALL_TIMEOUT_MS, DEFAULT_UDP_EXPIRY_SECS,
+    DEFAULT_HANDSHAKE_TIMEOUT_SECS, DEFAULT_IDLE_SECS, DEFAULT_IRC_PING_SECS,
+    DEFAULT_IRC_PING_TIMEOUT_SECS, DEFAULT_LINE_FLUSH_MS, DEFAULT_LIVENESS_SECS,
+    DEFAULT_MAX_DATAGRAM, DEFAULT_MAX_LINE, DEFAULT_MAX_RATE, DEFAULT_STALL_TIMEOUT_MS,
+    DEFAULT_UDP_EXPIRY_SECS,
 };
 use crate::store::{DEFAULT_MAX_AGE_SECS, DEFAULT_MAX_DB_BYTES, DEFAULT_MAX_PER_ROOM};
 
@@ -415,6 +416,13 @@ pub struct ServeArgs {
     /// and a timeout on unacknowledged writes, and leaves (0: off).
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_LIVENESS_SECS)]
     pub liveness: u64,
+    /// An IRC client silent this many seconds is sent a PING (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IRC_PING_SECS)]
+    pub irc_ping: u64,
+    /// A pinged IRC client that sends nothing for this many seconds more
+    /// is dropped ("no answer").
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_IRC_PING_TIMEOUT_SECS)]
+    pub irc_ping_timeout: u64,
     /// Rooms with more members than this stop announcing joins and leaves,
     /// and newcomers get a member count instead of the list (0: no limit).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BIG_ROOM)]
@@ -478,6 +486,8 @@ impl Default for ServeArgs {
             stall_timeout_ms: DEFAULT_STALL_TIMEOUT_MS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
             liveness: DEFAULT_LIVENESS_SECS,
+            irc_ping: DEFAULT_IRC_PING_SECS,
+            irc_ping_timeout: DEFAULT_IRC_PING_TIMEOUT_SECS,
             big_room: DEFAULT_BIG_ROOM,
             max_rooms: DEFAULT_MAX_ROOMS,
             idle: DEFAULT_IDLE_SECS,

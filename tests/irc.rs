@@ -449,3 +449,39 @@ async fn irc_over_tls_chats_with_a_plain_irc_client() {
     assert_eq!(heard, ":plain!plain@sockchat PRIVMSG #lobby :back in plain");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_silent_client_is_pinged_and_dropped_when_it_does_not_answer() {
+    let mut settings = config();
+    settings.limits.keepalive = Some(sockchat::session::Keepalive {
+        every: Duration::from_millis(200),
+        answer_within: Duration::from_millis(300),
+    });
+    let server = start(settings).await;
+    // Other doors have no such rule: the text client stays silent.
+    let mut watcher = server.client().await;
+    let mut answering = Irc::registered(server.irc.unwrap(), "answering").await;
+    let mut silent = Irc::registered(server.irc.unwrap(), "silent").await;
+    silent.join("#lobby").await;
+    // The one that answers stays, ping after ping.
+    for _ in 0..3 {
+        assert_eq!(answering.expect("PING").await, ":sockchat PING :sockchat");
+        answering.send("PONG :sockchat").await;
+    }
+    assert_eq!(silent.expect("PING").await, ":sockchat PING :sockchat");
+    let error = silent.expect("ERROR").await;
+    assert!(error.starts_with("ERROR :Closing Link: "), "{error}");
+    assert!(silent.client.try_line().await.is_none(), "closed");
+    // Its rooms hear why it left.
+    let left = watcher.expect("silent was").await;
+    assert!(
+        left.starts_with("* silent was disconnected (no answer"),
+        "{left}"
+    );
+    answering.send("PING :still").await;
+    assert_eq!(
+        answering.expect("PONG").await,
+        ":sockchat PONG sockchat :still"
+    );
+    server.stop().await;
+}

@@ -112,7 +112,8 @@ pub async fn serve_member(
             return;
         }
     };
-    serve_admitted(wire, hub, membership, limits).await;
+    let session = Session::for_stream(&limits, now());
+    serve_admitted(wire, hub, membership, session, limits).await;
 }
 
 /// Serves one peer the hub has admitted (an IRC client registers first,
@@ -121,6 +122,7 @@ pub async fn serve_admitted(
     mut wire: impl Wire,
     hub: Hub,
     membership: Membership,
+    session: Session,
     limits: Arc<Limits>,
 ) {
     let Membership {
@@ -133,7 +135,7 @@ pub async fn serve_admitted(
         hub,
         id,
         outbox,
-        session: Session::for_stream(&limits, now()),
+        session,
         batch: Vec::new(),
         timer: Timer::new(),
         liveness: limits.liveness,

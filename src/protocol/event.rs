@@ -151,6 +151,9 @@ pub enum ServerEvent {
     /// only to keep their turn among the hub's answers; no other door
     /// ever sees them, and the door writes them as they are.
     Verbatim { lines: String },
+    /// Are you there? Sent to a member silent for a while, in its door's
+    /// own form (IRC's `PING`); any input answers it.
+    Probe,
 }
 
 impl ServerEvent {
@@ -279,6 +282,7 @@ impl ServerEvent {
                 let _ = write!(out, "* bye: {reason}");
             }
             ServerEvent::Pong { .. } => out.push_str("* pong"),
+            ServerEvent::Probe => out.push_str("* are you there?"),
             ServerEvent::Verbatim { lines } => out.push_str(lines.trim_end_matches(['\r', '\n'])),
         }
         out

@@ -11,7 +11,7 @@ use crate::cli::{config_path, read_config, ServeArgs};
 use crate::hub::{HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
 use crate::session::limits::idle_limit;
-use crate::session::Limits;
+use crate::session::{Keepalive, Limits};
 use crate::store::sqlite::DEFAULT_LOOKUP_BUDGET;
 use crate::store::Retention;
 use crate::tls::certificate::names_for;
@@ -215,6 +215,7 @@ impl ServeConfig {
                 stall_timeout: Duration::from_millis(args.stall_timeout_ms),
                 handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
                 liveness: idle_limit(args.liveness),
+                keepalive: Keepalive::from_secs(args.irc_ping, args.irc_ping_timeout),
             },
         })
     }
@@ -282,6 +283,8 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         stall_timeout_ms,
         handshake_timeout,
         liveness,
+        irc_ping,
+        irc_ping_timeout,
         big_room,
         max_rooms,
         idle,

@@ -26,6 +26,11 @@ pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 1000;
 /// Default time, in seconds, a new connection has to say what it is.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 
+/// Default silence, in seconds, after which an IRC client is pinged.
+pub const DEFAULT_IRC_PING_SECS: u64 = 120;
+/// Default time, in seconds, a pinged IRC client has to answer.
+pub const DEFAULT_IRC_PING_TIMEOUT_SECS: u64 = 60;
+
 /// Default time, in seconds, within which a vanished peer is found.
 pub const DEFAULT_LIVENESS_SECS: u64 = 60;
 
@@ -82,6 +87,29 @@ pub struct Limits {
     /// A stream peer that vanished without closing is found within this
     /// (TCP keepalive and `TCP_USER_TIMEOUT`); `None` is off.
     pub liveness: Option<Duration>,
+    /// Asking a silent member whether it is there (IRC's `PING`); `None`
+    /// is off.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// The keepalive rule: after `every` of silence the member is asked (its
+/// door's probe, IRC's `PING`); silent for `answer_within` more, it is
+/// removed as unresponsive. Any input counts as the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub every: Duration,
+    pub answer_within: Duration,
+}
+
+impl Keepalive {
+    /// The rule for `every` and `answer_within` seconds; `None` when
+    /// `every` is 0.
+    pub fn from_secs(every: u64, answer_within: u64) -> Option<Keepalive> {
+        (every > 0).then(|| Keepalive {
+            every: Duration::from_secs(every),
+            answer_within: Duration::from_secs(answer_within.max(1)),
+        })
+    }
 }
 
 impl Default for Limits {
@@ -96,6 +124,7 @@ impl Default for Limits {
             stall_timeout: Duration::from_millis(DEFAULT_STALL_TIMEOUT_MS),
             handshake_timeout: Duration::from_secs(DEFAULT_HANDSHAKE_TIMEOUT_SECS),
             liveness: idle_limit(DEFAULT_LIVENESS_SECS),
+            keepalive: Keepalive::from_secs(DEFAULT_IRC_PING_SECS, DEFAULT_IRC_PING_TIMEOUT_SECS),
         }
     }
 }

@@ -39,7 +39,7 @@ pub mod throttle;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-pub use limits::Limits;
+pub use limits::{Keepalive, Limits};
 use throttle::{Throttle, Verdict};
 
 use crate::hub::{Flow, Handled, Pending};
@@ -189,6 +189,11 @@ pub struct Session {
     running: bool,
     /// When the door asks the hub to announce the member (once).
     arrival_deadline: Option<Instant>,
+    /// Whether to ask a silent member if it is there (IRC's keepalive).
+    keepalive: Option<Keepalive>,
+    /// When to ask next; once asked, by when an answer must come.
+    probe_at: Option<Instant>,
+    answer_by: Option<Instant>,
     actions: VecDeque<Action>,
     ended: bool,
 }
@@ -199,6 +204,14 @@ impl Session {
         let mut session = Self::new(limits.max_rate, limits.idle, None, now);
         session.stall_timeout = Some(limits.stall_timeout).filter(|stall| !stall.is_zero());
         session
+    }
+
+    /// With the keepalive rule (see [`Keepalive`]): a silent member is
+    /// asked if it is there, and removed if it does not answer.
+    pub fn with_keepalive(mut self, keepalive: Option<Keepalive>, now: Instant) -> Self {
+        self.keepalive = keepalive;
+        self.heard_from(now);
+        self
     }
 
     /// A session for a datagram door: the rate limit, `--idle`, and UDP's
@@ -222,6 +235,9 @@ impl Session {
             echoes_in_flight: VecDeque::new(),
             running: false,
             arrival_deadline: Some(now + ARRIVAL_GRACE),
+            keepalive: None,
+            probe_at: None,
+            answer_by: None,
             actions: VecDeque::new(),
             ended: false,
         };
@@ -384,6 +400,20 @@ impl Session {
                 return;
             }
         }
+        if let (Some(at), Some(keepalive)) = (self.answer_by, self.keepalive) {
+            if at <= now {
+                let secs = (keepalive.every + keepalive.answer_within).as_secs();
+                self.end(Ending::Removed(DropReason::Unresponsive { secs }));
+                return;
+            }
+        }
+        if let (Some(at), Some(keepalive)) = (self.probe_at, self.keepalive) {
+            if at <= now {
+                self.probe_at = None;
+                self.answer_by = Some(now + keepalive.answer_within);
+                self.actions.push_back(Action::Tell(ServerEvent::Probe));
+            }
+        }
         if self.stall_deadline().is_some_and(|at| at <= now) {
             // It holds its rooms back and reads nothing.
             self.end(Ending::Removed(DropReason::SendqExceeded));
@@ -422,6 +452,8 @@ impl Session {
             self.silence_deadline.as_ref().map(|(at, _)| *at),
             self.arrival_deadline,
             self.answer_deadline,
+            self.probe_at,
+            self.answer_by,
             self.release_at,
             self.stall_deadline(),
         ]
@@ -431,6 +463,8 @@ impl Session {
     }
 
     fn heard_from(&mut self, now: Instant) {
+        self.probe_at = self.keepalive.map(|keepalive| now + keepalive.every);
+        self.answer_by = None;
         let idle = self.idle.map(|idle| {
             (
                 now + idle,

@@ -192,6 +192,48 @@ fn reading_stops_with_too_many_messages_in_flight() {
 }
 
 #[test]
+fn a_silent_member_is_asked_and_removed_if_it_does_not_answer() {
+    let start = Instant::now();
+    let keepalive = Keepalive::from_secs(120, 60);
+    let mut session = stream_session(&limits(0, None), start).with_keepalive(keepalive, start);
+    let asked_at = start + Duration::from_secs(120);
+    assert_eq!(session.poll_timeout(), Some(asked_at));
+    session.handle_timeout(asked_at);
+    assert_eq!(
+        session.poll_action(),
+        Some(Action::Tell(ServerEvent::Probe))
+    );
+    // Any input answers, and the clock starts again.
+    let answered = asked_at + Duration::from_secs(59);
+    session.handle_input(Input::Nothing, answered);
+    session.handle_timeout(asked_at + Duration::from_secs(60));
+    assert_eq!(session.poll_action(), None);
+    assert_eq!(
+        session.poll_timeout(),
+        Some(answered + Duration::from_secs(120))
+    );
+    // Asked again, and silent: removed, saying for how long.
+    let asked_again = answered + Duration::from_secs(120);
+    session.handle_timeout(asked_again);
+    assert_eq!(
+        session.poll_action(),
+        Some(Action::Tell(ServerEvent::Probe))
+    );
+    session.handle_timeout(asked_again + Duration::from_secs(60));
+    assert_eq!(
+        session.poll_action(),
+        Some(Action::End(Ending::Removed(DropReason::Unresponsive {
+            secs: 180
+        })))
+    );
+    // Without the rule (every door but IRC), silence asks nothing.
+    let mut quiet = stream_session(&limits(0, None), start);
+    assert_eq!(quiet.poll_timeout(), None);
+    quiet.handle_timeout(start + Duration::from_secs(10_000));
+    assert_eq!(quiet.poll_action(), None);
+}
+
+#[test]
 fn silence_past_the_idle_limit_ends_the_session() {
     let start = Instant::now();
     let mut session = stream_session(&limits(0, Some(60)), start);

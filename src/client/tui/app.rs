@@ -417,7 +417,10 @@ impl App {
             ServerEvent::Notice { text } => self.system(&text),
             ServerEvent::Error { message, .. } => self.system(&format!("! {message}")),
             ServerEvent::Bye { reason, .. } => self.system(&format!("bye: {reason}")),
-            ServerEvent::Pong { .. } | ServerEvent::Mode { .. } | ServerEvent::Verbatim { .. } => {}
+            ServerEvent::Pong { .. }
+            | ServerEvent::Mode { .. }
+            | ServerEvent::Verbatim { .. }
+            | ServerEvent::Probe => {}
         }
     }
 

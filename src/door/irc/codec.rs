@@ -423,6 +423,7 @@ impl IrcCodec {
                     .error(&mut out, &format!("Closing Link: {reason}"));
             }
             ServerEvent::Verbatim { lines } => out.push_str(lines),
+            ServerEvent::Probe => self.server.say(&mut out, "PING", &[&self.server.name]),
             // History is for clients that ask for it (chathistory); the
             // rest has no IRC form.
             ServerEvent::History { .. }

@@ -29,6 +29,7 @@ use self::registration::{Registration, Step};
 use self::replies::{IrcServer, MAX_LINE, MAX_TAGS};
 use super::driver::serve_admitted;
 use super::listener::{accept_failed, accept_or_stop, watch_liveness};
+use super::now;
 use super::stream::StreamWire;
 use super::tcp::not_chat;
 use super::tls::shake_hands;
@@ -36,6 +37,7 @@ use super::{Door, DoorContext};
 use crate::hub::{DoorKind, Membership, Naming, Refusal, Reservation};
 use crate::protocol::irc::parse;
 use crate::protocol::line_codec::{Frame, LineCodec};
+use crate::session::Session;
 use crate::tls::ServerTls;
 
 /// The default `--irc` address (6667, IRC's port).
@@ -192,7 +194,9 @@ async fn register_then_serve<IO>(
     };
     let codec = IrcCodec::new(server, membership.nick.clone(), caps);
     let wire = StreamWire::new(io, codec, Duration::ZERO).with_input(read);
-    serve_admitted(wire, context.hub, membership, context.limits).await;
+    let limits = context.limits;
+    let session = Session::for_stream(&limits, now()).with_keepalive(limits.keepalive, now());
+    serve_admitted(wire, context.hub, membership, session, limits).await;
 }
 
 /// Reads and answers registration lines until the hub admits the client;
