@@ -485,3 +485,157 @@ async fn a_silent_client_is_pinged_and_dropped_when_it_does_not_answer() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn whoever_makes_a_room_runs_it_topic_modes_and_kicks() {
+    let server = start(config()).await;
+    let mut op = Irc::registered(server.irc.unwrap(), "chanop").await;
+    let names = op.join("#ops").await;
+    assert_eq!(names, ["@chanop"]);
+    let mut guest = Irc::registered(server.irc.unwrap(), "guest").await;
+    let names = guest.join("#ops").await;
+    assert_eq!(names, ["@chanop", "guest"]);
+    let mut text = server.client_named("texter").await;
+    text.send("/join #ops").await;
+    text.expect("#ops has").await;
+
+    // +t: only operators set the topic.
+    guest.send("TOPIC #ops :mine now").await;
+    assert_eq!(
+        guest.expect(" 482 ").await,
+        ":sockchat 482 guest #ops :You're not channel operator"
+    );
+    op.send("TOPIC #ops :welcome, 你好").await;
+    let topic = ":chanop!chanop@sockchat TOPIC #ops :welcome, 你好";
+    assert_eq!(guest.expect(" TOPIC ").await, topic);
+    assert_eq!(
+        text.expect("topic").await,
+        "* chanop set the topic of #ops: welcome, 你好"
+    );
+    guest.send("TOPIC #ops").await;
+    assert_eq!(
+        guest.line().await,
+        ":sockchat 332 guest #ops :welcome, 你好"
+    );
+    assert!(guest
+        .line()
+        .await
+        .starts_with(":sockchat 333 guest #ops chanop!chanop@sockchat "));
+    // MODE: the query, +o for another, and who may not.
+    op.send("MODE #ops").await;
+    assert_eq!(op.expect(" 324 ").await, ":sockchat 324 chanop #ops +nt");
+    assert!(op.line().await.starts_with(":sockchat 329 chanop #ops "));
+    guest.send("MODE #ops +o texter").await;
+    assert_eq!(
+        guest.line().await,
+        ":sockchat 482 guest #ops :You're not channel operator"
+    );
+    op.send("MODE #ops +o nobody").await;
+    assert_eq!(
+        op.line().await,
+        ":sockchat 401 chanop nobody :No such nick/channel"
+    );
+    op.send("MODE #ops +o guest").await;
+    assert_eq!(
+        guest.expect(" MODE ").await,
+        ":chanop!chanop@sockchat MODE #ops +o guest"
+    );
+    assert_eq!(
+        text.expect("sets mode").await,
+        "* chanop sets mode +o guest on #ops"
+    );
+    // The new operator kicks the text member, with a reason.
+    guest.send("KICK #ops texter :too loud").await;
+    assert_eq!(
+        op.expect(" KICK ").await,
+        ":guest!guest@sockchat KICK #ops texter :too loud"
+    );
+    assert_eq!(
+        text.expect("kicked").await,
+        "* texter was kicked from #ops by guest (too loud)"
+    );
+    op.send("NAMES #ops").await;
+    assert_eq!(
+        op.expect(" 353 ").await,
+        ":sockchat 353 chanop = #ops :@chanop @guest"
+    );
+    // PART with a reason.
+    guest.send("PART #ops :lunch").await;
+    assert_eq!(
+        op.expect(" PART ").await,
+        ":guest!guest@sockchat PART #ops :lunch"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn whois_who_away_ison_userhost_and_lusers() {
+    let server = start(config()).await;
+    let mut me = Irc::registered(server.irc.unwrap(), "asker").await;
+    let mut other = Irc::connect(server.irc.unwrap()).await;
+    other.send("NICK coolNick").await;
+    other.send("USER myuser 0 * :My Real Name").await;
+    other.expect(" 422 ").await;
+    other.join("#room").await;
+    let _text = server.client_named("texter").await;
+
+    me.send("WHOIS coolnick").await;
+    assert_eq!(
+        me.line().await,
+        ":sockchat 311 asker coolNick myuser sockchat * :My Real Name"
+    );
+    assert_eq!(me.line().await, ":sockchat 319 asker coolNick :@#room");
+    assert!(me
+        .line()
+        .await
+        .starts_with(":sockchat 312 asker coolNick sockchat :"));
+    assert_eq!(
+        me.line().await,
+        ":sockchat 318 asker coolNick :End of /WHOIS list"
+    );
+    me.send("WHOIS ghost").await;
+    assert_eq!(
+        me.line().await,
+        ":sockchat 401 asker ghost :No such nick/channel"
+    );
+    assert_eq!(
+        me.line().await,
+        ":sockchat 318 asker ghost :End of /WHOIS list"
+    );
+
+    other.send("AWAY :be right back").await;
+    assert_eq!(
+        other.line().await,
+        ":sockchat 306 coolNick :You have been marked as being away"
+    );
+    me.send("WHO cool*").await;
+    assert_eq!(
+        me.line().await,
+        ":sockchat 352 asker #room myuser sockchat sockchat coolNick G@ :0 My Real Name"
+    );
+    assert_eq!(
+        me.line().await,
+        ":sockchat 315 asker cool* :End of /WHO list"
+    );
+    me.send("PRIVMSG coolNick :there?").await;
+    assert_eq!(
+        me.line().await,
+        ":sockchat 301 asker coolNick :be right back"
+    );
+    other.send("AWAY").await;
+    other.expect(" 305 ").await;
+
+    me.send("ISON texter ghost coolnick").await;
+    assert_eq!(me.line().await, ":sockchat 303 asker :texter coolNick");
+    me.send("USERHOST coolNick texter").await;
+    assert_eq!(
+        me.line().await,
+        ":sockchat 302 asker :coolNick=+myuser@sockchat texter=+texter@sockchat"
+    );
+    me.send("LUSERS").await;
+    assert_eq!(
+        me.line().await,
+        ":sockchat 251 asker :There are 3 users and 0 invisible on 1 servers"
+    );
+    server.stop().await;
+}

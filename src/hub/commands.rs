@@ -31,6 +31,11 @@ commands:
   /rooms             rooms with members
   /history [N]       the last N messages of the current room (default 50)
   /search WORDS      past messages of the current room with all the WORDS
+  /topic [TEXT]      the current room's topic, or set it
+  /whois NICK        who NICK is: door, rooms, away
+  /away [TEXT]       mark yourself away, or back
+  /op NICK, /deop NICK, /kick NICK [REASON], /mode [+t|-t]
+                     for a room's operators (whoever made the room)
   /ping              answered with a pong (a round-trip check)";
 
 /// Help's line for the switch only a connection has (not UDP).
@@ -93,7 +98,29 @@ impl State {
             }
             ClientCommand::Nick { nick } => self.change_nick(config, id, &nick),
             ClientCommand::Join { room } => self.join(config, id, &room),
-            ClientCommand::Part { room } => self.part(config, id, room.as_deref()),
+            ClientCommand::Part { room, reason } => {
+                self.part(config, id, room.as_deref(), reason.as_deref())
+            }
+            ClientCommand::Topic { room, text } => {
+                self.topic(config, id, room.as_deref(), text.as_deref())
+            }
+            ClientCommand::Mode { room, change } => {
+                self.mode(id, room.as_deref(), change.as_deref())
+            }
+            ClientCommand::Kick { room, nick, reason } => {
+                self.kick(config, id, room.as_deref(), &nick, reason.as_deref())
+            }
+            ClientCommand::Lookup { targets } => self.lookup(id, &targets),
+            ClientCommand::Away { text } => self.away(id, text.as_deref()),
+            ClientCommand::Counts => {
+                let members = self.counted_members();
+                let rooms = self
+                    .rooms
+                    .values()
+                    .filter(|room| !room.members.is_empty())
+                    .count();
+                self.deliver_event(id, ServerEvent::Counts { members, rooms });
+            }
             ClientCommand::Who { room } => self.who(id, room.as_deref()),
             ClientCommand::Rooms => self.list_rooms(id),
             ClientCommand::Ping { token } => self.deliver_event(id, ServerEvent::Pong { token }),
@@ -335,6 +362,17 @@ impl State {
         self.deliver(target, event.clone());
         if target != id {
             self.deliver(id, event);
+        }
+        // Told after the echo, as IRC's 301 is.
+        if let Some(away) = self.members[&target].away.clone() {
+            let nick = self.members[&target].nick.clone();
+            self.deliver_event(
+                id,
+                ServerEvent::Away {
+                    nick,
+                    text: Some(away),
+                },
+            );
         }
         self.hold_if_target_congested(id, target);
     }

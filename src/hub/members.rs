@@ -9,8 +9,8 @@ use super::rooms::is_big;
 use super::state::{Member, State, CONSOLE_SENDQ};
 use super::{DoorKind, HubConfig, MemberId, Membership, NickRefusal, Refusal, Start, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
-use crate::protocol::text::{nick_key, validate_nick};
-use crate::protocol::{Departure, DropReason, Outgoing, ServerEvent};
+use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
+use crate::protocol::{Departure, DropReason, Outgoing, Person, ServerEvent};
 use std::sync::Arc;
 
 impl State {
@@ -101,6 +101,9 @@ impl State {
                 dropped: Some(dropped),
                 // Nowhere to be announced: its joins are its news.
                 announced: room.is_none(),
+                away: None,
+                user: None,
+                realname: None,
             },
         );
         if let Some(room) = room {
@@ -324,6 +327,77 @@ impl State {
         }
     }
 
+    /// Answers a lookup: the members among `targets` (nicks, masks with
+    /// `*` and `?`, rooms), each once, in the order found.
+    pub(super) fn lookup(&mut self, id: MemberId, targets: &[String]) {
+        let mut found: Vec<MemberId> = Vec::new();
+        for target in targets {
+            let matches: Vec<MemberId> = if target.starts_with('#') {
+                normalize_room(target)
+                    .ok()
+                    .and_then(|room| self.rooms.get(&room))
+                    .map_or_else(Vec::new, |room| room.members.clone())
+            } else if target.contains(['*', '?']) {
+                let mask = target.to_lowercase();
+                let mut ids: Vec<MemberId> = self
+                    .members
+                    .iter()
+                    .filter(|(_, member)| wildcard(&mask, &member.nick.to_lowercase()))
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable();
+                ids
+            } else {
+                self.find_nick(target).into_iter().collect()
+            };
+            for member in matches {
+                if !found.contains(&member) {
+                    found.push(member);
+                }
+            }
+        }
+        let people = found
+            .iter()
+            .filter_map(|member| self.person(*member))
+            .collect();
+        let asked = targets.to_vec();
+        self.deliver_event(id, ServerEvent::Found { asked, people });
+    }
+
+    fn person(&self, id: MemberId) -> Option<Person> {
+        let member = self.members.get(&id)?;
+        let ops = member
+            .rooms
+            .iter()
+            .filter(|room| {
+                self.rooms
+                    .get(*room)
+                    .is_some_and(|state| state.ops.contains(&id))
+            })
+            .cloned()
+            .collect();
+        Some(Person {
+            nick: member.nick.clone(),
+            door: member.door.name().to_string(),
+            rooms: member.rooms.clone(),
+            ops,
+            away: member.away.clone(),
+            user: member.user.clone(),
+            realname: member.realname.clone(),
+        })
+    }
+
+    /// Marks the member away (with why) or back, and tells it.
+    pub(super) fn away(&mut self, id: MemberId, text: Option<&str>) {
+        let text = text
+            .map(|text| sanitize(text).into_owned())
+            .filter(|text| !text.trim().is_empty());
+        let member = self.members.get_mut(&id).expect("checked by handle");
+        member.away = text.clone();
+        let nick = member.nick.clone();
+        self.deliver_event(id, ServerEvent::Away { nick, text });
+    }
+
     pub(super) fn find_nick(&self, nick: &str) -> Option<MemberId> {
         self.nicks.get(&nick_key(nick)).copied()
     }
@@ -334,5 +408,46 @@ impl State {
 
     pub(super) fn counted_members(&self) -> usize {
         self.counted
+    }
+}
+
+/// Whether `text` matches `mask`, where `*` stands for any run of
+/// characters and `?` for one (IRC's masks).
+fn wildcard(mask: &str, text: &str) -> bool {
+    let (mask, text): (Vec<char>, Vec<char>) = (mask.chars().collect(), text.chars().collect());
+    // The classic two-pointer match, backtracking to the last `*`.
+    let (mut m, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if m < mask.len() && (mask[m] == '?' || mask[m] == text[t]) {
+            m += 1;
+            t += 1;
+        } else if m < mask.len() && mask[m] == '*' {
+            star = Some((m, t));
+            m += 1;
+        } else if let Some((star_m, star_t)) = star {
+            m = star_m + 1;
+            t = star_t + 1;
+            star = Some((star_m, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    mask[m..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod wildcard_tests {
+    use super::wildcard;
+
+    #[test]
+    fn masks_match_as_irc_means_them() {
+        assert!(wildcard("*", "anyone"));
+        assert!(wildcard("cool*", "coolnick"));
+        assert!(wildcard("c?ol*k", "coolnick"));
+        assert!(wildcard("*nick", "coolnick"));
+        assert!(!wildcard("cool?", "coolnick"));
+        assert!(!wildcard("x*", "coolnick"));
+        assert!(wildcard("小*", "小明"));
     }
 }

@@ -79,6 +79,14 @@ impl NickRefusal {
     }
 }
 
+/// Who a client that names itself says it is (IRC's `NICK` and `USER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    pub nick: String,
+    pub user: String,
+    pub realname: String,
+}
+
 /// Why [`Hub::connect_named`] admitted no one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Naming {
@@ -499,8 +507,9 @@ impl Hub {
         &self,
         door: DoorKind,
         mut reservation: Reservation,
-        nick: &str,
+        name: &Name,
     ) -> Result<Membership, (Naming, Option<Reservation>)> {
+        let nick = name.nick.as_str();
         let config = &self.shared.config;
         let mut state = self.lock();
         if state.closed {
@@ -513,6 +522,10 @@ impl Hub {
         }
         reservation.held = false;
         let session = state.add_member(config, door, reservation.ip, Some(nick), Start::Nowhere);
+        if let Some(member) = state.members.get_mut(&session.id) {
+            member.user = Some(name.user.clone());
+            member.realname = Some(name.realname.clone());
+        }
         state.settle(config);
         Ok(session)
     }

@@ -1,8 +1,8 @@
 //! Rooms: joining, leaving, listing, and each room's recent past.
 
-use super::state::State;
+use super::state::{State, Topic};
 use super::{HubConfig, MemberId};
-use crate::protocol::text::normalize_room;
+use crate::protocol::text::{normalize_room, sanitize};
 use crate::protocol::{ErrorCode, LeaveReason, MessageRecord, RoomInfo, ServerEvent};
 
 impl State {
@@ -37,6 +37,28 @@ impl State {
         })
     }
 
+    /// The operators of `room` who are in it, by nick.
+    pub(super) fn ops_in(&self, room: &str) -> Vec<String> {
+        self.rooms.get(room).map_or_else(Vec::new, |room| {
+            room.ops
+                .iter()
+                .filter_map(|id| self.members.get(id).map(|member| member.nick.clone()))
+                .collect()
+        })
+    }
+
+    /// The topic event for `room`, as an answer (not a change).
+    fn topic_of(&self, room: &str) -> ServerEvent {
+        let topic = self.rooms.get(room).and_then(|room| room.topic.clone());
+        ServerEvent::Topic {
+            room: room.to_string(),
+            text: topic.as_ref().map(|topic| topic.text.clone()),
+            by: topic.as_ref().map(|topic| topic.by.clone()),
+            at: topic.as_ref().map(|topic| topic.at),
+            changed: false,
+        }
+    }
+
     pub(super) fn join(&mut self, config: &HubConfig, id: MemberId, name: &str) {
         let room = match normalize_room(name) {
             Ok(room) => room,
@@ -65,8 +87,16 @@ impl State {
         member.rooms.push(room.clone());
         let nick = member.nick.clone();
         let room_state = self.rooms.entry(room.clone()).or_default();
+        // Whoever makes a room runs it, as on IRC.
+        if room_state.members.is_empty() && room != config.default_room {
+            room_state.ops = vec![id];
+        }
+        if room_state.since == 0 {
+            room_state.since = config.clock.now_millis();
+        }
         room_state.members.push(id);
         let count = room_state.members.len();
+        let has_topic = room_state.topic.is_some();
         let big = is_big(config, count);
         let joined = ServerEvent::Join {
             room: room.clone(),
@@ -78,10 +108,14 @@ impl State {
         } else {
             self.broadcast(&room, joined);
         }
-        let nicks = if big {
-            Vec::new()
+        if has_topic {
+            let topic = self.topic_of(&room);
+            self.deliver_event(id, topic);
+        }
+        let (nicks, ops) = if big {
+            (Vec::new(), Vec::new())
         } else {
-            self.nicks_in(&room)
+            (self.nicks_in(&room), self.ops_in(&room))
         };
         self.deliver_event(
             id,
@@ -89,6 +123,7 @@ impl State {
                 room: room.clone(),
                 nicks,
                 count,
+                ops,
             },
         );
         let history = self.recent_in(&room);
@@ -103,7 +138,13 @@ impl State {
         }
     }
 
-    pub(super) fn part(&mut self, config: &HubConfig, id: MemberId, named: Option<&str>) {
+    pub(super) fn part(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        named: Option<&str>,
+        reason: Option<&str>,
+    ) {
         let Some(room) = self.target_room(id, named) else {
             return;
         };
@@ -119,11 +160,14 @@ impl State {
             return;
         }
         let nick = self.members[&id].nick.clone();
+        let detail = reason
+            .map(|reason| sanitize(reason).into_owned())
+            .filter(|reason| !reason.trim().is_empty());
         let left = ServerEvent::Leave {
             room: room.clone(),
             nick,
             reason: LeaveReason::Part,
-            detail: None,
+            detail,
         };
         // The member hears its own leave, then is taken out.
         if is_big(config, self.room_size(&room)) || !self.is_seen_in(config, id, &room) {
@@ -146,6 +190,7 @@ impl State {
         }
         if let Some(room_state) = self.rooms.get_mut(room) {
             room_state.members.retain(|member| *member != id);
+            room_state.ops.retain(|member| *member != id);
             if room_state.members.is_empty() && room != config.default_room {
                 self.rooms.remove(room);
             }
@@ -156,20 +201,231 @@ impl State {
         let Some(room) = self.target_room(id, named) else {
             return;
         };
-        if !self.rooms.contains_key(&room) {
-            self.deliver_event(
-                id,
-                ServerEvent::error_about(
-                    ErrorCode::BadRoom,
-                    &room,
-                    format!("no such room: #{room}"),
-                ),
-            );
+        if !self.room_exists(id, &room) {
             return;
         }
         let nicks = self.nicks_in(&room);
         let count = nicks.len();
-        self.deliver_event(id, ServerEvent::Members { room, nicks, count });
+        let ops = self.ops_in(&room);
+        let members = ServerEvent::Members {
+            room,
+            nicks,
+            count,
+            ops,
+        };
+        self.deliver_event(id, members);
+    }
+
+    /// Whether `room` exists; if not, the member is told.
+    fn room_exists(&mut self, id: MemberId, room: &str) -> bool {
+        let exists = self.rooms.contains_key(room);
+        if !exists {
+            let why = format!("no such room: #{room}");
+            self.deliver_event(id, ServerEvent::error_about(ErrorCode::BadRoom, room, why));
+        }
+        exists
+    }
+
+    /// A room the member is in, or why not (told to the member).
+    fn room_of_member(&mut self, id: MemberId, named: Option<&str>) -> Option<String> {
+        let room = self.target_room(id, named)?;
+        if !self.members[&id].rooms.contains(&room) {
+            let error = ServerEvent::error_about(
+                ErrorCode::NotInRoom,
+                &room,
+                format!("you are not in #{room}"),
+            );
+            self.deliver_event(id, error);
+            return None;
+        }
+        Some(room)
+    }
+
+    /// The member `nick` of `room`, or why not (told to `id`): no such
+    /// nick, or not in that room.
+    fn member_of(&mut self, id: MemberId, room: &str, nick: &str) -> Option<MemberId> {
+        let Some(target) = self.find_nick(nick) else {
+            let error = ServerEvent::error_about(
+                ErrorCode::NoSuchNick,
+                nick,
+                format!("no such nick: {nick}"),
+            );
+            self.deliver_event(id, error);
+            return None;
+        };
+        if !self.rooms[room].members.contains(&target) {
+            let error = ServerEvent::error_about(
+                ErrorCode::TargetNotInRoom,
+                nick,
+                format!("{nick} is not in #{room}"),
+            );
+            self.deliver_event(id, error);
+            return None;
+        }
+        Some(target)
+    }
+
+    /// Whether the member runs the room; if not, it is told.
+    fn check_operator(&mut self, id: MemberId, room: &str) -> bool {
+        let is_op = self
+            .rooms
+            .get(room)
+            .is_some_and(|state| state.ops.contains(&id));
+        if !is_op {
+            let error = ServerEvent::error_about(
+                ErrorCode::NotOperator,
+                room,
+                format!("only the operators of #{room} may do that"),
+            );
+            self.deliver_event(id, error);
+        }
+        is_op
+    }
+
+    /// Answers or sets a room's topic.
+    pub(super) fn topic(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        named: Option<&str>,
+        text: Option<&str>,
+    ) {
+        let Some(text) = text else {
+            let Some(room) = self.target_room(id, named) else {
+                return;
+            };
+            if !self.room_exists(id, &room) {
+                return;
+            }
+            let topic = self.topic_of(&room);
+            self.deliver_event(id, topic);
+            return;
+        };
+        let Some(room) = self.room_of_member(id, named) else {
+            return;
+        };
+        if self.rooms[&room].topic_locked && !self.check_operator(id, &room) {
+            return;
+        }
+        let by = self.members[&id].nick.clone();
+        let text = config.filter.apply(&sanitize(text)).into_owned();
+        let at = config.clock.now_millis();
+        let topic = (!text.trim().is_empty()).then(|| Topic {
+            text: text.clone(),
+            by: by.clone(),
+            at,
+        });
+        self.rooms
+            .get_mut(&room)
+            .expect("the member is in it")
+            .topic = topic.clone();
+        let event = ServerEvent::Topic {
+            room: room.clone(),
+            text: topic.map(|topic| topic.text),
+            by: Some(by),
+            at: Some(at),
+            changed: true,
+        };
+        self.broadcast(&room, event);
+    }
+
+    /// Answers or changes a room's modes (`+o NICK`, `-o NICK`, `+t`, `-t`).
+    pub(super) fn mode(&mut self, id: MemberId, named: Option<&str>, change: Option<&str>) {
+        let Some(change) = change.map(str::trim).filter(|change| !change.is_empty()) else {
+            let Some(room) = self.target_room(id, named) else {
+                return;
+            };
+            if !self.room_exists(id, &room) {
+                return;
+            }
+            let state = &self.rooms[&room];
+            let modes = if state.topic_locked { "+nt" } else { "+n" };
+            let since = (state.since > 0).then_some(state.since);
+            let event = ServerEvent::RoomMode {
+                room,
+                modes: modes.to_string(),
+                by: None,
+                since,
+            };
+            self.deliver_event(id, event);
+            return;
+        };
+        let Some(room) = self.room_of_member(id, named) else {
+            return;
+        };
+        let (flag, argument) = change.split_once(' ').unwrap_or((change, ""));
+        let argument = argument.trim();
+        let known = matches!(flag, "+o" | "-o" | "+t" | "-t");
+        if !known {
+            let error = ServerEvent::error_about(
+                ErrorCode::UnknownMode,
+                flag.trim_start_matches(['+', '-']),
+                format!("unknown mode {flag}: rooms know +o NICK, -o NICK, +t and -t"),
+            );
+            self.deliver_event(id, error);
+            return;
+        }
+        if !self.check_operator(id, &room) {
+            return;
+        }
+        let by = self.members[&id].nick.clone();
+        let modes = match flag {
+            "+t" | "-t" => {
+                self.rooms.get_mut(&room).expect("checked").topic_locked = flag == "+t";
+                flag.to_string()
+            }
+            _ => {
+                let Some(target) = self.member_of(id, &room, argument) else {
+                    return;
+                };
+                let state = self.rooms.get_mut(&room).expect("checked");
+                state.ops.retain(|op| *op != target);
+                if flag == "+o" {
+                    state.ops.push(target);
+                }
+                let nick = self.members[&target].nick.clone();
+                format!("{flag} {nick}")
+            }
+        };
+        let event = ServerEvent::RoomMode {
+            room: room.clone(),
+            modes,
+            by: Some(by),
+            since: None,
+        };
+        self.broadcast(&room, event);
+    }
+
+    /// Puts a member out of a room, as one of its operators.
+    pub(super) fn kick(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        named: Option<&str>,
+        nick: &str,
+        reason: Option<&str>,
+    ) {
+        let Some(room) = self.room_of_member(id, named) else {
+            return;
+        };
+        if !self.check_operator(id, &room) {
+            return;
+        }
+        let Some(target) = self.member_of(id, &room, nick) else {
+            return;
+        };
+        let event = ServerEvent::Kick {
+            room: room.clone(),
+            nick: self.members[&target].nick.clone(),
+            by: self.members[&id].nick.clone(),
+            reason: reason.map(|reason| sanitize(reason).into_owned()),
+        };
+        self.broadcast(&room, event);
+        self.leave_room(config, target, &room);
+        let member = self.members.get_mut(&target).expect("found above");
+        if member.current.as_deref() == Some(room.as_str()) {
+            member.current = member.rooms.last().cloned();
+        }
     }
 
     pub(super) fn list_rooms(&mut self, id: MemberId) {

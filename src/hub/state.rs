@@ -58,15 +58,50 @@ pub(super) struct Member {
     /// (see [`crate::session::ARRIVAL_GRACE`]); one that leaves before
     /// either is never announced, and its leaving is not either.
     pub announced: bool,
+    /// Why it is away, while it is.
+    pub away: Option<String>,
+    /// What an IRC client said in `USER`: its user name and real name.
+    pub user: Option<String>,
+    pub realname: Option<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Room {
     /// In the order they joined.
     pub members: Vec<MemberId>,
     /// A member found congested by the latest fan-out, if any: whoever
     /// talks here next is held until it catches up.
     pub congested: Option<Holder>,
+    /// Its operators: whoever made the room, and whom they named (the
+    /// default room has none: everyone starts there).
+    pub ops: Vec<MemberId>,
+    pub topic: Option<Topic>,
+    /// Only operators set the topic (IRC's `+t`, on by default).
+    pub topic_locked: bool,
+    /// When it was made, milliseconds since the Unix epoch (0: not known).
+    pub since: u64,
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Room {
+            members: Vec::new(),
+            congested: None,
+            ops: Vec::new(),
+            topic: None,
+            topic_locked: true,
+            since: 0,
+        }
+    }
+}
+
+/// A room's topic, and who set it when.
+#[derive(Debug, Clone)]
+pub(super) struct Topic {
+    pub text: String,
+    pub by: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: u64,
 }
 
 #[derive(Debug)]

@@ -500,6 +500,7 @@ fn a_newcomer_that_goes_straight_to_another_room_is_never_seen_in_the_default_on
         loader.id,
         ClientCommand::Part {
             room: Some("lobby".into()),
+            reason: None,
         },
     );
     hub.handle(loader.id, say("in the load room"));

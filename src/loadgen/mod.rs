@@ -961,6 +961,7 @@ fn move_to(room: &str, default: &str) -> [ClientCommand; 2] {
         },
         ClientCommand::Part {
             room: Some(default.to_string()),
+            reason: None,
         },
     ]
 }

@@ -27,7 +27,8 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
         (typed_text(), typed_text()).prop_map(|(to, text)| ClientCommand::Msg { to, text }),
         typed_text().prop_map(|nick| ClientCommand::Nick { nick }),
         typed_text().prop_map(|room| ClientCommand::Join { room }),
-        maybe_room().prop_map(|room| ClientCommand::Part { room }),
+        (maybe_room(), proptest::option::of(typed_text()))
+            .prop_map(|(room, reason)| ClientCommand::Part { room, reason }),
         maybe_room().prop_map(|room| ClientCommand::Who { room }),
         Just(ClientCommand::Rooms),
         Just(ClientCommand::Help),
@@ -35,6 +36,20 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
         typed_text().prop_map(|text| ClientCommand::Search { text }),
         proptest::option::of(typed_text()).prop_map(|reason| ClientCommand::Quit { reason }),
         any::<u64>().prop_map(|token| ClientCommand::Ping { token }),
+        (maybe_room(), proptest::option::of(typed_text()))
+            .prop_map(|(room, text)| ClientCommand::Topic { room, text }),
+        (maybe_room(), proptest::option::of(typed_text()))
+            .prop_map(|(room, change)| ClientCommand::Mode { room, change }),
+        (
+            maybe_room(),
+            typed_text(),
+            proptest::option::of(typed_text())
+        )
+            .prop_map(|(room, nick, reason)| ClientCommand::Kick { room, nick, reason }),
+        proptest::collection::vec(typed_text(), 0..4)
+            .prop_map(|targets| ClientCommand::Lookup { targets }),
+        proptest::option::of(typed_text()).prop_map(|text| ClientCommand::Away { text }),
+        Just(ClientCommand::Counts),
     ]
 }
 

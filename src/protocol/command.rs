@@ -36,10 +36,12 @@ pub enum ClientCommand {
     Nick { nick: String },
     /// Join a room (created if needed) and make it the current one.
     Join { room: String },
-    /// Leave a room (the current one unless given).
+    /// Leave a room (the current one unless given), saying why if `reason`.
     Part {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// List the members of a room (the current one unless given).
     Who {
@@ -68,6 +70,43 @@ pub enum ClientCommand {
         #[serde(default)]
         token: u64,
     },
+    /// Ask a room's topic (without `text`), or set it (an empty `text`
+    /// clears it); in the current room unless `room` is given.
+    Topic {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// Ask a room's modes (without `change`), or change them, as one of
+    /// its operators: `+o NICK` and `-o NICK` make and unmake operators,
+    /// `+t` and `-t` say whether only operators set the topic. (`mode`
+    /// on the wire is the switch between text and JSON.)
+    #[serde(rename = "room_mode")]
+    Mode {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<String>,
+    },
+    /// Put a member out of a room, as one of its operators.
+    Kick {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Who is here among `targets`: nicks, masks (`ali*`, `*`) or rooms
+    /// (`#lobby`, for its members).
+    Lookup { targets: Vec<String> },
+    /// Say you are away (with `text`), or back (without).
+    Away {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// How many members and rooms there are.
+    Counts,
 }
 
 impl ClientCommand {
@@ -82,13 +121,20 @@ impl ClientCommand {
             ClientCommand::Quit { reason } => reason.as_ref().map_or(0, String::len),
             // Names, checked by their own rules.
             ClientCommand::Nick { nick: name } | ClientCommand::Join { room: name } => name.len(),
-            ClientCommand::Part { room } | ClientCommand::Who { room } => {
-                room.as_ref().map_or(0, String::len)
+            ClientCommand::Part { room, reason } => {
+                room.as_ref().map_or(0, String::len) + reason.as_ref().map_or(0, String::len)
             }
+            ClientCommand::Who { room } => room.as_ref().map_or(0, String::len),
+            ClientCommand::Topic { text, .. } => text.as_ref().map_or(0, String::len),
+            ClientCommand::Kick { reason, .. } => reason.as_ref().map_or(0, String::len),
+            ClientCommand::Mode { change, .. } => change.as_ref().map_or(0, String::len),
+            ClientCommand::Lookup { targets } => targets.iter().map(String::len).sum(),
+            ClientCommand::Away { text } => text.as_ref().map_or(0, String::len),
             ClientCommand::Rooms
             | ClientCommand::Help
             | ClientCommand::History { .. }
-            | ClientCommand::Ping { .. } => 0,
+            | ClientCommand::Ping { .. }
+            | ClientCommand::Counts => 0,
         }
     }
 }
@@ -161,8 +207,15 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
             Some(room) => ClientCommand::Join { room },
             None => return Err(ParseError::Usage("/join ROOM")),
         },
-        "part" | "leave" => ClientCommand::Part {
-            room: first_word(rest),
+        "part" | "leave" => match rest.split_once(char::is_whitespace) {
+            Some((room, reason)) => ClientCommand::Part {
+                room: Some(room.to_string()),
+                reason: optional(reason.trim()),
+            },
+            None => ClientCommand::Part {
+                room: optional(rest),
+                reason: None,
+            },
         },
         "msg" | "m" | "query" => match rest.split_once(char::is_whitespace) {
             Some((to, text)) if !text.trim().is_empty() => ClientCommand::Msg {
@@ -195,6 +248,51 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
             reason: optional(rest),
         },
         "ping" => ClientCommand::Ping { token: 0 },
+        "topic" => ClientCommand::Topic {
+            room: None,
+            text: optional(rest),
+        },
+        "mode" => ClientCommand::Mode {
+            room: None,
+            change: optional(rest),
+        },
+        "op" | "deop" => match first_word(rest) {
+            Some(nick) => ClientCommand::Mode {
+                room: None,
+                change: Some(format!(
+                    "{}o {nick}",
+                    if name.eq_ignore_ascii_case("op") {
+                        '+'
+                    } else {
+                        '-'
+                    }
+                )),
+            },
+            None => return Err(ParseError::Usage("/op NICK, /deop NICK")),
+        },
+        "kick" => match rest.split_once(char::is_whitespace) {
+            Some((nick, reason)) => ClientCommand::Kick {
+                room: None,
+                nick: nick.to_string(),
+                reason: optional(reason.trim()),
+            },
+            None if !rest.is_empty() => ClientCommand::Kick {
+                room: None,
+                nick: rest.to_string(),
+                reason: None,
+            },
+            None => return Err(ParseError::Usage("/kick NICK [REASON]")),
+        },
+        "whois" => match first_word(rest) {
+            Some(nick) => ClientCommand::Lookup {
+                targets: vec![nick],
+            },
+            None => return Err(ParseError::Usage("/whois NICK")),
+        },
+        "counts" => ClientCommand::Counts,
+        "away" => ClientCommand::Away {
+            text: optional(rest),
+        },
         _ => return Err(ParseError::UnknownCommand(name.to_string())),
     };
     Ok(Some(command))
@@ -256,7 +354,10 @@ mod tests {
         );
         assert_eq!(
             parse_line("/part").unwrap(),
-            Some(ClientCommand::Part { room: None })
+            Some(ClientCommand::Part {
+                room: None,
+                reason: None
+            })
         );
         assert_eq!(
             parse_line("/history 50").unwrap(),
@@ -299,7 +400,11 @@ mod tests {
                 text: "hi".into()
             }
         );
-        let json = serde_json::to_string(&ClientCommand::Part { room: None }).unwrap();
+        let part = ClientCommand::Part {
+            room: None,
+            reason: None,
+        };
+        let json = serde_json::to_string(&part).unwrap();
         assert_eq!(json, r#"{"type":"part"}"#);
     }
 
@@ -322,7 +427,7 @@ mod tests {
                 ClientCommand::Msg { to, text } => format!("/msg {to} {text}"),
                 ClientCommand::Nick { nick } => with("nick", Some(nick)),
                 ClientCommand::Join { room } => with("join", Some(room)),
-                ClientCommand::Part { room } => with("part", room.as_ref()),
+                ClientCommand::Part { room, .. } => with("part", room.as_ref()),
                 ClientCommand::Who { room } => with("who", room.as_ref()),
                 ClientCommand::Rooms => "/rooms".into(),
                 ClientCommand::Help => "/help".into(),
@@ -332,6 +437,15 @@ mod tests {
                 ClientCommand::Search { text } => with("search", Some(text)),
                 ClientCommand::Quit { reason } => with("quit", reason.as_ref()),
                 ClientCommand::Ping { .. } => "/ping".into(),
+                ClientCommand::Topic { text, .. } => with("topic", text.as_ref()),
+                ClientCommand::Mode { change, .. } => with("mode", change.as_ref()),
+                ClientCommand::Kick { nick, reason, .. } => match reason {
+                    Some(reason) => format!("/kick {nick} {reason}"),
+                    None => format!("/kick {nick}"),
+                },
+                ClientCommand::Lookup { targets } => format!("/whois {}", targets.join(" ")),
+                ClientCommand::Away { text } => with("away", text.as_ref()),
+                ClientCommand::Counts => "/counts".into(),
             }
         }
 
@@ -354,7 +468,8 @@ mod tests {
                 (word(), chat_text()).prop_map(|(to, text)| ClientCommand::Msg { to, text }),
                 word().prop_map(|nick| ClientCommand::Nick { nick }),
                 word().prop_map(|room| ClientCommand::Join { room }),
-                proptest::option::of(word()).prop_map(|room| ClientCommand::Part { room }),
+                proptest::option::of(word())
+                    .prop_map(|room| ClientCommand::Part { room, reason: None }),
                 proptest::option::of(word()).prop_map(|room| ClientCommand::Who { room }),
                 Just(ClientCommand::Rooms),
                 Just(ClientCommand::Help),

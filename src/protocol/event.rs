@@ -25,6 +25,25 @@ pub struct MessageRecord {
     pub action: bool,
 }
 
+/// One member, as a `lookup` finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    pub nick: String,
+    /// The door it came in by (`tcp`, `web`, `irc`, ...).
+    pub door: String,
+    pub rooms: Vec<String>,
+    /// The rooms among those it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away: Option<String>,
+    /// What an IRC client said in `USER`: its user name and real name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realname: Option<String>,
+}
+
 /// One room in a `/rooms` listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInfo {
@@ -59,6 +78,12 @@ pub enum ErrorCode {
     TooBroad,
     /// A connection whose first input was not chat (HTTP, TLS, binary).
     NotChat,
+    /// What only a room's operators may do.
+    NotOperator,
+    /// A mode the server does not know.
+    UnknownMode,
+    /// The member named is not in that room.
+    TargetNotInRoom,
     /// A connection that broke its wire protocol (a bad WebSocket frame).
     ProtocolError,
     /// A connection that stopped answering the server's checks.
@@ -103,12 +128,60 @@ pub enum ServerEvent {
     /// Someone (possibly you) changed nickname.
     Nick { old: String, new: String },
     /// The members of a room; after joining a big room, only their `count`
-    /// (`/who` always lists them all).
+    /// (`/who` always lists them all). `ops` are its operators among them.
     Members {
         room: String,
         nicks: Vec<String>,
         count: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ops: Vec<String>,
     },
+    /// A room's topic: the answer to asking (`changed` false; sent on
+    /// join too, when there is one), or news that `by` changed it.
+    Topic {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// When it was set, milliseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        changed: bool,
+    },
+    /// A room's modes (`+nt`) and since when it exists, or, with `by`, a
+    /// change `by` made (`+o bob`).
+    RoomMode {
+        room: String,
+        modes: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// When the room was made, milliseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// `by` put `nick` out of `room`.
+    Kick {
+        room: String,
+        nick: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The answer to a `lookup`: who is here among what was asked.
+    Found {
+        asked: Vec<String>,
+        people: Vec<Person>,
+    },
+    /// `nick` is away now (`text`), or back (none).
+    Away {
+        nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// How many members and rooms there are.
+    Counts { members: usize, rooms: usize },
     /// The rooms that have members.
     Rooms { rooms: Vec<RoomInfo> },
     /// Recent messages of a room, oldest first, sent on join.
@@ -209,6 +282,7 @@ impl ServerEvent {
             } => {
                 let _ = match reason {
                     LeaveReason::Part => write!(out, "* {nick} left #{room}"),
+
                     LeaveReason::Quit => write!(out, "* {nick} left"),
                     LeaveReason::Lost => write!(out, "* {nick} lost the connection"),
                     LeaveReason::Dropped => write!(out, "* {nick} was disconnected"),
@@ -220,7 +294,9 @@ impl ServerEvent {
             ServerEvent::Nick { old, new } => {
                 let _ = write!(out, "* {old} is now known as {new}");
             }
-            ServerEvent::Members { room, nicks, count } if nicks.len() < *count => {
+            ServerEvent::Members {
+                room, nicks, count, ..
+            } if nicks.len() < *count => {
                 let _ = write!(
                     out,
                     "* #{room} has {count} members; /who #{room} lists them"
@@ -283,6 +359,73 @@ impl ServerEvent {
             }
             ServerEvent::Pong { .. } => out.push_str("* pong"),
             ServerEvent::Probe => out.push_str("* are you there?"),
+            ServerEvent::Topic {
+                room,
+                text,
+                by,
+                changed,
+                ..
+            } => {
+                let _ = match (text, by, changed) {
+                    (Some(text), Some(by), true) => {
+                        write!(out, "* {by} set the topic of #{room}: {text}")
+                    }
+                    (None, Some(by), true) => write!(out, "* {by} cleared the topic of #{room}"),
+                    (Some(text), Some(by), false) => {
+                        write!(out, "* topic of #{room}: {text} (set by {by})")
+                    }
+                    (Some(text), _, _) => write!(out, "* topic of #{room}: {text}"),
+                    (None, _, _) => write!(out, "* #{room} has no topic"),
+                };
+            }
+            ServerEvent::RoomMode {
+                room, modes, by, ..
+            } => {
+                let _ = match by {
+                    Some(by) => write!(out, "* {by} sets mode {modes} on #{room}"),
+                    None => write!(out, "* #{room} has modes {modes}"),
+                };
+            }
+            ServerEvent::Kick {
+                room,
+                nick,
+                by,
+                reason,
+            } => {
+                let _ = write!(out, "* {nick} was kicked from #{room} by {by}");
+                if let Some(reason) = reason {
+                    let _ = write!(out, " ({reason})");
+                }
+            }
+            ServerEvent::Found { asked, people } => {
+                if people.is_empty() {
+                    let _ = write!(out, "* nobody here is {}", asked.join(" or "));
+                }
+                for (index, person) in people.iter().enumerate() {
+                    if index > 0 {
+                        out.push('\n');
+                    }
+                    let rooms: Vec<String> =
+                        person.rooms.iter().map(|room| format!("#{room}")).collect();
+                    let _ = write!(out, "* {} is on {}", person.nick, person.door);
+                    let _ = match rooms.is_empty() {
+                        true => write!(out, ", in no room"),
+                        false => write!(out, ", in {}", rooms.join(" ")),
+                    };
+                    if let Some(away) = &person.away {
+                        let _ = write!(out, " (away: {away})");
+                    }
+                }
+            }
+            ServerEvent::Away { nick, text } => {
+                let _ = match text {
+                    Some(text) => write!(out, "* {nick} is away: {text}"),
+                    None => write!(out, "* {nick} is back"),
+                };
+            }
+            ServerEvent::Counts { members, rooms } => {
+                let _ = write!(out, "* {members} members in {rooms} rooms");
+            }
             ServerEvent::Verbatim { lines } => out.push_str(lines.trim_end_matches(['\r', '\n'])),
         }
         out
@@ -423,6 +566,7 @@ mod tests {
             room: "lobby".into(),
             nicks: Vec::new(),
             count: 5000,
+            ops: Vec::new(),
         };
         assert_eq!(
             big.to_text(),

@@ -222,9 +222,12 @@ impl Relayed {
         let (time, id) = match event {
             ServerEvent::Message(message) => (Some(message.time), Some(message.id)),
             ServerEvent::Private { time, .. } => (Some(*time), None),
-            ServerEvent::Join { .. } | ServerEvent::Leave { .. } | ServerEvent::Nick { .. } => {
-                (None, None)
-            }
+            ServerEvent::Join { .. }
+            | ServerEvent::Leave { .. }
+            | ServerEvent::Nick { .. }
+            | ServerEvent::Kick { .. }
+            | ServerEvent::Topic { changed: true, .. }
+            | ServerEvent::RoomMode { by: Some(_), .. } => (None, None),
             _ => return None,
         };
         let mut time_at = 0..0;
@@ -279,10 +282,17 @@ impl Relayed {
                 detail,
             } => {
                 let source = prefix(nick);
-                match reason {
-                    LeaveReason::Part => {
+                match (reason, detail) {
+                    (LeaveReason::Part, None) => {
                         write_line(&mut line, Some(&source), "PART", &[&channel(room)], false)
                     }
+                    (LeaveReason::Part, Some(why)) => write_line(
+                        &mut line,
+                        Some(&source),
+                        "PART",
+                        &[&channel(room), why],
+                        true,
+                    ),
                     _ => {
                         let why = quit_reason(*reason, detail.as_deref());
                         write_line(&mut line, Some(&source), "QUIT", &[&why], true);
@@ -291,6 +301,37 @@ impl Relayed {
             }
             ServerEvent::Nick { old, new } => {
                 write_line(&mut line, Some(&prefix(old)), "NICK", &[new], false);
+            }
+            ServerEvent::Kick {
+                room,
+                nick,
+                by,
+                reason,
+            } => {
+                let why = reason.as_deref().unwrap_or(by);
+                let params = [channel(room), nick.clone(), why.to_string()];
+                let params: Vec<&str> = params.iter().map(String::as_str).collect();
+                write_line(&mut line, Some(&prefix(by)), "KICK", &params, true);
+            }
+            ServerEvent::Topic { room, text, by, .. } => {
+                let by = by.as_deref().unwrap_or("*");
+                let text = text.as_deref().unwrap_or("");
+                write_line(
+                    &mut line,
+                    Some(&prefix(by)),
+                    "TOPIC",
+                    &[&channel(room), text],
+                    true,
+                );
+            }
+            ServerEvent::RoomMode {
+                room, modes, by, ..
+            } => {
+                let by = by.as_deref().unwrap_or("*");
+                let mut params = vec![channel(room)];
+                params.extend(modes.split(' ').map(str::to_string));
+                let params: Vec<&str> = params.iter().map(String::as_str).collect();
+                write_line(&mut line, Some(&prefix(by)), "MODE", &params, false);
             }
             _ => unreachable!("matched above"),
         }

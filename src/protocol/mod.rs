@@ -13,5 +13,5 @@ mod reason;
 pub mod text;
 
 pub use command::{parse_line, ClientCommand, ParseError, WireMode};
-pub use event::{ErrorCode, MessageRecord, Outgoing, RoomInfo, ServerEvent};
+pub use event::{ErrorCode, MessageRecord, Outgoing, Person, RoomInfo, ServerEvent};
 pub use reason::{Departure, DropReason, LeaveReason, NotChat, Violation};

@@ -399,7 +399,9 @@ impl App {
                     }
                 }
             }
-            ServerEvent::Members { room, nicks, count } => {
+            ServerEvent::Members {
+                room, nicks, count, ..
+            } => {
                 let index = self.tab_index(&room);
                 self.tabs[index].members = nicks;
                 self.tabs[index].count = count;
@@ -417,6 +419,29 @@ impl App {
             ServerEvent::Notice { text } => self.system(&text),
             ServerEvent::Error { message, .. } => self.system(&format!("! {message}")),
             ServerEvent::Bye { reason, .. } => self.system(&format!("bye: {reason}")),
+            // A kick is a leave the room saw done.
+            ServerEvent::Kick {
+                room,
+                nick,
+                by,
+                reason,
+            } => {
+                let detail = Some(match reason {
+                    Some(reason) => format!("kicked by {by}: {reason}"),
+                    None => format!("kicked by {by}"),
+                });
+                self.apply(ServerEvent::Leave {
+                    room,
+                    nick,
+                    reason: LeaveReason::Part,
+                    detail,
+                });
+            }
+            event @ (ServerEvent::Topic { .. }
+            | ServerEvent::RoomMode { .. }
+            | ServerEvent::Found { .. }
+            | ServerEvent::Away { .. }
+            | ServerEvent::Counts { .. }) => self.system(event.to_text().trim_start_matches("* ")),
             ServerEvent::Pong { .. }
             | ServerEvent::Mode { .. }
             | ServerEvent::Verbatim { .. }
@@ -565,7 +590,7 @@ impl App {
             }
             ClientCommand::Say { text, room: None } => ClientCommand::Say { text, room },
             ClientCommand::Me { text, room: None } => ClientCommand::Me { text, room },
-            ClientCommand::Part { room: None } => ClientCommand::Part { room },
+            ClientCommand::Part { room: None, reason } => ClientCommand::Part { room, reason },
             ClientCommand::Who { room: None } => ClientCommand::Who { room },
             command => command,
         };

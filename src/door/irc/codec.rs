@@ -14,20 +14,29 @@ use super::registration::nick_refused;
 use super::replies::{cap, Cap, Caps, IrcServer, MAX_LINE, MAX_TAGS};
 use crate::door::stream::StreamCodec;
 use crate::hub::NickRefusal;
-use crate::protocol::irc::{channel, parse, write_line, Message, MEMBER_HOST};
+use crate::protocol::irc::{channel, parse, prefix, write_line, Message, MEMBER_HOST};
 use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::text::normalize_room;
-use crate::protocol::{ClientCommand, ErrorCode, Outgoing, RoomInfo, ServerEvent};
+use crate::protocol::{ClientCommand, ErrorCode, Outgoing, Person, RoomInfo, ServerEvent};
 use crate::session::Input;
 
 /// Nicks per 353 line: well under 512 bytes with the longest nicks.
 const NAMES_PER_LINE: usize = 16;
 
-/// What a `Members` event answers.
+/// The most bytes of tags a client may send (IRCv3 message-tags).
+const MAX_CLIENT_TAGS: usize = 4094;
+
+/// What a `Found` event answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Asked {
-    Names,
-    Who,
+    /// `WHO MASK`: 352s and 315.
+    Who(String),
+    /// `WHOIS NICK`: 311 and the rest, or 401, then 318.
+    Whois(String),
+    /// `ISON`: 303.
+    Ison,
+    /// `USERHOST`: 302.
+    Userhost,
 }
 
 /// A registered client's codec.
@@ -41,11 +50,11 @@ pub struct IrcCodec {
     joined: BTreeSet<String>,
     /// Further inputs of a line that held several (`JOIN #a,#b`).
     queued: VecDeque<Input>,
-    /// What the `Members` events to come answer, in order.
+    /// What the `Found` events to come answer, in order.
     asked: VecDeque<Asked>,
-    /// The room of the client's own JOIN just written: its member list
-    /// follows, and is its NAMES.
-    joining: Option<String>,
+    /// The room of the last `MODE` or `KICK`, which a "not in that room"
+    /// about a nick concerns.
+    last_room: String,
     /// The nick whose QUIT was just written: someone in several shared
     /// rooms leaves once.
     quit_told: Option<String>,
@@ -64,7 +73,7 @@ impl IrcCodec {
             joined: BTreeSet::new(),
             queued: VecDeque::new(),
             asked: VecDeque::new(),
-            joining: None,
+            last_room: String::new(),
             quit_told: None,
             last_verb: HashMap::new(),
         }
@@ -98,6 +107,9 @@ impl IrcCodec {
             return Input::Nothing;
         };
         let untagged = match message.raw_tags {
+            Some(tags) if tags.len() > MAX_CLIENT_TAGS => {
+                return self.numeric("417", &["Input line was too long"]);
+            }
             Some(tags) => line.len() - tags.len() - 2,
             None => line.len(),
         };
@@ -147,9 +159,14 @@ impl IrcCodec {
                     .filter(|target| !target.is_empty())
                     .map(|target| {
                         let text = text.to_string();
+                        let verb = if verb == "NOTICE" {
+                            "NOTICE"
+                        } else {
+                            "PRIVMSG"
+                        };
                         let command = match target.strip_prefix('#') {
                             Some(_) => {
-                                self.remember(target, "PRIVMSG");
+                                self.remember(target, verb);
                                 let room = Some(target.to_string());
                                 if action {
                                     ClientCommand::Me { text, room }
@@ -157,10 +174,13 @@ impl IrcCodec {
                                     ClientCommand::Say { text, room }
                                 }
                             }
-                            None => ClientCommand::Msg {
-                                to: target.to_string(),
-                                text,
-                            },
+                            None => {
+                                self.remember_nick(target, verb);
+                                ClientCommand::Msg {
+                                    to: target.to_string(),
+                                    text,
+                                }
+                            }
                         };
                         Input::Command(command)
                     })
@@ -174,6 +194,7 @@ impl IrcCodec {
                     .map(|room| {
                         Input::Command(ClientCommand::Part {
                             room: Some(room.clone()),
+                            reason: None,
                         })
                     })
                     .collect(),
@@ -200,6 +221,7 @@ impl IrcCodec {
                         self.remember(name, "PART");
                         Input::Command(ClientCommand::Part {
                             room: Some(name.to_string()),
+                            reason: params.get(1).map(|reason| reason.to_string()),
                         })
                     })
                     .collect(),
@@ -209,13 +231,76 @@ impl IrcCodec {
                 Some(channels) => channels
                     .split(',')
                     .filter(|name| !name.is_empty())
-                    .map(|name| self.ask(name, Asked::Names))
+                    .map(
+                        |name| match name.starts_with('#') && normalize_room(name).is_ok() {
+                            true => {
+                                self.remember(name, "NAMES");
+                                Input::Command(ClientCommand::Who {
+                                    room: Some(name.to_string()),
+                                })
+                            }
+                            false => self.numeric("366", &[name, "End of /NAMES list"]),
+                        },
+                    )
                     .collect(),
             },
-            "WHO" => match first {
-                Some(mask) if mask.starts_with('#') => vec![self.ask(mask, Asked::Who)],
-                Some(mask) => vec![self.numeric("315", &[mask, "End of /WHO list"])],
-                None => vec![self.numeric("315", &["*", "End of /WHO list"])],
+            "WHO" => {
+                let mask = first.unwrap_or("*");
+                vec![self.lookup(vec![mask.to_string()], Asked::Who(mask.to_string()))]
+            }
+            "WHOIS" => match params.last().filter(|nick| !nick.is_empty()) {
+                None => vec![self.numeric("431", &["No nickname given"])],
+                Some(nick) => {
+                    let nick = nick.split(',').next().unwrap_or_default().to_string();
+                    self.remember_nick(&nick, "WHOIS");
+                    vec![self.lookup(vec![nick.clone()], Asked::Whois(nick))]
+                }
+            },
+            "ISON" | "USERHOST" if params.is_empty() => need_more(self),
+            "ISON" => {
+                let nicks = params.iter().flat_map(|param| param.split(' '));
+                let nicks: Vec<String> = nicks
+                    .filter(|nick| !nick.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                vec![self.lookup(nicks, Asked::Ison)]
+            }
+            "USERHOST" => {
+                let nicks: Vec<String> =
+                    params.iter().take(5).map(|nick| nick.to_string()).collect();
+                vec![self.lookup(nicks, Asked::Userhost)]
+            }
+            "AWAY" => vec![Input::Command(ClientCommand::Away {
+                text: first.map(str::to_string),
+            })],
+            "LUSERS" => vec![Input::Command(ClientCommand::Counts)],
+            "TOPIC" => match first {
+                None => need_more(self),
+                Some(name) => {
+                    self.remember(name, "TOPIC");
+                    vec![Input::Command(ClientCommand::Topic {
+                        room: Some(name.to_string()),
+                        text: params.get(1).map(|text| text.to_string()),
+                    })]
+                }
+            },
+            "KICK" => match (first, params.get(1)) {
+                (Some(name), Some(nicks)) => {
+                    self.remember(name, "KICK");
+                    self.last_room = name.to_string();
+                    nicks
+                        .split(',')
+                        .filter(|nick| !nick.is_empty())
+                        .map(|nick| {
+                            Input::Command(ClientCommand::Kick {
+                                room: Some(name.to_string()),
+                                nick: nick.to_string(),
+                                reason: params.get(2).map(|reason| reason.to_string()),
+                            })
+                        })
+                        .collect()
+                }
+                _ => need_more(self),
             },
             "LIST" => vec![Input::Command(ClientCommand::Rooms)],
             "NICK" => match first {
@@ -257,42 +342,103 @@ impl IrcCodec {
             }
             "MODE" => match first {
                 None => need_more(self),
-                Some(target) if target.starts_with('#') => {
-                    let target = target.to_string();
-                    vec![self.answer(|server, nick, out| {
-                        server.numeric(out, "324", nick, &[&target, "+nt"])
-                    })]
-                }
+                Some(target) if target.starts_with('#') => self.channel_modes(target, &params[1..]),
                 Some(target) if target.eq_ignore_ascii_case(&self.nick) => {
                     vec![self.numeric("221", &["+i"])]
                 }
-                Some(_) => vec![self.numeric("502", &["Can't change mode for other users"])],
+                Some(_) => match params.len() {
+                    1 => vec![self.numeric("502", &["Can't view modes for other users"])],
+                    _ => vec![self.numeric("502", &["Can't change mode for other users"])],
+                },
             },
             _ => vec![self.numeric("421", &[message.verb, "Unknown command"])],
         }
     }
 
-    /// A member list asked for, remembered so its answer is told right.
-    fn ask(&mut self, name: &str, asked: Asked) -> Input {
+    /// A lookup asked for, remembered so its answer is told right.
+    fn lookup(&mut self, targets: Vec<String>, asked: Asked) -> Input {
         self.asked.push_back(asked);
-        self.remember(name, "NAMES");
-        Input::Command(ClientCommand::Who {
-            room: Some(name.to_string()),
-        })
+        Input::Command(ClientCommand::Lookup { targets })
+    }
+
+    /// `MODE #room [CHANGES [ARGS]]`: a query, or one hub command per
+    /// change (`+ot bob`: `+o bob`, then `+t`). `n` is always on; the ban
+    /// list is always empty.
+    fn channel_modes(&mut self, target: &str, rest: &[&str]) -> Vec<Input> {
+        self.remember(target, "MODE");
+        self.last_room = target.to_string();
+        let room = Some(target.to_string());
+        let Some(changes) = rest.first() else {
+            return vec![Input::Command(ClientCommand::Mode { room, change: None })];
+        };
+        let mut arguments = rest[1..].iter();
+        let mut sign = '+';
+        let mut inputs = Vec::new();
+        for flag in changes.chars() {
+            match flag {
+                '+' | '-' => sign = flag,
+                'n' => {}
+                'b' if rest.len() == 1 => {
+                    inputs.push(self.numeric("368", &[target, "End of channel ban list"]));
+                }
+                'o' => match arguments.next() {
+                    Some(nick) => inputs.push(Input::Command(ClientCommand::Mode {
+                        room: room.clone(),
+                        change: Some(format!("{sign}o {nick}")),
+                    })),
+                    None => inputs.push(self.numeric("461", &["MODE", "Not enough parameters"])),
+                },
+                other => inputs.push(Input::Command(ClientCommand::Mode {
+                    room: room.clone(),
+                    change: Some(format!("{sign}{other}")),
+                })),
+            }
+        }
+        inputs
     }
 
     fn remember(&mut self, name: &str, verb: &'static str) {
         if let Ok(room) = normalize_room(name) {
-            if self.last_verb.len() > 64 {
-                self.last_verb.clear();
-            }
-            self.last_verb.insert(room, verb);
+            self.remember_key(room, verb);
         }
     }
 
-    fn names(&self, out: &mut String, room: &str, nicks: &[String]) {
+    fn remember_nick(&mut self, nick: &str, verb: &'static str) {
+        self.remember_key(format!("nick:{}", nick.to_lowercase()), verb);
+    }
+
+    fn remember_key(&mut self, key: String, verb: &'static str) {
+        if self.last_verb.len() > 64 {
+            self.last_verb.clear();
+        }
+        self.last_verb.insert(key, verb);
+    }
+
+    fn verb_for_room(&self, about: &str) -> Option<&'static str> {
+        let room = normalize_room(about).ok()?;
+        self.last_verb.get(&room).copied()
+    }
+
+    fn verb_for_nick(&self, about: &str) -> Option<&'static str> {
+        self.last_verb
+            .get(&format!("nick:{}", about.to_lowercase()))
+            .copied()
+    }
+
+    fn names(&self, out: &mut String, room: &str, nicks: &[String], ops: &[String]) {
         let target = channel(room);
-        for chunk in nicks.chunks(NAMES_PER_LINE) {
+        let full = self.caps.has(Cap::UserhostInNames);
+        let shown: Vec<String> = nicks
+            .iter()
+            .map(|nick| {
+                let op = if ops.contains(nick) { "@" } else { "" };
+                match full {
+                    true => format!("{op}{}", prefix(nick)),
+                    false => format!("{op}{nick}"),
+                }
+            })
+            .collect();
+        for chunk in shown.chunks(NAMES_PER_LINE) {
             let list = chunk.join(" ");
             self.server
                 .numeric(out, "353", &self.nick, &["=", &target, &list]);
@@ -301,22 +447,87 @@ impl IrcCodec {
             .numeric(out, "366", &self.nick, &[&target, "End of /NAMES list"]);
     }
 
-    fn who(&self, out: &mut String, room: &str, nicks: &[String]) {
-        let target = channel(room);
-        for nick in nicks {
-            let params = [
-                target.as_str(),
-                nick,
-                MEMBER_HOST,
-                &self.server.name,
-                nick,
-                "H",
-                &format!("0 {nick}"),
-            ];
-            self.server.numeric(out, "352", &self.nick, &params);
+    /// The answer to a lookup, in the form its question asked for.
+    fn found(&self, out: &mut String, asked: Asked, people: &[Person]) {
+        let me = self.nick.as_str();
+        let server = &self.server;
+        match asked {
+            Asked::Who(mask) => {
+                let room = mask
+                    .starts_with('#')
+                    .then(|| normalize_room(&mask).ok())
+                    .flatten();
+                for person in people {
+                    let shown_room = room.clone().or_else(|| person.rooms.first().cloned());
+                    let target = shown_room.as_deref().map_or("*".to_string(), channel);
+                    let mut flags = String::from(if person.away.is_some() { "G" } else { "H" });
+                    if shown_room.is_some_and(|room| person.ops.contains(&room)) {
+                        flags.push('@');
+                    }
+                    let user = person.user.as_deref().unwrap_or(&person.nick);
+                    let realname = format!("0 {}", realname(person));
+                    let params = [
+                        &target,
+                        user,
+                        MEMBER_HOST,
+                        &server.name,
+                        &person.nick,
+                        &flags,
+                        &realname,
+                    ];
+                    server.numeric(out, "352", me, &params);
+                }
+                server.numeric(out, "315", me, &[&mask, "End of /WHO list"]);
+            }
+            Asked::Whois(nick) => {
+                if let Some(person) = people.first() {
+                    let user = person.user.as_deref().unwrap_or(&person.nick);
+                    let params = [
+                        person.nick.as_str(),
+                        user,
+                        MEMBER_HOST,
+                        "*",
+                        &realname(person),
+                    ];
+                    server.numeric(out, "311", me, &params);
+                    if !person.rooms.is_empty() {
+                        let rooms: Vec<String> = person
+                            .rooms
+                            .iter()
+                            .map(|room| match person.ops.contains(room) {
+                                true => format!("@{}", channel(room)),
+                                false => channel(room),
+                            })
+                            .collect();
+                        server.numeric(out, "319", me, &[&person.nick, &rooms.join(" ")]);
+                    }
+                    let door = format!("sockchat, by the {} door", person.door);
+                    server.numeric(out, "312", me, &[&person.nick, &server.name, &door]);
+                    if let Some(away) = &person.away {
+                        server.numeric(out, "301", me, &[&person.nick, away]);
+                    }
+                    server.numeric(out, "318", me, &[&person.nick, "End of /WHOIS list"]);
+                } else {
+                    server.numeric(out, "401", me, &[&nick, "No such nick/channel"]);
+                    server.numeric(out, "318", me, &[&nick, "End of /WHOIS list"]);
+                }
+            }
+            Asked::Ison => {
+                let nicks: Vec<&str> = people.iter().map(|person| person.nick.as_str()).collect();
+                server.numeric(out, "303", me, &[&nicks.join(" ")]);
+            }
+            Asked::Userhost => {
+                let replies: Vec<String> = people
+                    .iter()
+                    .map(|person| {
+                        let away = if person.away.is_some() { '-' } else { '+' };
+                        let user = person.user.as_deref().unwrap_or(&person.nick);
+                        format!("{}={away}{user}@{MEMBER_HOST}", person.nick)
+                    })
+                    .collect();
+                server.numeric(out, "302", me, &[&replies.join(" ")]);
+            }
         }
-        self.server
-            .numeric(out, "315", &self.nick, &[&target, "End of /WHO list"]);
     }
 
     fn list(&self, out: &mut String, rooms: &[RoomInfo]) {
@@ -338,48 +549,67 @@ impl IrcCodec {
             true => room.to_string(),
             false => channel(room),
         };
+        // Errors about a NOTICE are never told (RFC 2812, 3.3.2).
+        let about_notice = self.verb_for_room(about) == Some("NOTICE")
+            || self.verb_for_nick(about) == Some("NOTICE");
+        let unanswered = matches!(
+            code,
+            ErrorCode::NoSuchNick | ErrorCode::NotInRoom | ErrorCode::BadRoom
+        );
+        if about_notice && unanswered {
+            return;
+        }
+        let server = &self.server;
         match code {
-            ErrorCode::NickInUse => nick_refused(&self.server, out, me, about, &NickRefusal::Taken),
+            ErrorCode::NickInUse => nick_refused(server, out, me, about, &NickRefusal::Taken),
             ErrorCode::BadNick => {
                 let refusal = NickRefusal::Invalid(message.to_string());
-                nick_refused(&self.server, out, me, about, &refusal)
+                nick_refused(server, out, me, about, &refusal)
             }
             ErrorCode::NoSuchNick => {
-                self.server
-                    .numeric(out, "401", me, &[about, "No such nick/channel"])
+                server.numeric(out, "401", me, &[about, "No such nick/channel"])
+            }
+            ErrorCode::BadRoom if self.verb_for_room(about) == Some("NAMES") => {
+                server.numeric(out, "366", me, &[&named(about), "End of /NAMES list"])
             }
             ErrorCode::BadRoom => {
-                self.server
-                    .numeric(out, "403", me, &[&named(about), "No such channel"])
+                server.numeric(out, "403", me, &[&named(about), "No such channel"])
             }
-            ErrorCode::NotInRoom => {
-                let room = normalize_room(about).unwrap_or_default();
-                match self.last_verb.get(&room) {
-                    Some(&"PRIVMSG") => self.server.numeric(
-                        out,
-                        "404",
-                        me,
-                        &[&named(about), "Cannot send to channel"],
-                    ),
-                    _ => self.server.numeric(
-                        out,
-                        "442",
-                        me,
-                        &[&named(about), "You're not on that channel"],
-                    ),
-                }
+            ErrorCode::NotInRoom if self.verb_for_room(about) == Some("PRIVMSG") => {
+                server.numeric(out, "404", me, &[&named(about), "Cannot send to channel"])
             }
-            ErrorCode::TooManyRooms => self.server.numeric(
+            ErrorCode::NotInRoom => server.numeric(
+                out,
+                "442",
+                me,
+                &[&named(about), "You're not on that channel"],
+            ),
+            ErrorCode::TargetNotInRoom => {
+                let room = named(&self.last_room);
+                server.numeric(
+                    out,
+                    "441",
+                    me,
+                    &[about, &room, "They aren't on that channel"],
+                )
+            }
+            ErrorCode::NotOperator => server.numeric(
+                out,
+                "482",
+                me,
+                &[&named(about), "You're not channel operator"],
+            ),
+            ErrorCode::UnknownMode => {
+                server.numeric(out, "472", me, &[about, "is unknown mode char to me"])
+            }
+            ErrorCode::TooManyRooms => server.numeric(
                 out,
                 "405",
                 me,
                 &[&named(about), "You have joined too many channels"],
             ),
-            ErrorCode::LineTooLong => {
-                self.server
-                    .numeric(out, "417", me, &["Input line was too long"])
-            }
-            _ => write_line(out, Some(&self.server.name), "NOTICE", &[me, message], true),
+            ErrorCode::LineTooLong => server.numeric(out, "417", me, &["Input line was too long"]),
+            _ => write_line(out, Some(&server.name), "NOTICE", &[me, message], true),
         }
     }
 
@@ -391,15 +621,102 @@ impl IrcCodec {
                 self.nick = nick.clone();
                 self.server.welcome(&mut out, nick);
             }
-            ServerEvent::Members { room, nicks, .. } => {
-                let asked = match self.joining.take() {
-                    Some(joined) if joined == *room => Asked::Names,
-                    _ => self.asked.pop_front().unwrap_or(Asked::Names),
-                };
-                match asked {
-                    Asked::Names => self.names(&mut out, room, nicks),
-                    Asked::Who => self.who(&mut out, room, nicks),
+            ServerEvent::Members {
+                room, nicks, ops, ..
+            } => {
+                self.names(&mut out, room, nicks, ops);
+            }
+            ServerEvent::Found { people, .. } => {
+                if let Some(asked) = self.asked.pop_front() {
+                    self.found(&mut out, asked, people);
                 }
+            }
+            ServerEvent::Topic {
+                room,
+                text,
+                by,
+                at,
+                changed: false,
+            } => {
+                let target = channel(room);
+                match text {
+                    Some(text) => {
+                        self.server
+                            .numeric(&mut out, "332", &self.nick, &[&target, text]);
+                        let by = by.as_deref().unwrap_or("*");
+                        let at = (at.unwrap_or(0) / 1000).to_string();
+                        write_line(
+                            &mut out,
+                            Some(&self.server.name),
+                            "333",
+                            &[&self.nick, &target, &prefix(by), &at],
+                            false,
+                        );
+                    }
+                    None => self.server.numeric(
+                        &mut out,
+                        "331",
+                        &self.nick,
+                        &[&target, "No topic is set"],
+                    ),
+                }
+            }
+            ServerEvent::RoomMode {
+                room,
+                modes,
+                by: None,
+                since,
+            } => {
+                let target = channel(room);
+                write_line(
+                    &mut out,
+                    Some(&self.server.name),
+                    "324",
+                    &[&self.nick, &target, modes],
+                    false,
+                );
+                if let Some(since) = since {
+                    let since = (since / 1000).to_string();
+                    write_line(
+                        &mut out,
+                        Some(&self.server.name),
+                        "329",
+                        &[&self.nick, &target, &since],
+                        false,
+                    );
+                }
+            }
+            ServerEvent::Away { nick, text } if *nick == self.nick => match text {
+                Some(_) => self.server.numeric(
+                    &mut out,
+                    "306",
+                    &self.nick,
+                    &["You have been marked as being away"],
+                ),
+                None => self.server.numeric(
+                    &mut out,
+                    "305",
+                    &self.nick,
+                    &["You are no longer marked as being away"],
+                ),
+            },
+            ServerEvent::Away { nick, text } => {
+                let text = text.as_deref().unwrap_or("away");
+                self.server
+                    .numeric(&mut out, "301", &self.nick, &[nick, text]);
+            }
+            ServerEvent::Counts { members, rooms } => {
+                let me = self.nick.as_str();
+                let users = format!("There are {members} users and 0 invisible on 1 servers");
+                self.server.numeric(&mut out, "251", me, &[&users]);
+                self.server.numeric(
+                    &mut out,
+                    "254",
+                    me,
+                    &[&rooms.to_string(), "channels formed"],
+                );
+                let clients = format!("I have {members} clients and 0 servers");
+                self.server.numeric(&mut out, "255", me, &[&clients]);
             }
             ServerEvent::Rooms { rooms } => self.list(&mut out, rooms),
             ServerEvent::Notice { text } => {
@@ -435,7 +752,10 @@ impl IrcCodec {
             | ServerEvent::Private { .. }
             | ServerEvent::Join { .. }
             | ServerEvent::Leave { .. }
-            | ServerEvent::Nick { .. } => return None,
+            | ServerEvent::Nick { .. }
+            | ServerEvent::Kick { .. }
+            | ServerEvent::Topic { changed: true, .. }
+            | ServerEvent::RoomMode { by: Some(_), .. } => return None,
         }
         Some(out)
     }
@@ -451,7 +771,6 @@ impl IrcCodec {
             ServerEvent::Join { room, nick } => {
                 if *nick == self.nick {
                     self.joined.insert(room.clone());
-                    self.joining = Some(room.clone());
                 }
                 true
             }
@@ -474,8 +793,23 @@ impl IrcCodec {
                 }
                 true
             }
+            ServerEvent::Kick { room, nick, .. } => {
+                if *nick == self.nick {
+                    self.joined.remove(room);
+                }
+                true
+            }
             _ => true,
         }
+    }
+}
+
+/// What WHO and WHOIS show as a member's real name: what its IRC client
+/// said, or the door it came by.
+fn realname(person: &Person) -> String {
+    match &person.realname {
+        Some(realname) => realname.clone(),
+        None => format!("{} (sockchat {})", person.nick, person.door),
     }
 }
 
@@ -579,7 +913,8 @@ mod tests {
                     room: Some("#a".into())
                 },
                 ClientCommand::Part {
-                    room: Some("#b".into())
+                    room: Some("#b".into()),
+                    reason: None
                 },
             ]
         );
@@ -654,11 +989,12 @@ mod tests {
                 room: "a".into(),
                 nicks: vec!["bob".into(), "alice".into()],
                 count: 2,
+                ops: vec!["bob".into()],
             },
         );
         assert_eq!(
             names,
-            ":test 353 alice = #a :bob alice\r\n:test 366 alice #a :End of /NAMES list\r\n"
+            ":test 353 alice = #a :@bob alice\r\n:test 366 alice #a :End of /NAMES list\r\n"
         );
         let quit = |room: &str| ServerEvent::Leave {
             room: room.into(),
@@ -671,18 +1007,32 @@ mod tests {
             ":bob!bob@sockchat QUIT :Quit: later\r\n"
         );
         assert_eq!(encode(&mut codec, quit("b")), "");
-        // WHO asked for: the next member list is a WHO reply.
-        decode_all(&mut codec, b"WHO #a\r\n");
-        let who = encode(
-            &mut codec,
-            ServerEvent::Members {
-                room: "a".into(),
-                nicks: vec!["bob".into()],
-                count: 1,
-            },
+        // WHO asked for: the lookup's answer is a WHO reply, with what
+        // USER said, away and operator flags.
+        decode_all(&mut codec, b"WHO #a\r\nWHOIS carol\r\n");
+        let bob = Person {
+            nick: "bob".into(),
+            door: "irc".into(),
+            rooms: vec!["a".into()],
+            ops: vec!["a".into()],
+            away: Some("lunch".into()),
+            user: Some("bobby".into()),
+            realname: Some("Bob B".into()),
+        };
+        let found = |people: Vec<Person>| ServerEvent::Found {
+            asked: Vec::new(),
+            people,
+        };
+        let who = encode(&mut codec, found(vec![bob]));
+        assert_eq!(
+            who,
+            ":test 352 alice #a bobby sockchat test bob G@ :0 Bob B\r\n:test 315 alice #a :End of /WHO list\r\n"
         );
-        assert!(who.starts_with(":test 352 alice #a bob sockchat test bob H :0 bob\r\n"));
-        assert!(who.ends_with(":test 315 alice #a :End of /WHO list\r\n"));
+        let whois = encode(&mut codec, found(Vec::new()));
+        assert_eq!(
+            whois,
+            ":test 401 alice carol :No such nick/channel\r\n:test 318 alice carol :End of /WHOIS list\r\n"
+        );
     }
 
     #[test]

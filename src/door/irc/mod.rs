@@ -249,9 +249,9 @@ where
             }
         }
         if step == Step::Ready {
-            let nick = registration.nick().unwrap_or_default().to_string();
+            let name = registration.name()?;
             let reserved = place.take()?;
-            match hub.connect_named(DoorKind::Irc, reserved, &nick) {
+            match hub.connect_named(DoorKind::Irc, reserved, &name) {
                 Ok(membership) => {
                     io.write_all(out.as_bytes()).await.ok()?;
                     let registered = registration.finish()?;

@@ -4,7 +4,7 @@
 //! the door asks the hub for the nick, and the client is a member.
 
 use super::replies::{cap, Caps, IrcServer};
-use crate::hub::NickRefusal;
+use crate::hub::{Name, NickRefusal};
 use crate::protocol::irc::Message;
 
 /// Who the client said it is.
@@ -72,7 +72,7 @@ impl Registration {
                     Err(refusal) => nick_refused(server, out, &me, nick, &refusal),
                 },
             },
-            "USER" if params.len() < 4 || params[0].is_empty() => {
+            "USER" if params.len() < 4 || params[0].is_empty() || params[3].is_empty() => {
                 server.numeric(out, "461", &me, &["USER", "Not enough parameters"]);
             }
             "USER" => self.user = Some((params[0].to_string(), params[3].to_string())),
@@ -106,9 +106,14 @@ impl Registration {
         }
     }
 
-    /// The nick asked for, once given.
-    pub fn nick(&self) -> Option<&str> {
-        self.nick.as_deref()
+    /// Who the client says it is, once `NICK` and `USER` are in.
+    pub fn name(&self) -> Option<Name> {
+        let (user, realname) = self.user.clone()?;
+        Some(Name {
+            nick: self.nick.clone()?,
+            user,
+            realname,
+        })
     }
 
     /// Who the client is, once [`Step::Ready`].

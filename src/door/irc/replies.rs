@@ -130,15 +130,17 @@ pub enum Cap {
     MessageTags,
     MultiPrefix,
     ServerTime,
+    UserhostInNames,
 }
 
 impl Cap {
-    pub const ALL: [Cap; 5] = [
+    pub const ALL: [Cap; 6] = [
         Cap::CapNotify,
         Cap::EchoMessage,
         Cap::MessageTags,
         Cap::MultiPrefix,
         Cap::ServerTime,
+        Cap::UserhostInNames,
     ];
 
     pub fn name(self) -> &'static str {
@@ -148,6 +150,7 @@ impl Cap {
             Cap::MessageTags => "message-tags",
             Cap::MultiPrefix => "multi-prefix",
             Cap::ServerTime => "server-time",
+            Cap::UserhostInNames => "userhost-in-names",
         }
     }
 
