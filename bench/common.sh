@@ -9,8 +9,8 @@ install_missing() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
 }
 
-# free_port: a TCP port on loopback that nothing uses now, nor the two
-# after it (sockchat's web and TLS doors go there), nor UDP on it.
+# free_port: a TCP port on loopback that nothing uses now, nor the three
+# after it (sockchat's web, TLS and IRC doors go there), nor UDP on it.
 free_port() {
     python3 - <<'PY'
 import socket
@@ -22,7 +22,8 @@ while True:
     taken = []
     try:
         for kind, offset in ((socket.SOCK_STREAM, 0), (socket.SOCK_DGRAM, 0),
-                             (socket.SOCK_STREAM, 1), (socket.SOCK_STREAM, 2)):
+                             (socket.SOCK_STREAM, 1), (socket.SOCK_STREAM, 2),
+                             (socket.SOCK_STREAM, 3)):
             sock = socket.socket(socket.AF_INET, kind)
             taken.append(sock)
             sock.bind(("127.0.0.1", port + offset))

@@ -32,7 +32,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
 # SOCKCHAT=PATH serves another sockchat build (the load is still this tree's).
 SOCKCHAT=${SOCKCHAT:-$BIN}
-SCENARIOS=${SCENARIOS:-"A A2 B C D E F T"}
+SCENARIOS=${SCENARIOS:-"A A2 B C D E F T I"}
 SERVERS=${SERVERS:-"sockchat ncat ngircd"}
 RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
 ROUNDS=${ROUNDS:-2}
@@ -61,7 +61,7 @@ start_server() {
             [ "$history" = nohistory ] && db=(--no-history)
             GREETING=(--greeting)
             taskset -c "${SERVER_CPUS:-0}" "$SOCKCHAT" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
-                --web "127.0.0.1:$((port + 1))" --tls "127.0.0.1:$((port + 2))" --irc off --irc-tls off "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
+                --web "127.0.0.1:$((port + 1))" --tls "127.0.0.1:$((port + 2))" --irc "127.0.0.1:$((port + 3))" --irc-tls off "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
             WIRE=tcp ;;
         ncat)
             taskset -c 0 ncat --chat --listen 127.0.0.1 "$port" --max-conns 10000 </dev/null >/dev/null 2>&1 &
@@ -104,16 +104,21 @@ stop_server() {
 run() {
     local name=$1 scenario=$2 port=$3
     shift 3
-    local target="127.0.0.1:$port" tls=()
+    local target="127.0.0.1:$port" extra=() wire=${WIRE_OVERRIDE:-$WIRE}
+    local greeting=("${GREETING[@]}")
     [ "$WIRE_OVERRIDE" = ws ] && target="127.0.0.1:$((port + 1))"
-    # OVER_TLS=1: to the same server's TLS door instead of its text door.
-    [ "${OVER_TLS:-0}" = 1 ] && target="127.0.0.1:$((port + 2))" tls=(--tls)
-    local wire=${WIRE_OVERRIDE:-$WIRE}
+    # OVER_TLS=1: to the same server's TLS door instead of its text door;
+    # OVER_IRC=1: to its IRC door (in an ephemeral channel, as the text
+    # door's runs use an ephemeral room).
+    [ "${OVER_TLS:-0}" = 1 ] && target="127.0.0.1:$((port + 2))" extra=(--tls)
+    if [ "${OVER_IRC:-0}" = 1 ]; then
+        target="127.0.0.1:$((port + 3))" wire=irc greeting=() extra=(--channel "#~bench")
+    fi
     local report
     # Exit code 3: the run was made and lost something (ncat cuts lines);
     # its report is a result like any other.
     if report=$(taskset -c "${LOAD_CPUS:-1}" "$BIN" bench "$target" --wire "$wire" --pid "$server_pid" \
-        "${GREETING[@]}" "${tls[@]}" --json "$@" 2>"$work/err") || [ $? -eq 3 ]; then
+        "${greeting[@]}" "${extra[@]}" --json "$@" 2>"$work/err") || [ $? -eq 3 ]; then
         printf '{"server":"%s","scenario":"%s","wire":"%s","report":%s}\n' "$name" "$scenario" "$wire" \
             "$(echo "$report" | tr -d '\n')" >>"$RESULTS"
         echo "  $scenario $name ($wire): $(echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f/s, loss %.2f %%, p99 %.1f ms" % (r["deliveries_per_second"], r["loss"] * 100, r["latency_ms"]["p99"]))')"
@@ -168,6 +173,25 @@ for round in $(seq "$ROUNDS"); do
                         run "sockchat ($load, $over)" T "$port" $(scenario_args "$load")
                     stop_server
                 done
+            done
+            continue
+        fi
+        if [ "$scenario" = I ]; then
+            # The IRC door: A and C against sockchat's text door, its IRC
+            # door, and ngircd, each on a fresh server.
+            echo "round $round, scenario I"
+            for load in A C; do
+                for door in text irc; do
+                    port=$(free_port)
+                    start_server sockchat "$port"
+                    OVER_IRC=$([ "$door" = irc ] && echo 1 || echo 0) \
+                        run "sockchat ($load, $door)" I "$port" $(scenario_args "$load")
+                    stop_server
+                done
+                port=$(free_port)
+                start_server ngircd "$port"
+                run "ngircd ($load)" I "$port" $(scenario_args "$load")
+                stop_server
             done
             continue
         fi

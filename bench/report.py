@@ -62,6 +62,7 @@ def main(path):
         "E": "E. sockchat alone: history on and off (as A); UDP and WebSocket (10 x 100 msg/s)",
         "F": "F. sockchat alone: A with the server on one core, then on both",
         "T": "T. sockchat alone: A and B over plain TCP, then over TLS (`--tls`)",
+        "I": "I. The IRC door: A and C against sockchat's text door, its IRC door (`--wire irc`), and ngircd",
     }
     for scenario in sorted(results):
         servers = results[scenario]
@@ -128,6 +129,17 @@ def main(path):
             p99 = lambda name: best(servers.get(name, []), lambda r: r["report"]["latency_ms"]["p99"], lowest=True)
             if p99("sockchat (B, plain)") and p99("sockchat (B, tls)"):
                 out.append(f"\nIn B, p99 latency over TLS / plain: **{p99('sockchat (B, tls)') / p99('sockchat (B, plain)'):.2f}**")
+        if scenario == "I":
+            for load in ("A", "C"):
+                irc, text = rate(f"sockchat ({load}, irc)"), rate(f"sockchat ({load}, text)")
+                ngircd = rate(f"ngircd ({load})")
+                if irc and text:
+                    line = f"\nIn {load}, the IRC door / the text door, deliveries/s: **{irc / text:.2f}**"
+                    if load == "A":
+                        line += " (target: at least 0.9)"
+                    if ngircd:
+                        line += f"; the IRC door / ngircd: **{irc / ngircd:.2f}**"
+                    out.append(line)
         if scenario == "B":
             plots = sorted(glob.glob("docs/bench/latency-B-*.svg"))
             if plots:

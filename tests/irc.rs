@@ -639,3 +639,103 @@ async fn whois_who_away_ison_userhost_and_lusers() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn history_comes_as_a_chathistory_batch_to_clients_that_ask() {
+    let server = start(config()).await;
+    let mut text = server.client_named("teller").await;
+    for said in ["one", "two", "three"] {
+        text.send(said).await;
+        text.expect(&format!("teller: {said}")).await;
+    }
+    let mut irc = Irc::connect(server.irc.unwrap()).await;
+    irc.send("CAP LS 302").await;
+    irc.send("NICK reader").await;
+    irc.send("USER reader 0 * :Reader").await;
+    irc.send("CAP REQ :batch draft/chathistory server-time message-tags")
+        .await;
+    irc.expect(" ACK ").await;
+    irc.send("CAP END").await;
+    assert!(irc.expect(" 005 ").await.contains(" CHATHISTORY=100 "));
+    irc.expect(" 422 ").await;
+
+    // The batch on join: each message with its batch, time and id.
+    irc.send("JOIN #lobby").await;
+    irc.expect(" JOIN #lobby").await;
+    let start = irc.expect("BATCH +").await;
+    assert_eq!(start, ":sockchat BATCH +history1 chathistory #lobby");
+    let mut ids = Vec::new();
+    for said in ["one", "two", "three"] {
+        let line = irc.line().await;
+        let (tags, rest) = line.split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            format!(":teller!teller@sockchat PRIVMSG #lobby :{said}")
+        );
+        let tags = tags
+            .strip_prefix("@batch=history1;time=")
+            .expect("batch, then time");
+        let (time, id) = tags.split_once(";msgid=").unwrap();
+        assert!(
+            sockchat::protocol::irc::parse_server_time(time).is_some(),
+            "{time}"
+        );
+        ids.push(id.parse::<u64>().unwrap());
+    }
+    assert_eq!(irc.line().await, ":sockchat BATCH -history1");
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+
+    // CHATHISTORY: before, after and latest, from the store.
+    let said = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter_map(|line| {
+                line.rsplit_once(" PRIVMSG #lobby :")
+                    .map(|(_, text)| text.to_string())
+            })
+            .collect()
+    };
+    let batch = async |irc: &mut Irc, command: String| {
+        irc.send(&command).await;
+        irc.expect("BATCH +").await;
+        let mut lines = Vec::new();
+        loop {
+            let line = irc.line().await;
+            if line.contains("BATCH -") {
+                return lines;
+            }
+            lines.push(line);
+        }
+    };
+    let before = batch(
+        &mut irc,
+        format!("CHATHISTORY BEFORE #lobby msgid={} 10", ids[2]),
+    )
+    .await;
+    assert_eq!(said(&before), ["one", "two"]);
+    let after = batch(
+        &mut irc,
+        format!("CHATHISTORY AFTER #lobby msgid={} 10", ids[0]),
+    )
+    .await;
+    assert_eq!(said(&after), ["two", "three"]);
+    let latest = batch(&mut irc, "CHATHISTORY LATEST #lobby * 2".to_string()).await;
+    assert_eq!(said(&latest), ["two", "three"]);
+    irc.send("CHATHISTORY LATEST teller * 10").await;
+    assert!(irc
+        .line()
+        .await
+        .starts_with(":sockchat FAIL CHATHISTORY INVALID_TARGET"));
+
+    // A client that did not ask gets no replay: the names come, then the
+    // next thing said.
+    let mut plain = Irc::registered(server.irc.unwrap(), "plain").await;
+    plain.send("JOIN #lobby").await;
+    plain.expect(" 366 ").await;
+    text.send("four").await;
+    assert_eq!(
+        plain.line().await,
+        ":teller!teller@sockchat PRIVMSG #lobby :four"
+    );
+    server.stop().await;
+}

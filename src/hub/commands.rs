@@ -4,10 +4,20 @@ use super::state::{Handled, PendingQuery, State};
 use super::{DoorKind, Flow, HubConfig, MemberId};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{is_ephemeral, normalize_room, sanitize};
-use crate::protocol::{ClientCommand, Departure, ErrorCode, MessageRecord, Outgoing, ServerEvent};
+use crate::protocol::{
+    ClientCommand, Departure, ErrorCode, MessageRecord, Outgoing, Point, ServerEvent,
+};
 use crate::store::writer::{HistoryWriter, Query};
-use crate::store::StoredMessage;
+use crate::store::{Range, StoredMessage};
 use std::sync::Arc;
+
+/// What a `history` command asks for.
+struct HistoryRequest {
+    count: Option<usize>,
+    room: Option<String>,
+    before: Option<Point>,
+    after: Option<Point>,
+}
 
 /// Longest quit reason relayed to a room, in characters.
 const MAX_REASON_CHARS: usize = 200;
@@ -132,8 +142,19 @@ impl State {
                 text.push_str(HELP_QUIT);
                 self.deliver_event(id, ServerEvent::Notice { text })
             }
-            ClientCommand::History { count } => {
-                handled.query = self.history(history.is_some(), id, count);
+            ClientCommand::History {
+                count,
+                room,
+                before,
+                after,
+            } => {
+                let request = HistoryRequest {
+                    count,
+                    room,
+                    before,
+                    after,
+                };
+                handled.query = self.history(history.is_some(), id, request);
             }
             ClientCommand::Search { text } => {
                 handled.query = self.search(history.is_some(), id, text);
@@ -190,12 +211,18 @@ impl State {
         &mut self,
         stored: bool,
         id: MemberId,
-        count: Option<usize>,
+        request: HistoryRequest,
     ) -> Option<PendingQuery> {
-        let room = self.target_room(id, None)?;
-        let limit = count
+        let room = self.target_room(id, request.room.as_deref())?;
+        let limit = request
+            .count
             .unwrap_or(DEFAULT_HISTORY_REQUEST)
             .min(MAX_HISTORY_REQUEST);
+        let range = match (request.before, request.after) {
+            (Some(point), _) => Range::Before(point),
+            (None, Some(point)) => Range::After(point),
+            (None, None) => Range::Latest,
+        };
         if stored && !is_ephemeral(&room) {
             return Some(PendingQuery {
                 member: id,
@@ -204,12 +231,25 @@ impl State {
                     room,
                     // Later messages reach the member live.
                     up_to: self.last_published,
+                    range,
                     limit,
                 },
             });
         }
-        let mut messages = self.recent_in(&room);
-        messages.drain(..messages.len().saturating_sub(limit));
+        // No store: the ring of recent messages, looked through the same way.
+        let recent = self.recent_in(&room);
+        let within = |message: &&MessageRecord| match range {
+            Range::Latest => true,
+            Range::Before(Point::Id(id)) => message.id < id,
+            Range::Before(Point::Time(time)) => message.time < time,
+            Range::After(Point::Id(id)) => message.id > id,
+            Range::After(Point::Time(time)) => message.time > time,
+        };
+        let mut messages: Vec<MessageRecord> = recent.iter().filter(within).cloned().collect();
+        match range {
+            Range::After(_) => messages.truncate(limit),
+            _ => drop(messages.drain(..messages.len().saturating_sub(limit))),
+        }
         self.deliver_event(id, ServerEvent::History { room, messages });
         None
     }

@@ -37,7 +37,7 @@ use crate::protocol::{
     ClientCommand, Departure, DropReason, ErrorCode, MessageRecord, Outgoing, ServerEvent,
 };
 use crate::store::writer::{HistoryWriter, Query};
-use crate::store::{HistoryStore, Retention, StoreError};
+use crate::store::{HistoryStore, Range, Retention, StoreError};
 use bus::WriterOutlet;
 use state::{PendingQuery, State};
 
@@ -406,7 +406,7 @@ impl Hub {
         let last_id = store.last_id()?;
         let mut recent = Vec::new();
         for room in store.rooms()? {
-            recent.extend(store.recent(&room, u64::MAX, config.history_len)?);
+            recent.extend(store.recent(&room, u64::MAX, Range::Latest, config.history_len)?);
         }
         let metrics = Arc::new(Metrics::default());
         let state = State::new(&config, metrics.clone(), last_id, recent);

@@ -32,7 +32,18 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
         maybe_room().prop_map(|room| ClientCommand::Who { room }),
         Just(ClientCommand::Rooms),
         Just(ClientCommand::Help),
-        proptest::option::of(any::<usize>()).prop_map(|count| ClientCommand::History { count }),
+        (
+            proptest::option::of(any::<usize>()),
+            maybe_room(),
+            proptest::option::of(any::<u64>().prop_map(crate::protocol::command::Point::Id)),
+            proptest::option::of(any::<u64>().prop_map(crate::protocol::command::Point::Time)),
+        )
+            .prop_map(|(count, room, before, after)| ClientCommand::History {
+                count,
+                room,
+                before,
+                after
+            }),
         typed_text().prop_map(|text| ClientCommand::Search { text }),
         proptest::option::of(typed_text()).prop_map(|reason| ClientCommand::Quit { reason }),
         any::<u64>().prop_map(|token| ClientCommand::Ping { token }),

@@ -52,10 +52,18 @@ pub enum ClientCommand {
     Rooms,
     /// Show the command summary.
     Help,
-    /// Replay more of the current room's past: the last `count` messages.
+    /// Replay more of a room's past (the current room's unless `room`):
+    /// the last `count` messages, or, given `before` or `after`, the
+    /// `count` next to that point.
     History {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<Point>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<Point>,
     },
     /// Find past messages of the current room containing every word.
     Search { text: String },
@@ -110,6 +118,16 @@ pub enum ClientCommand {
 }
 
 impl ClientCommand {
+    /// `history` of the current room's last `count` messages (50 if none).
+    pub fn history(count: Option<usize>) -> Self {
+        ClientCommand::History {
+            count,
+            room: None,
+            before: None,
+            after: None,
+        }
+    }
+
     /// Bytes of text the command carries (what a person typed into it,
     /// without the JSON around it): what `--max-line` limits.
     pub fn text_len(&self) -> usize {
@@ -137,6 +155,15 @@ impl ClientCommand {
             | ClientCommand::Counts => 0,
         }
     }
+}
+
+/// A point in a room's past: a message (by id), or a moment
+/// (milliseconds since the Unix epoch). `{"id":42}`, `{"time":1796...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Point {
+    Id(u64),
+    Time(u64),
 }
 
 /// A JSON-lines client's request to change wire mode,
@@ -234,9 +261,9 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
         },
         "help" | "?" => ClientCommand::Help,
         "history" => match rest {
-            "" => ClientCommand::History { count: None },
+            "" => ClientCommand::history(None),
             count => match count.parse() {
-                Ok(count) => ClientCommand::History { count: Some(count) },
+                Ok(count) => ClientCommand::history(Some(count)),
                 Err(_) => return Err(ParseError::Usage("/history [N]")),
             },
         },
@@ -361,7 +388,7 @@ mod tests {
         );
         assert_eq!(
             parse_line("/history 50").unwrap(),
-            Some(ClientCommand::History { count: Some(50) })
+            Some(ClientCommand::history(Some(50)))
         );
         assert_eq!(
             parse_line("/search 天气 好").unwrap(),
@@ -431,7 +458,7 @@ mod tests {
                 ClientCommand::Who { room } => with("who", room.as_ref()),
                 ClientCommand::Rooms => "/rooms".into(),
                 ClientCommand::Help => "/help".into(),
-                ClientCommand::History { count } => {
+                ClientCommand::History { count, .. } => {
                     with("history", count.map(|n| n.to_string()).as_ref())
                 }
                 ClientCommand::Search { text } => with("search", Some(text)),
@@ -473,8 +500,7 @@ mod tests {
                 proptest::option::of(word()).prop_map(|room| ClientCommand::Who { room }),
                 Just(ClientCommand::Rooms),
                 Just(ClientCommand::Help),
-                proptest::option::of(any::<usize>())
-                    .prop_map(|count| ClientCommand::History { count }),
+                proptest::option::of(any::<usize>()).prop_map(ClientCommand::history),
                 chat_text().prop_map(|text| ClientCommand::Search { text }),
                 proptest::option::of(chat_text()).prop_map(|reason| ClientCommand::Quit { reason }),
                 Just(ClientCommand::Ping { token: 0 }),

@@ -176,7 +176,9 @@ pub fn server_time(millis: u64) -> String {
         .ok()
         .and_then(chrono::DateTime::from_timestamp_millis)
         .unwrap_or_default();
-    time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    // Not `format`: its pattern is parsed anew on every call, and this
+    // runs once per message.
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Milliseconds since the Unix epoch from a time tag's value (RFC 3339,
@@ -358,6 +360,21 @@ impl Relayed {
                 out.extend_from_slice(&self.line[self.body..]);
             }
         }
+    }
+
+    /// Appends the line as part of the batch `batch`, with the tags the
+    /// recipient asked for after the batch's.
+    pub fn write_in_batch(&self, batch: &str, time: bool, msgid: bool, out: &mut bytes::BytesMut) {
+        out.extend_from_slice(b"@batch=");
+        out.extend_from_slice(batch.as_bytes());
+        for (wanted, tag) in [(time, &self.time), (msgid, &self.msgid)] {
+            if wanted && !tag.is_empty() {
+                out.extend_from_slice(b";");
+                out.extend_from_slice(&self.line[tag.clone()]);
+            }
+        }
+        out.extend_from_slice(b" ");
+        out.extend_from_slice(&self.line[self.body..]);
     }
 }
 

@@ -295,7 +295,7 @@ fn the_mode_switch_answers_in_turn_with_mode_then_welcome() {
 fn end_of_input_is_a_goodbye_after_what_came_before() {
     let now = Instant::now();
     let mut session = stream_session(&limits(0, None), now);
-    session.handle_input(Input::Command(ClientCommand::History { count: None }), now);
+    session.handle_input(Input::Command(ClientCommand::history(None)), now);
     actions(&mut session);
     session.handle_handled(handled(Some(Pending::Lookup)), now);
     session.handle_end_of_input(now);

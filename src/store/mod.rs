@@ -8,7 +8,7 @@ pub mod writer;
 
 use std::time::Duration;
 
-use crate::protocol::MessageRecord;
+use crate::protocol::{MessageRecord, Point};
 
 /// A message on its way to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,16 +86,29 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
 }
 
+/// Where in a room's past a lookup looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// The newest messages.
+    Latest,
+    /// The newest messages before this point.
+    Before(Point),
+    /// The oldest messages after this point.
+    After(Point),
+}
+
 /// Lookups of past messages: what a store answers, and what a reader on a
 /// connection of its own answers (so that lookups never wait for commits
 /// and commits never wait for them; see [`HistoryStore::reader`]).
 pub trait HistoryReader: Send {
-    /// The last `limit` room messages of `room` with ids up to `up_to`,
-    /// oldest first.
+    /// Up to `limit` room messages of `room` with ids up to `up_to`, in
+    /// `range` (the newest, the newest before a point, the oldest after
+    /// one), oldest first.
     fn recent(
         &mut self,
         room: &str,
         up_to: u64,
+        range: Range,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError>;
     /// Room messages of `room` containing every word of `query` (any

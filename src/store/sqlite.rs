@@ -19,8 +19,8 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{HistoryReader, HistoryStore, Retention, StoreError, StoredMessage};
-use crate::protocol::MessageRecord;
+use super::{HistoryReader, HistoryStore, Range, Retention, StoreError, StoredMessage};
+use crate::protocol::{MessageRecord, Point};
 
 /// The schema, one step per version. Version N is reached by running
 /// steps 1..=N; `PRAGMA user_version` records where a file stands.
@@ -368,18 +368,30 @@ fn recent_in(
     connection: &Connection,
     room: &str,
     up_to: u64,
+    range: Range,
     limit: usize,
 ) -> Result<Vec<MessageRecord>, StoreError> {
+    let as_sql = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    // (condition beyond the room and `up_to`, its value, newest first?)
+    let (condition, value, newest_first) = match range {
+        Range::Latest => ("1", 0, true),
+        Range::Before(Point::Id(id)) => ("id < ?4", as_sql(id), true),
+        Range::Before(Point::Time(time)) => ("time < ?4", as_sql(time), true),
+        Range::After(Point::Id(id)) => ("id > ?4", as_sql(id), false),
+        Range::After(Point::Time(time)) => ("time > ?4", as_sql(time), false),
+    };
+    let order = if newest_first { "DESC" } else { "ASC" };
     let mut query = connection.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM messages
-         WHERE room = ?1 AND recipient IS NULL AND id <= ?2
-         ORDER BY id DESC LIMIT ?3"
+         WHERE room = ?1 AND recipient IS NULL AND id <= ?2 AND ({condition} OR ?4 IS NULL)
+         ORDER BY id {order} LIMIT ?3"
     ))?;
-    let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
     let mut records = query
-        .query_map(params![room, up_to, limit as i64], to_record)?
+        .query_map(params![room, as_sql(up_to), limit as i64, value], to_record)?
         .collect::<Result<Vec<_>, _>>()?;
-    records.reverse();
+    if newest_first {
+        records.reverse();
+    }
     Ok(records)
 }
 
@@ -425,9 +437,10 @@ impl HistoryReader for SqliteReader {
         &mut self,
         room: &str,
         up_to: u64,
+        range: Range,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        self.bounded(|connection| recent_in(connection, room, up_to, limit))
+        self.bounded(|connection| recent_in(connection, room, up_to, range, limit))
     }
 
     fn search(
@@ -493,9 +506,10 @@ impl HistoryReader for SqliteStore {
         &mut self,
         room: &str,
         up_to: u64,
+        range: Range,
         limit: usize,
     ) -> Result<Vec<MessageRecord>, StoreError> {
-        recent_in(&self.connection, room, up_to, limit)
+        recent_in(&self.connection, room, up_to, range, limit)
     }
 
     fn search(
@@ -681,7 +695,10 @@ mod tests {
             found.iter().map(|record| record.id).collect::<Vec<_>>(),
             [20_001]
         );
-        assert_eq!(reader.recent("lobby", u64::MAX, 1).unwrap()[0].id, 20_001);
+        assert_eq!(
+            reader.recent("lobby", u64::MAX, Range::Latest, 1).unwrap()[0].id,
+            20_001
+        );
 
         store.set_lookup_budget(Duration::from_millis(1));
         let mut hurried = store.reader().unwrap().unwrap();
@@ -693,7 +710,13 @@ mod tests {
         );
         assert!(error.to_string().starts_with("search too broad"));
         // The reader is fine afterwards, for a lookup that fits.
-        assert_eq!(hurried.recent("lobby", u64::MAX, 1).unwrap().len(), 1);
+        assert_eq!(
+            hurried
+                .recent("lobby", u64::MAX, Range::Latest, 1)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -706,12 +729,42 @@ mod tests {
         store.append(&batch).unwrap();
         store.append(&[message(6, "rust", "elsewhere", 6)]).unwrap();
         assert_eq!(store.last_id().unwrap(), 6);
-        let recent = store.recent("lobby", u64::MAX, 3).unwrap();
+        let recent = store.recent("lobby", u64::MAX, Range::Latest, 3).unwrap();
         let texts: Vec<_> = recent.iter().map(|record| record.text.as_str()).collect();
         assert_eq!(texts, ["m3", "m4", "m5"]);
-        let before = store.recent("lobby", 2, 10).unwrap();
+        let before = store.recent("lobby", 2, Range::Latest, 10).unwrap();
         assert_eq!(before.len(), 2);
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        // Next to a point, by id or by time (here time = id * 1000).
+        let timed: Vec<_> = (7..=11)
+            .map(|id| message(id, "timed", &format!("t{id}"), id * 1000))
+            .collect();
+        store.append(&timed).unwrap();
+        let texts = |range: Range, limit: usize, store: &mut SqliteStore| -> Vec<String> {
+            let found = store.recent("timed", u64::MAX, range, limit).unwrap();
+            found.into_iter().map(|record| record.text).collect()
+        };
+        assert_eq!(
+            texts(Range::Before(Point::Id(10)), 2, &mut store),
+            ["t8", "t9"]
+        );
+        assert_eq!(
+            texts(Range::After(Point::Id(8)), 2, &mut store),
+            ["t9", "t10"]
+        );
+        assert_eq!(
+            texts(Range::Before(Point::Time(9_500)), 10, &mut store),
+            ["t7", "t8", "t9"]
+        );
+        assert_eq!(
+            texts(Range::After(Point::Time(9_000)), 10, &mut store),
+            ["t10", "t11"]
+        );
+        // Never past what was published.
+        let up_to = store
+            .recent("timed", 9, Range::After(Point::Id(7)), 10)
+            .unwrap();
+        assert_eq!(up_to.len(), 2);
     }
 
     /// Every search finds the same whether its messages are in the
@@ -822,7 +875,7 @@ mod tests {
         assert_eq!(store.prune(&keep_three, 0, 4).unwrap(), 4);
         assert_eq!(store.prune(&keep_three, 0, 100).unwrap(), 3);
         assert_eq!(store.prune(&keep_three, 0, 100).unwrap(), 0);
-        let recent = store.recent("lobby", u64::MAX, 100).unwrap();
+        let recent = store.recent("lobby", u64::MAX, Range::Latest, 100).unwrap();
         assert_eq!(recent.iter().map(|r| r.id).collect::<Vec<_>>(), [8, 9, 10]);
         let young = Retention {
             max_per_room: None,
@@ -860,7 +913,7 @@ mod tests {
         };
         // At 14.5 s, everything but message 2 is older than 10 s.
         assert_eq!(store.prune(&young, 14_500, 100).unwrap(), 4);
-        let left = store.recent("lobby", u64::MAX, 10).unwrap();
+        let left = store.recent("lobby", u64::MAX, Range::Latest, 10).unwrap();
         assert_eq!(left.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
     }
 

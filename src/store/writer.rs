@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{HistoryReader, HistoryStore, Retention, StoreError, StoredMessage};
+use super::{HistoryReader, HistoryStore, Range, Retention, StoreError, StoredMessage};
 use crate::hub::Clock;
 use crate::protocol::MessageRecord;
 
@@ -45,10 +45,11 @@ const IDLE_AFTER: Duration = Duration::from_secs(1);
 /// A read of past messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
-    /// The last `limit` messages of `room` with ids up to `up_to`.
+    /// Up to `limit` messages of `room` with ids up to `up_to`, in `range`.
     Recent {
         room: String,
         up_to: u64,
+        range: Range,
         limit: usize,
     },
     /// Messages of `room` containing every word of `text`.
@@ -198,7 +199,12 @@ fn spawn_lookups(mut reader: Box<dyn HistoryReader>) -> Lookups {
 /// One query, on a reader.
 fn answer(reader: &mut dyn HistoryReader, query: Query) -> Result<Vec<MessageRecord>, StoreError> {
     match query {
-        Query::Recent { room, up_to, limit } => reader.recent(&room, up_to, limit),
+        Query::Recent {
+            room,
+            up_to,
+            range,
+            limit,
+        } => reader.recent(&room, up_to, range, limit),
         Query::Search { room, text, limit } => reader.search(&room, &text, limit),
     }
 }
@@ -413,7 +419,12 @@ impl<P: Publisher> Worker<P> {
 
     fn answer(&mut self, query: Query) -> Result<Vec<MessageRecord>, StoreError> {
         match query {
-            Query::Recent { room, up_to, limit } => self.store.recent(&room, up_to, limit),
+            Query::Recent {
+                room,
+                up_to,
+                range,
+                limit,
+            } => self.store.recent(&room, up_to, range, limit),
             Query::Search { room, text, limit } => self.store.search(&room, &text, limit),
         }
     }

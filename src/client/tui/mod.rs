@@ -396,9 +396,7 @@ fn rejoin(app: &App) -> Vec<ClientCommand> {
         .chain(current.iter())
     {
         hello.push(ClientCommand::Join { room: room.clone() });
-        hello.push(ClientCommand::History {
-            count: Some(MISSED),
-        });
+        hello.push(ClientCommand::history(Some(MISSED)));
     }
     hello
 }
@@ -484,9 +482,7 @@ mod tests {
             app.apply(event);
         }
         app.switch_to(0);
-        let history = ClientCommand::History {
-            count: Some(MISSED),
-        };
+        let history = ClientCommand::history(Some(MISSED));
         assert_eq!(
             rejoin(&app),
             [

@@ -11,13 +11,17 @@ use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
 use super::registration::nick_refused;
-use super::replies::{cap, Cap, Caps, IrcServer, MAX_LINE, MAX_TAGS};
+use super::replies::{cap, Cap, Caps, IrcServer, MAX_CHATHISTORY, MAX_LINE, MAX_TAGS};
 use crate::door::stream::StreamCodec;
 use crate::hub::NickRefusal;
-use crate::protocol::irc::{channel, parse, prefix, write_line, Message, MEMBER_HOST};
+use crate::protocol::irc::{
+    channel, parse, parse_server_time, prefix, write_line, Message, Relayed, MEMBER_HOST,
+};
 use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::text::normalize_room;
-use crate::protocol::{ClientCommand, ErrorCode, Outgoing, Person, RoomInfo, ServerEvent};
+use crate::protocol::{
+    ClientCommand, ErrorCode, MessageRecord, Outgoing, Person, Point, RoomInfo, ServerEvent,
+};
 use crate::session::Input;
 
 /// Nicks per 353 line: well under 512 bytes with the longest nicks.
@@ -61,6 +65,8 @@ pub struct IrcCodec {
     /// The last verb sent for each room, so "not in that room" is told as
     /// IRC does for it: 404 for a message, 442 for anything else.
     last_verb: HashMap<String, &'static str>,
+    /// The last batch reference handed out.
+    batches: u64,
 }
 
 impl IrcCodec {
@@ -76,6 +82,7 @@ impl IrcCodec {
             last_room: String::new(),
             quit_told: None,
             last_verb: HashMap::new(),
+            batches: 0,
         }
     }
 
@@ -274,6 +281,7 @@ impl IrcCodec {
                 text: first.map(str::to_string),
             })],
             "LUSERS" => vec![Input::Command(ClientCommand::Counts)],
+            "CHATHISTORY" => vec![self.chathistory(params)],
             "TOPIC" => match first {
                 None => need_more(self),
                 Some(name) => {
@@ -353,6 +361,88 @@ impl IrcCodec {
             },
             _ => vec![self.numeric("421", &[message.verb, "Unknown command"])],
         }
+    }
+
+    /// `CHATHISTORY LATEST|BEFORE|AFTER #room *|msgid=N|timestamp=T LIMIT`:
+    /// the hub's history command, answered as a batch.
+    fn chathistory(&mut self, params: &[&str]) -> Input {
+        let fail = |codec: &Self, code: &str, context: &str, why: &str| {
+            codec.answer(|server, _, out| {
+                server.say(out, "FAIL", &["CHATHISTORY", code, context, why])
+            })
+        };
+        let [sub, target, anchor, limit] = params else {
+            return fail(self, "NEED_MORE_PARAMS", "*", "Missing parameters");
+        };
+        let sub = sub.to_ascii_uppercase();
+        if !matches!(sub.as_str(), "LATEST" | "BEFORE" | "AFTER") {
+            return fail(
+                self,
+                "INVALID_PARAMS",
+                &sub,
+                "LATEST, BEFORE and AFTER are served",
+            );
+        }
+        if !target.starts_with('#') || normalize_room(target).is_err() {
+            return fail(
+                self,
+                "INVALID_TARGET",
+                &sub,
+                "Only channels have history here",
+            );
+        }
+        let point = match anchor.split_once('=') {
+            _ if *anchor == "*" => None,
+            Some(("msgid", id)) => id.parse().ok().map(Point::Id),
+            Some(("timestamp", time)) => parse_server_time(time).map(Point::Time),
+            _ => None,
+        };
+        if point.is_none() && (*anchor != "*" || sub != "LATEST") {
+            return fail(self, "INVALID_PARAMS", &sub, "Not a message reference");
+        }
+        let Ok(limit) = limit.parse::<usize>() else {
+            return fail(self, "INVALID_PARAMS", &sub, "Not a number of messages");
+        };
+        let (before, after) = match sub.as_str() {
+            "BEFORE" => (point, None),
+            // LATEST with a reference: what came after it.
+            _ => (None, point),
+        };
+        Input::Command(ClientCommand::History {
+            count: Some(limit.clamp(1, MAX_CHATHISTORY)),
+            room: Some(target.to_string()),
+            before,
+            after,
+        })
+    }
+
+    /// A room's past as a `chathistory` batch, with the times it was
+    /// said; for clients that did not ask for batches, nothing (they
+    /// would take it for new messages).
+    fn history(&mut self, room: &str, messages: &[MessageRecord], out: &mut BytesMut) {
+        if !(self.caps.has(Cap::ChatHistory) && self.caps.has(Cap::Batch)) {
+            return;
+        }
+        self.batches += 1;
+        let batch = format!("history{}", self.batches);
+        let mut line = String::new();
+        let start = format!("+{batch}");
+        let source = Some(self.server.name.as_str());
+        let opening = [start.as_str(), "chathistory", &channel(room)];
+        write_line(&mut line, source, "BATCH", &opening, false);
+        out.extend_from_slice(line.as_bytes());
+        let (time, msgid) = (
+            self.caps.has(Cap::ServerTime),
+            self.caps.has(Cap::MessageTags),
+        );
+        for message in messages {
+            if let Some(relayed) = Relayed::of(&ServerEvent::Message(message.clone())) {
+                relayed.write_in_batch(&batch, time, msgid, out);
+            }
+        }
+        line.clear();
+        write_line(&mut line, source, "BATCH", &[&format!("-{batch}")], false);
+        out.extend_from_slice(line.as_bytes());
     }
 
     /// A lookup asked for, remembered so its answer is told right.
@@ -741,8 +831,7 @@ impl IrcCodec {
             }
             ServerEvent::Verbatim { lines } => out.push_str(lines),
             ServerEvent::Probe => self.server.say(&mut out, "PING", &[&self.server.name]),
-            // History is for clients that ask for it (chathistory); the
-            // rest has no IRC form.
+            // History is a batch (see `history`); the rest has no IRC form.
             ServerEvent::History { .. }
             | ServerEvent::SearchResults { .. }
             | ServerEvent::Mode { .. }
@@ -837,20 +926,23 @@ impl StreamCodec for IrcCodec {
     }
 
     fn encode(&mut self, event: &Outgoing, out: &mut BytesMut) {
-        match self.lines(event.event()) {
-            Some(lines) => {
-                self.quit_told = None;
-                out.extend_from_slice(lines.as_bytes());
+        if let ServerEvent::History { room, messages } = event.event() {
+            self.quit_told = None;
+            self.history(room, messages, out);
+            return;
+        }
+        // Relayed events first: they are nearly all of them.
+        if let Some(relayed) = event.irc() {
+            if self.shows(event.event()) {
+                let time = self.caps.has(Cap::ServerTime);
+                let msgid = self.caps.has(Cap::MessageTags);
+                relayed.write(time, msgid, out);
             }
-            None => {
-                if self.shows(event.event()) {
-                    if let Some(relayed) = event.irc() {
-                        let time = self.caps.has(Cap::ServerTime);
-                        let msgid = self.caps.has(Cap::MessageTags);
-                        relayed.write(time, msgid, out);
-                    }
-                }
-            }
+            return;
+        }
+        if let Some(lines) = self.lines(event.event()) {
+            self.quit_told = None;
+            out.extend_from_slice(lines.as_bytes());
         }
     }
 }
@@ -858,7 +950,6 @@ impl StreamCodec for IrcCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::MessageRecord;
 
     fn codec() -> IrcCodec {
         let server = Arc::new(IrcServer::new("test", None));

@@ -13,6 +13,9 @@ pub const MAX_LINE: usize = 512;
 /// of client tags, with the `@` and a space, doubled for the server's).
 pub const MAX_TAGS: usize = 8191;
 
+/// The most messages one `CHATHISTORY` answers (ISUPPORT's CHATHISTORY).
+pub const MAX_CHATHISTORY: usize = 100;
+
 /// The server as IRC clients see it.
 #[derive(Debug, Clone)]
 pub struct IrcServer {
@@ -99,6 +102,8 @@ impl IrcServer {
             "CHANMODES=b,k,l,imnst".to_string(),
             format!("NETWORK={}", self.network),
             "UTF8ONLY".to_string(),
+            format!("CHATHISTORY={MAX_CHATHISTORY}"),
+            "MSGREFTYPES=msgid,timestamp".to_string(),
         ]
     }
 
@@ -131,16 +136,20 @@ pub enum Cap {
     MultiPrefix,
     ServerTime,
     UserhostInNames,
+    Batch,
+    ChatHistory,
 }
 
 impl Cap {
-    pub const ALL: [Cap; 6] = [
+    pub const ALL: [Cap; 8] = [
         Cap::CapNotify,
         Cap::EchoMessage,
         Cap::MessageTags,
         Cap::MultiPrefix,
         Cap::ServerTime,
         Cap::UserhostInNames,
+        Cap::Batch,
+        Cap::ChatHistory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -151,6 +160,8 @@ impl Cap {
             Cap::MultiPrefix => "multi-prefix",
             Cap::ServerTime => "server-time",
             Cap::UserhostInNames => "userhost-in-names",
+            Cap::Batch => "batch",
+            Cap::ChatHistory => "draft/chathistory",
         }
     }
 
@@ -293,7 +304,8 @@ mod tests {
             .collect();
         assert_eq!(codes, ["001", "002", "003", "004", "005", "422"]);
         assert!(out.starts_with(":sock-chat 001 alice :Welcome"));
-        assert!(out.contains(" CHANTYPES=# ") && out.contains(" UTF8ONLY :are supported"));
+        assert!(out.contains(" CHANTYPES=# ") && out.contains(" UTF8ONLY "));
+        assert!(out.contains(" CHATHISTORY=100 MSGREFTYPES=msgid,timestamp :are supported"));
         server.motd = Some("be kind\nbe brief".into());
         out.clear();
         server.motd(&mut out, "alice");
