@@ -544,6 +544,19 @@ async fn whoever_makes_a_room_runs_it_topic_modes_and_kicks() {
         text.expect("sets mode").await,
         "* chanop sets mode +o guest on #ops"
     );
+    // A voice: shown with +, no powers.
+    op.send("MODE #ops +v texter").await;
+    assert_eq!(
+        text.expect("sets mode").await,
+        "* chanop sets mode +v texter on #ops"
+    );
+    op.send("NAMES #ops").await;
+    assert_eq!(
+        op.expect(" 353 ").await,
+        ":sockchat 353 chanop = #ops :@chanop @guest +texter"
+    );
+    text.send("/topic mine now").await;
+    text.expect("only the operators of #ops").await;
     // The new operator kicks the text member, with a reason.
     guest.send("KICK #ops texter :too loud").await;
     assert_eq!(
@@ -737,5 +750,36 @@ async fn history_comes_as_a_chathistory_batch_to_clients_that_ask() {
         plain.line().await,
         ":teller!teller@sockchat PRIVMSG #lobby :four"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_irc_client_gets_every_name_of_a_big_room_on_joining() {
+    let mut settings = config();
+    settings.hub.big_room = 3;
+    let server = start(settings).await;
+    let mut crowd = Vec::new();
+    for n in 0..5 {
+        let mut member = server.client_named(&format!("member{n}")).await;
+        member.send("/join #big").await;
+        member.expect("#big has").await;
+        crowd.push(member);
+    }
+    // A text member joining past --big-room gets the count only...
+    let mut late = server.client_named("late").await;
+    late.send("/join #big").await;
+    assert_eq!(
+        late.expect("#big has").await,
+        "* #big has 6 members; /who #big lists them"
+    );
+    // ... an IRC client, every name, across lines when they do not fit one.
+    let mut irc = Irc::registered(server.irc.unwrap(), "ircuser").await;
+    let names = irc.join("#big").await;
+    assert_eq!(names.len(), 7, "{names:?}");
+    assert!(
+        names.iter().any(|name| name == "@member0"),
+        "the room's maker runs it: {names:?}"
+    );
+    assert!(names.contains(&"ircuser".to_string()));
     server.stop().await;
 }

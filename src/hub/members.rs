@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
-use super::state::{Member, State, CONSOLE_SENDQ};
+use super::state::{Member, Room, State, CONSOLE_SENDQ};
 use super::{DoorKind, HubConfig, MemberId, Membership, NickRefusal, Refusal, Start, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
@@ -366,21 +366,24 @@ impl State {
 
     fn person(&self, id: MemberId) -> Option<Person> {
         let member = self.members.get(&id)?;
-        let ops = member
-            .rooms
-            .iter()
-            .filter(|room| {
-                self.rooms
-                    .get(*room)
-                    .is_some_and(|state| state.ops.contains(&id))
-            })
-            .cloned()
-            .collect();
+        let rooms_where = |which: fn(&Room) -> &Vec<MemberId>| -> Vec<String> {
+            member
+                .rooms
+                .iter()
+                .filter(|room| {
+                    self.rooms
+                        .get(*room)
+                        .is_some_and(|state| which(state).contains(&id))
+                })
+                .cloned()
+                .collect()
+        };
         Some(Person {
             nick: member.nick.clone(),
             door: member.door.name().to_string(),
             rooms: member.rooms.clone(),
-            ops,
+            ops: rooms_where(|room| &room.ops),
+            voiced: rooms_where(|room| &room.voiced),
             away: member.away.clone(),
             user: member.user.clone(),
             realname: member.realname.clone(),

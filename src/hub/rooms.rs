@@ -1,7 +1,7 @@
 //! Rooms: joining, leaving, listing, and each room's recent past.
 
-use super::state::{State, Topic};
-use super::{HubConfig, MemberId};
+use super::state::{Room, State, Topic};
+use super::{DoorKind, HubConfig, MemberId};
 use crate::protocol::text::{normalize_room, sanitize};
 use crate::protocol::{ErrorCode, LeaveReason, MessageRecord, RoomInfo, ServerEvent};
 
@@ -37,10 +37,19 @@ impl State {
         })
     }
 
-    /// The operators of `room` who are in it, by nick.
+    /// The operators of `room`, by nick.
     pub(super) fn ops_in(&self, room: &str) -> Vec<String> {
+        self.nicks_of(room, |room| &room.ops)
+    }
+
+    /// The members of `room` with a voice, by nick.
+    pub(super) fn voiced_in(&self, room: &str) -> Vec<String> {
+        self.nicks_of(room, |room| &room.voiced)
+    }
+
+    fn nicks_of(&self, room: &str, which: impl Fn(&Room) -> &Vec<MemberId>) -> Vec<String> {
         self.rooms.get(room).map_or_else(Vec::new, |room| {
-            room.ops
+            which(room)
                 .iter()
                 .filter_map(|id| self.members.get(id).map(|member| member.nick.clone()))
                 .collect()
@@ -112,10 +121,17 @@ impl State {
             let topic = self.topic_of(&room);
             self.deliver_event(id, topic);
         }
-        let (nicks, ops) = if big {
-            (Vec::new(), Vec::new())
+        // IRC clients are owed the names on every join (353/366): they
+        // keep their member lists from them.
+        let names_owed = self.members[&id].door == DoorKind::Irc;
+        let (nicks, ops, voiced) = if big && !names_owed {
+            (Vec::new(), Vec::new(), Vec::new())
         } else {
-            (self.nicks_in(&room), self.ops_in(&room))
+            (
+                self.nicks_in(&room),
+                self.ops_in(&room),
+                self.voiced_in(&room),
+            )
         };
         self.deliver_event(
             id,
@@ -124,6 +140,7 @@ impl State {
                 nicks,
                 count,
                 ops,
+                voiced,
             },
         );
         let history = self.recent_in(&room);
@@ -191,6 +208,7 @@ impl State {
         if let Some(room_state) = self.rooms.get_mut(room) {
             room_state.members.retain(|member| *member != id);
             room_state.ops.retain(|member| *member != id);
+            room_state.voiced.retain(|member| *member != id);
             if room_state.members.is_empty() && room != config.default_room {
                 self.rooms.remove(room);
             }
@@ -206,12 +224,13 @@ impl State {
         }
         let nicks = self.nicks_in(&room);
         let count = nicks.len();
-        let ops = self.ops_in(&room);
+        let (ops, voiced) = (self.ops_in(&room), self.voiced_in(&room));
         let members = ServerEvent::Members {
             room,
             nicks,
             count,
             ops,
+            voiced,
         };
         self.deliver_event(id, members);
     }
@@ -226,9 +245,13 @@ impl State {
         exists
     }
 
-    /// A room the member is in, or why not (told to the member).
+    /// A room the member is in, or why not (told to the member): there is
+    /// no such room, or it is not in it.
     fn room_of_member(&mut self, id: MemberId, named: Option<&str>) -> Option<String> {
         let room = self.target_room(id, named)?;
+        if !self.room_exists(id, &room) {
+            return None;
+        }
         if !self.members[&id].rooms.contains(&room) {
             let error = ServerEvent::error_about(
                 ErrorCode::NotInRoom,
@@ -355,12 +378,12 @@ impl State {
         };
         let (flag, argument) = change.split_once(' ').unwrap_or((change, ""));
         let argument = argument.trim();
-        let known = matches!(flag, "+o" | "-o" | "+t" | "-t");
+        let known = matches!(flag, "+o" | "-o" | "+v" | "-v" | "+t" | "-t");
         if !known {
             let error = ServerEvent::error_about(
                 ErrorCode::UnknownMode,
                 flag.trim_start_matches(['+', '-']),
-                format!("unknown mode {flag}: rooms know +o NICK, -o NICK, +t and -t"),
+                format!("unknown mode {flag}: rooms know +o/-o NICK, +v/-v NICK, +t and -t"),
             );
             self.deliver_event(id, error);
             return;
@@ -379,9 +402,13 @@ impl State {
                     return;
                 };
                 let state = self.rooms.get_mut(&room).expect("checked");
-                state.ops.retain(|op| *op != target);
-                if flag == "+o" {
-                    state.ops.push(target);
+                let list = match flag {
+                    "+o" | "-o" => &mut state.ops,
+                    _ => &mut state.voiced,
+                };
+                list.retain(|member| *member != target);
+                if flag.starts_with('+') {
+                    list.push(target);
                 }
                 let nick = self.members[&target].nick.clone();
                 format!("{flag} {nick}")

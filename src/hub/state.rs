@@ -75,6 +75,8 @@ pub(super) struct Room {
     /// Its operators: whoever made the room, and whom they named (the
     /// default room has none: everyone starts there).
     pub ops: Vec<MemberId>,
+    /// Members its operators gave a voice (IRC's `+v`): shown, no powers.
+    pub voiced: Vec<MemberId>,
     pub topic: Option<Topic>,
     /// Only operators set the topic (IRC's `+t`, on by default).
     pub topic_locked: bool,
@@ -88,6 +90,7 @@ impl Default for Room {
             members: Vec::new(),
             congested: None,
             ops: Vec::new(),
+            voiced: Vec::new(),
             topic: None,
             topic_locked: true,
             since: 0,

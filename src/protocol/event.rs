@@ -35,6 +35,9 @@ pub struct Person {
     /// The rooms among those it runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ops: Vec<String>,
+    /// The rooms among those where it has a voice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voiced: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<String>,
     /// What an IRC client said in `USER`: its user name and real name.
@@ -135,6 +138,9 @@ pub enum ServerEvent {
         count: usize,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ops: Vec<String>,
+        /// Those among them with a voice.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        voiced: Vec<String>,
     },
     /// A room's topic: the answer to asking (`changed` false; sent on
     /// join too, when there is one), or news that `by` changed it.
@@ -567,6 +573,7 @@ mod tests {
             nicks: Vec::new(),
             count: 5000,
             ops: Vec::new(),
+            voiced: Vec::new(),
         };
         assert_eq!(
             big.to_text(),

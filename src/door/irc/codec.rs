@@ -24,8 +24,8 @@ use crate::protocol::{
 };
 use crate::session::Input;
 
-/// Nicks per 353 line: well under 512 bytes with the longest nicks.
-const NAMES_PER_LINE: usize = 16;
+/// Bytes of nicks per 353 line: room for the rest within 512.
+const NAMES_BYTES: usize = 400;
 
 /// The most bytes of tags a client may send (IRCv3 message-tags).
 const MAX_CLIENT_TAGS: usize = 4094;
@@ -471,10 +471,10 @@ impl IrcCodec {
                 'b' if rest.len() == 1 => {
                     inputs.push(self.numeric("368", &[target, "End of channel ban list"]));
                 }
-                'o' => match arguments.next() {
+                'o' | 'v' => match arguments.next() {
                     Some(nick) => inputs.push(Input::Command(ClientCommand::Mode {
                         room: room.clone(),
-                        change: Some(format!("{sign}o {nick}")),
+                        change: Some(format!("{sign}{flag} {nick}")),
                     })),
                     None => inputs.push(self.numeric("461", &["MODE", "Not enough parameters"])),
                 },
@@ -515,26 +515,49 @@ impl IrcCodec {
             .copied()
     }
 
-    fn names(&self, out: &mut String, room: &str, nicks: &[String], ops: &[String]) {
+    fn names(&self, out: &mut String, room: &str, nicks: &[String], ranks: [&[String]; 2]) {
         let target = channel(room);
         let full = self.caps.has(Cap::UserhostInNames);
         let shown: Vec<String> = nicks
             .iter()
             .map(|nick| {
-                let op = if ops.contains(nick) { "@" } else { "" };
+                let rank = self.rank(ranks[0].contains(nick), ranks[1].contains(nick));
                 match full {
-                    true => format!("{op}{}", prefix(nick)),
-                    false => format!("{op}{nick}"),
+                    true => format!("{rank}{}", prefix(nick)),
+                    false => format!("{rank}{nick}"),
                 }
             })
             .collect();
-        for chunk in shown.chunks(NAMES_PER_LINE) {
-            let list = chunk.join(" ");
+        // As many as fit a line: 5000 members are some 150 lines.
+        let mut list = String::new();
+        for nick in &shown {
+            if !list.is_empty() && list.len() + 1 + nick.len() > NAMES_BYTES {
+                self.server
+                    .numeric(out, "353", &self.nick, &["=", &target, &list]);
+                list.clear();
+            }
+            if !list.is_empty() {
+                list.push(' ');
+            }
+            list.push_str(nick);
+        }
+        if !list.is_empty() {
             self.server
                 .numeric(out, "353", &self.nick, &["=", &target, &list]);
         }
         self.server
             .numeric(out, "366", &self.nick, &[&target, "End of /NAMES list"]);
+    }
+
+    /// A member's prefixes in a room: `@` for an operator, `+` for a
+    /// voice, both with multi-prefix, else the higher.
+    fn rank(&self, op: bool, voiced: bool) -> &'static str {
+        match (op, voiced, self.caps.has(Cap::MultiPrefix)) {
+            (true, true, true) => "@+",
+            (true, _, _) => "@",
+            (false, true, _) => "+",
+            (false, false, _) => "",
+        }
     }
 
     /// The answer to a lookup, in the form its question asked for.
@@ -551,8 +574,10 @@ impl IrcCodec {
                     let shown_room = room.clone().or_else(|| person.rooms.first().cloned());
                     let target = shown_room.as_deref().map_or("*".to_string(), channel);
                     let mut flags = String::from(if person.away.is_some() { "G" } else { "H" });
-                    if shown_room.is_some_and(|room| person.ops.contains(&room)) {
-                        flags.push('@');
+                    if let Some(room) = &shown_room {
+                        flags.push_str(
+                            self.rank(person.ops.contains(room), person.voiced.contains(room)),
+                        );
                     }
                     let user = person.user.as_deref().unwrap_or(&person.nick);
                     let realname = format!("0 {}", realname(person));
@@ -584,9 +609,10 @@ impl IrcCodec {
                         let rooms: Vec<String> = person
                             .rooms
                             .iter()
-                            .map(|room| match person.ops.contains(room) {
-                                true => format!("@{}", channel(room)),
-                                false => channel(room),
+                            .map(|room| {
+                                let rank = self
+                                    .rank(person.ops.contains(room), person.voiced.contains(room));
+                                format!("{rank}{}", channel(room))
                             })
                             .collect();
                         server.numeric(out, "319", me, &[&person.nick, &rooms.join(" ")]);
@@ -712,9 +738,13 @@ impl IrcCodec {
                 self.server.welcome(&mut out, nick);
             }
             ServerEvent::Members {
-                room, nicks, ops, ..
+                room,
+                nicks,
+                ops,
+                voiced,
+                ..
             } => {
-                self.names(&mut out, room, nicks, ops);
+                self.names(&mut out, room, nicks, [ops, voiced]);
             }
             ServerEvent::Found { people, .. } => {
                 if let Some(asked) = self.asked.pop_front() {
@@ -1081,6 +1111,7 @@ mod tests {
                 nicks: vec!["bob".into(), "alice".into()],
                 count: 2,
                 ops: vec!["bob".into()],
+                voiced: Vec::new(),
             },
         );
         assert_eq!(
@@ -1106,6 +1137,7 @@ mod tests {
             door: "irc".into(),
             rooms: vec!["a".into()],
             ops: vec!["a".into()],
+            voiced: Vec::new(),
             away: Some("lunch".into()),
             user: Some("bobby".into()),
             realname: Some("Bob B".into()),
@@ -1124,6 +1156,35 @@ mod tests {
             whois,
             ":test 401 alice carol :No such nick/channel\r\n:test 318 alice carol :End of /WHOIS list\r\n"
         );
+    }
+
+    #[test]
+    fn names_of_a_big_room_fill_lines_within_512_bytes() {
+        let mut codec = codec();
+        let nicks: Vec<String> = (0..5000).map(|n| format!("member{n:05}")).collect();
+        let names = encode(
+            &mut codec,
+            ServerEvent::Members {
+                room: "big".into(),
+                nicks: nicks.clone(),
+                count: nicks.len(),
+                ops: Vec::new(),
+                voiced: Vec::new(),
+            },
+        );
+        let lines: Vec<&str> = names.split_terminator("\r\n").collect();
+        assert!(lines.iter().all(|line| line.len() + 2 <= 512));
+        assert!(lines.len() < 200, "{} lines", lines.len());
+        let listed: Vec<&str> = lines
+            .iter()
+            .filter_map(|line| line.split_once(" = #big :").map(|(_, list)| list))
+            .flat_map(|list| list.split(' '))
+            .collect();
+        assert_eq!(listed, nicks);
+        assert!(lines
+            .last()
+            .unwrap()
+            .ends_with(" 366 alice #big :End of /NAMES list"));
     }
 
     #[test]
