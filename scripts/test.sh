@@ -31,10 +31,11 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 # vectors (both from PyPI, in a venv of their own: Debian's venv needs
 # python3-venv).
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-# Real IRC clients: WeeChat (headless, driven through its FIFO) and ii
-# (driven through its files).
+# Real IRC clients: WeeChat (headless, driven through its FIFO), ii
+# (driven through its files) and irssi (in tmux).
 command -v weechat-headless >/dev/null 2>&1 || missing+=(weechat-headless)
 command -v ii >/dev/null 2>&1 || missing+=(ii)
+command -v irssi >/dev/null 2>&1 || missing+=(irssi)
 # The liveness test pulls a cable in a network namespace of its own.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then

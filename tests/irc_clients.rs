@@ -315,3 +315,40 @@ async fn weechat_ii_nc_and_a_browser_page_chat_in_one_room() {
     assert!(page.wait().await.unwrap().success());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn irssi_in_a_terminal_chats_with_nc() {
+    let server = start(config()).await;
+    let irc = server.irc.unwrap();
+    let mut nc = server.client_named("ncuser").await;
+    let home = tempfile::tempdir().unwrap();
+    let pane = common::tmux::Pane::open(&format!(
+        "irssi --home={} --connect={} --port={} --nick=irssiuser",
+        home.path().display(),
+        irc.ip(),
+        irc.port()
+    ));
+    pane.wait_for("the welcome", |screen| {
+        screen.contains("Welcome to the sockchat IRC network")
+    });
+    pane.keys(&["/join #lobby", "Enter"]);
+    assert_eq!(
+        nc.expect("irssiuser joined").await,
+        "* irssiuser joined #lobby"
+    );
+    nc.send("hello irssi, 你好").await;
+    pane.wait_for("the message from nc", |screen| {
+        screen.contains("hello irssi, 你好")
+    });
+    pane.keys(&["hi from irssi", "Enter"]);
+    assert_eq!(
+        nc.expect("irssiuser:").await,
+        "[lobby] irssiuser: hi from irssi"
+    );
+    pane.keys(&["/quit leaving now", "Enter"]);
+    assert_eq!(
+        nc.expect("irssiuser left").await,
+        "* irssiuser left (leaving now)"
+    );
+    server.stop().await;
+}

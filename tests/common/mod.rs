@@ -6,6 +6,7 @@
 
 pub mod process;
 pub mod python;
+pub mod tmux;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
