@@ -783,3 +783,45 @@ async fn an_irc_client_gets_every_name_of_a_big_room_on_joining() {
     assert!(names.contains(&"ircuser".to_string()));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_secret_room_is_listed_only_to_its_members() {
+    let server = start(config()).await;
+    let mut owner = Irc::registered(server.irc.unwrap(), "owner").await;
+    owner.join("#hidden").await;
+    owner.join("#open").await;
+    owner.send("MODE #hidden +s").await;
+    assert_eq!(
+        owner.expect(" MODE ").await,
+        ":owner!owner@sockchat MODE #hidden +s"
+    );
+    owner.send("NAMES #hidden").await;
+    assert_eq!(owner.line().await, ":sockchat 353 owner @ #hidden :@owner");
+    owner.send("MODE #hidden").await;
+    assert_eq!(
+        owner.expect(" 324 ").await,
+        ":sockchat 324 owner #hidden +nst"
+    );
+    let mut stranger = Irc::registered(server.irc.unwrap(), "stranger").await;
+    stranger.send("LIST").await;
+    let mut listed = Vec::new();
+    loop {
+        let line = stranger.line().await;
+        if line.contains(" 323 ") {
+            break;
+        }
+        listed.push(line);
+    }
+    assert!(
+        listed.iter().any(|line| line.contains(" #open ")),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.iter().any(|line| line.contains("#hidden")),
+        "{listed:?}"
+    );
+    // Its members see it, and so does whoever joins it.
+    owner.send("LIST").await;
+    assert!(owner.expect(" 322 owner #hidden ").await.contains(" 1 "));
+    server.stop().await;
+}

@@ -141,6 +141,7 @@ impl State {
                 count,
                 ops,
                 voiced,
+                secret: self.rooms[&room].secret,
             },
         );
         let history = self.recent_in(&room);
@@ -225,12 +226,14 @@ impl State {
         let nicks = self.nicks_in(&room);
         let count = nicks.len();
         let (ops, voiced) = (self.ops_in(&room), self.voiced_in(&room));
+        let secret = self.rooms[&room].secret;
         let members = ServerEvent::Members {
             room,
             nicks,
             count,
             ops,
             voiced,
+            secret,
         };
         self.deliver_event(id, members);
     }
@@ -362,11 +365,15 @@ impl State {
                 return;
             }
             let state = &self.rooms[&room];
-            let modes = if state.topic_locked { "+nt" } else { "+n" };
+            let modes = format!(
+                "+n{}{}",
+                if state.secret { "s" } else { "" },
+                if state.topic_locked { "t" } else { "" }
+            );
             let since = (state.since > 0).then_some(state.since);
             let event = ServerEvent::RoomMode {
                 room,
-                modes: modes.to_string(),
+                modes,
                 by: None,
                 since,
             };
@@ -378,12 +385,12 @@ impl State {
         };
         let (flag, argument) = change.split_once(' ').unwrap_or((change, ""));
         let argument = argument.trim();
-        let known = matches!(flag, "+o" | "-o" | "+v" | "-v" | "+t" | "-t");
+        let known = matches!(flag, "+o" | "-o" | "+v" | "-v" | "+t" | "-t" | "+s" | "-s");
         if !known {
             let error = ServerEvent::error_about(
                 ErrorCode::UnknownMode,
                 flag.trim_start_matches(['+', '-']),
-                format!("unknown mode {flag}: rooms know +o/-o NICK, +v/-v NICK, +t and -t"),
+                format!("unknown mode {flag}: rooms know +o/-o NICK, +v/-v NICK, +t/-t and +s/-s"),
             );
             self.deliver_event(id, error);
             return;
@@ -395,6 +402,10 @@ impl State {
         let modes = match flag {
             "+t" | "-t" => {
                 self.rooms.get_mut(&room).expect("checked").topic_locked = flag == "+t";
+                flag.to_string()
+            }
+            "+s" | "-s" => {
+                self.rooms.get_mut(&room).expect("checked").secret = flag == "+s";
                 flag.to_string()
             }
             _ => {
@@ -460,6 +471,8 @@ impl State {
             .rooms
             .iter()
             .filter(|(_, room)| !room.members.is_empty())
+            // A secret room is listed only to its own members.
+            .filter(|(_, room)| !room.secret || room.members.contains(&id))
             .map(|(name, room)| RoomInfo {
                 name: name.clone(),
                 members: room.members.len(),

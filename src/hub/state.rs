@@ -80,6 +80,8 @@ pub(super) struct Room {
     pub topic: Option<Topic>,
     /// Only operators set the topic (IRC's `+t`, on by default).
     pub topic_locked: bool,
+    /// Left out of room lists for those not in it (IRC's `+s`).
+    pub secret: bool,
     /// When it was made, milliseconds since the Unix epoch (0: not known).
     pub since: u64,
 }
@@ -93,6 +95,7 @@ impl Default for Room {
             voiced: Vec::new(),
             topic: None,
             topic_locked: true,
+            secret: false,
             since: 0,
         }
     }

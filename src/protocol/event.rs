@@ -141,6 +141,9 @@ pub enum ServerEvent {
         /// Those among them with a voice.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         voiced: Vec<String>,
+        /// The room is left out of room lists (`+s`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secret: bool,
     },
     /// A room's topic: the answer to asking (`changed` false; sent on
     /// join too, when there is one), or news that `by` changed it.
@@ -574,6 +577,7 @@ mod tests {
             count: 5000,
             ops: Vec::new(),
             voiced: Vec::new(),
+            secret: false,
         };
         assert_eq!(
             big.to_text(),

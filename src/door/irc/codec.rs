@@ -515,8 +515,17 @@ impl IrcCodec {
             .copied()
     }
 
-    fn names(&self, out: &mut String, room: &str, nicks: &[String], ranks: [&[String]; 2]) {
+    fn names(
+        &self,
+        out: &mut String,
+        room: &str,
+        nicks: &[String],
+        ranks: [&[String]; 2],
+        secret: bool,
+    ) {
         let target = channel(room);
+        // RFC 2812's channel type: `@` secret, `=` public.
+        let kind = if secret { "@" } else { "=" };
         let full = self.caps.has(Cap::UserhostInNames);
         let shown: Vec<String> = nicks
             .iter()
@@ -533,7 +542,7 @@ impl IrcCodec {
         for nick in &shown {
             if !list.is_empty() && list.len() + 1 + nick.len() > NAMES_BYTES {
                 self.server
-                    .numeric(out, "353", &self.nick, &["=", &target, &list]);
+                    .numeric(out, "353", &self.nick, &[kind, &target, &list]);
                 list.clear();
             }
             if !list.is_empty() {
@@ -543,7 +552,7 @@ impl IrcCodec {
         }
         if !list.is_empty() {
             self.server
-                .numeric(out, "353", &self.nick, &["=", &target, &list]);
+                .numeric(out, "353", &self.nick, &[kind, &target, &list]);
         }
         self.server
             .numeric(out, "366", &self.nick, &[&target, "End of /NAMES list"]);
@@ -742,9 +751,10 @@ impl IrcCodec {
                 nicks,
                 ops,
                 voiced,
+                secret,
                 ..
             } => {
-                self.names(&mut out, room, nicks, [ops, voiced]);
+                self.names(&mut out, room, nicks, [ops, voiced], *secret);
             }
             ServerEvent::Found { people, .. } => {
                 if let Some(asked) = self.asked.pop_front() {
@@ -1112,6 +1122,7 @@ mod tests {
                 count: 2,
                 ops: vec!["bob".into()],
                 voiced: Vec::new(),
+                secret: false,
             },
         );
         assert_eq!(
@@ -1170,6 +1181,7 @@ mod tests {
                 count: nicks.len(),
                 ops: Vec::new(),
                 voiced: Vec::new(),
+                secret: false,
             },
         );
         let lines: Vec<&str> = names.split_terminator("\r\n").collect();

@@ -193,6 +193,12 @@ async fn register_then_serve<IO>(
         }
     };
     let codec = IrcCodec::new(server, membership.nick.clone(), caps);
+    // What came after the registration is kept; the buffer it came in is
+    // not (an idle member keeps no read buffer, as on every door).
+    let read = match read.is_empty() {
+        true => BytesMut::new(),
+        false => BytesMut::from(&read[..]),
+    };
     let wire = StreamWire::new(io, codec, Duration::ZERO).with_input(read);
     let limits = context.limits;
     let session = Session::for_stream(&limits, now()).with_keepalive(limits.keepalive, now());
