@@ -825,3 +825,52 @@ async fn a_secret_room_is_listed_only_to_its_members() {
     assert!(owner.expect(" 322 owner #hidden ").await.contains(" 1 "));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_invisible_member_is_found_only_by_those_who_share_a_room() {
+    let server = start(config()).await;
+    let mut shy = Irc::registered(server.irc.unwrap(), "shy").await;
+    shy.send("MODE shy +i").await;
+    assert_eq!(shy.line().await, ":shy!shy@sockchat MODE shy :+i");
+    shy.send("MODE shy").await;
+    assert_eq!(shy.line().await, ":sockchat 221 shy :+i");
+    shy.send("MODE shy +x").await;
+    assert_eq!(shy.line().await, ":sockchat 501 shy :Unknown MODE flag");
+    shy.join("#quiet").await;
+
+    let mut stranger = Irc::registered(server.irc.unwrap(), "stranger").await;
+    stranger.send("WHO sh*").await;
+    assert_eq!(
+        stranger.line().await,
+        ":sockchat 315 stranger sh* :End of /WHO list"
+    );
+    // By name it is found, and WHOIS answers, as the RFC has it.
+    stranger.send("WHO shy").await;
+    assert!(stranger
+        .line()
+        .await
+        .starts_with(":sockchat 352 stranger #quiet shy "));
+    stranger.expect(" 315 ").await;
+    stranger.send("WHOIS shy").await;
+    assert!(stranger
+        .line()
+        .await
+        .starts_with(":sockchat 311 stranger shy "));
+    // Sharing a room, the mask finds it.
+    stranger.join("#quiet").await;
+    stranger.send("WHO sh*").await;
+    assert!(stranger
+        .expect(" 352 ")
+        .await
+        .contains(" shy H@ :0 shy the tester"));
+    // Visible again: found by anyone.
+    let mut other = Irc::registered(server.irc.unwrap(), "other").await;
+    shy.send("MODE shy -i").await;
+    shy.expect("MODE shy :-i").await;
+    other.send("WHO s*y").await;
+    assert!(other
+        .line()
+        .await
+        .starts_with(":sockchat 352 other #quiet shy "));
+    server.stop().await;
+}

@@ -122,6 +122,7 @@ impl State {
             }
             ClientCommand::Lookup { targets } => self.lookup(id, &targets),
             ClientCommand::Away { text } => self.away(id, text.as_deref()),
+            ClientCommand::Invisible { on } => self.set_invisible(id, on),
             ClientCommand::Counts => {
                 let members = self.counted_members();
                 let rooms = self

@@ -102,6 +102,7 @@ impl State {
                 // Nowhere to be announced: its joins are its news.
                 announced: room.is_none(),
                 away: None,
+                invisible: false,
                 user: None,
                 realname: None,
             },
@@ -358,14 +359,19 @@ impl State {
         }
         let people = found
             .iter()
-            .filter_map(|member| self.person(*member))
+            .filter_map(|member| self.person(*member, id))
             .collect();
         let asked = targets.to_vec();
         self.deliver_event(id, ServerEvent::Found { asked, people });
     }
 
-    fn person(&self, id: MemberId) -> Option<Person> {
+    fn person(&self, id: MemberId, asker: MemberId) -> Option<Person> {
         let member = self.members.get(&id)?;
+        let shares_a_room = || {
+            let asker_rooms = self.members.get(&asker).map(|asker| &asker.rooms);
+            asker_rooms.is_some_and(|rooms| rooms.iter().any(|room| member.rooms.contains(room)))
+        };
+        let hidden = member.invisible && id != asker && !shares_a_room();
         let rooms_where = |which: fn(&Room) -> &Vec<MemberId>| -> Vec<String> {
             member
                 .rooms
@@ -384,10 +390,19 @@ impl State {
             rooms: member.rooms.clone(),
             ops: rooms_where(|room| &room.ops),
             voiced: rooms_where(|room| &room.voiced),
+            hidden,
             away: member.away.clone(),
             user: member.user.clone(),
             realname: member.realname.clone(),
         })
+    }
+
+    /// Makes the member invisible to strangers' lookups, or not, and tells it.
+    pub(super) fn set_invisible(&mut self, id: MemberId, on: bool) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.invisible = on;
+        }
+        self.deliver_event(id, ServerEvent::Invisible { on });
     }
 
     /// Marks the member away (with why) or back, and tells it.

@@ -60,6 +60,8 @@ pub(super) struct Member {
     pub announced: bool,
     /// Why it is away, while it is.
     pub away: Option<String>,
+    /// Left out of lookups by strangers (IRC's `+i`).
+    pub invisible: bool,
     /// What an IRC client said in `USER`: its user name and real name.
     pub user: Option<String>,
     pub realname: Option<String>,

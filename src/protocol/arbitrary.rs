@@ -61,6 +61,7 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
             .prop_map(|targets| ClientCommand::Lookup { targets }),
         proptest::option::of(typed_text()).prop_map(|text| ClientCommand::Away { text }),
         Just(ClientCommand::Counts),
+        any::<bool>().prop_map(|on| ClientCommand::Invisible { on }),
     ]
 }
 

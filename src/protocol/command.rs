@@ -115,6 +115,9 @@ pub enum ClientCommand {
     },
     /// How many members and rooms there are.
     Counts,
+    /// Keep out of `lookup`s by members who share no room with you
+    /// (IRC's `+i`), or not.
+    Invisible { on: bool },
 }
 
 impl ClientCommand {
@@ -152,7 +155,8 @@ impl ClientCommand {
             | ClientCommand::Help
             | ClientCommand::History { .. }
             | ClientCommand::Ping { .. }
-            | ClientCommand::Counts => 0,
+            | ClientCommand::Counts
+            | ClientCommand::Invisible { .. } => 0,
         }
     }
 }
@@ -317,6 +321,11 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
             None => return Err(ParseError::Usage("/whois NICK")),
         },
         "counts" => ClientCommand::Counts,
+        "invisible" => match rest {
+            "on" => ClientCommand::Invisible { on: true },
+            "off" => ClientCommand::Invisible { on: false },
+            _ => return Err(ParseError::Usage("/invisible on|off")),
+        },
         "away" => ClientCommand::Away {
             text: optional(rest),
         },
@@ -473,6 +482,9 @@ mod tests {
                 ClientCommand::Lookup { targets } => format!("/whois {}", targets.join(" ")),
                 ClientCommand::Away { text } => with("away", text.as_ref()),
                 ClientCommand::Counts => "/counts".into(),
+                ClientCommand::Invisible { on } => {
+                    format!("/invisible {}", if *on { "on" } else { "off" })
+                }
             }
         }
 

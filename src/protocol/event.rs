@@ -38,6 +38,10 @@ pub struct Person {
     /// The rooms among those where it has a voice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub voiced: Vec<String>,
+    /// It is invisible and shares no room with whoever asked (a WHO by
+    /// mask leaves it out; by its nick, or WHOIS, it is found).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<String>,
     /// What an IRC client said in `USER`: its user name and real name.
@@ -191,6 +195,8 @@ pub enum ServerEvent {
     },
     /// How many members and rooms there are.
     Counts { members: usize, rooms: usize },
+    /// You are invisible now (`on`), or not: the answer to `invisible`.
+    Invisible { on: bool },
     /// The rooms that have members.
     Rooms { rooms: Vec<RoomInfo> },
     /// Recent messages of a room, oldest first, sent on join.
@@ -431,6 +437,12 @@ impl ServerEvent {
                     Some(text) => write!(out, "* {nick} is away: {text}"),
                     None => write!(out, "* {nick} is back"),
                 };
+            }
+            ServerEvent::Invisible { on } => {
+                out.push_str(match on {
+                    true => "* you are invisible: only members who share a room with you find you",
+                    false => "* you are visible to every lookup again",
+                });
             }
             ServerEvent::Counts { members, rooms } => {
                 let _ = write!(out, "* {members} members in {rooms} rooms");

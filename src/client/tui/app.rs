@@ -441,6 +441,7 @@ impl App {
             | ServerEvent::RoomMode { .. }
             | ServerEvent::Found { .. }
             | ServerEvent::Away { .. }
+            | ServerEvent::Invisible { .. }
             | ServerEvent::Counts { .. }) => self.system(event.to_text().trim_start_matches("* ")),
             ServerEvent::Pong { .. }
             | ServerEvent::Mode { .. }

@@ -67,6 +67,8 @@ pub struct IrcCodec {
     last_verb: HashMap<String, &'static str>,
     /// The last batch reference handed out.
     batches: u64,
+    /// The client is invisible (`+i`), as the hub last said.
+    invisible: bool,
 }
 
 impl IrcCodec {
@@ -83,6 +85,7 @@ impl IrcCodec {
             quit_told: None,
             last_verb: HashMap::new(),
             batches: 0,
+            invisible: false,
         }
     }
 
@@ -352,7 +355,7 @@ impl IrcCodec {
                 None => need_more(self),
                 Some(target) if target.starts_with('#') => self.channel_modes(target, &params[1..]),
                 Some(target) if target.eq_ignore_ascii_case(&self.nick) => {
-                    vec![self.numeric("221", &["+i"])]
+                    self.user_modes(params.get(1).copied())
                 }
                 Some(_) => match params.len() {
                     1 => vec![self.numeric("502", &["Can't view modes for other users"])],
@@ -443,6 +446,25 @@ impl IrcCodec {
         line.clear();
         write_line(&mut line, source, "BATCH", &[&format!("-{batch}")], false);
         out.extend_from_slice(line.as_bytes());
+    }
+
+    /// `MODE NICK [+i|-i]`: the query (221), or invisibility on or off;
+    /// `i` is the one user mode served.
+    fn user_modes(&mut self, change: Option<&str>) -> Vec<Input> {
+        let Some(change) = change else {
+            let modes = if self.invisible { "+i" } else { "+" };
+            return vec![self.numeric("221", &[modes])];
+        };
+        let mut on = true;
+        let mut inputs = Vec::new();
+        for flag in change.chars() {
+            match flag {
+                '+' | '-' => on = flag == '+',
+                'i' => inputs.push(Input::Command(ClientCommand::Invisible { on })),
+                _ => inputs.push(self.numeric("501", &["Unknown MODE flag"])),
+            }
+        }
+        inputs
     }
 
     /// A lookup asked for, remembered so its answer is told right.
@@ -579,7 +601,10 @@ impl IrcCodec {
                     .starts_with('#')
                     .then(|| normalize_room(&mask).ok())
                     .flatten();
-                for person in people {
+                // Invisibility hides from masks, not from a nick asked by
+                // name (as the modern IRC documents have it).
+                let masked = mask.contains(['*', '?']);
+                for person in people.iter().filter(|person| !(masked && person.hidden)) {
                     let shown_room = room.clone().or_else(|| person.rooms.first().cloned());
                     let target = shown_room.as_deref().map_or("*".to_string(), channel);
                     let mut flags = String::from(if person.away.is_some() { "G" } else { "H" });
@@ -834,6 +859,17 @@ impl IrcCodec {
                 let text = text.as_deref().unwrap_or("away");
                 self.server
                     .numeric(&mut out, "301", &self.nick, &[nick, text]);
+            }
+            ServerEvent::Invisible { on } => {
+                self.invisible = *on;
+                let change = if *on { "+i" } else { "-i" };
+                write_line(
+                    &mut out,
+                    Some(&prefix(&self.nick)),
+                    "MODE",
+                    &[&self.nick, change],
+                    true,
+                );
             }
             ServerEvent::Counts { members, rooms } => {
                 let me = self.nick.as_str();
@@ -1149,6 +1185,7 @@ mod tests {
             rooms: vec!["a".into()],
             ops: vec!["a".into()],
             voiced: Vec::new(),
+            hidden: false,
             away: Some("lunch".into()),
             user: Some("bobby".into()),
             realname: Some("Bob B".into()),
