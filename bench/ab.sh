@@ -47,7 +47,10 @@ for round in $(seq "$ROUNDS"); do
             binary=$OLD
             [ "$build" = new ] && binary=$NEW
             port=$(free_port)
-            taskset -c 0 "$binary" serve --tcp "127.0.0.1:$port" --udp off --web off --tls off --irc off --irc-tls off \
+            # Doors a build does not have cannot be turned off by name.
+            doors_off=(--tls off)
+            "$binary" serve --help | grep -q -- --irc-tls && doors_off+=(--irc off --irc-tls off)
+            taskset -c 0 "$binary" serve --tcp "127.0.0.1:$port" --udp off --web off "${doors_off[@]}" \
                 --db "$work/history-$round-$scenario-$build.db" --max-rate 0 --max-per-ip 0 \
                 --max-clients 0 </dev/null >/dev/null 2>&1 &
             server_pid=$!

@@ -60,8 +60,13 @@ start_server() {
             local db=(--db "$work/history-$RANDOM.db")
             [ "$history" = nohistory ] && db=(--no-history)
             GREETING=(--greeting)
+            # The doors the build has (SOCKCHAT may be an older one).
+            local doors=() help
+            help=$("$SOCKCHAT" serve --help)
+            grep -q -- --tls-cert <<<"$help" && doors+=(--tls "127.0.0.1:$((port + 2))")
+            grep -q -- --irc-tls <<<"$help" && doors+=(--irc "127.0.0.1:$((port + 3))" --irc-tls off)
             taskset -c "${SERVER_CPUS:-0}" "$SOCKCHAT" serve --tcp "127.0.0.1:$port" --udp "127.0.0.1:$port" \
-                --web "127.0.0.1:$((port + 1))" --tls "127.0.0.1:$((port + 2))" --irc "127.0.0.1:$((port + 3))" --irc-tls off "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
+                --web "127.0.0.1:$((port + 1))" "${doors[@]}" "${db[@]}" $SOCKCHAT_FLAGS </dev/null >/dev/null 2>&1 &
             WIRE=tcp ;;
         ncat)
             taskset -c 0 ncat --chat --listen 127.0.0.1 "$port" --max-conns 10000 </dev/null >/dev/null 2>&1 &

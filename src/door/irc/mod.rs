@@ -260,8 +260,7 @@ where
             match hub.connect_named(DoorKind::Irc, reserved, &name) {
                 Ok(membership) => {
                     io.write_all(out.as_bytes()).await.ok()?;
-                    let registered = registration.finish()?;
-                    return Some((membership, registered.caps));
+                    return Some((membership, registration.caps()));
                 }
                 Err((Naming::Nick(refusal), back)) => {
                     *place = back;

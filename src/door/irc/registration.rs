@@ -7,16 +7,6 @@ use super::replies::{cap, Caps, IrcServer};
 use crate::hub::{Name, NickRefusal};
 use crate::protocol::irc::Message;
 
-/// Who the client said it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registered {
-    pub nick: String,
-    /// `USER`'s user name.
-    pub user: String,
-    pub realname: String,
-    pub caps: Caps,
-}
-
 /// Where registration stands after a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -116,15 +106,9 @@ impl Registration {
         })
     }
 
-    /// Who the client is, once [`Step::Ready`].
-    pub fn finish(self) -> Option<Registered> {
-        let (user, realname) = self.user?;
-        Some(Registered {
-            nick: self.nick?,
-            user,
-            realname,
-            caps: self.caps,
-        })
+    /// The capabilities the client enabled.
+    pub fn caps(&self) -> Caps {
+        self.caps
     }
 }
 
@@ -177,9 +161,10 @@ mod tests {
         let (step, out) = feed(&mut registration, &["CAP REQ :server-time", "CAP END"], &[]);
         assert_eq!(step, Step::Ready);
         assert_eq!(out, ":test CAP alice ACK :server-time\r\n");
-        let registered = registration.finish().unwrap();
-        assert_eq!(registered.realname, "Alice A");
-        assert!(registered.caps.has(super::super::replies::Cap::ServerTime));
+        assert_eq!(registration.name().unwrap().realname, "Alice A");
+        assert!(registration
+            .caps()
+            .has(super::super::replies::Cap::ServerTime));
     }
 
     #[test]
