@@ -546,11 +546,8 @@ async fn forged_udp_sources_make_no_members_and_cost_a_bounded_budget() {
         }
         talker.send(&format!("still talking {round}")).await;
     }
-    // Once a real client's line is in the room, every forged datagram
-    // before it was handled.
-    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    common::udp_join(&client, udp, "marker").await;
-    let elapsed = started.elapsed();
+    // The talker's lines come over TCP and the marker over UDP, so the
+    // two doors race: wait for the talker's lines before the marker.
     assert_eq!(watcher.line().await, "* talker joined #lobby");
     for round in 0..10 {
         assert_eq!(
@@ -558,6 +555,11 @@ async fn forged_udp_sources_make_no_members_and_cost_a_bounded_budget() {
             format!("[lobby] talker: still talking {round}")
         );
     }
+    // Once a real client's line is in the room, every forged datagram
+    // before it was handled: one UDP socket reads datagrams in order.
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    common::udp_join(&client, udp, "marker").await;
+    let elapsed = started.elapsed();
     // Nobody else joined: next come the real client's arrival and line.
     let joined = watcher.line().await;
     assert!(
