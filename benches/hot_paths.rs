@@ -174,6 +174,7 @@ fn commit_and_deliver(
                 time: *next_id,
                 text: "hello everyone".into(),
                 action: false,
+                notice: false,
             }
         })
         .collect();

@@ -874,3 +874,73 @@ async fn an_invisible_member_is_found_only_by_those_who_share_a_room() {
         .starts_with(":sockchat 352 other #quiet shy "));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn notices_stay_notices_on_every_door_in_history_and_get_no_away_reply() {
+    let server = start(config()).await;
+    let mut text = server.client_named("nc_user").await;
+    let mut irc = Irc::registered(server.irc.unwrap(), "bot").await;
+    irc.join("#lobby").await;
+    text.expect("bot joined").await;
+
+    // IRC's NOTICE reaches the text door as a notice, and the text door's
+    // /notice reaches IRC as NOTICE, to a room and to a nick.
+    irc.send("NOTICE #lobby :build 42 is green").await;
+    assert_eq!(
+        text.expect("build 42").await,
+        "[lobby] -bot- build 42 is green"
+    );
+    text.send("/notice #lobby deploy at noon").await;
+    assert_eq!(
+        irc.expect("deploy").await,
+        ":nc_user!nc_user@sockchat NOTICE #lobby :deploy at noon"
+    );
+    text.send("/notice bot just you").await;
+    assert_eq!(
+        irc.expect("just you").await,
+        ":nc_user!nc_user@sockchat NOTICE bot :just you"
+    );
+    // CTCP other than ACTION is text to the other doors, its control
+    // characters made visible.
+    irc.send("NOTICE nc_user :\u{1}VERSION weechat\u{1}").await;
+    assert_eq!(
+        text.expect("VERSION").await,
+        "[private] -bot- -> nc_user: \u{2401}VERSION weechat\u{2401}"
+    );
+    // JSON members see the flag.
+    let mut json = server.client_named("json_user").await;
+    json.send("/json").await;
+    irc.send("NOTICE #lobby :for the json door").await;
+    let seen = json.expect("for the json door").await;
+    assert!(seen.contains(r#""notice":true"#), "{seen}");
+
+    // Nothing answers a notice by itself: no away reply, where a message
+    // gets one.
+    irc.send("AWAY :lunch").await;
+    irc.expect(" 306 ").await;
+    text.send("/notice bot are you there").await;
+    irc.expect("are you there").await;
+    text.send("/msg bot are you there").await;
+    assert_eq!(
+        text.expect("are you there").await,
+        "[private] -nc_user- -> bot: are you there"
+    );
+    assert_eq!(text.line().await, "[private] nc_user -> bot: are you there");
+    assert_eq!(text.line().await, "* bot is away: lunch");
+
+    // Kept as notices: history on join shows them as NOTICE again.
+    let mut reader = Irc::connect(server.irc.unwrap()).await;
+    reader.send("CAP REQ :batch draft/chathistory").await;
+    reader.send("NICK reader").await;
+    reader.send("USER reader 0 * :Reader").await;
+    reader.expect(" ACK ").await;
+    reader.send("CAP END").await;
+    reader.expect(" 422 ").await;
+    reader.send("JOIN #lobby").await;
+    reader.expect("BATCH +").await;
+    assert_eq!(
+        reader.expect("build 42").await,
+        "@batch=history1 :bot!bot@sockchat NOTICE #lobby :build 42 is green"
+    );
+    server.stop().await;
+}

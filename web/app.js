@@ -105,7 +105,8 @@ function handle(event) {
       break;
     case "private": {
       const mine = event.from === state.me;
-      const line = mine ? `→ ${event.to}: ${event.text}` : `${event.from}: ${event.text}`;
+      const said = event.notice ? `-${event.from}- ${event.text}` : `${event.from}: ${event.text}`;
+      const line = mine ? `→ ${event.to}: ${event.text}` : said;
       push(PRIVATE, { kind: "private", time: event.time, from: mine ? "you" : event.from, text: line });
       break;
     }
@@ -191,8 +192,13 @@ function addMessage(message, fromHistory) {
     kind: message.from === state.me ? "own" : "chat",
     time: message.time,
     from: message.from,
-    text: message.action ? `* ${message.from} ${message.text}` : message.text,
-    action: message.action,
+    text: message.action
+      ? `* ${message.from} ${message.text}`
+      : message.notice
+        ? `-${message.from}- ${message.text}`
+        : message.text,
+    // Actions and notices carry their sender in their text.
+    action: message.action || message.notice,
     history: fromHistory,
   };
   // History arrives oldest first and may be older than what is shown.

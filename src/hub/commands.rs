@@ -37,6 +37,7 @@ commands:
   /part [ROOM]       leave ROOM (default: the current room)
   /msg NICK TEXT     private message
   /me ACTION         say an action: * you ACTION
+  /notice TO TEXT    a notice to #ROOM or NICK (no away reply to it)
   /who [ROOM]        members of a room
   /rooms             rooms with members
   /history [N]       the last N messages of the current room (default 50)
@@ -96,16 +97,23 @@ impl State {
         }
         match command {
             ClientCommand::Say { text, room } => {
-                let said = self.say(config, id, room, &text, false);
+                let said = self.say(config, id, room, &text, Style::Plain);
                 self.commit(history, said, &mut handled);
             }
             ClientCommand::Me { text, room } => {
-                let said = self.say(config, id, room, &text, true);
+                let said = self.say(config, id, room, &text, Style::Action);
                 self.commit(history, said, &mut handled);
             }
             ClientCommand::Msg { to, text } => {
-                self.private_message(config, history, id, &to, &text);
+                self.private_message(config, history, id, &to, &text, Style::Plain);
             }
+            ClientCommand::Notice { to, text } => match to.strip_prefix('#') {
+                Some(_) => {
+                    let said = self.say(config, id, Some(to), &text, Style::Notice);
+                    self.commit(history, said, &mut handled);
+                }
+                None => self.private_message(config, history, id, &to, &text, Style::Notice),
+            },
             ClientCommand::Nick { nick } => self.change_nick(config, id, &nick),
             ClientCommand::Join { room } => self.join(config, id, &room),
             ClientCommand::Part { room, reason } => {
@@ -312,7 +320,7 @@ impl State {
         id: MemberId,
         room: Option<String>,
         text: &str,
-        action: bool,
+        style: Style,
     ) -> Option<StoredMessage> {
         let room = self.target_room(id, room.as_deref())?;
         if !self.members[&id].rooms.contains(&room) {
@@ -336,7 +344,8 @@ impl State {
             from: self.members[&id].nick.clone(),
             text,
             time: config.clock.now_millis(),
-            action,
+            action: style == Style::Action,
+            notice: style == Style::Notice,
         };
         let door = self.members[&id].door.name();
         self.metrics
@@ -360,7 +369,9 @@ impl State {
         id: MemberId,
         to: &str,
         text: &str,
+        style: Style,
     ) {
+        let notice = style == Style::Notice;
         let Some(target) = self.find_nick(to) else {
             self.deliver_event(
                 id,
@@ -389,6 +400,7 @@ impl State {
                     text: text.clone(),
                     time,
                     action: false,
+                    notice,
                 },
                 door: self.members[&id].door.name(),
                 to: Some(to.clone()),
@@ -399,13 +411,15 @@ impl State {
             to,
             text,
             time,
+            notice,
         }));
         self.deliver(target, event.clone());
         if target != id {
             self.deliver(id, event);
         }
-        // Told after the echo, as IRC's 301 is.
-        if let Some(away) = self.members[&target].away.clone() {
+        // Told after the echo, as IRC's 301 is; never about a notice,
+        // which nothing answers by itself.
+        if let (Some(away), false) = (self.members[&target].away.clone(), notice) {
             let nick = self.members[&target].nick.clone();
             self.deliver_event(
                 id,
@@ -417,4 +431,12 @@ impl State {
         }
         self.hold_if_target_congested(id, target);
     }
+}
+
+/// How a message is said: plainly, as a `/me` action, or as a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Action,
+    Notice,
 }

@@ -415,6 +415,7 @@ fn a_commit_reaches_each_member_as_one_run_per_room() {
         time: id,
         text: text.into(),
         action: false,
+        notice: false,
     };
     let lobby = HubConfig::default().default_room;
     hub.fan_out(vec![

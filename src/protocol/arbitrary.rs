@@ -25,6 +25,7 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
         (typed_text(), maybe_room()).prop_map(|(text, room)| ClientCommand::Say { text, room }),
         (typed_text(), maybe_room()).prop_map(|(text, room)| ClientCommand::Me { text, room }),
         (typed_text(), typed_text()).prop_map(|(to, text)| ClientCommand::Msg { to, text }),
+        (typed_text(), typed_text()).prop_map(|(to, text)| ClientCommand::Notice { to, text }),
         typed_text().prop_map(|nick| ClientCommand::Nick { nick }),
         typed_text().prop_map(|room| ClientCommand::Join { room }),
         (maybe_room(), proptest::option::of(typed_text()))

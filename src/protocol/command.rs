@@ -32,6 +32,9 @@ pub enum ClientCommand {
     },
     /// A private message to one member.
     Msg { to: String, text: String },
+    /// A notice to a room (`#room`) or a member: a message that no program
+    /// answers by itself (no away reply, no error back), as IRC's NOTICE.
+    Notice { to: String, text: String },
     /// Change nickname.
     Nick { nick: String },
     /// Join a room (created if needed) and make it the current one.
@@ -138,6 +141,7 @@ impl ClientCommand {
             ClientCommand::Say { text, .. }
             | ClientCommand::Me { text, .. }
             | ClientCommand::Msg { text, .. }
+            | ClientCommand::Notice { text, .. }
             | ClientCommand::Search { text } => text.len(),
             ClientCommand::Quit { reason } => reason.as_ref().map_or(0, String::len),
             // Names, checked by their own rules.
@@ -254,6 +258,13 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
                 text: text.trim_start().to_string(),
             },
             _ => return Err(ParseError::Usage("/msg NICK TEXT")),
+        },
+        "notice" => match rest.split_once(char::is_whitespace) {
+            Some((to, text)) if !text.trim().is_empty() => ClientCommand::Notice {
+                to: to.to_string(),
+                text: text.trim_start().to_string(),
+            },
+            _ => return Err(ParseError::Usage("/notice #ROOM|NICK TEXT")),
         },
         "who" | "names" => ClientCommand::Who {
             room: first_word(rest),
@@ -461,6 +472,7 @@ mod tests {
                 ClientCommand::Say { text, .. } => text.clone(),
                 ClientCommand::Me { text, .. } => with("me", Some(text)),
                 ClientCommand::Msg { to, text } => format!("/msg {to} {text}"),
+                ClientCommand::Notice { to, text } => format!("/notice {to} {text}"),
                 ClientCommand::Nick { nick } => with("nick", Some(nick)),
                 ClientCommand::Join { room } => with("join", Some(room)),
                 ClientCommand::Part { room, .. } => with("part", room.as_ref()),

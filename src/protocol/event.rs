@@ -23,6 +23,9 @@ pub struct MessageRecord {
     /// `true` for `/me` actions.
     #[serde(default, skip_serializing_if = "is_false")]
     pub action: bool,
+    /// `true` for notices (`/notice`, IRC's NOTICE).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub notice: bool,
 }
 
 /// One member, as a `lookup` finds it.
@@ -121,6 +124,9 @@ pub enum ServerEvent {
         to: String,
         text: String,
         time: u64,
+        /// `true` for a notice.
+        #[serde(default, skip_serializing_if = "is_false")]
+        notice: bool,
     },
     /// Someone (possibly you) joined a room.
     Join { room: String, nick: String },
@@ -283,8 +289,18 @@ impl ServerEvent {
                 );
             }
             ServerEvent::Message(message) => write_message(&mut out, message, ""),
-            ServerEvent::Private { from, to, text, .. } => {
-                let _ = write!(out, "[private] {from} -> {to}: {text}");
+            ServerEvent::Private {
+                from,
+                to,
+                text,
+                notice,
+                ..
+            } => {
+                let _ = if *notice {
+                    write!(out, "[private] -{from}- -> {to}: {text}")
+                } else {
+                    write!(out, "[private] {from} -> {to}: {text}")
+                };
             }
             ServerEvent::Join { room, nick } => {
                 let _ = write!(out, "* {nick} joined #{room}");
@@ -465,10 +481,13 @@ fn write_message(out: &mut String, message: &MessageRecord, marker: &str) {
         from,
         text,
         action,
+        notice,
         ..
     } = message;
     let _ = if *action {
         write!(out, "{marker}[{room}] * {from} {text}")
+    } else if *notice {
+        write!(out, "{marker}[{room}] -{from}- {text}")
     } else {
         write!(out, "{marker}[{room}] {from}: {text}")
     };
@@ -562,6 +581,7 @@ mod tests {
             text: text.into(),
             time: 1,
             action,
+            notice: false,
         }
     }
 
@@ -574,6 +594,14 @@ mod tests {
         assert_eq!(
             ServerEvent::Message(message("waves", true)).to_text(),
             "[lobby] * alice waves"
+        );
+        let notice = MessageRecord {
+            notice: true,
+            ..message("build is green", false)
+        };
+        assert_eq!(
+            ServerEvent::Message(notice).to_text(),
+            "[lobby] -alice- build is green"
         );
         let history = ServerEvent::History {
             room: "lobby".into(),

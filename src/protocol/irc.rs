@@ -257,16 +257,17 @@ impl Relayed {
         match event {
             ServerEvent::Message(message) => {
                 let target = channel(&message.room);
-                privmsg(
-                    &mut line,
-                    &message.from,
-                    &target,
-                    &message.text,
-                    message.action,
-                );
+                let style = Style::of(message.action, message.notice);
+                privmsg(&mut line, &message.from, &target, &message.text, style);
             }
-            ServerEvent::Private { from, to, text, .. } => {
-                privmsg(&mut line, from, to, text, false);
+            ServerEvent::Private {
+                from,
+                to,
+                text,
+                notice,
+                ..
+            } => {
+                privmsg(&mut line, from, to, text, Style::of(false, *notice));
             }
             ServerEvent::Join { room, nick } => {
                 write_line(
@@ -378,14 +379,35 @@ impl Relayed {
     }
 }
 
-/// `:from PRIVMSG target :text`, an action as CTCP ACTION.
-fn privmsg(out: &mut String, from: &str, target: &str, text: &str, action: bool) {
+/// How a message goes out: PRIVMSG, PRIVMSG with CTCP ACTION, or NOTICE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    Action,
+    Notice,
+}
+
+impl Style {
+    fn of(action: bool, notice: bool) -> Style {
+        match (action, notice) {
+            (true, _) => Style::Action,
+            (false, true) => Style::Notice,
+            (false, false) => Style::Plain,
+        }
+    }
+}
+
+/// `:from PRIVMSG target :text`, an action as CTCP ACTION, a notice as
+/// NOTICE.
+fn privmsg(out: &mut String, from: &str, target: &str, text: &str, style: Style) {
     let source = prefix(from);
-    if action {
-        let text = format!("\u{1}ACTION {text}\u{1}");
-        write_line(out, Some(&source), "PRIVMSG", &[target, &text], true);
-    } else {
-        write_line(out, Some(&source), "PRIVMSG", &[target, text], true);
+    match style {
+        Style::Plain => write_line(out, Some(&source), "PRIVMSG", &[target, text], true),
+        Style::Notice => write_line(out, Some(&source), "NOTICE", &[target, text], true),
+        Style::Action => {
+            let text = format!("\u{1}ACTION {text}\u{1}");
+            write_line(out, Some(&source), "PRIVMSG", &[target, &text], true);
+        }
     }
 }
 

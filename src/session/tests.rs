@@ -29,6 +29,7 @@ fn echo(id: u64) -> ServerEvent {
         text: "hi".into(),
         time: 0,
         action: false,
+        notice: false,
     })
 }
 

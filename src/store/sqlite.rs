@@ -85,6 +85,8 @@ const MIGRATIONS: &[&str] = &[
      WHEN old.id <= (SELECT indexed_through FROM search_index) BEGIN
          INSERT INTO messages_fts (messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
      END;",
+    // 5: notices (IRC's NOTICE, /notice) are kept as such.
+    "ALTER TABLE messages ADD COLUMN notice INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
@@ -487,10 +489,11 @@ fn to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
         time: row.get::<_, i64>(3)? as u64,
         text: row.get(4)?,
         action: row.get(5)?,
+        notice: row.get(6)?,
     })
 }
 
-const COLUMNS: &str = "id, room, sender, time, text, action";
+const COLUMNS: &str = "id, room, sender, time, text, action, notice";
 
 /// `%word%`, with `LIKE`'s own wildcards in `word` taken literally.
 fn like_pattern(word: &str) -> String {
@@ -528,8 +531,8 @@ impl HistoryStore for SqliteStore {
         {
             let mut insert = transaction
                 .prepare_cached(
-                    "INSERT INTO messages (id, room, sender, time, text, door, action, recipient)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO messages (id, room, sender, time, text, door, action, recipient, notice)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(classify)?;
             for message in messages {
@@ -544,6 +547,7 @@ impl HistoryStore for SqliteStore {
                         message.door,
                         record.action,
                         message.to,
+                        record.notice,
                     ])
                     .map_err(classify)?;
             }
@@ -656,6 +660,7 @@ mod tests {
                 text: text.into(),
                 time,
                 action: false,
+                notice: false,
             },
             door: "tcp",
             to: None,
@@ -735,6 +740,15 @@ mod tests {
         let before = store.recent("lobby", 2, Range::Latest, 10).unwrap();
         assert_eq!(before.len(), 2);
         assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        // How a message was said is kept.
+        let mut action = message(12, "styles", "waves", 12);
+        action.record.action = true;
+        let mut notice = message(13, "styles", "build is green", 13);
+        notice.record.notice = true;
+        store.append(&[action, notice]).unwrap();
+        let styles = store.recent("styles", u64::MAX, Range::Latest, 2).unwrap();
+        let styles: Vec<_> = styles.iter().map(|r| (r.action, r.notice)).collect();
+        assert_eq!(styles, [(true, false), (false, true)]);
         // Next to a point, by id or by time (here time = id * 1000).
         let timed: Vec<_> = (7..=11)
             .map(|id| message(id, "timed", &format!("t{id}"), id * 1000))

@@ -37,12 +37,14 @@ pub enum EntryKind {
         from: String,
         text: String,
         action: bool,
+        notice: bool,
         own: bool,
     },
     Private {
         from: String,
         to: String,
         text: String,
+        notice: bool,
     },
     /// Joins, leaves, notices, answers to commands.
     System(String),
@@ -244,6 +246,7 @@ impl App {
                 from: sanitize(&record.from).into_owned(),
                 text: sanitize(&record.text).into_owned(),
                 action: record.action,
+                notice: record.notice,
             },
             history,
         }
@@ -324,6 +327,7 @@ impl App {
                 to,
                 text,
                 time,
+                notice,
             } => {
                 self.last_private = Some(if from == self.nick {
                     to.clone()
@@ -339,6 +343,7 @@ impl App {
                             from: sanitize(&from).into_owned(),
                             to: sanitize(&to).into_owned(),
                             text: sanitize(&text).into_owned(),
+                            notice,
                         },
                         history: false,
                     },
@@ -631,6 +636,7 @@ mod tests {
             text: text.into(),
             time: 1_700_000_000_000 + id * 60_000,
             action: false,
+            notice: false,
         }
     }
 
@@ -733,6 +739,7 @@ mod tests {
             to: "me".into(),
             text: "psst".into(),
             time: 0,
+            notice: false,
         });
         assert_eq!(app.tabs[1].name, PRIVATE);
         assert_eq!(app.tabs[1].unread, 1);

@@ -168,6 +168,7 @@ fn entry_line<'a>(app: &App, entry: &'a Entry) -> Line<'a> {
             from,
             text,
             action,
+            notice,
             own,
             ..
         } => {
@@ -188,16 +189,31 @@ fn entry_line<'a>(app: &App, entry: &'a Entry) -> Line<'a> {
                     format!(" {text}"),
                     Style::new().add_modifier(Modifier::ITALIC),
                 ));
+            } else if *notice {
+                spans.push(Span::styled(format!("-{from}- "), nick_style));
+                spans.push(Span::raw(text.as_str()));
             } else {
                 spans.push(Span::styled(from.as_str(), nick_style));
                 spans.push(Span::raw(": "));
                 spans.push(Span::raw(text.as_str()));
             }
         }
-        EntryKind::Private { from, to, text } => spans.push(Span::styled(
-            format!("[private] {from} -> {to}: {text}"),
-            Style::new().fg(theme.private),
-        )),
+        EntryKind::Private {
+            from,
+            to,
+            text,
+            notice,
+        } => {
+            let from = if *notice {
+                format!("-{from}-")
+            } else {
+                from.clone()
+            };
+            spans.push(Span::styled(
+                format!("[private] {from} -> {to}: {text}"),
+                Style::new().fg(theme.private),
+            ))
+        }
         EntryKind::System(text) => spans.push(Span::styled(
             format!("* {text}"),
             Style::new().fg(theme.system),
@@ -325,6 +341,7 @@ mod tests {
             // 12:34 UTC plus a minute per id.
             time: (12 * 3600 + 34 * 60 + id * 60) * 1000,
             action: false,
+            notice: false,
         })
     }
 

@@ -157,38 +157,38 @@ impl IrcCodec {
                         _ => vec![self.numeric("412", &["No text to send"])],
                     };
                 };
+                let notice = verb == "NOTICE";
+                // A CTCP ACTION is a /me; other CTCP (a NOTICE's CTCP
+                // replies among them) is relayed as it is.
                 let (text, action) = match text
                     .strip_prefix("\u{1}ACTION ")
                     .map(|rest| rest.trim_end_matches('\u{1}'))
                 {
-                    Some(action) => (action, true),
-                    None => (*text, false),
+                    Some(action) if !notice => (action, true),
+                    _ => (*text, false),
                 };
                 targets
                     .split(',')
                     .filter(|target| !target.is_empty())
                     .map(|target| {
                         let text = text.to_string();
-                        let verb = if verb == "NOTICE" {
-                            "NOTICE"
-                        } else {
-                            "PRIVMSG"
-                        };
+                        let verb = if notice { "NOTICE" } else { "PRIVMSG" };
+                        let to = target.to_string();
                         let command = match target.strip_prefix('#') {
                             Some(_) => {
                                 self.remember(target, verb);
-                                let room = Some(target.to_string());
-                                if action {
-                                    ClientCommand::Me { text, room }
-                                } else {
-                                    ClientCommand::Say { text, room }
+                                let room = Some(to.clone());
+                                match (notice, action) {
+                                    (true, _) => ClientCommand::Notice { to, text },
+                                    (false, true) => ClientCommand::Me { text, room },
+                                    (false, false) => ClientCommand::Say { text, room },
                                 }
                             }
                             None => {
                                 self.remember_nick(target, verb);
-                                ClientCommand::Msg {
-                                    to: target.to_string(),
-                                    text,
+                                match notice {
+                                    true => ClientCommand::Notice { to, text },
+                                    false => ClientCommand::Msg { to, text },
                                 }
                             }
                         };
@@ -1122,6 +1122,7 @@ mod tests {
                 text: "hi".into(),
                 time: 0,
                 action: false,
+                notice: false,
             })
         };
         assert_eq!(encode(&mut codec, message("alice")), "");
