@@ -944,3 +944,54 @@ async fn notices_stay_notices_on_every_door_in_history_and_get_no_away_reply() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn away_notify_tells_who_asked_for_it_of_every_doors_away_and_back() {
+    let server = start(config()).await;
+    let mut notified = Irc::connect(server.irc.unwrap()).await;
+    notified.send("CAP LS 302").await;
+    notified.send("NICK notified").await;
+    notified.send("USER notified 0 * :Notified").await;
+    assert!(notified.expect(" LS ").await.contains("away-notify"));
+    notified.send("CAP REQ away-notify").await;
+    notified.expect(" ACK ").await;
+    notified.send("CAP END").await;
+    notified.expect(" 422 ").await;
+    notified.join("#lobby").await;
+    let mut plain = Irc::registered(server.irc.unwrap(), "plain").await;
+    plain.join("#lobby").await;
+    notified.expect(" JOIN #lobby").await;
+
+    let mut text = server.client_named("nc_user").await;
+    notified.expect("nc_user!nc_user@sockchat JOIN").await;
+    plain.expect("nc_user!nc_user@sockchat JOIN").await;
+    text.send("/away at lunch").await;
+    assert_eq!(
+        notified.line().await,
+        ":nc_user!nc_user@sockchat AWAY :at lunch"
+    );
+    text.send("/away").await;
+    assert_eq!(notified.line().await, ":nc_user!nc_user@sockchat AWAY");
+    // Text members hear of it too.
+    plain.send("AWAY :brb").await;
+    assert_eq!(text.expect("plain").await, "* plain is away: brb");
+    assert_eq!(notified.line().await, ":plain!plain@sockchat AWAY :brb");
+    // The same again changes nothing and tells nobody.
+    plain.send("AWAY :brb").await;
+    plain.expect(" 306 ").await;
+    // An away member arriving says it is away, after its JOIN.
+    plain.send("PART #lobby").await;
+    notified.expect(" PART ").await;
+    plain.join("#lobby").await;
+    assert_eq!(notified.line().await, ":plain!plain@sockchat JOIN #lobby");
+    assert_eq!(notified.line().await, ":plain!plain@sockchat AWAY :brb");
+    // Without the cap: no AWAY lines, the next thing is what comes next.
+    text.send("/away gone").await;
+    notified.expect("AWAY :gone").await;
+    text.send("after the away").await;
+    assert_eq!(
+        plain.line().await,
+        ":nc_user!nc_user@sockchat PRIVMSG #lobby :after the away"
+    );
+    server.stop().await;
+}

@@ -336,6 +336,10 @@ function parse(text) {
       const [to, ...body] = words;
       return to && body.length ? { type: "msg", to, text: rest.slice(to.length).trim() } : { error: "usage: /msg NICK TEXT" };
     }
+    case "notice": {
+      const [to, ...body] = words;
+      return to && body.length ? { type: "notice", to, text: rest.slice(to.length).trim() } : { error: "usage: /notice #ROOM|NICK TEXT" };
+    }
     case "me": return rest ? { type: "me", text: rest, room: state.current || undefined } : { error: "usage: /me ACTION" };
     case "who": return { type: "who", room: rest || state.current || undefined };
     case "rooms": return { type: "rooms" };

@@ -129,7 +129,7 @@ impl State {
                 self.kick(config, id, room.as_deref(), &nick, reason.as_deref())
             }
             ClientCommand::Lookup { targets } => self.lookup(id, &targets),
-            ClientCommand::Away { text } => self.away(id, text.as_deref()),
+            ClientCommand::Away { text } => self.away(config, id, text.as_deref()),
             ClientCommand::Invisible { on } => self.set_invisible(id, on),
             ClientCommand::Counts => {
                 let members = self.counted_members();

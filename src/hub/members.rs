@@ -227,8 +227,19 @@ impl State {
         self.nicks.remove(&nick_key(&old));
         self.nicks.insert(key, id);
         tracing::info!(%old, new = %nick, "nick change");
-        // Everyone who shares a room with the member hears of it, once
-        // (in the rooms that have heard of the member).
+        let event = Arc::new(Outgoing::new(ServerEvent::Nick {
+            old,
+            new: nick.to_string(),
+        }));
+        for member in self.audience(config, id) {
+            self.deliver(member, event.clone());
+        }
+    }
+
+    /// The member and everyone who shares a room with it, once each (in
+    /// the rooms that have heard of the member): who hears of a change
+    /// to it.
+    fn audience(&self, config: &HubConfig, id: MemberId) -> Vec<MemberId> {
         let mut audience = vec![id];
         for room in &self.members[&id].rooms {
             if self.is_seen_in(config, id, room) {
@@ -237,13 +248,7 @@ impl State {
         }
         audience.sort_unstable();
         audience.dedup();
-        let event = Arc::new(Outgoing::new(ServerEvent::Nick {
-            old,
-            new: nick.to_string(),
-        }));
-        for member in audience {
-            self.deliver(member, event.clone());
-        }
+        audience
     }
 
     /// Removes a member from the hub and tells its rooms how it left.
@@ -406,14 +411,29 @@ impl State {
     }
 
     /// Marks the member away (with why) or back, and tells it.
-    pub(super) fn away(&mut self, id: MemberId, text: Option<&str>) {
+    pub(super) fn away(&mut self, config: &HubConfig, id: MemberId, text: Option<&str>) {
         let text = text
             .map(|text| sanitize(text).into_owned())
             .filter(|text| !text.trim().is_empty());
         let member = self.members.get_mut(&id).expect("checked by handle");
+        let changed = member.away != text;
         member.away = text.clone();
         let nick = member.nick.clone();
-        self.deliver_event(id, ServerEvent::Away { nick, text });
+        self.deliver_event(
+            id,
+            ServerEvent::Away {
+                nick: nick.clone(),
+                text: text.clone(),
+            },
+        );
+        if changed {
+            let event = Arc::new(Outgoing::new(ServerEvent::Presence { nick, away: text }));
+            for member in self.audience(config, id) {
+                if member != id {
+                    self.deliver(member, event.clone());
+                }
+            }
+        }
     }
 
     pub(super) fn find_nick(&self, nick: &str) -> Option<MemberId> {

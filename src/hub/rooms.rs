@@ -116,6 +116,15 @@ impl State {
             self.deliver_event(id, joined);
         } else {
             self.broadcast(&room, joined);
+            // An away member's arrival says so (IRC's away-notify).
+            if let Some(away) = self.members[&id].away.clone() {
+                let nick = self.members[&id].nick.clone();
+                let presence = ServerEvent::Presence {
+                    nick,
+                    away: Some(away),
+                };
+                self.broadcast_except(&room, id, presence);
+            }
         }
         if has_topic {
             let topic = self.topic_of(&room);

@@ -199,6 +199,14 @@ pub enum ServerEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
     },
+    /// `nick`, who shares a room with you, went away (`text`) or came
+    /// back (none); also told when an away member joins your room.
+    /// IRC's away-notify.
+    Presence {
+        nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        away: Option<String>,
+    },
     /// How many members and rooms there are.
     Counts { members: usize, rooms: usize },
     /// You are invisible now (`on`), or not: the answer to `invisible`.
@@ -448,7 +456,10 @@ impl ServerEvent {
                     }
                 }
             }
-            ServerEvent::Away { nick, text } => {
+            ServerEvent::Away { nick, text }
+            | ServerEvent::Presence {
+                nick, away: text, ..
+            } => {
                 let _ = match text {
                     Some(text) => write!(out, "* {nick} is away: {text}"),
                     None => write!(out, "* {nick} is back"),

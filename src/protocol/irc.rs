@@ -229,7 +229,8 @@ impl Relayed {
             | ServerEvent::Nick { .. }
             | ServerEvent::Kick { .. }
             | ServerEvent::Topic { changed: true, .. }
-            | ServerEvent::RoomMode { by: Some(_), .. } => (None, None),
+            | ServerEvent::RoomMode { by: Some(_), .. }
+            | ServerEvent::Presence { .. } => (None, None),
             _ => return None,
         };
         let mut time_at = 0..0;
@@ -304,6 +305,13 @@ impl Relayed {
             }
             ServerEvent::Nick { old, new } => {
                 write_line(&mut line, Some(&prefix(old)), "NICK", &[new], false);
+            }
+            ServerEvent::Presence { nick, away } => {
+                let params: &[&str] = match away {
+                    Some(text) => &[text],
+                    None => &[],
+                };
+                write_line(&mut line, Some(&prefix(nick)), "AWAY", params, true);
             }
             ServerEvent::Kick {
                 room,

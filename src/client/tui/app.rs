@@ -446,6 +446,7 @@ impl App {
             | ServerEvent::RoomMode { .. }
             | ServerEvent::Found { .. }
             | ServerEvent::Away { .. }
+            | ServerEvent::Presence { .. }
             | ServerEvent::Invisible { .. }
             | ServerEvent::Counts { .. }) => self.system(event.to_text().trim_start_matches("* ")),
             ServerEvent::Pong { .. }

@@ -920,7 +920,8 @@ impl IrcCodec {
             | ServerEvent::Nick { .. }
             | ServerEvent::Kick { .. }
             | ServerEvent::Topic { changed: true, .. }
-            | ServerEvent::RoomMode { by: Some(_), .. } => return None,
+            | ServerEvent::RoomMode { by: Some(_), .. }
+            | ServerEvent::Presence { .. } => return None,
         }
         Some(out)
     }
@@ -964,6 +965,7 @@ impl IrcCodec {
                 }
                 true
             }
+            ServerEvent::Presence { .. } => self.caps.has(Cap::AwayNotify),
             _ => true,
         }
     }

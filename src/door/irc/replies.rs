@@ -138,10 +138,11 @@ pub enum Cap {
     UserhostInNames,
     Batch,
     ChatHistory,
+    AwayNotify,
 }
 
 impl Cap {
-    pub const ALL: [Cap; 8] = [
+    pub const ALL: [Cap; 9] = [
         Cap::CapNotify,
         Cap::EchoMessage,
         Cap::MessageTags,
@@ -150,6 +151,7 @@ impl Cap {
         Cap::UserhostInNames,
         Cap::Batch,
         Cap::ChatHistory,
+        Cap::AwayNotify,
     ];
 
     pub fn name(self) -> &'static str {
@@ -162,6 +164,7 @@ impl Cap {
             Cap::UserhostInNames => "userhost-in-names",
             Cap::Batch => "batch",
             Cap::ChatHistory => "draft/chathistory",
+            Cap::AwayNotify => "away-notify",
         }
     }
 
