@@ -995,3 +995,96 @@ async fn away_notify_tells_who_asked_for_it_of_every_doors_away_and_back() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn invite_only_moderated_and_open_rooms_on_every_door() {
+    let server = start(config()).await;
+    let mut op = Irc::registered(server.irc.unwrap(), "chanop").await;
+    op.join("#club").await;
+    let mut text = server.client_named("texter").await;
+
+    // Several flags in one change, answered with one MODE of what changed.
+    op.send("MODE #club +imt").await;
+    assert_eq!(op.line().await, ":chanop!chanop@sockchat MODE #club +im");
+    op.send("MODE #club").await;
+    assert_eq!(op.line().await, ":sockchat 324 chanop #club +imnt");
+    op.line().await; // 329
+
+    // +i: refused until invited, on any door; the invitation is told to
+    // both, and lets the member in once.
+    text.send("/join #club").await;
+    assert_eq!(
+        text.expect("invite").await,
+        "! #club is invite only: an operator of it may /invite you"
+    );
+    op.send("INVITE texter #club").await;
+    assert_eq!(op.line().await, ":sockchat 341 chanop texter :#club");
+    assert_eq!(
+        text.expect("invited").await,
+        "* chanop invited texter to #club (/join #club)"
+    );
+    text.send("/join #club").await;
+    op.expect("texter!texter@sockchat JOIN #club").await;
+    op.send("INVITE texter #club").await;
+    assert_eq!(
+        op.line().await,
+        ":sockchat 443 chanop texter #club :is already on channel"
+    );
+    // Only operators invite to an invite-only room.
+    let mut other = Irc::registered(server.irc.unwrap(), "other").await;
+    text.send("/invite other").await;
+    assert_eq!(
+        text.expect("operators").await,
+        "! only the operators of #club may do that"
+    );
+    other.send("JOIN #club").await;
+    assert_eq!(
+        other.line().await,
+        ":sockchat 473 other #club :Cannot join channel (+i)"
+    );
+
+    // +m: only operators and voiced members talk.
+    text.send("hello?").await;
+    assert_eq!(
+        text.expect("moderated").await,
+        "! #club is moderated: only its operators and voiced members talk"
+    );
+    op.send("MODE #club +v texter").await;
+    text.expect("sets mode +v texter").await;
+    text.send("thanks").await;
+    assert_eq!(
+        op.expect("thanks").await,
+        ":texter!texter@sockchat PRIVMSG #club :thanks"
+    );
+
+    // -n: a member outside the room may say things in it, and hears its
+    // own message back as the room does.
+    op.send("MODE #club -mn").await;
+    op.expect("MODE #club -mn").await;
+    other.send("PRIVMSG #club :from outside").await;
+    assert_eq!(
+        op.expect("outside").await,
+        ":other!other@sockchat PRIVMSG #club :from outside"
+    );
+    let mut outsider = server.client_named("outsider").await;
+    outsider.send("/msg nobody x").await;
+    outsider.expect("no such nick").await;
+    let json = r#"{"type":"say","room":"club","text":"from the json door"}"#;
+    outsider.send("/json").await;
+    outsider.send(json).await;
+    let echo = outsider.expect("from the json door").await;
+    assert!(echo.contains(r#""type":"message""#), "{echo}");
+    assert_eq!(
+        text.expect("json door").await,
+        "[club] outsider: from the json door"
+    );
+    // With +n again, outsiders are refused.
+    op.send("MODE #club +n").await;
+    op.expect("MODE #club +n").await;
+    other.send("PRIVMSG #club :again").await;
+    assert_eq!(
+        other.line().await,
+        ":sockchat 404 other #club :Cannot send to channel"
+    );
+    server.stop().await;
+}

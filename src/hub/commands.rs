@@ -45,8 +45,11 @@ commands:
   /topic [TEXT]      the current room's topic, or set it
   /whois NICK        who NICK is: door, rooms, away
   /away [TEXT]       mark yourself away, or back
-  /op NICK, /deop NICK, /kick NICK [REASON], /mode [+t|-t]
-                     for a room's operators (whoever made the room)
+  /invite NICK [ROOM] let NICK into a room (invite-only rooms: operators)
+  /op NICK, /deop NICK, /kick NICK [REASON], /mode [+i|+m|+n|+s|+t...]
+                     for a room's operators (whoever made the room):
+                     i invite only, m moderated, n no outside messages,
+                     s secret, t topic by operators
   /ping              answered with a pong (a round-trip check)";
 
 /// Help's line for the switch only a connection has (not UDP).
@@ -125,6 +128,7 @@ impl State {
             ClientCommand::Mode { room, change } => {
                 self.mode(id, room.as_deref(), change.as_deref())
             }
+            ClientCommand::Invite { nick, room } => self.invite(id, &nick, room.as_deref()),
             ClientCommand::Kick { room, nick, reason } => {
                 self.kick(config, id, room.as_deref(), &nick, reason.as_deref())
             }
@@ -323,7 +327,21 @@ impl State {
         style: Style,
     ) -> Option<StoredMessage> {
         let room = self.target_room(id, room.as_deref())?;
-        if !self.members[&id].rooms.contains(&room) {
+        let inside = self.members[&id].rooms.contains(&room);
+        let state = self.rooms.get(&room);
+        // A room open to messages from outside (IRC's -n) takes them.
+        let outside = !inside && state.is_some_and(|state| state.external);
+        if state.is_some_and(|state| {
+            state.moderated && !state.ops.contains(&id) && !state.voiced.contains(&id)
+        }) {
+            let why = format!("#{room} is moderated: only its operators and voiced members talk");
+            self.deliver_event(
+                id,
+                ServerEvent::error_about(ErrorCode::Moderated, &room, why),
+            );
+            return None;
+        }
+        if !inside && !outside {
             self.deliver_event(
                 id,
                 ServerEvent::error_about(
@@ -353,6 +371,10 @@ impl State {
             .get_or_create(&DoorLabel { door })
             .inc();
         tracing::debug!(room = %record.room, "message");
+        if outside {
+            // Echoed to the sender when published, as the room hears it.
+            self.outside_senders.insert(record.id, id);
+        }
         // Flow control: a room whose readers are behind slows its talkers.
         self.hold_if_congested(id, &room);
         Some(StoredMessage {

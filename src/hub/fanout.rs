@@ -16,6 +16,7 @@ impl State {
         let mut records = records.into_iter().peekable();
         while let Some(room) = records.peek().map(|first| first.room.clone()) {
             let mut events = Vec::new();
+            let mut outside_echoes = Vec::new();
             // Lookups go up to the last stored message: an ephemeral one
             // may be published ahead of stored ones still being written.
             let stored = !is_ephemeral(&room);
@@ -23,10 +24,27 @@ impl State {
                 if stored {
                     self.last_published = self.last_published.max(record.id);
                 }
+                let sender = match self.outside_senders.is_empty() {
+                    true => None,
+                    false => self.outside_senders.remove(&record.id),
+                };
                 self.remember(config, record.clone());
-                events.push(Arc::new(Outgoing::new(ServerEvent::Message(record))));
+                let event = Arc::new(Outgoing::new(ServerEvent::Message(record)));
+                if let Some(sender) = sender {
+                    outside_echoes.push((sender, event.clone()));
+                }
+                events.push(event);
             }
             self.fan_out(&room, None, events.len(), Delivery::run(events));
+            for (sender, event) in outside_echoes {
+                let inside = self
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|r| r.members.contains(&sender));
+                if self.members.contains_key(&sender) && !inside {
+                    self.deliver(sender, event);
+                }
+            }
         }
     }
 

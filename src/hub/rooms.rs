@@ -1,9 +1,11 @@
 //! Rooms: joining, leaving, listing, and each room's recent past.
 
+use std::sync::Arc;
+
 use super::state::{Room, State, Topic};
 use super::{DoorKind, HubConfig, MemberId};
 use crate::protocol::text::{normalize_room, sanitize};
-use crate::protocol::{ErrorCode, LeaveReason, MessageRecord, RoomInfo, ServerEvent};
+use crate::protocol::{ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent};
 
 impl State {
     /// Adds a message to its room's ring of recent messages.
@@ -92,6 +94,16 @@ impl State {
             self.deliver_event(id, error);
             return;
         }
+        if let Some(state) = self.rooms.get_mut(&room) {
+            if state.invite_only && !state.invited.contains(&id) {
+                let why = format!("#{room} is invite only: an operator of it may /invite you");
+                let error = ServerEvent::error_about(ErrorCode::InviteOnly, &room, why);
+                self.deliver_event(id, error);
+                return;
+            }
+            state.invited.retain(|invited| *invited != id);
+        }
+        let member = self.members.get_mut(&id).expect("checked by handle");
         member.current = Some(room.clone());
         member.rooms.push(room.clone());
         let nick = member.nick.clone();
@@ -374,11 +386,7 @@ impl State {
                 return;
             }
             let state = &self.rooms[&room];
-            let modes = format!(
-                "+n{}{}",
-                if state.secret { "s" } else { "" },
-                if state.topic_locked { "t" } else { "" }
-            );
+            let modes = state.modes();
             let since = (state.since > 0).then_some(state.since);
             let event = ServerEvent::RoomMode {
                 room,
@@ -392,55 +400,111 @@ impl State {
         let Some(room) = self.room_of_member(id, named) else {
             return;
         };
-        let (flag, argument) = change.split_once(' ').unwrap_or((change, ""));
-        let argument = argument.trim();
-        let known = matches!(flag, "+o" | "-o" | "+v" | "-v" | "+t" | "-t" | "+s" | "-s");
-        if !known {
-            let error = ServerEvent::error_about(
-                ErrorCode::UnknownMode,
-                flag.trim_start_matches(['+', '-']),
-                format!("unknown mode {flag}: rooms know +o/-o NICK, +v/-v NICK, +t/-t and +s/-s"),
-            );
-            self.deliver_event(id, error);
+        let wanted = self.mode_changes(id, change);
+        if wanted.is_empty() || !self.check_operator(id, &room) {
             return;
         }
-        if !self.check_operator(id, &room) {
-            return;
-        }
-        let by = self.members[&id].nick.clone();
-        let modes = match flag {
-            "+t" | "-t" => {
-                self.rooms.get_mut(&room).expect("checked").topic_locked = flag == "+t";
-                flag.to_string()
-            }
-            "+s" | "-s" => {
-                self.rooms.get_mut(&room).expect("checked").secret = flag == "+s";
-                flag.to_string()
-            }
-            _ => {
-                let Some(target) = self.member_of(id, &room, argument) else {
-                    return;
-                };
-                let state = self.rooms.get_mut(&room).expect("checked");
-                let list = match flag {
-                    "+o" | "-o" => &mut state.ops,
-                    _ => &mut state.voiced,
-                };
-                list.retain(|member| *member != target);
-                if flag.starts_with('+') {
-                    list.push(target);
+        // What changed, in order: what was so already is not told again.
+        let mut applied: Vec<(bool, char)> = Vec::new();
+        let mut arguments = Vec::new();
+        for (on, flag, nick) in wanted {
+            let changed = match nick {
+                Some(nick) => {
+                    let Some(target) = self.member_of(id, &room, &nick) else {
+                        continue;
+                    };
+                    let state = self.rooms.get_mut(&room).expect("checked");
+                    let list = match flag {
+                        'o' => &mut state.ops,
+                        _ => &mut state.voiced,
+                    };
+                    let was = list.contains(&target);
+                    list.retain(|member| *member != target);
+                    if on {
+                        list.push(target);
+                    }
+                    let changed = was != on;
+                    if changed {
+                        arguments.push(self.members[&target].nick.clone());
+                    }
+                    changed
                 }
-                let nick = self.members[&target].nick.clone();
-                format!("{flag} {nick}")
+                None => {
+                    let state = self.rooms.get_mut(&room).expect("checked");
+                    let setting = match flag {
+                        'i' => &mut state.invite_only,
+                        'm' => &mut state.moderated,
+                        's' => &mut state.secret,
+                        't' => &mut state.topic_locked,
+                        // n is "no external messages": on when not external.
+                        _ => &mut state.external,
+                    };
+                    let value = if flag == 'n' { !on } else { on };
+                    std::mem::replace(setting, value) != value
+                }
+            };
+            if changed {
+                applied.push((on, flag));
             }
-        };
+        }
+        if applied.is_empty() {
+            return;
+        }
+        let mut modes = String::new();
+        let mut sign = None;
+        for (on, flag) in applied {
+            if sign != Some(on) {
+                modes.push(if on { '+' } else { '-' });
+                sign = Some(on);
+            }
+            modes.push(flag);
+        }
+        for nick in arguments {
+            modes.push(' ');
+            modes.push_str(&nick);
+        }
         let event = ServerEvent::RoomMode {
             room: room.clone(),
             modes,
-            by: Some(by),
+            by: Some(self.members[&id].nick.clone()),
             since: None,
         };
         self.broadcast(&room, event);
+    }
+
+    /// A mode change (`+o bob`, `+imt`, `+ov-t bob carol`) as its flags,
+    /// on or off, each with its nick for `o` and `v`. Unknown flags and
+    /// missing nicks are told to the member and left out.
+    fn mode_changes(&mut self, id: MemberId, change: &str) -> Vec<(bool, char, Option<String>)> {
+        let mut words = change.split_whitespace();
+        let flags = words.next().unwrap_or("");
+        let mut wanted = Vec::new();
+        let mut on = true;
+        for flag in flags.chars() {
+            match flag {
+                '+' | '-' => on = flag == '+',
+                'o' | 'v' => match words.next() {
+                    Some(nick) => wanted.push((on, flag, Some(nick.to_string()))),
+                    None => {
+                        let why = format!("{flag} needs a nick: /mode +{flag} NICK");
+                        self.deliver_event(id, ServerEvent::error(ErrorCode::Usage, why));
+                    }
+                },
+                'i' | 'm' | 'n' | 's' | 't' => wanted.push((on, flag, None)),
+                other => {
+                    let error = ServerEvent::error_about(
+                        ErrorCode::UnknownMode,
+                        &other.to_string(),
+                        format!(
+                            "unknown mode {other}: rooms know +o/-o NICK, +v/-v NICK, \
+                             +i, +m, +n, +s and +t"
+                        ),
+                    );
+                    self.deliver_event(id, error);
+                }
+            }
+        }
+        wanted
     }
 
     /// Puts a member out of a room, as one of its operators.
@@ -472,6 +536,43 @@ impl State {
         let member = self.members.get_mut(&target).expect("found above");
         if member.current.as_deref() == Some(room.as_str()) {
             member.current = member.rooms.last().cloned();
+        }
+    }
+
+    /// Invites `nick` into a room the member is in: anyone in an open
+    /// room may, only operators in an invite-only one.
+    pub(super) fn invite(&mut self, id: MemberId, nick: &str, named: Option<&str>) {
+        let Some(room) = self.room_of_member(id, named) else {
+            return;
+        };
+        let Some(target) = self.find_nick(nick) else {
+            let why = format!("no such nick: {nick}");
+            let error = ServerEvent::error_about(ErrorCode::NoSuchNick, nick, why);
+            self.deliver_event(id, error);
+            return;
+        };
+        let nick = self.members[&target].nick.clone();
+        if self.rooms[&room].members.contains(&target) {
+            let why = format!("{nick} is in #{room} already");
+            let error = ServerEvent::error_about(ErrorCode::TargetInRoom, &nick, why);
+            self.deliver_event(id, error);
+            return;
+        }
+        if self.rooms[&room].invite_only && !self.check_operator(id, &room) {
+            return;
+        }
+        let state = self.rooms.get_mut(&room).expect("checked");
+        if !state.invited.contains(&target) {
+            state.invited.push(target);
+        }
+        let event = Arc::new(Outgoing::new(ServerEvent::Invited {
+            room,
+            nick,
+            by: self.members[&id].nick.clone(),
+        }));
+        self.deliver(target, event.clone());
+        if target != id {
+            self.deliver(id, event);
         }
     }
 

@@ -84,8 +84,33 @@ pub(super) struct Room {
     pub topic_locked: bool,
     /// Left out of room lists for those not in it (IRC's `+s`).
     pub secret: bool,
+    /// Joined only by whom its operators invite (IRC's `+i`).
+    pub invite_only: bool,
+    /// Only operators and voiced members talk (IRC's `+m`).
+    pub moderated: bool,
+    /// Members outside the room may say things in it (IRC's `-n`).
+    pub external: bool,
+    /// Invited and not yet come (cleared as each joins).
+    pub invited: Vec<MemberId>,
     /// When it was made, milliseconds since the Unix epoch (0: not known).
     pub since: u64,
+}
+
+impl Room {
+    /// Its modes as IRC writes them: `+` and the flags that are on
+    /// (`+nt` for a new room).
+    pub fn modes(&self) -> String {
+        let flags = [
+            (self.invite_only, 'i'),
+            (self.moderated, 'm'),
+            (!self.external, 'n'),
+            (self.secret, 's'),
+            (self.topic_locked, 't'),
+        ];
+        std::iter::once('+')
+            .chain(flags.iter().filter(|(on, _)| *on).map(|(_, flag)| *flag))
+            .collect()
+    }
 }
 
 impl Default for Room {
@@ -98,6 +123,10 @@ impl Default for Room {
             topic: None,
             topic_locked: true,
             secret: false,
+            invite_only: false,
+            moderated: false,
+            external: false,
+            invited: Vec::new(),
             since: 0,
         }
     }
@@ -138,6 +167,9 @@ pub(super) struct State {
     /// Without a history writer: messages accepted, in id order, not yet
     /// handed to the bus.
     pub unpublished: Vec<MessageRecord>,
+    /// Messages said into a room (`-n`) by a member outside it, to echo to
+    /// that member when they are published: message id to sender.
+    pub outside_senders: HashMap<u64, MemberId>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -167,6 +199,7 @@ impl State {
             message_ids: MessageIds::after(last_id),
             overflowed: Vec::new(),
             unpublished: Vec::new(),
+            outside_senders: HashMap::new(),
             closed: false,
             metrics,
         };

@@ -58,6 +58,7 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
             proptest::option::of(typed_text())
         )
             .prop_map(|(room, nick, reason)| ClientCommand::Kick { room, nick, reason }),
+        (typed_text(), maybe_room()).prop_map(|(nick, room)| ClientCommand::Invite { nick, room }),
         proptest::collection::vec(typed_text(), 0..4)
             .prop_map(|targets| ClientCommand::Lookup { targets }),
         proptest::option::of(typed_text()).prop_map(|text| ClientCommand::Away { text }),

@@ -108,6 +108,14 @@ pub enum ClientCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Let a member into a room (the current one unless `room` is given),
+    /// invite only (`+i`) or not: whoever is in the room may invite to an
+    /// open one; to an invite-only one, its operators.
+    Invite {
+        nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
     /// Who is here among `targets`: nicks, masks (`ali*`, `*`) or rooms
     /// (`#lobby`, for its members).
     Lookup { targets: Vec<String> },
@@ -152,6 +160,9 @@ impl ClientCommand {
             ClientCommand::Who { room } => room.as_ref().map_or(0, String::len),
             ClientCommand::Topic { text, .. } => text.as_ref().map_or(0, String::len),
             ClientCommand::Kick { reason, .. } => reason.as_ref().map_or(0, String::len),
+            ClientCommand::Invite { nick, room } => {
+                nick.len() + room.as_ref().map_or(0, String::len)
+            }
             ClientCommand::Mode { change, .. } => change.as_ref().map_or(0, String::len),
             ClientCommand::Lookup { targets } => targets.iter().map(String::len).sum(),
             ClientCommand::Away { text } => text.as_ref().map_or(0, String::len),
@@ -325,6 +336,17 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
             },
             None => return Err(ParseError::Usage("/kick NICK [REASON]")),
         },
+        "invite" => match rest.split_once(char::is_whitespace) {
+            Some((nick, room)) => ClientCommand::Invite {
+                nick: nick.to_string(),
+                room: optional(room.trim()),
+            },
+            None if !rest.is_empty() => ClientCommand::Invite {
+                nick: rest.to_string(),
+                room: None,
+            },
+            None => return Err(ParseError::Usage("/invite NICK [ROOM]")),
+        },
         "whois" => match first_word(rest) {
             Some(nick) => ClientCommand::Lookup {
                 targets: vec![nick],
@@ -492,6 +514,10 @@ mod tests {
                     None => format!("/kick {nick}"),
                 },
                 ClientCommand::Lookup { targets } => format!("/whois {}", targets.join(" ")),
+                ClientCommand::Invite { nick, room } => match room {
+                    Some(room) => format!("/invite {nick} {room}"),
+                    None => format!("/invite {nick}"),
+                },
                 ClientCommand::Away { text } => with("away", text.as_ref()),
                 ClientCommand::Counts => "/counts".into(),
                 ClientCommand::Invisible { on } => {

@@ -94,6 +94,12 @@ pub enum ErrorCode {
     UnknownMode,
     /// The member named is not in that room.
     TargetNotInRoom,
+    /// The member named is in that room already (an invitation).
+    TargetInRoom,
+    /// A room only those invited may join (`+i`).
+    InviteOnly,
+    /// A room where only operators and voiced members talk (`+m`).
+    Moderated,
     /// A connection that broke its wire protocol (a bad WebSocket frame).
     ProtocolError,
     /// A connection that stopped answering the server's checks.
@@ -187,6 +193,13 @@ pub enum ServerEvent {
         by: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// `by` invited `nick` to `room`: told to both (the invited may now
+    /// join it, invite only or not).
+    Invited {
+        room: String,
+        nick: String,
+        by: String,
     },
     /// The answer to a `lookup`: who is here among what was asked.
     Found {
@@ -435,6 +448,9 @@ impl ServerEvent {
                 if let Some(reason) = reason {
                     let _ = write!(out, " ({reason})");
                 }
+            }
+            ServerEvent::Invited { room, nick, by } => {
+                let _ = write!(out, "* {by} invited {nick} to #{room} (/join #{room})");
             }
             ServerEvent::Found { asked, people } => {
                 if people.is_empty() {

@@ -447,6 +447,7 @@ impl App {
             | ServerEvent::Found { .. }
             | ServerEvent::Away { .. }
             | ServerEvent::Presence { .. }
+            | ServerEvent::Invited { .. }
             | ServerEvent::Invisible { .. }
             | ServerEvent::Counts { .. }) => self.system(event.to_text().trim_start_matches("* ")),
             ServerEvent::Pong { .. }

@@ -313,6 +313,17 @@ impl IrcCodec {
                 }
                 _ => need_more(self),
             },
+            "INVITE" => match (first, params.get(1)) {
+                (Some(nick), Some(name)) => {
+                    self.remember(name, "INVITE");
+                    self.last_room = name.to_string();
+                    vec![Input::Command(ClientCommand::Invite {
+                        nick: nick.to_string(),
+                        room: Some(name.to_string()),
+                    })]
+                }
+                _ => need_more(self),
+            },
             "LIST" => vec![Input::Command(ClientCommand::Rooms)],
             "NICK" => match first {
                 None => vec![self.numeric("431", &["No nickname given"])],
@@ -483,30 +494,23 @@ impl IrcCodec {
         let Some(changes) = rest.first() else {
             return vec![Input::Command(ClientCommand::Mode { room, change: None })];
         };
-        let mut arguments = rest[1..].iter();
-        let mut sign = '+';
-        let mut inputs = Vec::new();
-        for flag in changes.chars() {
-            match flag {
-                '+' | '-' => sign = flag,
-                'n' => {}
-                'b' if rest.len() == 1 => {
-                    inputs.push(self.numeric("368", &[target, "End of channel ban list"]));
-                }
-                'o' | 'v' => match arguments.next() {
-                    Some(nick) => inputs.push(Input::Command(ClientCommand::Mode {
-                        room: room.clone(),
-                        change: Some(format!("{sign}{flag} {nick}")),
-                    })),
-                    None => inputs.push(self.numeric("461", &["MODE", "Not enough parameters"])),
-                },
-                other => inputs.push(Input::Command(ClientCommand::Mode {
-                    room: room.clone(),
-                    change: Some(format!("{sign}{other}")),
-                })),
-            }
+        // The ban list is asked for on joining by most clients: it is
+        // empty (bans come with moderation).
+        if rest.len() == 1 && changes.trim_start_matches(['+', '-']) == "b" {
+            return vec![self.numeric("368", &[target, "End of channel ban list"])];
         }
-        inputs
+        let nicks_wanted = changes
+            .chars()
+            .filter(|flag| matches!(flag, 'o' | 'v'))
+            .count();
+        if nicks_wanted > rest.len() - 1 {
+            return vec![self.numeric("461", &["MODE", "Not enough parameters"])];
+        }
+        // The hub takes the whole change and answers it with one MODE.
+        vec![Input::Command(ClientCommand::Mode {
+            room,
+            change: Some(rest.join(" ")),
+        })]
     }
 
     fn remember(&mut self, name: &str, verb: &'static str) {
@@ -704,7 +708,10 @@ impl IrcCodec {
             || self.verb_for_nick(about) == Some("NOTICE");
         let unanswered = matches!(
             code,
-            ErrorCode::NoSuchNick | ErrorCode::NotInRoom | ErrorCode::BadRoom
+            ErrorCode::NoSuchNick
+                | ErrorCode::NotInRoom
+                | ErrorCode::BadRoom
+                | ErrorCode::Moderated
         );
         if about_notice && unanswered {
             return;
@@ -743,6 +750,19 @@ impl IrcCodec {
                     &[about, &room, "They aren't on that channel"],
                 )
             }
+            ErrorCode::TargetInRoom => {
+                let room = named(&self.last_room);
+                server.numeric(out, "443", me, &[about, &room, "is already on channel"])
+            }
+            ErrorCode::InviteOnly => {
+                server.numeric(out, "473", me, &[&named(about), "Cannot join channel (+i)"])
+            }
+            ErrorCode::Moderated => server.numeric(
+                out,
+                "404",
+                me,
+                &[&named(about), "Cannot send to channel (+m)"],
+            ),
             ErrorCode::NotOperator => server.numeric(
                 out,
                 "482",
@@ -780,6 +800,21 @@ impl IrcCodec {
                 ..
             } => {
                 self.names(&mut out, room, nicks, [ops, voiced], *secret);
+            }
+            ServerEvent::Invited { room, nick, by } => {
+                let channel = channel(room);
+                if *nick == self.nick {
+                    write_line(
+                        &mut out,
+                        Some(&prefix(by)),
+                        "INVITE",
+                        &[nick, &channel],
+                        false,
+                    );
+                } else {
+                    self.server
+                        .numeric(&mut out, "341", &self.nick, &[nick, &channel]);
+                }
             }
             ServerEvent::Found { people, .. } => {
                 if let Some(asked) = self.asked.pop_front() {

@@ -99,7 +99,9 @@ impl IrcServer {
             format!("CHANNELLEN={}", MAX_ROOM_CHARS + 1),
             "TOPICLEN=390".to_string(),
             "PREFIX=(ov)@+".to_string(),
-            "CHANMODES=b,k,l,imnst".to_string(),
+            // Only the ban list's query is served (an empty list): no
+            // keys (k) or limits (l).
+            "CHANMODES=b,,,imnst".to_string(),
             format!("NETWORK={}", self.network),
             "UTF8ONLY".to_string(),
             format!("CHATHISTORY={MAX_CHATHISTORY}"),
