@@ -124,7 +124,10 @@ impl Cli {
             match &mut cli.command {
                 Command::Serve(args) => args.given = GivenFlags::from_matches(sub),
                 Command::Connect(args) => args.given = GivenFlags::from_matches(sub),
-                Command::Bench(_) | Command::Man(_) | Command::Completions(_) => {}
+                Command::Bench(_)
+                | Command::Man(_)
+                | Command::Completions(_)
+                | Command::HashPassword => {}
             }
         }
         Ok(cli)
@@ -144,6 +147,9 @@ pub enum Command {
     Man(ManArgs),
     /// Print shell completions for bash, zsh, fish, elvish or PowerShell.
     Completions(CompletionsArgs),
+    /// Read a password on standard input and print its Argon2 hash, for
+    /// `serve --operator NAME:HASH`.
+    HashPassword,
 }
 
 /// `sockchat man [COMMAND]`.
@@ -161,12 +167,13 @@ pub struct CompletionsArgs {
 }
 
 /// The commands with a page of their own, and the page's name.
-pub const MAN_PAGES: [(&str, &str); 5] = [
+pub const MAN_PAGES: [(&str, &str); 6] = [
     ("serve", "sockchat-serve"),
     ("connect", "sockchat-connect"),
     ("bench", "sockchat-bench"),
     ("man", "sockchat-man"),
     ("completions", "sockchat-completions"),
+    ("hash-password", "sockchat-hash-password"),
 ];
 
 /// The manual page of `sockchat` or of `sockchat COMMAND`, as roff.
@@ -345,6 +352,11 @@ pub struct ServeArgs {
     /// naming any other host are refused (DNS rebinding); repeatable.
     #[arg(long = "web-host", value_name = "NAME")]
     pub web_host: Vec<String>,
+    /// A server operator, NAME:HASH, where HASH is what `sockchat
+    /// hash-password` prints; repeatable. Operators (IRC's OPER, /oper)
+    /// run every room.
+    #[arg(long = "operator", value_name = "NAME:HASH")]
+    pub operator: Vec<String>,
     /// The room everyone starts in.
     #[arg(long, value_name = "ROOM", default_value = DEFAULT_ROOM)]
     pub room: String,
@@ -467,6 +479,7 @@ impl Default for ServeArgs {
             web: default_listen(DEFAULT_WEB),
             web_origin: Vec::new(),
             web_host: Vec::new(),
+            operator: Vec::new(),
             room: DEFAULT_ROOM.to_string(),
             name: DEFAULT_SERVER_NAME.to_string(),
             filter: Vec::new(),

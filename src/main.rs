@@ -17,7 +17,11 @@ fn main() -> ExitCode {
         (_, 1) => "debug",
         (Command::Serve(_), 0) => "info",
         (
-            Command::Connect(_) | Command::Bench(_) | Command::Man(_) | Command::Completions(_),
+            Command::Connect(_)
+            | Command::Bench(_)
+            | Command::Man(_)
+            | Command::Completions(_)
+            | Command::HashPassword,
             0,
         ) => "warn",
     };
@@ -76,6 +80,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Completions(args) => {
             std::io::stdout().write_all(&sockchat::cli::completions(args.shell))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            if std::io::stdin().is_terminal() {
+                eprint!("password (shown as you type; pipe it in to keep it off the screen): ");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            let hash =
+                sockchat::hub::operators::hash_password(password).map_err(anyhow::Error::msg)?;
+            println!("{hash}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {

@@ -1088,3 +1088,76 @@ async fn invite_only_moderated_and_open_rooms_on_every_door() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_server_operator_runs_every_room_from_any_door() {
+    let hash = sockchat::hub::operators::hash_password("sesame").unwrap();
+    let mut config = config();
+    config.hub.operators = vec![format!("admin:{hash}").parse().unwrap()];
+    let server = start(config).await;
+    let mut boss = Irc::registered(server.irc.unwrap(), "boss").await;
+    boss.join("#lobby").await;
+    let mut text = server.client_named("texter").await;
+    boss.expect("texter!texter@sockchat JOIN").await;
+
+    // Wrong names and passwords are the same refusal.
+    boss.send("OPER admin open-sesame").await;
+    assert_eq!(boss.line().await, ":sockchat 464 boss :Password incorrect");
+    boss.send("OPER root sesame").await;
+    assert_eq!(boss.line().await, ":sockchat 464 boss :Password incorrect");
+    boss.send("OPER admin").await;
+    assert!(boss.line().await.starts_with(":sockchat 461 boss OPER "));
+    // #lobby has no operators; before OPER, boss may not run it.
+    boss.send("MODE #lobby +m").await;
+    assert!(boss.line().await.starts_with(":sockchat 482 "));
+    boss.send("OPER admin sesame").await;
+    assert_eq!(
+        boss.line().await,
+        ":sockchat 381 boss :You are now an IRC operator"
+    );
+    assert_eq!(boss.line().await, ":boss!boss@sockchat MODE boss :+o");
+    boss.send("MODE boss").await;
+    assert_eq!(boss.line().await, ":sockchat 221 boss :+o");
+
+    // Seen as one in WHO and WHOIS.
+    let mut other = Irc::registered(server.irc.unwrap(), "other").await;
+    other.send("WHO boss").await;
+    assert!(other.line().await.contains(" boss H* :0 "));
+    other.expect(" 315 ").await;
+    other.send("WHOIS boss").await;
+    assert_eq!(
+        other.expect(" 313 ").await,
+        ":sockchat 313 other boss :is an IRC operator"
+    );
+
+    // It runs #lobby: moderates it, and text members hear so.
+    boss.send("MODE #lobby +m").await;
+    assert_eq!(boss.line().await, ":boss!boss@sockchat MODE #lobby +m");
+    text.expect("sets mode +m").await;
+    text.send("may I?").await;
+    text.expect("is moderated").await;
+    boss.send("KICK #lobby texter :testing").await;
+    assert_eq!(
+        text.expect("kicked").await,
+        "* texter was kicked from #lobby by boss (testing)"
+    );
+    // MODE -o on itself gives it up.
+    boss.send("MODE boss -o").await;
+    boss.expect("MODE boss :-o").await;
+    boss.send("MODE #lobby -m").await;
+    assert!(boss.line().await.starts_with(":sockchat 482 "));
+
+    // The text door has /oper too.
+    let mut admin = server.client_named("admin_text").await;
+    admin.send("/oper admin sesame").await;
+    assert_eq!(
+        admin.expect("operator").await,
+        "* you are a server operator (admin): you run every room"
+    );
+    admin.send("/mode -m").await;
+    assert_eq!(
+        admin.expect("sets mode").await,
+        "* admin_text sets mode -m on #lobby"
+    );
+    server.stop().await;
+}

@@ -135,6 +135,9 @@ impl State {
             ClientCommand::Lookup { targets } => self.lookup(id, &targets),
             ClientCommand::Away { text } => self.away(config, id, text.as_deref()),
             ClientCommand::Invisible { on } => self.set_invisible(id, on),
+            // Checked by `Hub::handle`, off the lock.
+            ClientCommand::Oper { .. } => {}
+            ClientCommand::Unoper => self.set_operator(id, None),
             ClientCommand::Counts => {
                 let members = self.counted_members();
                 let rooms = self
@@ -328,11 +331,15 @@ impl State {
     ) -> Option<StoredMessage> {
         let room = self.target_room(id, room.as_deref())?;
         let inside = self.members[&id].rooms.contains(&room);
+        let server_operator = self.members[&id].operator;
         let state = self.rooms.get(&room);
         // A room open to messages from outside (IRC's -n) takes them.
         let outside = !inside && state.is_some_and(|state| state.external);
         if state.is_some_and(|state| {
-            state.moderated && !state.ops.contains(&id) && !state.voiced.contains(&id)
+            state.moderated
+                && !server_operator
+                && !state.ops.contains(&id)
+                && !state.voiced.contains(&id)
         }) {
             let why = format!("#{room} is moderated: only its operators and voiced members talk");
             self.deliver_event(

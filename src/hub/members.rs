@@ -103,6 +103,7 @@ impl State {
                 announced: room.is_none(),
                 away: None,
                 invisible: false,
+                operator: false,
                 user: None,
                 realname: None,
             },
@@ -396,6 +397,7 @@ impl State {
             ops: rooms_where(|room| &room.ops),
             voiced: rooms_where(|room| &room.voiced),
             hidden,
+            operator: member.operator,
             away: member.away.clone(),
             user: member.user.clone(),
             realname: member.realname.clone(),
@@ -408,6 +410,20 @@ impl State {
             member.invisible = on;
         }
         self.deliver_event(id, ServerEvent::Invisible { on });
+    }
+
+    /// Makes the member a server operator (`Some(name)`), or no longer,
+    /// and tells it.
+    pub(super) fn set_operator(&mut self, id: MemberId, name: Option<String>) {
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        member.operator = name.is_some();
+        match &name {
+            Some(name) => tracing::info!(nick = %member.nick, operator = %name, "server operator"),
+            None => tracing::info!(nick = %member.nick, "no longer a server operator"),
+        }
+        self.deliver_event(id, ServerEvent::Operator { name });
     }
 
     /// Marks the member away (with why) or back, and tells it.

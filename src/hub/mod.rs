@@ -19,6 +19,7 @@ mod fanout;
 mod filter;
 pub mod ids;
 mod members;
+pub mod operators;
 pub mod outbox;
 mod rooms;
 mod state;
@@ -175,6 +176,8 @@ pub struct HubConfig {
     pub max_rooms: usize,
     /// Where message times come from.
     pub clock: Arc<dyn Clock>,
+    /// Who may become a server operator (`OPER`, `/oper`).
+    pub operators: Vec<operators::Operator>,
 }
 
 impl Default for HubConfig {
@@ -191,6 +194,7 @@ impl Default for HubConfig {
             big_room: DEFAULT_BIG_ROOM,
             max_rooms: DEFAULT_MAX_ROOMS,
             clock: Arc::new(SystemClock),
+            operators: Vec::new(),
         }
     }
 }
@@ -270,6 +274,8 @@ pub enum Pending {
     Echo(u64),
     /// The result of `/history` or `/search` (or the error saying why not).
     Lookup,
+    /// The answer to `/oper`, checked on a thread of its own.
+    Oper,
 }
 
 impl Pending {
@@ -283,6 +289,7 @@ impl Pending {
                 | ServerEvent::SearchResults { .. }
                 | ServerEvent::Error { .. },
             ) => true,
+            (Pending::Oper, ServerEvent::Operator { .. } | ServerEvent::Error { .. }) => true,
             _ => false,
         }
     }
@@ -308,6 +315,9 @@ impl WeakHub {
     }
 }
 
+/// Operator password checks at once (see `Shared::oper_checks`).
+const OPER_CHECKS: usize = 2;
+
 /// A cheap, cloneable handle to the hub's shared state.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -326,6 +336,9 @@ struct Shared {
     /// keeps them in id order (taken after `state`'s lock is released,
     /// never the other way round).
     publishing: Mutex<()>,
+    /// Operator password checks running at once: each costs tens of
+    /// milliseconds of CPU, so a crowd of guesses waits its turn.
+    oper_checks: Arc<tokio::sync::Semaphore>,
     /// Set when a task on the runtime publishes messages accepted without
     /// history (see [`Hub::batching`]): woken to take what has gathered.
     publish_soon: Option<Arc<tokio::sync::Notify>>,
@@ -383,6 +396,7 @@ impl Hub {
             history: None,
             bus: make_bus(WeakHub(hub.clone())),
             publishing: Mutex::new(()),
+            oper_checks: Arc::new(tokio::sync::Semaphore::new(OPER_CHECKS)),
             publish_soon,
             state: Mutex::new(state),
         });
@@ -427,6 +441,7 @@ impl Hub {
                 )),
                 bus: LocalBus::boxed(WeakHub(hub.clone())),
                 publishing: Mutex::new(()),
+                oper_checks: Arc::new(tokio::sync::Semaphore::new(OPER_CHECKS)),
                 publish_soon: Some(notify.clone()),
                 config,
                 state: Mutex::new(state),
@@ -563,6 +578,13 @@ impl Hub {
 
     /// Carries out one command from a member.
     pub fn handle(&self, id: MemberId, command: ClientCommand) -> Handled {
+        if let ClientCommand::Oper { name, password } = command {
+            self.check_operator(id, name, password);
+            return Handled {
+                flow: Flow::Continue,
+                pending: Some(Pending::Oper),
+            };
+        }
         let config = &self.shared.config;
         let history = self.shared.history.as_ref();
         let mut state = self.lock();
@@ -583,6 +605,35 @@ impl Hub {
         Handled {
             flow: handled.flow,
             pending,
+        }
+    }
+
+    /// Checks an operator's name and password off the lock, on a blocking
+    /// thread (Argon2 takes its time on purpose), then grants or refuses.
+    fn check_operator(&self, id: MemberId, name: String, password: String) {
+        let Ok(permit) = self.shared.oper_checks.clone().try_acquire_owned() else {
+            let why = "operator checks are busy; try again in a moment";
+            self.notify(id, ServerEvent::error(ErrorCode::BadPassword, why));
+            return;
+        };
+        let hub = self.clone();
+        let check = move || {
+            let granted = operators::check(&hub.shared.config.operators, &name, &password);
+            drop(permit);
+            let config = &hub.shared.config;
+            let mut state = hub.lock();
+            if granted {
+                state.set_operator(id, Some(name));
+            } else {
+                tracing::warn!(operator = %name, "operator password refused");
+                let why = "no operator has that name and password";
+                state.deliver_event(id, ServerEvent::error(ErrorCode::BadPassword, why));
+            }
+            state.settle(config);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(check)),
+            Err(_) => check(),
         }
     }
 

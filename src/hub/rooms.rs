@@ -94,8 +94,9 @@ impl State {
             self.deliver_event(id, error);
             return;
         }
+        let server_operator = member.operator;
         if let Some(state) = self.rooms.get_mut(&room) {
-            if state.invite_only && !state.invited.contains(&id) {
+            if state.invite_only && !state.invited.contains(&id) && !server_operator {
                 let why = format!("#{room} is invite only: an operator of it may /invite you");
                 let error = ServerEvent::error_about(ErrorCode::InviteOnly, &room, why);
                 self.deliver_event(id, error);
@@ -312,12 +313,15 @@ impl State {
         Some(target)
     }
 
-    /// Whether the member runs the room; if not, it is told.
+    /// Whether the member runs the room (as its operator, or as a server
+    /// operator); if not, it is told.
     fn check_operator(&mut self, id: MemberId, room: &str) -> bool {
-        let is_op = self
-            .rooms
-            .get(room)
-            .is_some_and(|state| state.ops.contains(&id));
+        let server_operator = self.members.get(&id).is_some_and(|member| member.operator);
+        let is_op = server_operator
+            || self
+                .rooms
+                .get(room)
+                .is_some_and(|state| state.ops.contains(&id));
         if !is_op {
             let error = ServerEvent::error_about(
                 ErrorCode::NotOperator,

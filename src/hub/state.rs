@@ -62,6 +62,8 @@ pub(super) struct Member {
     pub away: Option<String>,
     /// Left out of lookups by strangers (IRC's `+i`).
     pub invisible: bool,
+    /// A server operator: it runs every room (IRC's `+o` user mode).
+    pub operator: bool,
     /// What an IRC client said in `USER`: its user name and real name.
     pub user: Option<String>,
     pub realname: Option<String>,

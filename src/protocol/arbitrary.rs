@@ -64,6 +64,9 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
         proptest::option::of(typed_text()).prop_map(|text| ClientCommand::Away { text }),
         Just(ClientCommand::Counts),
         any::<bool>().prop_map(|on| ClientCommand::Invisible { on }),
+        (typed_text(), typed_text())
+            .prop_map(|(name, password)| ClientCommand::Oper { name, password }),
+        Just(ClientCommand::Unoper),
     ]
 }
 

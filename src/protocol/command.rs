@@ -129,6 +129,11 @@ pub enum ClientCommand {
     /// Keep out of `lookup`s by members who share no room with you
     /// (IRC's `+i`), or not.
     Invisible { on: bool },
+    /// Become a server operator (IRC's `OPER`), with the name and password
+    /// the server's configuration holds a hash of.
+    Oper { name: String, password: String },
+    /// Stop being a server operator (IRC's `MODE NICK -o`).
+    Unoper,
 }
 
 impl ClientCommand {
@@ -171,7 +176,9 @@ impl ClientCommand {
             | ClientCommand::History { .. }
             | ClientCommand::Ping { .. }
             | ClientCommand::Counts
-            | ClientCommand::Invisible { .. } => 0,
+            | ClientCommand::Invisible { .. }
+            | ClientCommand::Unoper => 0,
+            ClientCommand::Oper { name, password } => name.len() + password.len(),
         }
     }
 }
@@ -362,6 +369,14 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
         "away" => ClientCommand::Away {
             text: optional(rest),
         },
+        "oper" => match rest.split_once(char::is_whitespace) {
+            Some((name, password)) if !password.trim().is_empty() => ClientCommand::Oper {
+                name: name.to_string(),
+                password: password.trim().to_string(),
+            },
+            _ => return Err(ParseError::Usage("/oper NAME PASSWORD")),
+        },
+        "unoper" => ClientCommand::Unoper,
         _ => return Err(ParseError::UnknownCommand(name.to_string())),
     };
     Ok(Some(command))
@@ -520,6 +535,8 @@ mod tests {
                 },
                 ClientCommand::Away { text } => with("away", text.as_ref()),
                 ClientCommand::Counts => "/counts".into(),
+                ClientCommand::Oper { name, password } => format!("/oper {name} {password}"),
+                ClientCommand::Unoper => "/unoper".into(),
                 ClientCommand::Invisible { on } => {
                     format!("/invisible {}", if *on { "on" } else { "off" })
                 }

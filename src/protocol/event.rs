@@ -45,6 +45,9 @@ pub struct Person {
     /// mask leaves it out; by its nick, or WHOIS, it is found).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub hidden: bool,
+    /// It is a server operator.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<String>,
     /// What an IRC client said in `USER`: its user name and real name.
@@ -100,6 +103,8 @@ pub enum ErrorCode {
     InviteOnly,
     /// A room where only operators and voiced members talk (`+m`).
     Moderated,
+    /// An operator name and password that do not match (`/oper`).
+    BadPassword,
     /// A connection that broke its wire protocol (a bad WebSocket frame).
     ProtocolError,
     /// A connection that stopped answering the server's checks.
@@ -219,6 +224,11 @@ pub enum ServerEvent {
         nick: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         away: Option<String>,
+    },
+    /// You are a server operator now (as `name`), or no longer (none).
+    Operator {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// How many members and rooms there are.
     Counts { members: usize, rooms: usize },
@@ -481,6 +491,15 @@ impl ServerEvent {
                     None => write!(out, "* {nick} is back"),
                 };
             }
+            ServerEvent::Operator { name } => match name {
+                Some(name) => {
+                    let _ = write!(
+                        out,
+                        "* you are a server operator ({name}): you run every room"
+                    );
+                }
+                None => out.push_str("* you are no longer a server operator"),
+            },
             ServerEvent::Invisible { on } => {
                 out.push_str(match on {
                     true => "* you are invisible: only members who share a room with you find you",

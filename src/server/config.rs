@@ -128,6 +128,14 @@ impl ServeConfig {
     fn from_merged(args: ServeArgs) -> anyhow::Result<ServeConfig> {
         let default_room =
             normalize_room(&args.room).map_err(|why| anyhow::anyhow!("--room: {why}"))?;
+        let operators = args
+            .operator
+            .iter()
+            .map(|spec| {
+                spec.parse()
+                    .map_err(|why| anyhow::anyhow!("--operator: {why}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         // Expiry cannot be off: UDP has no other way to see a client go.
         anyhow::ensure!(
             args.udp_expiry > 0,
@@ -203,6 +211,7 @@ impl ServeConfig {
                 store_private: args.store_private,
                 big_room: args.big_room,
                 max_rooms: args.max_rooms,
+                operators,
                 ..HubConfig::default()
             },
             limits: Limits {
@@ -264,6 +273,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         web,
         web_origin,
         web_host,
+        operator,
         room,
         name,
         filter,
@@ -344,6 +354,18 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(config.history.retention.max_per_room, None);
+    }
+
+    #[test]
+    fn operators_are_names_and_hashes() {
+        let hash = crate::hub::operators::hash_password("sesame").unwrap();
+        let spec = format!("admin:{hash}");
+        let config = resolve(&["--operator", &spec]).unwrap();
+        assert_eq!(config.hub.operators.len(), 1);
+        assert_eq!(config.hub.operators[0].name, "admin");
+        // A password where the hash belongs is refused at start.
+        let plain = resolve(&["--operator", "admin:sesame"]).unwrap_err();
+        assert!(plain.to_string().contains("hash-password"), "{plain}");
     }
 
     #[test]

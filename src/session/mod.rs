@@ -546,7 +546,7 @@ impl Session {
                 input,
                 Input::Command(ClientCommand::Say { .. } | ClientCommand::Me { .. })
             ),
-            Some(Pending::Lookup) => false,
+            Some(Pending::Lookup | Pending::Oper) => false,
         }
     }
 }

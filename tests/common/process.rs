@@ -34,9 +34,10 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0 --web 127.0.0.1:0`
-    /// (with a database of its own unless ARGS name one) and reads its
-    /// three `listening` lines.
+    /// Starts `sockchat serve ARGS --udp 127.0.0.1:0 --web 127.0.0.1:0`,
+    /// with `--tcp`, `--tls`, `--irc` and `--irc-tls` on port 0 too unless
+    /// ARGS name them (and a database of its own unless ARGS name one),
+    /// and reads its `listening` lines.
     pub async fn start(args: &[&str]) -> ServerProcess {
         Self::start_with_fd_limit(args, None).await
     }
@@ -60,10 +61,12 @@ impl ServerProcess {
             Some(_) => Vec::new(),
             None => vec!["--tls", "127.0.0.1:0"],
         };
-        let mut irc_args: Vec<&str> = Vec::new();
-        for flag in ["--irc", "--irc-tls"] {
+        // Every door on a port of its own choosing unless the test names
+        // one: tests run side by side.
+        let mut door_args: Vec<&str> = Vec::new();
+        for flag in ["--tcp", "--irc", "--irc-tls"] {
             if given(flag).is_none() {
-                irc_args.extend([flag, "127.0.0.1:0"]);
+                door_args.extend([flag, "127.0.0.1:0"]);
             }
         }
         let tls_on = given("--tls") != Some("off");
@@ -83,7 +86,7 @@ impl ServerProcess {
             .args(args)
             .args(db_args)
             .args(tls_args)
-            .args(irc_args)
+            .args(door_args)
             .args(["--udp", "127.0.0.1:0", "--web", "127.0.0.1:0"])
             .env("XDG_CONFIG_HOME", NO_USER_CONFIG)
             // A generated certificate (with --no-history) is kept here.

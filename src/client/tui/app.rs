@@ -448,6 +448,7 @@ impl App {
             | ServerEvent::Away { .. }
             | ServerEvent::Presence { .. }
             | ServerEvent::Invited { .. }
+            | ServerEvent::Operator { .. }
             | ServerEvent::Invisible { .. }
             | ServerEvent::Counts { .. }) => self.system(event.to_text().trim_start_matches("* ")),
             ServerEvent::Pong { .. }

@@ -69,6 +69,8 @@ pub struct IrcCodec {
     batches: u64,
     /// The client is invisible (`+i`), as the hub last said.
     invisible: bool,
+    /// The client is a server operator (`+o`), as the hub last said.
+    operator: bool,
 }
 
 impl IrcCodec {
@@ -86,6 +88,7 @@ impl IrcCodec {
             last_verb: HashMap::new(),
             batches: 0,
             invisible: false,
+            operator: false,
         }
     }
 
@@ -280,6 +283,13 @@ impl IrcCodec {
                     params.iter().take(5).map(|nick| nick.to_string()).collect();
                 vec![self.lookup(nicks, Asked::Userhost)]
             }
+            "OPER" => match (first, params.get(1)) {
+                (Some(name), Some(password)) => vec![Input::Command(ClientCommand::Oper {
+                    name: name.to_string(),
+                    password: password.to_string(),
+                })],
+                _ => need_more(self),
+            },
             "AWAY" => vec![Input::Command(ClientCommand::Away {
                 text: first.map(str::to_string),
             })],
@@ -463,8 +473,12 @@ impl IrcCodec {
     /// `i` is the one user mode served.
     fn user_modes(&mut self, change: Option<&str>) -> Vec<Input> {
         let Some(change) = change else {
-            let modes = if self.invisible { "+i" } else { "+" };
-            return vec![self.numeric("221", &[modes])];
+            let modes = format!(
+                "+{}{}",
+                if self.invisible { "i" } else { "" },
+                if self.operator { "o" } else { "" }
+            );
+            return vec![self.numeric("221", &[&modes])];
         };
         let mut on = true;
         let mut inputs = Vec::new();
@@ -472,6 +486,9 @@ impl IrcCodec {
             match flag {
                 '+' | '-' => on = flag == '+',
                 'i' => inputs.push(Input::Command(ClientCommand::Invisible { on })),
+                // +o is OPER's to give (RFC 2812, 3.1.5: ignored here).
+                'o' if on => {}
+                'o' => inputs.push(Input::Command(ClientCommand::Unoper)),
                 _ => inputs.push(self.numeric("501", &["Unknown MODE flag"])),
             }
         }
@@ -484,9 +501,8 @@ impl IrcCodec {
         Input::Command(ClientCommand::Lookup { targets })
     }
 
-    /// `MODE #room [CHANGES [ARGS]]`: a query, or one hub command per
-    /// change (`+ot bob`: `+o bob`, then `+t`). `n` is always on; the ban
-    /// list is always empty.
+    /// `MODE #room [CHANGES [ARGS]]`: a query, or the change as one hub
+    /// command (`+ot bob`); the ban list is always empty.
     fn channel_modes(&mut self, target: &str, rest: &[&str]) -> Vec<Input> {
         self.remember(target, "MODE");
         self.last_room = target.to_string();
@@ -612,6 +628,9 @@ impl IrcCodec {
                     let shown_room = room.clone().or_else(|| person.rooms.first().cloned());
                     let target = shown_room.as_deref().map_or("*".to_string(), channel);
                     let mut flags = String::from(if person.away.is_some() { "G" } else { "H" });
+                    if person.operator {
+                        flags.push('*');
+                    }
                     if let Some(room) = &shown_room {
                         flags.push_str(
                             self.rank(person.ops.contains(room), person.voiced.contains(room)),
@@ -657,6 +676,9 @@ impl IrcCodec {
                     }
                     let door = format!("sockchat, by the {} door", person.door);
                     server.numeric(out, "312", me, &[&person.nick, &server.name, &door]);
+                    if person.operator {
+                        server.numeric(out, "313", me, &[&person.nick, "is an IRC operator"]);
+                    }
                     if let Some(away) = &person.away {
                         server.numeric(out, "301", me, &[&person.nick, away]);
                     }
@@ -779,6 +801,7 @@ impl IrcCodec {
                 &[&named(about), "You have joined too many channels"],
             ),
             ErrorCode::LineTooLong => server.numeric(out, "417", me, &["Input line was too long"]),
+            ErrorCode::BadPassword => server.numeric(out, "464", me, &["Password incorrect"]),
             _ => write_line(out, Some(&server.name), "NOTICE", &[me, message], true),
         }
     }
@@ -894,6 +917,22 @@ impl IrcCodec {
                 let text = text.as_deref().unwrap_or("away");
                 self.server
                     .numeric(&mut out, "301", &self.nick, &[nick, text]);
+            }
+            ServerEvent::Operator { name } => {
+                self.operator = name.is_some();
+                if name.is_some() {
+                    let me = self.nick.clone();
+                    self.server
+                        .numeric(&mut out, "381", &me, &["You are now an IRC operator"]);
+                }
+                let change = if name.is_some() { "+o" } else { "-o" };
+                write_line(
+                    &mut out,
+                    Some(&prefix(&self.nick)),
+                    "MODE",
+                    &[&self.nick, change],
+                    true,
+                );
             }
             ServerEvent::Invisible { on } => {
                 self.invisible = *on;
@@ -1224,6 +1263,7 @@ mod tests {
             ops: vec!["a".into()],
             voiced: Vec::new(),
             hidden: false,
+            operator: false,
             away: Some("lunch".into()),
             user: Some("bobby".into()),
             realname: Some("Bob B".into()),
