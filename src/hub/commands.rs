@@ -45,11 +45,9 @@ commands:
   /topic [TEXT]      the current room's topic, or set it
   /whois NICK        who NICK is: door, rooms, away
   /away [TEXT]       mark yourself away, or back
-  /invite NICK [ROOM] let NICK into a room (invite-only rooms: operators)
-  /op NICK, /deop NICK, /kick NICK [REASON], /mode [+i|+m|+n|+s|+t...]
-                     for a room's operators (whoever made the room):
-                     i invite only, m moderated, n no outside messages,
-                     s secret, t topic by operators
+  /invite NICK        let NICK into the current room
+  /op NICK, /deop NICK, /kick NICK [REASON], /mode [+imnst|-imnst]
+                     for a room's operators (whoever made the room)
   /ping              answered with a pong (a round-trip check)";
 
 /// Help's line for the switch only a connection has (not UDP).

@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use memchr::memmem::Finder;
+use memchr::memmem::{Finder, FinderRev};
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UdpSocket};
@@ -262,15 +262,10 @@ fn payload(sender: usize, seq: u64, micros: u64) -> String {
 fn for_each_payload(text: &[u8], mut found: impl FnMut(usize, u64, u64)) {
     // Built once: building a finder costs more than a search in a line.
     static MARK_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(MARK));
+    static MARK_FINDER_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(MARK));
     static HISTORY_FINDER: LazyLock<Finder<'static>> =
         LazyLock::new(|| Finder::new(r#""type":"history""#));
-    if MARK_FINDER.find(text).is_none()
-        || text.starts_with(b"(history)")
-        || (text.first() == Some(&b'{') && HISTORY_FINDER.find(text).is_some())
-    {
-        return;
-    }
-    for at in MARK_FINDER.find_iter(text) {
+    let mut parse = |at: usize| {
         let mut words = text[at + MARK.len()..].split(|byte| b" \"}\r\n".contains(byte));
         let mut number = |prefix: &[u8]| {
             let word = words.next()?.strip_prefix(prefix)?;
@@ -283,6 +278,18 @@ fn for_each_payload(text: &[u8], mut found: impl FnMut(usize, u64, u64)) {
         };
         if let (Some(sender), Some(seq), Some(micros)) = (number(b""), number(b"q"), number(b"t")) {
             found(sender as usize, seq, micros);
+        }
+    };
+    if text.first() == Some(&b'{') {
+        // A frame or datagram: a UDP push may hold several payloads.
+        if HISTORY_FINDER.find(text).is_none() {
+            MARK_FINDER.find_iter(text).for_each(parse);
+        }
+    } else if !text.starts_with(b"(history)") {
+        // A line holds one, at its end: found from the end, so what comes
+        // before it (a long IRC source, say) costs nothing to skip.
+        if let Some(at) = MARK_FINDER_REV.rfind(text) {
+            parse(at);
         }
     }
 }
@@ -706,7 +713,10 @@ impl Client {
                             let Some(last_newline) = memchr::memrchr(b'\n', &buf) else { continue };
                             let lines = buf.split_to(last_newline + 1);
                             let arrived = now();
-                            for line in lines[..].split(|byte| *byte == b'\n') {
+                            let mut start = 0;
+                            for newline in memchr::memchr_iter(b'\n', &lines) {
+                                let line = &lines[start..newline];
+                                start = newline + 1;
                                 if let (Some(_), Some(rest)) = (&irc_channel, line.strip_prefix(b"PING ")) {
                                     outgoing.extend_from_slice(&[&b"PONG "[..], rest, b"\n"].concat());
                                 }
