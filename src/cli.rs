@@ -25,6 +25,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::hub::operators::DEFAULT_OPER_RETRY_MS;
 use crate::hub::{
     FilterRule, DEFAULT_BIG_ROOM, DEFAULT_HISTORY_LEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP,
     DEFAULT_MAX_ROOMS, DEFAULT_ROOM, DEFAULT_SENDQ, DEFAULT_SERVER_NAME,
@@ -357,6 +358,9 @@ pub struct ServeArgs {
     /// run every room.
     #[arg(long = "operator", value_name = "NAME:HASH")]
     pub operator: Vec<String>,
+    /// How long an address waits after a wrong operator password, in ms.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_OPER_RETRY_MS)]
+    pub oper_retry_ms: u64,
     /// The room everyone starts in.
     #[arg(long, value_name = "ROOM", default_value = DEFAULT_ROOM)]
     pub room: String,
@@ -480,6 +484,7 @@ impl Default for ServeArgs {
             web_origin: Vec::new(),
             web_host: Vec::new(),
             operator: Vec::new(),
+            oper_retry_ms: DEFAULT_OPER_RETRY_MS,
             room: DEFAULT_ROOM.to_string(),
             name: DEFAULT_SERVER_NAME.to_string(),
             filter: Vec::new(),

@@ -1091,10 +1091,8 @@ async fn invite_only_moderated_and_open_rooms_on_every_door() {
 
 #[tokio::test]
 async fn a_server_operator_runs_every_room_from_any_door() {
-    let hash = sockchat::hub::operators::hash_password("sesame").unwrap();
-    let mut config = config();
-    config.hub.operators = vec![format!("admin:{hash}").parse().unwrap()];
-    let server = start(config).await;
+    // Each wrong password here would make the next guess wait.
+    let server = start(with_admin_sesame(0)).await;
     let mut boss = Irc::registered(server.irc.unwrap(), "boss").await;
     boss.join("#lobby").await;
     let mut text = server.client_named("texter").await;
@@ -1160,4 +1158,43 @@ async fn a_server_operator_runs_every_room_from_any_door() {
         "* admin_text sets mode -m on #lobby"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn operator_guesses_wait_and_a_server_without_operators_says_so() {
+    let server = start(config()).await;
+    let mut guest = Irc::registered(server.irc.unwrap(), "guest").await;
+    guest.send("OPER admin sesame").await;
+    assert_eq!(
+        guest.line().await,
+        ":sockchat 491 guest :No O-lines for your host"
+    );
+    server.stop().await;
+
+    // Longer than this test runs: the second guess always finds the wait.
+    let server = start(with_admin_sesame(600_000)).await;
+    let mut guest = Irc::registered(server.irc.unwrap(), "guest").await;
+    guest.send("OPER admin guess").await;
+    assert_eq!(
+        guest.line().await,
+        ":sockchat 464 guest :Password incorrect"
+    );
+    guest.send("OPER admin sesame").await;
+    let wait = guest.line().await;
+    assert!(wait.starts_with(":sockchat 263 guest OPER :"), "{wait}");
+    // Nobody was made an operator meanwhile, and the connection stays.
+    guest.send("MODE guest").await;
+    assert_eq!(guest.line().await, ":sockchat 221 guest :+");
+    server.stop().await;
+}
+
+/// A server whose one operator is `admin`, password `sesame`, and whose
+/// addresses wait `oper_retry_ms` after a wrong guess.
+fn with_admin_sesame(oper_retry_ms: u64) -> sockchat::server::config::ServeConfig {
+    let hash = sockchat::hub::operators::hash_password("sesame").unwrap();
+    let admin = format!("admin:{hash}").parse().unwrap();
+    let mut config = config();
+    config.hub.operators = sockchat::hub::operators::Operators::new(vec![admin]).unwrap();
+    config.hub.oper_retry_ms = oper_retry_ms;
+    config
 }

@@ -70,6 +70,7 @@ impl State {
             message: None,
             query: None,
             to_publish: false,
+            oper: None,
         };
         if !self.members.contains_key(&id) {
             handled.flow = Flow::Quit;
@@ -134,7 +135,9 @@ impl State {
             ClientCommand::Away { text } => self.away(config, id, text.as_deref()),
             ClientCommand::Invisible { on } => self.set_invisible(id, on),
             // Checked by `Hub::handle`, off the lock.
-            ClientCommand::Oper { .. } => {}
+            ClientCommand::Oper { name, password } => {
+                handled.oper = self.may_guess_oper(config, id, name, password);
+            }
             ClientCommand::Unoper => self.set_operator(id, None),
             ClientCommand::Counts => {
                 let members = self.counted_members();

@@ -6,12 +6,15 @@ use tokio::sync::oneshot;
 
 use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
-use super::state::{Member, Room, State, CONSOLE_SENDQ};
+use super::state::{Member, OperGuess, Room, State, CONSOLE_SENDQ};
 use super::{DoorKind, HubConfig, MemberId, Membership, NickRefusal, Refusal, Start, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
-use crate::protocol::{Departure, DropReason, Outgoing, Person, ServerEvent};
+use crate::protocol::{Departure, DropReason, ErrorCode, Outgoing, Password, Person, ServerEvent};
 use std::sync::Arc;
+
+/// Addresses whose operator guesses are remembered at once, at most.
+const MAX_OPER_GUESSERS: usize = 4096;
 
 impl State {
     /// Checks the connection limits for a newcomer from `ip`.
@@ -106,6 +109,7 @@ impl State {
                 operator: false,
                 user: None,
                 realname: None,
+                invited_to: Vec::new(),
             },
         );
         if let Some(room) = room {
@@ -287,6 +291,11 @@ impl State {
             Departure::Quit { .. } | Departure::Lost => "",
         };
         tracing::info!(nick = %member.nick, ?reason, why, "member left");
+        for room in &member.invited_to {
+            if let Some(room) = self.rooms.get_mut(room) {
+                room.invited.retain(|invited| *invited != id);
+            }
+        }
         for room in std::mem::take(&mut member.rooms) {
             let was_big = is_big(config, self.room_size(&room));
             self.leave_room(config, id, &room);
@@ -414,6 +423,74 @@ impl State {
 
     /// Makes the member a server operator (`Some(name)`), or no longer,
     /// and tells it.
+    /// Lets an operator guess through to its password check if the server
+    /// has operators and the guesser's address may guess now; tells it why
+    /// not otherwise. A check costs a core tens of milliseconds, so each
+    /// address has one at a time, and waits after each wrong one.
+    pub(super) fn may_guess_oper(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        name: String,
+        password: Password,
+    ) -> Option<OperGuess> {
+        if config.operators.is_empty() {
+            let why = "this server has no operators";
+            self.deliver_event(id, ServerEvent::error(ErrorCode::NoOperators, why));
+            return None;
+        }
+        let ip = self.members[&id].ip;
+        if let Some(ip) = ip {
+            let now = config.clock.now_millis();
+            match self.oper_guesses.get(&ip) {
+                Some(None) => {
+                    self.try_oper_later(id, "an operator check from your address is running");
+                    return None;
+                }
+                Some(Some(until)) if *until > now => {
+                    self.try_oper_later(id, "wait a moment after a wrong operator password");
+                    return None;
+                }
+                _ => {}
+            }
+            if self.oper_guesses.len() >= MAX_OPER_GUESSERS {
+                self.oper_guesses
+                    .retain(|_, until| until.is_none_or(|until| until > now));
+            }
+            if self.oper_guesses.len() >= MAX_OPER_GUESSERS {
+                self.try_oper_later(id, "too many operator checks at once");
+                return None;
+            }
+            self.oper_guesses.insert(ip, None);
+        }
+        Some(OperGuess { name, password, ip })
+    }
+
+    /// Tells a member to guess again later (IRC's 263).
+    pub(super) fn try_oper_later(&mut self, id: MemberId, why: &str) {
+        let try_again = format!("{why}; try again in a moment");
+        self.deliver_event(id, ServerEvent::error(ErrorCode::TryAgain, try_again));
+    }
+
+    /// Ends a guess from `ip`: a wrong one makes the address wait
+    /// `oper_retry_ms` for its next; one not checked (`None`: the checks
+    /// were busy) or a right one lets it guess again at once.
+    pub(super) fn oper_guessed(
+        &mut self,
+        config: &HubConfig,
+        ip: Option<IpAddr>,
+        right: Option<bool>,
+    ) {
+        let Some(ip) = ip else { return };
+        match right {
+            Some(false) => {
+                let until = config.clock.now_millis() + config.oper_retry_ms;
+                self.oper_guesses.insert(ip, Some(until));
+            }
+            _ => drop(self.oper_guesses.remove(&ip)),
+        }
+    }
+
     pub(super) fn set_operator(&mut self, id: MemberId, name: Option<String>) {
         let Some(member) = self.members.get_mut(&id) else {
             return;

@@ -177,7 +177,9 @@ pub struct HubConfig {
     /// Where message times come from.
     pub clock: Arc<dyn Clock>,
     /// Who may become a server operator (`OPER`, `/oper`).
-    pub operators: Vec<operators::Operator>,
+    pub operators: operators::Operators,
+    /// How long an address waits after a wrong operator password, in ms.
+    pub oper_retry_ms: u64,
 }
 
 impl Default for HubConfig {
@@ -194,7 +196,8 @@ impl Default for HubConfig {
             big_room: DEFAULT_BIG_ROOM,
             max_rooms: DEFAULT_MAX_ROOMS,
             clock: Arc::new(SystemClock),
-            operators: Vec::new(),
+            operators: operators::Operators::default(),
+            oper_retry_ms: operators::DEFAULT_OPER_RETRY_MS,
         }
     }
 }
@@ -337,7 +340,8 @@ struct Shared {
     /// never the other way round).
     publishing: Mutex<()>,
     /// Operator password checks running at once: each costs tens of
-    /// milliseconds of CPU, so a crowd of guesses waits its turn.
+    /// milliseconds of CPU, so a crowd of guesses is told to try again
+    /// (and each address guesses once at a time: `State::oper_guesses`).
     oper_checks: Arc<tokio::sync::Semaphore>,
     /// Set when a task on the runtime publishes messages accepted without
     /// history (see [`Hub::batching`]): woken to take what has gathered.
@@ -578,13 +582,6 @@ impl Hub {
 
     /// Carries out one command from a member.
     pub fn handle(&self, id: MemberId, command: ClientCommand) -> Handled {
-        if let ClientCommand::Oper { name, password } = command {
-            self.check_operator(id, name, password);
-            return Handled {
-                flow: Flow::Continue,
-                pending: Some(Pending::Oper),
-            };
-        }
         let config = &self.shared.config;
         let history = self.shared.history.as_ref();
         let mut state = self.lock();
@@ -598,6 +595,10 @@ impl Hub {
             }
         }
         let mut pending = handled.message.map(Pending::Echo);
+        if let Some(guess) = handled.oper {
+            self.verify_oper(id, guess);
+            pending = Some(Pending::Oper);
+        }
         if let (Some(query), Some(writer)) = (handled.query, history) {
             writer.query(query.query.clone(), self.reply_to(query));
             pending = Some(Pending::Lookup);
@@ -610,22 +611,30 @@ impl Hub {
 
     /// Checks an operator's name and password off the lock, on a blocking
     /// thread (Argon2 takes its time on purpose), then grants or refuses.
-    fn check_operator(&self, id: MemberId, name: String, password: String) {
+    fn verify_oper(&self, id: MemberId, guess: state::OperGuess) {
+        let state::OperGuess { name, password, ip } = guess;
         let Ok(permit) = self.shared.oper_checks.clone().try_acquire_owned() else {
-            let why = "operator checks are busy; try again in a moment";
-            self.notify(id, ServerEvent::error(ErrorCode::BadPassword, why));
+            let config = &self.shared.config;
+            let mut state = self.lock();
+            state.oper_guessed(config, ip, None);
+            state.try_oper_later(id, "operator checks are busy");
+            state.settle(config);
             return;
         };
         let hub = self.clone();
         let check = move || {
-            let granted = operators::check(&hub.shared.config.operators, &name, &password);
+            let right = hub.shared.config.operators.check(&name, &password.0);
             drop(permit);
             let config = &hub.shared.config;
             let mut state = hub.lock();
-            if granted {
+            state.oper_guessed(config, ip, Some(right));
+            if right {
                 state.set_operator(id, Some(name));
             } else {
-                tracing::warn!(operator = %name, "operator password refused");
+                // Neither name nor password is logged: a client that typed
+                // them the wrong way round would put its password here.
+                let nick = state.members.get(&id).map(|member| member.nick.clone());
+                tracing::warn!(nick = ?nick, ip = ?ip, "operator password refused");
                 let why = "no operator has that name and password";
                 state.deliver_event(id, ServerEvent::error(ErrorCode::BadPassword, why));
             }

@@ -5,6 +5,9 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
+/// How long an address waits after a wrong operator password, in ms.
+pub const DEFAULT_OPER_RETRY_MS: u64 = 2_000;
+
 /// One server operator: a name and the PHC string of its password's
 /// Argon2 hash (`$argon2id$v=19$...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,31 +39,68 @@ impl std::str::FromStr for Operator {
 
 /// The Argon2id hash of `password`, as a PHC string, with a fresh salt.
 pub fn hash_password(password: &str) -> Result<String, String> {
+    hash_with(&Argon2::default(), password)
+}
+
+fn hash_with(hasher: &Argon2, password: &str) -> Result<String, String> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|why| format!("no randomness for a salt: {why}"))?;
     let salt = SaltString::encode_b64(&salt).map_err(|why| why.to_string())?;
-    Argon2::default()
+    hasher
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|why| why.to_string())
 }
 
-/// Whether `name` and `password` are an operator's. An unknown name costs
-/// as much as a wrong password, so timing tells no names.
-pub fn check(operators: &[Operator], name: &str, password: &str) -> bool {
-    static UNKNOWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let known = operators.iter().find(|operator| operator.name == name);
-    let hash = match known {
-        Some(operator) => operator.hash.as_str(),
-        None => UNKNOWN.get_or_init(|| hash_password("no such operator").unwrap_or_default()),
-    };
-    let Ok(hash) = PasswordHash::new(hash) else {
-        return false;
-    };
-    let matches = Argon2::default()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok();
-    matches && known.is_some()
+/// The server's operators, with a stand-in hash for names that are not
+/// theirs: it has the first operator's Argon2 parameters, so checking an
+/// unknown name costs as much as a wrong password and timing tells no names.
+#[derive(Debug, Clone, Default)]
+pub struct Operators {
+    known: Vec<Operator>,
+    unknown: String,
+}
+
+impl Operators {
+    /// The set of `known`, with its stand-in hash made now (at start, not
+    /// on the first wrong guess).
+    pub fn new(known: Vec<Operator>) -> Result<Self, String> {
+        let Some(first) = known.first() else {
+            return Ok(Operators::default());
+        };
+        let hash = PasswordHash::new(&first.hash).map_err(|why| why.to_string())?;
+        let params = argon2::Params::try_from(&hash).map_err(|why| why.to_string())?;
+        let hasher = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let unknown = hash_with(&hasher, "no such operator")?;
+        Ok(Operators { known, unknown })
+    }
+
+    /// Whether the server has any operator at all.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// The operators, in the order configured.
+    pub fn iter(&self) -> impl Iterator<Item = &Operator> {
+        self.known.iter()
+    }
+
+    /// Whether `name` and `password` are an operator's.
+    pub fn check(&self, name: &str, password: &str) -> bool {
+        let known = self.known.iter().find(|operator| operator.name == name);
+        let hash = known.map_or(self.unknown.as_str(), |operator| operator.hash.as_str());
+        let Ok(hash) = PasswordHash::new(hash) else {
+            return false;
+        };
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok();
+        matches && known.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -72,10 +112,14 @@ mod tests {
         let hash = hash_password("sesame").unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
         let operator: Operator = format!("admin:{hash}").parse().unwrap();
-        let operators = [operator];
-        assert!(check(&operators, "admin", "sesame"));
-        assert!(!check(&operators, "admin", "Sesame"));
-        assert!(!check(&operators, "root", "sesame"));
+        let operators = Operators::new(vec![operator]).unwrap();
+        assert!(operators.check("admin", "sesame"));
+        assert!(!operators.check("admin", "Sesame"));
+        assert!(!operators.check("root", "sesame"));
+        assert!(!Operators::default().check("admin", "sesame"));
+        // The stand-in for unknown names costs what a real hash costs.
+        let params = |hash: &str| argon2::Params::try_from(&PasswordHash::new(hash).unwrap());
+        assert_eq!(params(&operators.unknown), params(&hash));
         // Two hashes of one password differ: each has its own salt.
         assert_ne!(hash_password("sesame").unwrap(), hash);
     }

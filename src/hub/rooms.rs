@@ -7,6 +7,10 @@ use super::{DoorKind, HubConfig, MemberId};
 use crate::protocol::text::{normalize_room, sanitize};
 use crate::protocol::{ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent};
 
+/// Members a room's invitation list holds at most: past it, the oldest
+/// invitation lapses.
+pub(super) const MAX_INVITED: usize = 64;
+
 impl State {
     /// Adds a message to its room's ring of recent messages.
     pub(super) fn remember(&mut self, config: &HubConfig, record: MessageRecord) {
@@ -105,6 +109,7 @@ impl State {
             state.invited.retain(|invited| *invited != id);
         }
         let member = self.members.get_mut(&id).expect("checked by handle");
+        member.invited_to.retain(|invited| *invited != room);
         member.current = Some(room.clone());
         member.rooms.push(room.clone());
         let nick = member.nick.clone();
@@ -567,7 +572,24 @@ impl State {
         }
         let state = self.rooms.get_mut(&room).expect("checked");
         if !state.invited.contains(&target) {
+            if state.invited.len() >= MAX_INVITED {
+                let oldest = state.invited.remove(0);
+                if let Some(member) = self.members.get_mut(&oldest) {
+                    member.invited_to.retain(|invited| *invited != room);
+                }
+            }
             state.invited.push(target);
+            let rooms = &self.rooms;
+            let invited_to = &mut self.members.get_mut(&target).expect("found").invited_to;
+            if invited_to.len() >= MAX_INVITED {
+                // Rooms gone since, or that struck it off, hold no place.
+                invited_to.retain(|name| {
+                    rooms
+                        .get(name)
+                        .is_some_and(|room| room.invited.contains(&target))
+                });
+            }
+            invited_to.push(room.clone());
         }
         let event = Arc::new(Outgoing::new(ServerEvent::Invited {
             room,

@@ -26,6 +26,17 @@ pub(super) struct Handled {
     /// Without a history writer: a message was queued in
     /// `State::unpublished`, for the bus once the lock is released.
     pub to_publish: bool,
+    /// An operator name and password to check, off the lock.
+    pub oper: Option<OperGuess>,
+}
+
+/// An `/oper` the hub lets through to a password check.
+#[derive(Debug)]
+pub(super) struct OperGuess {
+    pub name: String,
+    pub password: crate::protocol::Password,
+    /// Where it came from: its guess budget (see `State::oper_guesses`).
+    pub ip: Option<IpAddr>,
 }
 
 /// A history lookup whose answer goes to `member`.
@@ -67,6 +78,8 @@ pub(super) struct Member {
     /// What an IRC client said in `USER`: its user name and real name.
     pub user: Option<String>,
     pub realname: Option<String>,
+    /// Rooms whose invitation lists name it, to strike it from when it goes.
+    pub invited_to: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -172,6 +185,10 @@ pub(super) struct State {
     /// Messages said into a room (`-n`) by a member outside it, to echo to
     /// that member when they are published: message id to sender.
     pub outside_senders: HashMap<u64, MemberId>,
+    /// Addresses with an operator check running (`None`) or refused, and
+    /// until when (hub clock, ms) their next guess waits: one guess at a
+    /// time per address, and a pause after each wrong one.
+    pub oper_guesses: HashMap<IpAddr, Option<u64>>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -202,6 +219,7 @@ impl State {
             overflowed: Vec::new(),
             unpublished: Vec::new(),
             outside_senders: HashMap::new(),
+            oper_guesses: HashMap::new(),
             closed: false,
             metrics,
         };

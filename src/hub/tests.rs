@@ -523,3 +523,136 @@ fn a_newcomer_that_goes_straight_to_another_room_is_never_seen_in_the_default_on
         [ServerEvent::Leave { .. }]
     ));
 }
+
+fn oper(name: &str, password: &str) -> ClientCommand {
+    ClientCommand::Oper {
+        name: name.into(),
+        password: crate::protocol::Password(password.into()),
+    }
+}
+
+fn error_code(events: &[ServerEvent]) -> Option<ErrorCode> {
+    events.iter().find_map(|event| match event {
+        ServerEvent::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+}
+
+#[test]
+fn oper_on_a_server_without_operators_is_refused_at_once() {
+    let hub = hub();
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    drain(&mut alice);
+    let handled = hub.handle(alice.id, oper("admin", "sesame"));
+    assert!(!matches!(handled.pending, Some(Pending::Oper)));
+    assert_eq!(error_code(&drain(&mut alice)), Some(ErrorCode::NoOperators));
+}
+
+#[test]
+fn a_wrong_operator_password_makes_its_address_wait() {
+    let hash = operators::hash_password("sesame").unwrap();
+    let admin = format!("admin:{hash}").parse().unwrap();
+    let clock = Arc::new(clock::ManualClock::at(1_000_000));
+    let hub = Hub::new(HubConfig {
+        operators: operators::Operators::new(vec![admin]).unwrap(),
+        clock: clock.clone(),
+        ..HubConfig::default()
+    });
+    let here: IpAddr = "127.0.0.7".parse().unwrap();
+    let elsewhere: IpAddr = "127.0.0.8".parse().unwrap();
+    let mut guesser = hub.connect(DoorKind::Tcp, Some(here)).unwrap();
+    let mut neighbour = hub.connect(DoorKind::Tcp, Some(here)).unwrap();
+    let mut stranger = hub.connect(DoorKind::Tcp, Some(elsewhere)).unwrap();
+    for member in [&mut guesser, &mut neighbour, &mut stranger] {
+        drain(member);
+    }
+    // Without a runtime the check runs at once, on this thread.
+    hub.handle(guesser.id, oper("admin", "guess"));
+    assert_eq!(
+        error_code(&drain(&mut guesser)),
+        Some(ErrorCode::BadPassword)
+    );
+    // The address waits, whoever of it asks, even with the right password...
+    hub.handle(guesser.id, oper("admin", "sesame"));
+    assert_eq!(error_code(&drain(&mut guesser)), Some(ErrorCode::TryAgain));
+    hub.handle(neighbour.id, oper("admin", "sesame"));
+    assert_eq!(
+        error_code(&drain(&mut neighbour)),
+        Some(ErrorCode::TryAgain)
+    );
+    // ...while another address does not.
+    hub.handle(stranger.id, oper("root", "sesame"));
+    assert_eq!(
+        error_code(&drain(&mut stranger)),
+        Some(ErrorCode::BadPassword)
+    );
+    clock.set(1_000_000 + operators::DEFAULT_OPER_RETRY_MS - 1);
+    hub.handle(guesser.id, oper("admin", "sesame"));
+    assert_eq!(error_code(&drain(&mut guesser)), Some(ErrorCode::TryAgain));
+    clock.set(1_000_000 + operators::DEFAULT_OPER_RETRY_MS);
+    hub.handle(guesser.id, oper("admin", "sesame"));
+    assert!(matches!(
+        &drain(&mut guesser)[..],
+        [ServerEvent::Operator { name: Some(name) }] if name == "admin"
+    ));
+    // A right password leaves no wait behind.
+    hub.handle(neighbour.id, oper("admin", "sesame"));
+    assert!(matches!(
+        drain(&mut neighbour).last(),
+        Some(ServerEvent::Operator { .. })
+    ));
+}
+
+#[test]
+fn an_oper_from_a_newcomer_announces_it_first() {
+    let hash = operators::hash_password("sesame").unwrap();
+    let admin = format!("admin:{hash}").parse().unwrap();
+    let hub = Hub::new(HubConfig {
+        operators: operators::Operators::new(vec![admin]).unwrap(),
+        ..HubConfig::default()
+    });
+    let mut watcher = arrived(&hub, DoorKind::Tcp);
+    let mut newcomer = hub.connect(DoorKind::Tcp, None).unwrap();
+    drain(&mut watcher);
+    drain(&mut newcomer);
+    hub.handle(newcomer.id, oper("admin", "sesame"));
+    assert!(matches!(
+        &drain(&mut watcher)[..],
+        [ServerEvent::Join { .. }]
+    ));
+    assert!(matches!(
+        &drain(&mut newcomer)[..],
+        [ServerEvent::Operator { .. }]
+    ));
+    // One that has gone is told to quit, and nothing is checked.
+    hub.disconnect(newcomer.id, Departure::Lost);
+    assert!(matches!(
+        hub.handle(newcomer.id, oper("admin", "sesame")).flow,
+        Flow::Quit
+    ));
+}
+
+#[test]
+fn invitations_lapse_when_the_invited_leave_and_past_the_cap() {
+    let hub = hub();
+    let mut host = arrived(&hub, DoorKind::Tcp);
+    hub.handle(host.id, ClientCommand::Join { room: "den".into() });
+    let guests: Vec<_> = (0..rooms::MAX_INVITED + 1)
+        .map(|_| arrived(&hub, DoorKind::Tcp))
+        .collect();
+    for guest in &guests {
+        let nick = hub.lock().members[&guest.id].nick.clone();
+        hub.handle(host.id, ClientCommand::Invite { nick, room: None });
+    }
+    drain(&mut host);
+    let invited = |hub: &Hub| hub.lock().rooms["den"].invited.clone();
+    // The first invitation lapsed to make room for the last.
+    let listed = invited(&hub);
+    assert_eq!(listed.len(), rooms::MAX_INVITED);
+    assert!(!listed.contains(&guests[0].id));
+    assert!(hub.lock().members[&guests[0].id].invited_to.is_empty());
+    // One who leaves the server is struck off.
+    hub.disconnect(guests[1].id, Departure::Lost);
+    assert!(!invited(&hub).contains(&guests[1].id));
+    assert_eq!(invited(&hub).len(), rooms::MAX_INVITED - 1);
+}

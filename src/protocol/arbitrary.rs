@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::ClientCommand;
+use super::{ClientCommand, Password};
 
 /// Text as people (and attackers) type it: any characters, short or long.
 pub fn typed_text() -> impl Strategy<Value = String> {
@@ -64,8 +64,10 @@ pub fn client_command() -> impl Strategy<Value = ClientCommand> {
         proptest::option::of(typed_text()).prop_map(|text| ClientCommand::Away { text }),
         Just(ClientCommand::Counts),
         any::<bool>().prop_map(|on| ClientCommand::Invisible { on }),
-        (typed_text(), typed_text())
-            .prop_map(|(name, password)| ClientCommand::Oper { name, password }),
+        (typed_text(), typed_text()).prop_map(|(name, password)| ClientCommand::Oper {
+            name,
+            password: Password(password),
+        }),
         Just(ClientCommand::Unoper),
     ]
 }

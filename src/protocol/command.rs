@@ -131,9 +131,21 @@ pub enum ClientCommand {
     Invisible { on: bool },
     /// Become a server operator (IRC's `OPER`), with the name and password
     /// the server's configuration holds a hash of.
-    Oper { name: String, password: String },
+    Oper { name: String, password: Password },
     /// Stop being a server operator (IRC's `MODE NICK -o`).
     Unoper,
+}
+
+/// A password as a client typed it: kept out of `Debug`, so no log line
+/// that prints a command prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 impl ClientCommand {
@@ -178,7 +190,7 @@ impl ClientCommand {
             | ClientCommand::Counts
             | ClientCommand::Invisible { .. }
             | ClientCommand::Unoper => 0,
-            ClientCommand::Oper { name, password } => name.len() + password.len(),
+            ClientCommand::Oper { name, password } => name.len() + password.0.len(),
         }
     }
 }
@@ -372,7 +384,7 @@ pub fn parse_line(line: &str) -> Result<Option<ClientCommand>, ParseError> {
         "oper" => match rest.split_once(char::is_whitespace) {
             Some((name, password)) if !password.trim().is_empty() => ClientCommand::Oper {
                 name: name.to_string(),
-                password: password.trim().to_string(),
+                password: Password(password.trim().to_string()),
             },
             _ => return Err(ParseError::Usage("/oper NAME PASSWORD")),
         },
@@ -396,6 +408,20 @@ fn first_word(rest: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oper_command_prints_no_password() {
+        let command = parse_line("/oper admin open-sesame").unwrap().unwrap();
+        let ClientCommand::Oper { password, .. } = &command else {
+            panic!("{command:?}");
+        };
+        assert_eq!(password.0, "open-sesame");
+        let printed = format!("{command:?}");
+        assert!(
+            printed.contains("admin") && !printed.contains("sesame"),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn plain_text_is_said() {
@@ -535,7 +561,7 @@ mod tests {
                 },
                 ClientCommand::Away { text } => with("away", text.as_ref()),
                 ClientCommand::Counts => "/counts".into(),
-                ClientCommand::Oper { name, password } => format!("/oper {name} {password}"),
+                ClientCommand::Oper { name, password } => format!("/oper {name} {}", password.0),
                 ClientCommand::Unoper => "/unoper".into(),
                 ClientCommand::Invisible { on } => {
                     format!("/invisible {}", if *on { "on" } else { "off" })

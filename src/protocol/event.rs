@@ -105,6 +105,10 @@ pub enum ErrorCode {
     Moderated,
     /// An operator name and password that do not match (`/oper`).
     BadPassword,
+    /// `/oper` on a server that has no operators.
+    NoOperators,
+    /// Asked too soon or while the server is busy with it: try later.
+    TryAgain,
     /// A connection that broke its wire protocol (a bad WebSocket frame).
     ProtocolError,
     /// A connection that stopped answering the server's checks.

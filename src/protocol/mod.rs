@@ -12,6 +12,6 @@ pub mod line_codec;
 mod reason;
 pub mod text;
 
-pub use command::{parse_line, ClientCommand, ParseError, Point, WireMode};
+pub use command::{parse_line, ClientCommand, ParseError, Password, Point, WireMode};
 pub use event::{ErrorCode, MessageRecord, Outgoing, Person, RoomInfo, ServerEvent};
 pub use reason::{Departure, DropReason, LeaveReason, NotChat, Violation};

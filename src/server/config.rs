@@ -136,6 +136,8 @@ impl ServeConfig {
                     .map_err(|why| anyhow::anyhow!("--operator: {why}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let operators = crate::hub::operators::Operators::new(operators)
+            .map_err(|why| anyhow::anyhow!("--operator: {why}"))?;
         // Expiry cannot be off: UDP has no other way to see a client go.
         anyhow::ensure!(
             args.udp_expiry > 0,
@@ -212,6 +214,7 @@ impl ServeConfig {
                 big_room: args.big_room,
                 max_rooms: args.max_rooms,
                 operators,
+                oper_retry_ms: args.oper_retry_ms,
                 ..HubConfig::default()
             },
             limits: Limits {
@@ -297,6 +300,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         irc_ping_timeout,
         big_room,
         max_rooms,
+        oper_retry_ms,
         idle,
         line_flush_ms,
         max_datagram,
@@ -362,7 +366,8 @@ mod tests {
         let spec = format!("admin:{hash}");
         let config = resolve(&["--operator", &spec]).unwrap();
         assert_eq!(config.hub.operators.len(), 1);
-        assert_eq!(config.hub.operators[0].name, "admin");
+        let first = config.hub.operators.iter().next().unwrap();
+        assert_eq!(first.name, "admin");
         // A password where the hash belongs is refused at start.
         let plain = resolve(&["--operator", "admin:sesame"]).unwrap_err();
         assert!(plain.to_string().contains("hash-password"), "{plain}");

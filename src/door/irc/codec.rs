@@ -20,7 +20,8 @@ use crate::protocol::irc::{
 use crate::protocol::line_codec::{Frame, LineCodec};
 use crate::protocol::text::normalize_room;
 use crate::protocol::{
-    ClientCommand, ErrorCode, MessageRecord, Outgoing, Person, Point, RoomInfo, ServerEvent,
+    ClientCommand, ErrorCode, MessageRecord, Outgoing, Password, Person, Point, RoomInfo,
+    ServerEvent,
 };
 use crate::session::Input;
 
@@ -286,7 +287,7 @@ impl IrcCodec {
             "OPER" => match (first, params.get(1)) {
                 (Some(name), Some(password)) => vec![Input::Command(ClientCommand::Oper {
                     name: name.to_string(),
-                    password: password.to_string(),
+                    password: Password(password.to_string()),
                 })],
                 _ => need_more(self),
             },
@@ -802,6 +803,9 @@ impl IrcCodec {
             ),
             ErrorCode::LineTooLong => server.numeric(out, "417", me, &["Input line was too long"]),
             ErrorCode::BadPassword => server.numeric(out, "464", me, &["Password incorrect"]),
+            ErrorCode::NoOperators => server.numeric(out, "491", me, &["No O-lines for your host"]),
+            // Only operator checks are asked to wait.
+            ErrorCode::TryAgain => server.numeric(out, "263", me, &["OPER", message]),
             _ => write_line(out, Some(&server.name), "NOTICE", &[me, message], true),
         }
     }
@@ -918,6 +922,8 @@ impl IrcCodec {
                 self.server
                     .numeric(&mut out, "301", &self.nick, &[nick, text]);
             }
+            // `MODE me -o` from one who was not an operator changes nothing.
+            ServerEvent::Operator { name: None } if !self.operator => {}
             ServerEvent::Operator { name } => {
                 self.operator = name.is_some();
                 if name.is_some() {
