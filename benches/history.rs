@@ -75,6 +75,7 @@ async fn run(db: Option<std::path::PathBuf>) -> f64 {
             max_rate: 0,
             ..Limits::default()
         },
+        cluster: None,
     };
     let server = Server::bind(config).await.expect("bind");
     let addr = server.listening()[0].addr;

@@ -175,6 +175,7 @@ fn commit_and_deliver(
                 text: "hello everyone".into(),
                 action: false,
                 notice: false,
+                ticket: None,
             }
         })
         .collect();

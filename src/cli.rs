@@ -361,6 +361,19 @@ pub struct ServeArgs {
     /// How long an address waits after a wrong operator password, in ms.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_OPER_RETRY_MS)]
     pub oper_retry_ms: u64,
+    /// Join a cluster of sockchat nodes through these NATS servers
+    /// (nats://HOST:PORT, comma-separated): rooms, ids and history are
+    /// shared by every node. Without it: one node, no NATS.
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// This node's name in its cluster (logs, listening lines, message
+    /// ids): unique in the cluster. Default: the machine's name.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Copies of the cluster's log NATS keeps: 1 on one NATS server, 3 on
+    /// a NATS cluster of three (which then survives losing one).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cluster_replicas: usize,
     /// The room everyone starts in.
     #[arg(long, value_name = "ROOM", default_value = DEFAULT_ROOM)]
     pub room: String,
@@ -485,6 +498,9 @@ impl Default for ServeArgs {
             web_host: Vec::new(),
             operator: Vec::new(),
             oper_retry_ms: DEFAULT_OPER_RETRY_MS,
+            cluster: None,
+            node: None,
+            cluster_replicas: 1,
             room: DEFAULT_ROOM.to_string(),
             name: DEFAULT_SERVER_NAME.to_string(),
             filter: Vec::new(),

@@ -13,6 +13,8 @@
 //!   lines over any byte stream), [`door::udp`] (datagrams), [`door::web`]
 //!   (the page and its WebSocket), [`door::console`] (the operator's
 //!   terminal); one driver runs a session over any of them.
+//! - [`cluster`]: nodes sharing rooms over NATS: the link that carries a
+//!   node's messages to the cluster's log and the log back to its hub.
 //! - [`store`]: history behind a trait; SQLite and the group-commit writer.
 //! - [`server`]: the door registry: binds the doors, runs them, shuts them
 //!   down, history last.
@@ -27,6 +29,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod door;
 pub mod hub;
 pub mod loadgen;

@@ -62,6 +62,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let mut server = Server::bind(ServeConfig::from_args(*args)?).await?;
             let shutdown = shutdown_signal()?;
+            if let Some(line) = server.cluster_line() {
+                println!("{line}");
+            }
             for listening in server.listening() {
                 // Scripts and tests wait for these lines; print them before
                 // anyone is accepted.

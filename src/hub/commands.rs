@@ -100,11 +100,11 @@ impl State {
         match command {
             ClientCommand::Say { text, room } => {
                 let said = self.say(config, id, room, &text, Style::Plain);
-                self.commit(history, said, &mut handled);
+                self.commit(history, id, said, &mut handled);
             }
             ClientCommand::Me { text, room } => {
                 let said = self.say(config, id, room, &text, Style::Action);
-                self.commit(history, said, &mut handled);
+                self.commit(history, id, said, &mut handled);
             }
             ClientCommand::Msg { to, text } => {
                 self.private_message(config, history, id, &to, &text, Style::Plain);
@@ -112,7 +112,7 @@ impl State {
             ClientCommand::Notice { to, text } => match to.strip_prefix('#') {
                 Some(_) => {
                     let said = self.say(config, id, Some(to), &text, Style::Notice);
-                    self.commit(history, said, &mut handled);
+                    self.commit(history, id, said, &mut handled);
                 }
                 None => self.private_message(config, history, id, &to, &text, Style::Notice),
             },
@@ -203,14 +203,27 @@ impl State {
     /// Sends a message just said on its way to the room: to the history
     /// writer, which commits it and then hands it to the bus, or (without
     /// history) to the bus once the hub's lock is released, in id order
-    /// (see `Hub::publish_unpublished`).
+    /// (see `Hub::publish_unpublished`). In a cluster, to the cluster's log,
+    /// which brings it back to be stored and fanned out.
     fn commit(
         &mut self,
         history: Option<&HistoryWriter>,
+        id: MemberId,
         said: Option<StoredMessage>,
         handled: &mut Handled,
     ) {
         let Some(message) = said else { return };
+        if let Some(cluster) = &self.cluster {
+            let ticket = message.record.id;
+            if cluster.send(message) {
+                handled.message = Some(ticket);
+            } else {
+                self.outside_senders.remove(&ticket);
+                let why = "the cluster link is behind: that message was not sent; try again";
+                self.deliver_event(id, ServerEvent::error(ErrorCode::Unavailable, why));
+            }
+            return;
+        }
         handled.message = Some(message.record.id);
         match history.filter(|_| !is_ephemeral(&message.record.room)) {
             // Submitted under the lock, so the writer sees ids in order.
@@ -372,6 +385,7 @@ impl State {
             time: config.clock.now_millis(),
             action: style == Style::Action,
             notice: style == Style::Notice,
+            ticket: None,
         };
         let door = self.members[&id].door.name();
         self.metrics
@@ -431,6 +445,7 @@ impl State {
                     time,
                     action: false,
                     notice,
+                    ticket: None,
                 },
                 door: self.members[&id].door.name(),
                 to: Some(to.clone()),

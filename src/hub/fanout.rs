@@ -26,7 +26,9 @@ impl State {
                 }
                 let sender = match self.outside_senders.is_empty() {
                     true => None,
-                    false => self.outside_senders.remove(&record.id),
+                    false => self
+                        .outside_senders
+                        .remove(&record.ticket.unwrap_or(record.id)),
                 };
                 self.remember(config, record.clone());
                 let event = Arc::new(Outgoing::new(ServerEvent::Message(record)));

@@ -11,7 +11,11 @@
 //! rooms), which is unique and increasing cluster-wide. What the hub needs
 //! of an id, uniqueness and commit order, is the same in both.
 
-/// Hands out message ids on one node.
+/// Where a cluster node's tickets start (see [`crate::hub::cluster`]): far
+/// above any id a log hands out, so a ticket is never taken for an id.
+pub const TICKETS_FROM: u64 = 1 << 63;
+
+/// Hands out message ids on one node (or, in a cluster, tickets).
 #[derive(Debug, Clone)]
 pub struct MessageIds {
     next: u64,

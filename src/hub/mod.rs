@@ -14,6 +14,7 @@
 
 mod bus;
 pub mod clock;
+pub mod cluster;
 mod commands;
 mod fanout;
 mod filter;
@@ -32,8 +33,10 @@ use tokio::sync::oneshot;
 pub use bus::{Bus, LocalBus};
 pub use clock::{Clock, SystemClock};
 pub use filter::{FilterRule, WordFilter};
+pub use ids::TICKETS_FROM;
 
 use crate::metrics::Metrics;
+use crate::protocol::text::is_ephemeral;
 use crate::protocol::{
     ClientCommand, Departure, DropReason, ErrorCode, MessageRecord, Outgoing, ServerEvent,
 };
@@ -273,7 +276,10 @@ pub struct Handled {
 /// An answer still to come, see [`Handled::pending`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pending {
-    /// The member's own room message, with this id, coming back.
+    /// The member's own room message, with this id, coming back. In a
+    /// cluster the id is the sender's node's ticket for it (at least
+    /// [`TICKETS_FROM`], so never a cluster id), which the message carries
+    /// back on that node only.
     Echo(u64),
     /// The result of `/history` or `/search` (or the error saying why not).
     Lookup,
@@ -285,7 +291,9 @@ impl Pending {
     /// Whether `event`, arriving in the member's outbox, is the awaited one.
     pub fn is_met_by(&self, event: &ServerEvent) -> bool {
         match (self, event) {
-            (Pending::Echo(id), ServerEvent::Message(message)) => message.id == *id,
+            (Pending::Echo(id), ServerEvent::Message(message)) => {
+                message.ticket.unwrap_or(message.id) == *id
+            }
             (
                 Pending::Lookup,
                 ServerEvent::History { .. }
@@ -702,6 +710,55 @@ impl Hub {
 
     /// Fans out committed room messages to this hub's members (the bus
     /// calls this, in room order).
+    /// Makes this hub a cluster node: from now on what members say goes to
+    /// `outlet`, known by tickets, and comes back through
+    /// [`Hub::take_from_cluster`]. Called before anyone connects.
+    pub fn send_to_cluster(&self, outlet: cluster::ClusterOutlet) {
+        let mut state = self.lock();
+        state.cluster = Some(outlet);
+        state.message_ids = ids::MessageIds::after(TICKETS_FROM - 1);
+    }
+
+    /// A handle that does not keep the hub alive.
+    pub fn downgrade(&self) -> WeakHub {
+        WeakHub(Arc::downgrade(&self.shared))
+    }
+
+    /// Whether room messages are stored here.
+    pub fn keeps_history(&self) -> bool {
+        self.shared.history.is_some()
+    }
+
+    /// The highest id of a stored room message this hub has seen: a
+    /// cluster node catches up on the log from the next.
+    pub fn last_seen_id(&self) -> u64 {
+        self.lock().last_published
+    }
+
+    /// Room messages from the cluster's log, in its order, with their ids:
+    /// stored (if history is kept), then fanned out to this node's members.
+    /// The log may bring one again; storing is idempotent, and what this
+    /// node has fanned out already is not fanned out twice.
+    pub fn take_from_cluster(&self, messages: Vec<crate::store::StoredMessage>) {
+        let last = self.last_seen_id();
+        let (stored, passing): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .filter(|message| is_ephemeral(&message.record.room) || message.record.id > last)
+            .partition(|message| !is_ephemeral(&message.record.room));
+        if !passing.is_empty() {
+            self.fan_out(passing.into_iter().map(|message| message.record).collect());
+        }
+        match &self.shared.history {
+            Some(writer) => stored
+                .into_iter()
+                .for_each(|message| writer.submit(message)),
+            None if !stored.is_empty() => {
+                self.fan_out(stored.into_iter().map(|message| message.record).collect())
+            }
+            None => {}
+        }
+    }
+
     pub fn fan_out(&self, messages: Vec<MessageRecord>) {
         let config = &self.shared.config;
         let mut state = self.lock();

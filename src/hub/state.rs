@@ -189,6 +189,8 @@ pub(super) struct State {
     /// until when (hub clock, ms) their next guess waits: one guess at a
     /// time per address, and a pause after each wrong one.
     pub oper_guesses: HashMap<IpAddr, Option<u64>>,
+    /// In a cluster: where members' messages go instead of the writer.
+    pub cluster: Option<super::cluster::ClusterOutlet>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -220,6 +222,7 @@ impl State {
             unpublished: Vec::new(),
             outside_senders: HashMap::new(),
             oper_guesses: HashMap::new(),
+            cluster: None,
             closed: false,
             metrics,
         };

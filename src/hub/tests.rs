@@ -416,6 +416,7 @@ fn a_commit_reaches_each_member_as_one_run_per_room() {
         text: text.into(),
         action: false,
         notice: false,
+        ticket: None,
     };
     let lobby = HubConfig::default().default_room;
     hub.fan_out(vec![

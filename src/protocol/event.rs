@@ -26,6 +26,11 @@ pub struct MessageRecord {
     /// `true` for notices (`/notice`, IRC's NOTICE).
     #[serde(default, skip_serializing_if = "is_false")]
     pub notice: bool,
+    /// In a cluster, on the node its sender is on: the number that node
+    /// gave it before the cluster's log gave it its `id` (see
+    /// [`crate::hub::Pending::Echo`]). Never sent or stored.
+    #[serde(skip)]
+    pub ticket: Option<u64>,
 }
 
 /// One member, as a `lookup` finds it.
@@ -109,6 +114,8 @@ pub enum ErrorCode {
     NoOperators,
     /// Asked too soon or while the server is busy with it: try later.
     TryAgain,
+    /// What the server cannot carry now (its cluster link is behind).
+    Unavailable,
     /// A connection that broke its wire protocol (a bad WebSocket frame).
     ProtocolError,
     /// A connection that stopped answering the server's checks.
@@ -632,6 +639,7 @@ mod tests {
             time: 1,
             action,
             notice: false,
+            ticket: None,
         }
     }
 

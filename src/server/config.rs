@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::cli::{config_path, read_config, ServeArgs};
+use crate::cluster::ClusterConfig;
 use crate::hub::{HubConfig, WordFilter};
 use crate::protocol::text::normalize_room;
 use crate::session::limits::idle_limit;
@@ -70,6 +71,8 @@ pub struct ServeConfig {
     pub web_hosts: Vec<String>,
     pub hub: HubConfig,
     pub limits: Limits,
+    /// The cluster this node joins, if any.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl ServeConfig {
@@ -158,6 +161,41 @@ impl ServeConfig {
                     .then(|| Duration::from_secs(args.history_max_age)),
             },
         };
+        let cluster = match &args.cluster {
+            Some(urls) => {
+                anyhow::ensure!(
+                    !args.store_private,
+                    "--store-private is not served in a cluster yet"
+                );
+                anyhow::ensure!(
+                    (1..=5).contains(&args.cluster_replicas),
+                    "--cluster-replicas is 1 to 5 (JetStream's range)"
+                );
+                let node = match &args.node {
+                    Some(node) => node.clone(),
+                    None => gethostname::gethostname().to_string_lossy().into_owned(),
+                };
+                anyhow::ensure!(
+                    !node.is_empty() && !node.contains(['/', ' ', '.', '*', '>']),
+                    "--node: one word without '/', '.', '*' or '>'"
+                );
+                let urls: Vec<String> = urls
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(String::from)
+                    .collect();
+                anyhow::ensure!(!urls.is_empty(), "--cluster: no NATS server given");
+                Some(ClusterConfig {
+                    urls,
+                    node,
+                    replicas: args.cluster_replicas,
+                    max_age: history.retention.max_age,
+                    max_per_room: history.retention.max_per_room,
+                })
+            }
+            None => None,
+        };
         let web_tls = args.web_tls && args.web.addr().is_some();
         let certificate = match (&args.tls_cert, &args.tls_key) {
             _ if args.tls.addr().is_none() && args.irc_tls.addr().is_none() && !web_tls => None,
@@ -190,6 +228,7 @@ impl ServeConfig {
             None => None,
         };
         Ok(ServeConfig {
+            cluster,
             tls: args.tls.addr(),
             irc: args.irc.addr(),
             irc_tls: args.irc_tls.addr(),
@@ -301,6 +340,9 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         big_room,
         max_rooms,
         oper_retry_ms,
+        cluster,
+        node,
+        cluster_replicas,
         idle,
         line_flush_ms,
         max_datagram,

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{HistoryConfig, ServeConfig};
 
+use crate::cluster::{ClusterConfig, ClusterLink};
 use crate::door::irc::IrcDoor;
 use crate::door::listener::SpareDescriptor;
 use crate::door::tcp::TcpDoor;
@@ -42,6 +43,8 @@ pub struct Server {
     tls: Option<Arc<ServerTls>>,
     /// SIGHUPs, which reload the certificate.
     hangups: Option<Hangups>,
+    /// The link to this node's cluster, if it is in one.
+    cluster: Option<(ClusterLink, ClusterConfig)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -145,12 +148,17 @@ impl Server {
             Some(store) => Hub::with_store(config.hub, Box::new(store), config.history.retention)?,
             None => Hub::batching(config.hub),
         };
+        let cluster = match config.cluster {
+            Some(cluster) => Some((ClusterLink::join(&hub, &cluster).await?, cluster)),
+            None => None,
+        };
         Ok(Server {
             hub,
             doors,
             limits: config.limits,
             tls,
             hangups,
+            cluster,
         })
     }
 
@@ -175,6 +183,18 @@ impl Server {
             }
         }
         listening
+    }
+
+    /// The line naming this node and its cluster, if it is in one:
+    /// `cluster node NAME nats://HOST:PORT[,...]`, printed before the
+    /// listening lines.
+    pub fn cluster_line(&self) -> Option<String> {
+        let (_, config) = self.cluster.as_ref()?;
+        Some(format!(
+            "cluster node {} {}",
+            config.node,
+            config.urls.join(",")
+        ))
     }
 
     /// The hub, for tests.
@@ -218,6 +238,11 @@ impl Server {
             .is_err()
         {
             tracing::warn!("some connections did not close in time");
+        }
+        // What members said last reaches the cluster's log, and what the
+        // log brought reaches the writer, before history closes.
+        if let Some((link, _)) = self.cluster {
+            link.leave().await;
         }
         // Everything accepted so far goes to disk before the process ends.
         let hub = self.hub.clone();

@@ -344,7 +344,9 @@ impl Session {
     fn check_delivered(&mut self, event: &ServerEvent, now: Instant) {
         let mut progressed = false;
         if let ServerEvent::Message(message) = event {
-            if self.echoes_in_flight.front() == Some(&message.id) {
+            // In a cluster the sender's node knows its echo by its ticket.
+            let echo = message.ticket.unwrap_or(message.id);
+            if self.echoes_in_flight.front() == Some(&echo) {
                 self.echoes_in_flight.pop_front();
                 if self.echoes_in_flight.is_empty() {
                     self.echoes_in_flight = VecDeque::new();

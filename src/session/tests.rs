@@ -30,6 +30,7 @@ fn echo(id: u64) -> ServerEvent {
         time: 0,
         action: false,
         notice: false,
+        ticket: None,
     })
 }
 

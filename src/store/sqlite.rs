@@ -490,6 +490,7 @@ fn to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
         text: row.get(4)?,
         action: row.get(5)?,
         notice: row.get(6)?,
+        ticket: None,
     })
 }
 
@@ -531,7 +532,9 @@ impl HistoryStore for SqliteStore {
         {
             let mut insert = transaction
                 .prepare_cached(
-                    "INSERT INTO messages (id, room, sender, time, text, door, action, recipient, notice)
+                    // A message a cluster's log brings again keeps its
+                    // first copy: storing is idempotent by id.
+                    "INSERT OR IGNORE INTO messages (id, room, sender, time, text, door, action, recipient, notice)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(classify)?;
@@ -661,6 +664,7 @@ mod tests {
                 time,
                 action: false,
                 notice: false,
+                ticket: None,
             },
             door: "tcp",
             to: None,
@@ -722,6 +726,25 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_message_stored_again_keeps_its_first_copy() {
+        let (_dir, mut store) = store();
+        store.append(&[message(1, "lobby", "first", 1)]).unwrap();
+        // A redelivery, alone and within a batch of new ones.
+        store.append(&[message(1, "lobby", "again", 1)]).unwrap();
+        store
+            .append(&[
+                message(1, "lobby", "again", 1),
+                message(2, "lobby", "next", 2),
+            ])
+            .unwrap();
+        let recent = store.recent("lobby", u64::MAX, Range::Latest, 10).unwrap();
+        let texts: Vec<_> = recent.iter().map(|record| record.text.as_str()).collect();
+        assert_eq!(texts, ["first", "next"]);
+        assert!(store.search("lobby", "again", 10).unwrap().is_empty());
+        assert_eq!(store.search("lobby", "first", 10).unwrap().len(), 1);
     }
 
     #[test]

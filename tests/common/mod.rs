@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod process;
 pub mod python;
 pub mod tmux;
@@ -58,6 +59,7 @@ pub fn config() -> ServeConfig {
             max_rate: 0,
             ..Limits::default()
         },
+        cluster: None,
     }
 }
 

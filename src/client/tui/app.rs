@@ -640,6 +640,7 @@ mod tests {
             time: 1_700_000_000_000 + id * 60_000,
             action: false,
             notice: false,
+            ticket: None,
         }
     }
 

@@ -342,6 +342,7 @@ mod tests {
             time: (12 * 3600 + 34 * 60 + id * 60) * 1000,
             action: false,
             notice: false,
+            ticket: None,
         })
     }
 

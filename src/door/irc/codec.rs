@@ -1205,6 +1205,7 @@ mod tests {
                 time: 0,
                 action: false,
                 notice: false,
+                ticket: None,
             })
         };
         assert_eq!(encode(&mut codec, message("alice")), "");

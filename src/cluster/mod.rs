@@ -1,0 +1,279 @@
+//! A cluster of sockchat nodes over NATS. Each node keeps all its doors and
+//! its own history file; what its members say goes to one JetStream stream
+//! (the cluster's log), and every node reads the whole log back in order,
+//! storing and fanning out each message to its own members. The log's
+//! sequence number is each message's id, so every node has the same ids
+//! in the same order: one order per room, the same everywhere.
+//!
+//! The link is two tasks: the publisher takes the hub's queue (see
+//! `crate::hub::cluster`) to the log, and the reader brings the log to
+//! the hub, starting after the last message this node has stored, so a
+//! node that was down catches up by itself. What travels is in `wire`.
+
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::hub::cluster::{ClusterOutlet, ClusterQueue, CLUSTER_QUEUE};
+use crate::hub::Hub;
+use crate::store::StoredMessage;
+use wire::{Origin, Outbound};
+
+/// How long the first connection to the cluster may take before the
+/// node gives up starting: a node that never reached its cluster is
+/// misconfigured, and says so.
+const FIRST_CONNECT: Duration = Duration::from_secs(10);
+
+/// A retried publication is deduplicated by the stream for this long.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// An ephemeral room's messages stay in the log this long: long enough
+/// for every node to read them, never kept as history.
+const EPHEMERAL_TTL: Duration = Duration::from_secs(60);
+
+/// Publications awaiting their acknowledgement at once.
+const IN_FLIGHT: usize = 256;
+
+/// Messages the reader hands the hub at once.
+const READ_BATCH: usize = 256;
+
+/// How this node joins its cluster (`serve --cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS servers, `nats://HOST:PORT`, any of which will do.
+    pub urls: Vec<String>,
+    /// This node's name, in logs, listening lines and message ids.
+    pub node: String,
+    /// Copies of the log the NATS cluster keeps (1 on a single NATS
+    /// server; 3 on a cluster of three survives losing one).
+    pub replicas: usize,
+    /// History limits, which the log keeps too.
+    pub max_age: Option<Duration>,
+    pub max_per_room: Option<usize>,
+}
+
+/// A node's running link to its cluster.
+#[derive(Debug)]
+pub struct ClusterLink {
+    client: async_nats::Client,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl ClusterLink {
+    /// Joins the cluster: reaches NATS, makes sure the log exists, and
+    /// starts carrying `hub`'s messages both ways. From here on the hub
+    /// sends what its members say to the log.
+    pub async fn join(hub: &Hub, config: &ClusterConfig) -> anyhow::Result<ClusterLink> {
+        let urls = config.urls.join(",");
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("sockchat {}", config.node))
+            .connection_timeout(FIRST_CONNECT)
+            .connect(urls.as_str())
+            .await
+            .with_context(|| format!("cannot reach the cluster at {urls}"))?;
+        let jetstream = jetstream::new(client.clone());
+        let log = jetstream
+            .get_or_create_stream(stream::Config {
+                name: wire::STREAM.to_string(),
+                subjects: vec![
+                    wire::ROOM_SUBJECTS.to_string(),
+                    wire::EPHEMERAL_SUBJECTS.to_string(),
+                ],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                duplicate_window: DUPLICATE_WINDOW,
+                allow_message_ttl: true,
+                max_age: config.max_age.unwrap_or_default(),
+                max_messages_per_subject: config.max_per_room.map_or(-1, |most| most as i64),
+                ..Default::default()
+            })
+            .await
+            .context("cannot open the cluster's log (JetStream stream SOCKCHAT)")?;
+        let origin = Origin {
+            node: config.node.clone(),
+            boot: boot_number(),
+        };
+        let start = match hub.keeps_history() {
+            // After what this node has stored: it catches up on the rest.
+            true => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: hub.last_seen_id() + 1,
+            },
+            false => consumer::DeliverPolicy::New,
+        };
+        let reader = log
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subjects: vec![
+                    wire::ROOM_SUBJECTS.to_string(),
+                    wire::EPHEMERAL_SUBJECTS.to_string(),
+                ],
+                deliver_policy: start,
+                ..Default::default()
+            })
+            .await
+            .context("cannot read the cluster's log")?
+            .messages()
+            .await
+            .context("cannot read the cluster's log")?;
+        let (outlet, queue) = ClusterOutlet::new(CLUSTER_QUEUE);
+        hub.send_to_cluster(outlet);
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(publish(jetstream, origin.clone(), queue, stop.clone()));
+        tasks.spawn(read(hub.downgrade(), origin, reader, stop.clone()));
+        tasks.close();
+        tracing::info!(node = %config.node, %urls, "joined the cluster");
+        Ok(ClusterLink {
+            client,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops carrying messages, once what is queued is published.
+    pub async fn leave(self) {
+        self.stop.cancel();
+        self.tasks.wait().await;
+        let _ = self.client.flush().await;
+    }
+}
+
+/// A number for this run of the node, unlike its other runs'.
+fn boot_number() -> u64 {
+    let mut bytes = [0u8; 8];
+    // Without randomness, the time will do: runs are seconds apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        return crate::hub::Clock::now_millis(&crate::hub::SystemClock);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// Takes what this node's members say to the log, in the order said, with
+/// up to [`IN_FLIGHT`] acknowledgements outstanding. A publication that
+/// fails is tried again with the same message id, which the log's
+/// duplicate window makes harmless if the first did land.
+async fn publish(
+    jetstream: jetstream::Context,
+    origin: Origin,
+    mut queue: ClusterQueue,
+    stop: CancellationToken,
+) {
+    let mut in_flight: VecDeque<(Outbound, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            message = queue.recv() => message,
+            () = stop.cancelled(), if in_flight.is_empty() && queue.is_empty() => None,
+        };
+        let Some(message) = next else { break };
+        let outbound = wire::encode(&origin, &message);
+        let ack = publish_until_sent(&jetstream, &outbound, &stop).await;
+        let Some(ack) = ack else { break };
+        in_flight.push_back((outbound, ack));
+        // Settle acknowledgements once the window is full or nothing else waits.
+        while in_flight.len() >= IN_FLIGHT || (queue.is_empty() && !in_flight.is_empty()) {
+            let (outbound, ack) = in_flight.pop_front().expect("not empty");
+            if let Err(error) = ack.await {
+                tracing::warn!(%error, "a publication to the cluster's log was not acknowledged; sending it again");
+                match publish_until_sent(&jetstream, &outbound, &stop).await {
+                    Some(ack) => in_flight.push_front((outbound, ack)),
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Publishes `outbound`, trying again every second until the link takes it
+/// (or the node stops: `None`).
+async fn publish_until_sent(
+    jetstream: &jetstream::Context,
+    outbound: &Outbound,
+    stop: &CancellationToken,
+) -> Option<jetstream::context::PublishAckFuture> {
+    loop {
+        let mut publication = jetstream::message::PublishMessage::build()
+            .payload(outbound.payload.clone().into())
+            .message_id(&outbound.message_id)
+            .header(wire::ORIGIN_HEADER, outbound.origin.as_str())
+            .header(wire::TICKET_HEADER, outbound.ticket.to_string().as_str());
+        if outbound.subject.starts_with("sockchat.ephemeral.") {
+            publication = publication.ttl(EPHEMERAL_TTL);
+        }
+        match jetstream
+            .send_publish(outbound.subject.clone(), publication)
+            .await
+        {
+            Ok(ack) => return Some(ack),
+            Err(error) => {
+                tracing::warn!(%error, "cannot publish to the cluster's log; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+/// Brings the log, in its order, to the hub: what is ready at once goes
+/// as one batch.
+async fn read(
+    hub: crate::hub::WeakHub,
+    me: Origin,
+    mut log: consumer::pull::Ordered,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            next = log.next() => next,
+            () = stop.cancelled() => return,
+        };
+        let Some(first) = first else { return };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Ok(message) => batch.extend(read_one(&me, &message)),
+                Err(error) => tracing::warn!(%error, "reading the cluster's log"),
+            }
+            if batch.len() < READ_BATCH {
+                next = futures_util::FutureExt::now_or_never(log.next()).flatten();
+            }
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        hub.take_from_cluster(batch);
+    }
+}
+
+/// One message of the log, if it is one sockchat wrote.
+fn read_one(me: &Origin, message: &jetstream::Message) -> Option<StoredMessage> {
+    let sequence = message.info().ok()?.stream_sequence;
+    let header = |name: &str| {
+        message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(name))
+            .map(|value| value.as_str())
+    };
+    let decoded = wire::decode(
+        me,
+        sequence,
+        message.subject.as_str(),
+        header(wire::ORIGIN_HEADER),
+        header(wire::TICKET_HEADER),
+        &message.payload,
+    );
+    decoded
+        .inspect_err(
+            |error| tracing::warn!(sequence, %error, "skipping a message of the cluster's log"),
+        )
+        .ok()
+}

@@ -1,0 +1,256 @@
+//! What a cluster node puts on NATS and reads back, without any I/O: the
+//! subjects, the headers and the payload of a room message in the log.
+//!
+//! A room's messages go to `sockchat.room.TOKEN` (an ephemeral room's to
+//! `sockchat.ephemeral.TOKEN`), where TOKEN is the room's name with every
+//! byte outside `[a-z0-9_-]` written `%XX`, so a room is always exactly
+//! one subject token (`.` separates tokens; `*` and `>` are wildcards).
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::text::is_ephemeral;
+use crate::protocol::MessageRecord;
+use crate::store::StoredMessage;
+
+/// The JetStream stream that is the cluster's log of room messages.
+pub const STREAM: &str = "SOCKCHAT";
+
+/// The subjects of that stream.
+pub const ROOM_SUBJECTS: &str = "sockchat.room.>";
+pub const EPHEMERAL_SUBJECTS: &str = "sockchat.ephemeral.>";
+
+/// Which node (and which run of it) said a message: `NODE/BOOT`.
+pub const ORIGIN_HEADER: &str = "Sockchat-Origin";
+/// The origin's ticket for it (see `crate::hub::cluster`).
+pub const TICKET_HEADER: &str = "Sockchat-Ticket";
+
+/// One run of one node: its name, and a random number drawn at start, so
+/// that a restarted node's tickets are never taken for its last run's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub node: String,
+    pub boot: u64,
+}
+
+impl Origin {
+    /// What [`ORIGIN_HEADER`] says for this run.
+    pub fn header(&self) -> String {
+        format!("{}/{:016x}", self.node, self.boot)
+    }
+
+    /// The `Nats-Msg-Id` of this run's message `ticket`: the stream drops
+    /// a second publication of it (a retry after a lost ack) within its
+    /// duplicate window.
+    pub fn message_id(&self, ticket: u64) -> String {
+        format!("{}/{ticket}", self.header())
+    }
+}
+
+/// The payload of a room message in the log. Its id is the log's sequence
+/// number, so it is not in here.
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    room: String,
+    from: String,
+    text: String,
+    time: u64,
+    #[serde(default)]
+    action: bool,
+    #[serde(default)]
+    notice: bool,
+    door: String,
+}
+
+/// A message ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub subject: String,
+    pub message_id: String,
+    pub origin: String,
+    pub ticket: u64,
+    pub payload: Vec<u8>,
+}
+
+/// The subject a room's messages go to.
+pub fn subject(room: &str) -> String {
+    let kind = if is_ephemeral(room) {
+        "ephemeral"
+    } else {
+        "room"
+    };
+    let mut subject = format!("sockchat.{kind}.");
+    for byte in room.bytes() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => subject.push(byte as char),
+            _ => subject.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    subject
+}
+
+/// `message`, said on this node (its id is the ticket), as published.
+pub fn encode(origin: &Origin, message: &StoredMessage) -> Outbound {
+    let record = &message.record;
+    let payload = Payload {
+        room: record.room.clone(),
+        from: record.from.clone(),
+        text: record.text.clone(),
+        time: record.time,
+        action: record.action,
+        notice: record.notice,
+        door: message.door.to_string(),
+    };
+    Outbound {
+        subject: subject(&record.room),
+        message_id: origin.message_id(record.id),
+        origin: origin.header(),
+        ticket: record.id,
+        payload: serde_json::to_vec(&payload).expect("a payload always serializes"),
+    }
+}
+
+/// Why a message in the log could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("not a sockchat message: {0}")]
+    Payload(#[from] serde_json::Error),
+    #[error("a message for a room of another subject ({0})")]
+    WrongSubject(String),
+}
+
+/// The message at `sequence` in the log, as this node (`me`) stores and
+/// fans it out: its id is `sequence`, and if this run said it, it carries
+/// its ticket back.
+pub fn decode(
+    me: &Origin,
+    sequence: u64,
+    subject_published: &str,
+    origin: Option<&str>,
+    ticket: Option<&str>,
+    payload: &[u8],
+) -> Result<StoredMessage, WireError> {
+    let payload: Payload = serde_json::from_slice(payload)?;
+    // A room name that does not give back its subject was not written by
+    // `encode`: it could name a room its subject's readers do not expect.
+    if subject(&payload.room) != subject_published {
+        return Err(WireError::WrongSubject(subject_published.to_string()));
+    }
+    let ticket = match origin {
+        Some(origin) if origin == me.header() => ticket.and_then(|ticket| ticket.parse().ok()),
+        _ => None,
+    };
+    Ok(StoredMessage {
+        record: MessageRecord {
+            id: sequence,
+            room: payload.room,
+            from: payload.from,
+            text: payload.text,
+            time: payload.time,
+            action: payload.action,
+            notice: payload.notice,
+            ticket,
+        },
+        door: door_name(&payload.door),
+        to: None,
+    })
+}
+
+/// A door's name as stored, from what another node said.
+fn door_name(door: &str) -> &'static str {
+    match door {
+        "tcp" => "tcp",
+        "tls" => "tls",
+        "udp" => "udp",
+        "web" => "web",
+        "irc" => "irc",
+        "console" => "console",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(id: u64, room: &str, text: &str) -> StoredMessage {
+        StoredMessage {
+            record: MessageRecord {
+                id,
+                room: room.into(),
+                from: "alice".into(),
+                text: text.into(),
+                time: 1_700_000_000_000,
+                action: true,
+                notice: false,
+                ticket: None,
+            },
+            door: "irc",
+            to: None,
+        }
+    }
+
+    #[test]
+    fn a_room_is_one_subject_token() {
+        assert_eq!(subject("lobby"), "sockchat.room.lobby");
+        assert_eq!(subject("a.b"), "sockchat.room.a%2Eb");
+        assert_eq!(subject("~load"), "sockchat.ephemeral.%7Eload");
+        assert_eq!(subject("聊天"), "sockchat.room.%E8%81%8A%E5%A4%A9");
+        // Distinct rooms never share a subject.
+        assert_ne!(subject("a%2eb"), subject("a.b"));
+    }
+
+    #[test]
+    fn a_message_comes_back_with_the_logs_id_and_to_its_node_its_ticket() {
+        let me = Origin {
+            node: "n1".into(),
+            boot: 7,
+        };
+        let other = Origin {
+            node: "n2".into(),
+            boot: 7,
+        };
+        let ticket = crate::hub::TICKETS_FROM + 3;
+        let outbound = encode(&me, &said(ticket, "聊天", "你好 wave"));
+        assert_eq!(outbound.message_id, format!("n1/0000000000000007/{ticket}"));
+        let read = |reader: &Origin| {
+            decode(
+                reader,
+                42,
+                &outbound.subject,
+                Some(&outbound.origin),
+                Some(&ticket.to_string()),
+                &outbound.payload,
+            )
+            .unwrap()
+        };
+        let mine = read(&me);
+        assert_eq!(mine.record.id, 42);
+        assert_eq!(mine.record.ticket, Some(ticket));
+        assert_eq!(
+            (mine.record.text.as_str(), mine.record.action, mine.door),
+            ("你好 wave", true, "irc")
+        );
+        let theirs = read(&other);
+        assert_eq!(theirs.record.ticket, None);
+        assert_eq!(
+            theirs.record,
+            MessageRecord {
+                ticket: None,
+                ..mine.record
+            }
+        );
+    }
+
+    #[test]
+    fn junk_and_misplaced_messages_are_refused() {
+        let me = Origin {
+            node: "n1".into(),
+            boot: 1,
+        };
+        let junk = decode(&me, 1, "sockchat.room.lobby", None, None, b"\xff{");
+        assert!(matches!(junk, Err(WireError::Payload(_))));
+        let outbound = encode(&me, &said(5, "lobby", "hi"));
+        let moved = decode(&me, 2, "sockchat.room.ops", None, None, &outbound.payload);
+        assert!(matches!(moved, Err(WireError::WrongSubject(_))));
+    }
+}

@@ -1,0 +1,243 @@
+//! Three sockchat nodes sharing rooms over a real nats-server (JetStream)
+//! on loopback: one room across nodes, one order per room, history the
+//! same on every node.
+
+mod common;
+
+use common::nats::NatsServer;
+use common::{config, config_with_history, start, Client, TestServer};
+use serde_json::Value;
+use sockchat::cluster::ClusterConfig;
+use sockchat::server::ServeConfig;
+
+/// A node named `node` of the cluster at `nats`.
+async fn node(nats: &NatsServer, node: &str) -> TestServer {
+    start(clustered(config(), nats, node)).await
+}
+
+/// `config`, as the node `node` of the cluster at `nats`.
+fn clustered(mut config: ServeConfig, nats: &NatsServer, node: &str) -> ServeConfig {
+    config.cluster = Some(ClusterConfig {
+        urls: vec![nats.url.clone()],
+        node: node.to_string(),
+        replicas: 1,
+        max_age: None,
+        max_per_room: None,
+    });
+    config
+}
+
+/// The next `count` lines of `room` a member reads.
+async fn room_lines(member: &mut Client, room: &str, count: usize) -> Vec<String> {
+    let prefix = format!("[{room}] ");
+    let mut lines = Vec::new();
+    while lines.len() < count {
+        let line = member.line().await;
+        if line.starts_with(&prefix) {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+/// A JSON-mode member's answer to `command`: the first event of `kind`.
+async fn ask(member: &mut Client, command: &str, kind: &str) -> Value {
+    member.send(command).await;
+    let needle = format!(r#""type":"{kind}""#);
+    serde_json::from_str(&member.expect(&needle).await).unwrap()
+}
+
+/// The ids and texts of the messages in a `history` or `search_results`.
+fn ids_and_texts(answer: &Value) -> Vec<(u64, String)> {
+    answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| {
+            let text = message["text"].as_str().unwrap().to_string();
+            (message["id"].as_u64().unwrap(), text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_message_said_on_any_node_reaches_the_room_on_every_node_once() {
+    let nats = NatsServer::start().await;
+    let nodes = [
+        node(&nats, "n1").await,
+        node(&nats, "n2").await,
+        node(&nats, "n3").await,
+    ];
+    let mut alice = nodes[0].client_named("alice").await;
+    let mut bob = nodes[1].client_named("bob").await;
+    let mut carol = nodes[2].client_named("carol").await;
+    alice.send("/join #plans").await;
+    bob.send("/join #plans").await;
+    carol.send("/join #plans").await;
+    let mut seen = [Vec::new(), Vec::new(), Vec::new()];
+    let mut members = [alice, bob, carol];
+    let said = ["hello from one", "你好 from two", "hi from three"];
+    for (at, text) in said.iter().enumerate() {
+        members[at].send(text).await;
+        // Each sender sees its own line come back: its echo, from the log.
+        while !seen[at]
+            .last()
+            .is_some_and(|line: &String| line.ends_with(text))
+        {
+            let line = members[at].line().await;
+            if line.starts_with("[plans] ") {
+                seen[at].push(line);
+            }
+        }
+    }
+    // Every member sees all three, in one order, and nothing twice.
+    for (at, member) in members.iter_mut().enumerate() {
+        while seen[at].len() < 3 {
+            let line = member.line().await;
+            if line.starts_with("[plans] ") {
+                seen[at].push(line);
+            }
+        }
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[1], seen[2]);
+    assert_eq!(
+        seen[0],
+        [
+            "[plans] alice: hello from one",
+            "[plans] bob: 你好 from two",
+            "[plans] carol: hi from three"
+        ]
+    );
+    // Nothing comes twice: the next line everyone reads is the next said.
+    members[1].send("the end").await;
+    for member in &mut members {
+        assert_eq!(
+            room_lines(member, "plans", 1).await,
+            ["[plans] bob: the end"]
+        );
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_senders_on_every_node_make_one_order_seen_everywhere() {
+    const EACH: usize = 30;
+    let nats = NatsServer::start().await;
+    let nodes = [
+        node(&nats, "n1").await,
+        node(&nats, "n2").await,
+        node(&nats, "n3").await,
+    ];
+    let mut senders = Vec::new();
+    let mut readers = Vec::new();
+    for (at, node) in nodes.iter().enumerate() {
+        let mut sender = node.client_named(&format!("talker{at}")).await;
+        sender.send("/join #race").await;
+        senders.push(sender);
+        let mut reader = node.client_named(&format!("reader{at}")).await;
+        reader.send("/join #race").await;
+        reader.expect("joined #race").await;
+        readers.push(reader);
+    }
+    for sender in &mut senders {
+        sender.expect("joined #race").await;
+    }
+    // All at once: each node's talker sends without waiting for anyone.
+    let talking = senders.into_iter().enumerate().map(|(at, mut sender)| {
+        tokio::spawn(async move {
+            for n in 0..EACH {
+                sender.send(&format!("t{at} says {n}")).await;
+            }
+            sender
+        })
+    });
+    let senders = futures_util::future::join_all(talking).await;
+    let mut orders = Vec::new();
+    for reader in &mut readers {
+        orders.push(room_lines(reader, "race", 3 * EACH).await);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[1], orders[2]);
+    // Each talker's lines keep the order it said them in.
+    for at in 0..3 {
+        let own: Vec<_> = orders[0]
+            .iter()
+            .filter(|line| line.starts_with(&format!("[race] talker{at}:")))
+            .cloned()
+            .collect();
+        let said: Vec<_> = (0..EACH)
+            .map(|n| format!("[race] talker{at}: t{at} says {n}"))
+            .collect();
+        assert_eq!(own, said);
+    }
+    drop(senders);
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_that_was_down_catches_up_and_history_is_the_same_everywhere() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("n3.db");
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let n3 = start(clustered(config_with_history(&db), &nats, "n3")).await;
+    let mut watcher = n3.client_named("watcher").await;
+    let mut alice = n1.client_named("alice").await;
+    alice.send("before the outage").await;
+    alice.expect("before the outage").await;
+    watcher.expect("before the outage").await;
+    drop(watcher);
+    n3.stop().await;
+
+    // Said while n3 is down, on both other nodes.
+    let mut bob = n2.client_named("bob").await;
+    alice.send("during the outage 停电").await;
+    bob.expect("during the outage").await;
+    bob.send("still down").await;
+    alice.expect("still down").await;
+
+    // Back with its history file: it catches up on what it missed.
+    let n3 = start(clustered(config_with_history(&db), &nats, "n3")).await;
+    let mut asker = [
+        n1.client_named("ask1").await,
+        n2.client_named("ask2").await,
+        n3.client_named("ask3").await,
+    ];
+    let mut histories = Vec::new();
+    let mut searches = Vec::new();
+    for member in &mut asker {
+        member.send("/json").await;
+        member.expect("mode").await;
+        // Caught up when it answers: the last thing said is in its history.
+        let history = loop {
+            let history = ask(member, r#"{"type":"history","count":10}"#, "history").await;
+            let entries = ids_and_texts(&history);
+            if entries.last().is_some_and(|(_, text)| text == "still down") {
+                break entries;
+            }
+        };
+        histories.push(history);
+        let search = r#"{"type":"search","text":"outage"}"#;
+        searches.push(ids_and_texts(&ask(member, search, "search_results").await));
+    }
+    let texts: Vec<_> = histories[0].iter().map(|(_, text)| text.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["before the outage", "during the outage 停电", "still down"]
+    );
+    // The same ids, in the same order, on every node.
+    assert_eq!(histories[0], histories[1]);
+    assert_eq!(histories[1], histories[2]);
+    assert_eq!(searches[0].len(), 2);
+    assert_eq!(searches[0], searches[1]);
+    assert_eq!(searches[1], searches[2]);
+    for node in [n1, n2, n3] {
+        node.stop().await;
+    }
+}
