@@ -46,6 +46,21 @@ pub struct Metrics {
     pub tls_handshakes_failed: Family<ReasonLabel, Counter>,
     /// Certificate reloads (SIGHUP), by outcome: `ok` or `kept_old`.
     pub tls_reloads: Family<ReasonLabel, Counter>,
+    /// The cluster link (`serve --cluster`): 1 while NATS is reached, 0
+    /// while not (and on a node in no cluster).
+    pub cluster_link_up: Gauge,
+    /// Messages this node published to the cluster's log, and of those the
+    /// publications sent again after a failure (the log drops the copies).
+    pub cluster_published: Counter,
+    pub cluster_republished: Counter,
+    /// Messages read from the log, and those the log holds that this node
+    /// has not read yet (its lag behind the cluster).
+    pub cluster_received: Counter,
+    pub cluster_lag: Gauge,
+    /// Messages said here waiting for the link; past the queue's bound
+    /// senders are told to try again.
+    pub cluster_queued: Gauge,
+    pub cluster_refused: Counter,
 }
 
 impl Metrics {
@@ -117,6 +132,41 @@ impl Metrics {
             "tls_reloads",
             "Certificate reloads, by outcome",
             self.tls_reloads.clone(),
+        );
+        registry.register(
+            "cluster_link_up",
+            "1 while the cluster link reaches NATS, else 0",
+            self.cluster_link_up.clone(),
+        );
+        registry.register(
+            "cluster_published",
+            "Messages published to the cluster's log",
+            self.cluster_published.clone(),
+        );
+        registry.register(
+            "cluster_republished",
+            "Publications sent again after a failure",
+            self.cluster_republished.clone(),
+        );
+        registry.register(
+            "cluster_received",
+            "Messages read from the cluster's log",
+            self.cluster_received.clone(),
+        );
+        registry.register(
+            "cluster_lag",
+            "Messages in the cluster's log this node has not read yet",
+            self.cluster_lag.clone(),
+        );
+        registry.register(
+            "cluster_queued",
+            "Messages waiting for the cluster link",
+            self.cluster_queued.clone(),
+        );
+        registry.register(
+            "cluster_refused",
+            "Messages refused because the cluster link was behind",
+            self.cluster_refused.clone(),
         );
         register_process_gauges(&mut registry);
         let mut text = String::new();

@@ -241,3 +241,34 @@ async fn a_node_that_was_down_catches_up_and_history_is_the_same_everywhere() {
         node.stop().await;
     }
 }
+
+#[tokio::test]
+async fn nats_going_away_is_told_and_the_nodes_recover_by_themselves() {
+    let mut nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let mut alice = n1.client_named("alice").await;
+    let mut bob = n2.client_named("bob").await;
+    alice.send("before").await;
+    alice.expect("alice: before").await;
+    bob.expect("alice: before").await;
+
+    nats.kill().await;
+    alice.expect("the cluster link is down").await;
+    bob.expect("the cluster link is down").await;
+    // Said during the outage: it waits, and nobody sees it yet.
+    alice.send("during").await;
+
+    let nats = nats.restart().await;
+    // Back without anyone reconnecting: what waited arrives, once.
+    assert_eq!(bob.expect("alice:").await, "[lobby] alice: during");
+    bob.send("after").await;
+    assert_eq!(alice.expect("lobby]").await, "[lobby] alice: during");
+    assert_eq!(alice.expect("lobby]").await, "[lobby] bob: after");
+    let metrics = n1.hub.metrics().render();
+    assert!(metrics.contains("sockchat_cluster_link_up 1"), "{metrics}");
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+    drop(nats);
+}

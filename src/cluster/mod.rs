@@ -13,7 +13,11 @@
 pub mod wire;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer, stream};
@@ -40,6 +44,12 @@ const EPHEMERAL_TTL: Duration = Duration::from_secs(60);
 
 /// Publications awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
+
+/// How long one pull of the reader waits for messages. The server's idle
+/// heartbeat comes at half of it, and two missed ones make the reader
+/// start again after the last message it read: this bounds how long a
+/// node takes to read on after NATS comes back (about 2 s).
+const READ_EXPIRES: Duration = Duration::from_secs(2);
 
 /// Messages the reader hands the hub at once.
 const READ_BATCH: usize = 256;
@@ -73,8 +83,18 @@ impl ClusterLink {
     /// sends what its members say to the log.
     pub async fn join(hub: &Hub, config: &ClusterConfig) -> anyhow::Result<ClusterLink> {
         let urls = config.urls.join(",");
+        let reconnected = Arc::new(Notify::new());
+        let watcher = LinkWatcher {
+            hub: hub.downgrade(),
+            down: Arc::new(AtomicBool::new(false)),
+            reconnected: reconnected.clone(),
+        };
         let client = async_nats::ConnectOptions::new()
             .name(format!("sockchat {}", config.node))
+            .event_callback(move |event| {
+                let watcher = watcher.clone();
+                async move { watcher.saw(event) }
+            })
             .connection_timeout(FIRST_CONNECT)
             .connect(urls.as_str())
             .await
@@ -108,26 +128,31 @@ impl ClusterLink {
             },
             false => consumer::DeliverPolicy::New,
         };
-        let reader = log
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subjects: vec![
-                    wire::ROOM_SUBJECTS.to_string(),
-                    wire::EPHEMERAL_SUBJECTS.to_string(),
-                ],
-                deliver_policy: start,
-                ..Default::default()
-            })
-            .await
-            .context("cannot read the cluster's log")?
-            .messages()
-            .await
-            .context("cannot read the cluster's log")?;
+        let reader = open_reader(&log, start).await?;
+        hub.metrics().cluster_link_up.set(1);
         let (outlet, queue) = ClusterOutlet::new(CLUSTER_QUEUE);
         hub.send_to_cluster(outlet);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(publish(jetstream, origin.clone(), queue, stop.clone()));
-        tasks.spawn(read(hub.downgrade(), origin, reader, stop.clone()));
+        tasks.spawn(publish(
+            hub.downgrade(),
+            jetstream,
+            origin.clone(),
+            queue,
+            stop.clone(),
+        ));
+        let position = Position {
+            log,
+            start,
+            reconnected,
+        };
+        tasks.spawn(read(
+            hub.downgrade(),
+            origin,
+            reader,
+            position,
+            stop.clone(),
+        ));
         tasks.close();
         tracing::info!(node = %config.node, %urls, "joined the cluster");
         Ok(ClusterLink {
@@ -142,6 +167,46 @@ impl ClusterLink {
         self.stop.cancel();
         self.tasks.wait().await;
         let _ = self.client.flush().await;
+    }
+}
+
+/// Tells the node's members when the link to NATS goes and comes back.
+#[derive(Debug, Clone)]
+struct LinkWatcher {
+    hub: crate::hub::WeakHub,
+    down: Arc<AtomicBool>,
+    /// Wakes the reader when NATS is back.
+    reconnected: Arc<Notify>,
+}
+
+/// What members hear when the link goes, and when it is back.
+pub const LINK_DOWN: &str = "the cluster link is down: only this node's members hear you \
+until it is back, and room messages wait until then";
+pub const LINK_BACK: &str = "the cluster link is back: waiting messages are on their way";
+
+impl LinkWatcher {
+    fn saw(&self, event: async_nats::Event) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        match event {
+            async_nats::Event::Disconnected => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("the cluster link is down");
+                    hub.metrics().cluster_link_up.set(0);
+                    hub.announce(LINK_DOWN);
+                }
+            }
+            async_nats::Event::Connected => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the cluster link is back");
+                    hub.metrics().cluster_link_up.set(1);
+                    self.reconnected.notify_one();
+                    hub.announce(LINK_BACK);
+                }
+            }
+            other => tracing::info!(event = %other, "cluster link"),
+        }
     }
 }
 
@@ -160,13 +225,18 @@ fn boot_number() -> u64 {
 /// fails is tried again with the same message id, which the log's
 /// duplicate window makes harmless if the first did land.
 async fn publish(
+    hub: crate::hub::WeakHub,
     jetstream: jetstream::Context,
     origin: Origin,
     mut queue: ClusterQueue,
     stop: CancellationToken,
 ) {
+    let Some(metrics) = hub.upgrade().map(|hub| hub.metrics_handle()) else {
+        return;
+    };
     let mut in_flight: VecDeque<(Outbound, jetstream::context::PublishAckFuture)> = VecDeque::new();
     loop {
+        metrics.cluster_queued.set(queue.len() as i64);
         let next = tokio::select! {
             biased;
             message = queue.recv() => message,
@@ -174,18 +244,22 @@ async fn publish(
         };
         let Some(message) = next else { break };
         let outbound = wire::encode(&origin, &message);
-        let ack = publish_until_sent(&jetstream, &outbound, &stop).await;
-        let Some(ack) = ack else { break };
+        let Some(ack) = publish_until_sent(&jetstream, &outbound, &stop).await else {
+            break;
+        };
         in_flight.push_back((outbound, ack));
         // Settle acknowledgements once the window is full or nothing else waits.
         while in_flight.len() >= IN_FLIGHT || (queue.is_empty() && !in_flight.is_empty()) {
             let (outbound, ack) = in_flight.pop_front().expect("not empty");
-            if let Err(error) = ack.await {
-                tracing::warn!(%error, "a publication to the cluster's log was not acknowledged; sending it again");
-                match publish_until_sent(&jetstream, &outbound, &stop).await {
-                    Some(ack) => in_flight.push_front((outbound, ack)),
-                    None => return,
-                }
+            let Err(error) = ack.await else {
+                metrics.cluster_published.inc();
+                continue;
+            };
+            tracing::warn!(%error, "a publication to the cluster's log was not acknowledged; sending it again");
+            metrics.cluster_republished.inc();
+            match publish_until_sent(&jetstream, &outbound, &stop).await {
+                Some(ack) => in_flight.push_front((outbound, ack)),
+                None => return,
             }
         }
     }
@@ -223,17 +297,64 @@ async fn publish_until_sent(
     }
 }
 
+/// A reader of the whole log (an ordered consumer: no acks, no state on
+/// the server worth keeping), from `start`.
+async fn open_reader(
+    log: &stream::Stream,
+    start: consumer::DeliverPolicy,
+) -> anyhow::Result<consumer::pull::Ordered> {
+    log.create_consumer(consumer::pull::OrderedConfig {
+        filter_subjects: vec![
+            wire::ROOM_SUBJECTS.to_string(),
+            wire::EPHEMERAL_SUBJECTS.to_string(),
+        ],
+        deliver_policy: start,
+        max_expires: READ_EXPIRES,
+        ..Default::default()
+    })
+    .await
+    .context("cannot read the cluster's log")?
+    .messages()
+    .await
+    .context("cannot read the cluster's log")
+}
+
+/// Where the reader opens the log again when NATS comes back.
+struct Position {
+    log: stream::Stream,
+    /// Where it began, if it has read nothing since.
+    start: consumer::DeliverPolicy,
+    reconnected: Arc<Notify>,
+}
+
 /// Brings the log, in its order, to the hub: what is ready at once goes
-/// as one batch.
+/// as one batch. When NATS comes back the reader opens the log again
+/// after the last message it read, at once (the ordered consumer would
+/// see for itself only after missing the server's heartbeats).
 async fn read(
     hub: crate::hub::WeakHub,
     me: Origin,
-    mut log: consumer::pull::Ordered,
+    mut reader: consumer::pull::Ordered,
+    position: Position,
     stop: CancellationToken,
 ) {
+    let mut last_read = None;
     loop {
         let first = tokio::select! {
-            next = log.next() => next,
+            next = reader.next() => next,
+            () = position.reconnected.notified() => {
+                let from = match last_read {
+                    Some(sequence) => consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: sequence + 1,
+                    },
+                    None => position.start,
+                };
+                match reopen(&position.log, from, &stop).await {
+                    Some(reopened) => reader = reopened,
+                    None => return,
+                }
+                continue;
+            }
             () = stop.cancelled() => return,
         };
         let Some(first) = first else { return };
@@ -241,15 +362,45 @@ async fn read(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Ok(message) => batch.extend(read_one(&me, &message)),
+                Ok(message) => {
+                    if let Ok(info) = message.info() {
+                        last_read = Some(info.stream_sequence);
+                        if let Some(hub) = hub.upgrade() {
+                            hub.metrics().cluster_received.inc();
+                            hub.metrics().cluster_lag.set(info.pending as i64);
+                        }
+                    }
+                    batch.extend(read_one(&me, &message));
+                }
                 Err(error) => tracing::warn!(%error, "reading the cluster's log"),
             }
             if batch.len() < READ_BATCH {
-                next = futures_util::FutureExt::now_or_never(log.next()).flatten();
+                next = futures_util::FutureExt::now_or_never(reader.next()).flatten();
             }
         }
         let Some(hub) = hub.upgrade() else { return };
         hub.take_from_cluster(batch);
+    }
+}
+
+/// Opens the log again from `from`, every second until it works (or the
+/// node stops: `None`).
+async fn reopen(
+    log: &stream::Stream,
+    from: consumer::DeliverPolicy,
+    stop: &CancellationToken,
+) -> Option<consumer::pull::Ordered> {
+    loop {
+        match open_reader(log, from).await {
+            Ok(reader) => return Some(reader),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "reopening the cluster's log")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = stop.cancelled() => return None,
+        }
     }
 }
 

@@ -219,6 +219,7 @@ impl State {
                 handled.message = Some(ticket);
             } else {
                 self.outside_senders.remove(&ticket);
+                self.metrics.cluster_refused.inc();
                 let why = "the cluster link is behind: that message was not sent; try again";
                 self.deliver_event(id, ServerEvent::error(ErrorCode::Unavailable, why));
             }

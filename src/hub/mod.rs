@@ -692,6 +692,12 @@ impl Hub {
         &self.shared.metrics
     }
 
+    /// The server's counters, for a task that outlives no hub but should
+    /// not keep one alive.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
     /// Hands the messages accepted without history to the bus, in id
     /// order: taken from the state's queue and published under one more
     /// lock, so two members' messages cannot pass each other between the

@@ -657,3 +657,42 @@ fn invitations_lapse_when_the_invited_leave_and_past_the_cap() {
     assert!(!invited(&hub).contains(&guests[1].id));
     assert_eq!(invited(&hub).len(), rooms::MAX_INVITED - 1);
 }
+
+#[test]
+fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_link_is_behind() {
+    let hub = hub();
+    let (outlet, mut log) = cluster::ClusterOutlet::new(1);
+    hub.send_to_cluster(outlet);
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    drain(&mut alice);
+    // The message waits for the log: nobody sees it yet, the sender waits
+    // for its ticket.
+    let handled = hub.handle(alice.id, say("first"));
+    let Some(Pending::Echo(ticket)) = handled.pending else {
+        panic!("{handled:?}");
+    };
+    assert!(ticket >= TICKETS_FROM);
+    assert!(drain(&mut alice).is_empty());
+    let queued = log.try_recv().unwrap();
+    assert_eq!(
+        (queued.record.id, queued.record.text.as_str()),
+        (ticket, "first")
+    );
+    // The queue holds one: a second message waits, a third is refused.
+    hub.handle(alice.id, say("second"));
+    let refused = hub.handle(alice.id, say("third"));
+    assert_eq!(refused.pending, None);
+    assert_eq!(error_code(&drain(&mut alice)), Some(ErrorCode::Unavailable));
+    assert_eq!(hub.metrics().cluster_refused.get(), 1);
+    // Back from the log with its id, and its ticket: the echo awaited.
+    let mut back = queued;
+    back.record.ticket = Some(ticket);
+    back.record.id = 7;
+    hub.take_from_cluster(vec![back.clone()]);
+    let events = drain(&mut alice);
+    assert!(matches!(&events[..], [ServerEvent::Message(m)] if m.id == 7));
+    assert!(Pending::Echo(ticket).is_met_by(&events[0]));
+    // The log bringing it again fans out nothing twice.
+    hub.take_from_cluster(vec![back]);
+    assert!(drain(&mut alice).is_empty());
+}

@@ -31,9 +31,19 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts one and waits until it takes clients.
     pub async fn start() -> NatsServer {
-        let store = tempfile::tempdir().unwrap();
+        Self::start_at("-1", tempfile::tempdir().unwrap()).await
+    }
+
+    /// Starts it again after [`NatsServer::kill`]: same port, same store.
+    pub async fn restart(self) -> NatsServer {
+        let port = self.url.rsplit(':').next().unwrap().to_string();
+        let NatsServer { _store, .. } = self;
+        Self::start_at(&port, _store).await
+    }
+
+    async fn start_at(port: &str, store: tempfile::TempDir) -> NatsServer {
         let mut child = Command::new(binary())
-            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", port, "-js", "-sd"])
             .arg(store.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
