@@ -25,6 +25,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::cluster::DEFAULT_LEASE;
 use crate::hub::operators::DEFAULT_OPER_RETRY_MS;
 use crate::hub::{
     FilterRule, DEFAULT_BIG_ROOM, DEFAULT_HISTORY_LEN, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_PER_IP,
@@ -374,6 +375,10 @@ pub struct ServeArgs {
     /// a NATS cluster of three (which then survives losing one).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub cluster_replicas: usize,
+    /// Seconds a node that stopped renewing (it died, or lost NATS) keeps
+    /// its members' nicks claimed in the cluster.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_LEASE.as_secs())]
+    pub cluster_lease: u64,
     /// The room everyone starts in.
     #[arg(long, value_name = "ROOM", default_value = DEFAULT_ROOM)]
     pub room: String,
@@ -501,6 +506,7 @@ impl Default for ServeArgs {
             cluster: None,
             node: None,
             cluster_replicas: 1,
+            cluster_lease: DEFAULT_LEASE.as_secs(),
             room: DEFAULT_ROOM.to_string(),
             name: DEFAULT_SERVER_NAME.to_string(),
             filter: Vec::new(),

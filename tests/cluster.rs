@@ -5,6 +5,7 @@
 mod common;
 
 use common::nats::NatsServer;
+use common::process::ServerProcess;
 use common::{config, config_with_history, start, Client, TestServer};
 use serde_json::Value;
 use sockchat::cluster::ClusterConfig;
@@ -23,6 +24,7 @@ fn clustered(mut config: ServeConfig, nats: &NatsServer, node: &str) -> ServeCon
         replicas: 1,
         max_age: None,
         max_per_room: None,
+        lease: sockchat::cluster::DEFAULT_LEASE,
     });
     config
 }
@@ -271,4 +273,135 @@ async fn nats_going_away_is_told_and_the_nodes_recover_by_themselves() {
         node.stop().await;
     }
     drop(nats);
+}
+
+/// Sends `/nick NICK` and reads until the answer: whether it was granted.
+async fn try_nick(member: &mut Client, nick: &str) -> bool {
+    member.send(&format!("/nick {nick}")).await;
+    loop {
+        let line = member.line().await;
+        if line.contains(&format!("is now known as {nick}")) {
+            return true;
+        }
+        if line.contains(&format!("nickname {nick} is taken")) {
+            return false;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_nick_is_one_members_across_nodes_until_it_leaves() {
+    let nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    // Guests are named after their node: no two nodes make the same name.
+    let mut guest = n1.client().await;
+    assert!(guest.nick.starts_with("guest-n1-"), "{}", guest.nick);
+    let mut alice = n1.client_named("alice").await;
+    let mut other = n2.client_named("other").await;
+    // Taken on n1: refused on n2, in any spelling that is the same nick.
+    assert!(!try_nick(&mut other, "alice").await);
+    assert!(!try_nick(&mut other, "ALICE").await);
+    // And on n1 itself, as before.
+    assert!(!try_nick(&mut guest, "alice").await);
+    alice.send("/quit").await;
+    alice.expect_closed().await;
+    // Free once alice has gone (its node lets go as it leaves).
+    let mut granted = false;
+    for _ in 0..100 {
+        if try_nick(&mut other, "alice").await {
+            granted = true;
+            break;
+        }
+    }
+    assert!(granted, "alice's nick was never freed");
+    assert!(!try_nick(&mut guest, "alice").await);
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn two_members_on_two_nodes_claiming_one_nick_at_once_one_gets_it() {
+    let nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let mut first = n1.client_named("first").await;
+    let mut second = n2.client_named("second").await;
+    for round in 0..10 {
+        let nick = format!("prize{round}");
+        // Both asks are on the wire before either answer is read.
+        first.send(&format!("/nick {nick}")).await;
+        second.send(&format!("/nick {nick}")).await;
+        let answer = |line: &str| {
+            if line.contains(&format!("is now known as {nick}")) {
+                Some(true)
+            } else if line.contains(&format!("nickname {nick} is taken")) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        let mut outcomes = Vec::new();
+        for member in [&mut first, &mut second] {
+            loop {
+                if let Some(won) = answer(&member.line().await) {
+                    outcomes.push(won);
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            outcomes.iter().filter(|won| **won).count(),
+            1,
+            "round {round}: {outcomes:?}"
+        );
+    }
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_nodes_nicks_are_free_within_its_lease() {
+    let nats = NatsServer::start().await;
+    // Every node of a cluster is given the same lease.
+    let mut config = clustered(config(), &nats, "n2");
+    config.cluster.as_mut().unwrap().lease = std::time::Duration::from_secs(2);
+    let n2 = start(config).await;
+    let doomed = ServerProcess::start(&[
+        "--cluster",
+        &nats.url,
+        "--node",
+        "doomed",
+        "--cluster-lease",
+        "2",
+        "--irc",
+        "off",
+    ])
+    .await;
+    let mut victim = Client::connect(doomed.addr).await;
+    victim.send("/nick victim").await;
+    victim.expect("is now known as victim").await;
+    let mut other = n2.client_named("other").await;
+    assert!(!try_nick(&mut other, "victim").await);
+
+    // SIGKILL: the node says goodbye to no one and releases nothing.
+    let mut doomed = doomed;
+    doomed.child.kill().await.unwrap();
+    let killed = std::time::Instant::now();
+    // Asked again every 100 ms until its lease lapses.
+    let mut poll = tokio::time::interval(std::time::Duration::from_millis(100));
+    let freed = tokio::time::timeout(common::PATIENCE, async {
+        loop {
+            poll.tick().await;
+            if try_nick(&mut other, "victim").await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the killed node's nick was never freed");
+    eprintln!("freed {:?} after the kill (lease 2 s)", killed.elapsed());
+    n2.stop().await;
 }

@@ -20,12 +20,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use anyhow::Context;
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hub::cluster::{ClusterOutlet, ClusterQueue, CLUSTER_QUEUE};
+use crate::hub::cluster::{
+    Claimed, ClusterOutlet, ClusterQueue, NickQueue, NickRequest, CLUSTER_QUEUE,
+};
 use crate::hub::Hub;
 use crate::store::StoredMessage;
 use wire::{Origin, Outbound};
@@ -41,6 +43,11 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// An ephemeral room's messages stay in the log this long: long enough
 /// for every node to read them, never kept as history.
 const EPHEMERAL_TTL: Duration = Duration::from_secs(60);
+
+/// A nick's claim lapses this long after its node last renewed it (a
+/// third of it): a node that dies frees its members' nicks within this
+/// time (`--cluster-lease`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// Publications awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
@@ -67,6 +74,8 @@ pub struct ClusterConfig {
     /// History limits, which the log keeps too.
     pub max_age: Option<Duration>,
     pub max_per_room: Option<usize>,
+    /// How long a dead node's nicks stay claimed.
+    pub lease: Duration,
 }
 
 /// A node's running link to its cluster.
@@ -130,7 +139,18 @@ impl ClusterLink {
         };
         let reader = open_reader(&log, start).await?;
         hub.metrics().cluster_link_up.set(1);
-        let (outlet, queue) = ClusterOutlet::new(CLUSTER_QUEUE);
+        let nicks = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: wire::NICKS_BUCKET.to_string(),
+                history: 1,
+                max_age: config.lease,
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+            .await
+            .context("cannot open the cluster's nicks (JetStream KV sockchat_nicks)")?;
+        let (outlet, queue, nick_requests) = ClusterOutlet::new(CLUSTER_QUEUE, &config.node);
         hub.send_to_cluster(outlet);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -146,6 +166,14 @@ impl ClusterLink {
             start,
             reconnected,
         };
+        tasks.spawn(hold_nicks(
+            hub.downgrade(),
+            nicks,
+            config.lease / 3,
+            origin.clone(),
+            nick_requests,
+            stop.clone(),
+        ));
         tasks.spawn(read(
             hub.downgrade(),
             origin,
@@ -427,4 +455,95 @@ fn read_one(me: &Origin, message: &jetstream::Message) -> Option<StoredMessage> 
             |error| tracing::warn!(sequence, %error, "skipping a message of the cluster's log"),
         )
         .ok()
+}
+
+/// Claims, releases and renews this node's nicks in the cluster's nicks
+/// bucket. A claim is a create, which JetStream refuses if the key has a
+/// value: a compare-and-set, so of two nodes claiming one nick at once
+/// exactly one gets it. Each claim is renewed (an update expecting the
+/// revision this node wrote) `every` third of the lease; one not renewed
+/// for the lease lapses, which frees a dead node's nicks.
+async fn hold_nicks(
+    hub: crate::hub::WeakHub,
+    bucket: kv::Store,
+    every: Duration,
+    origin: Origin,
+    mut requests: NickQueue,
+    stop: CancellationToken,
+) {
+    let value = bytes::Bytes::from(origin.header());
+    // Key to the revision this node last wrote.
+    let mut held: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut renew = tokio::time::interval(every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { return };
+                let Some(hub) = hub.upgrade() else { return };
+                match &request {
+                    NickRequest::Claim { key, .. } => {
+                        let claimed = match bucket.create(wire::nick_key(key), value.clone()).await {
+                            Ok(revision) => {
+                                held.insert(key.clone(), revision);
+                                Claimed::Granted
+                            }
+                            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
+                                Claimed::Taken
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot claim a nick in the cluster");
+                                Claimed::Unavailable
+                            }
+                        };
+                        hub.nick_claimed(request, claimed);
+                    }
+                    NickRequest::Release { key } => {
+                        if let Some(revision) = held.remove(key) {
+                            let deleted = bucket
+                                .delete_expect_revision(wire::nick_key(key), Some(revision))
+                                .await;
+                            if let Err(error) = deleted {
+                                // Lapsed, or taken since: not ours to free.
+                                tracing::debug!(%error, "releasing a nick");
+                            }
+                        }
+                    }
+                }
+            }
+            _ = renew.tick() => {
+                let mut lost = Vec::new();
+                for (key, revision) in held.iter_mut() {
+                    let renewed = bucket.update(wire::nick_key(key), value.clone(), *revision).await;
+                    match renewed {
+                        Ok(next) => *revision = next,
+                        Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                            // Lapsed (the link was down past the lease):
+                            // claimed again if nobody took it meanwhile.
+                            match bucket.create(wire::nick_key(key), value.clone()).await {
+                                Ok(next) => *revision = next,
+                                Err(_) => lost.push(key.clone()),
+                            }
+                        }
+                        // The link is down: tried again at the next tick.
+                        Err(_) => {}
+                    }
+                }
+                if !lost.is_empty() {
+                    let Some(hub) = hub.upgrade() else { return };
+                    for key in lost {
+                        held.remove(&key);
+                        hub.nick_lost(&key);
+                    }
+                }
+            }
+            () = stop.cancelled() => {
+                // Leaving: this node's nicks are free at once, not at the lease.
+                for (key, revision) in held {
+                    let _ = bucket.delete_expect_revision(wire::nick_key(&key), Some(revision)).await;
+                }
+                return;
+            }
+        }
+    }
 }

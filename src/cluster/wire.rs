@@ -19,6 +19,22 @@ pub const STREAM: &str = "SOCKCHAT";
 pub const ROOM_SUBJECTS: &str = "sockchat.room.>";
 pub const EPHEMERAL_SUBJECTS: &str = "sockchat.ephemeral.>";
 
+/// The JetStream key-value bucket of nicks: key to the node holding it.
+pub const NICKS_BUCKET: &str = "sockchat_nicks";
+
+/// A nick's key (its `nick_key`) as a key of [`NICKS_BUCKET`], which
+/// allows only `[-/_=.a-zA-Z0-9]`: every other byte is written `=XX`.
+pub fn nick_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        match byte {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => out.push(byte as char),
+            _ => out.push_str(&format!("={byte:02X}")),
+        }
+    }
+    out
+}
+
 /// Which node (and which run of it) said a message: `NODE/BOOT`.
 pub const ORIGIN_HEADER: &str = "Sockchat-Origin";
 /// The origin's ticket for it (see `crate::hub::cluster`).

@@ -10,6 +10,7 @@
 
 use tokio::sync::mpsc;
 
+use super::MemberId;
 use crate::store::StoredMessage;
 
 /// Messages said on this node that may wait for the cluster link at once.
@@ -17,20 +18,62 @@ use crate::store::StoredMessage;
 /// of it is lost, since nobody saw it.
 pub const CLUSTER_QUEUE: usize = 16 * 1024;
 
+/// What the hub asks of the cluster about nicknames, which are unique
+/// across it: a nick is a member's once the cluster has granted it (see
+/// [`crate::hub::Hub::nick_claimed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NickRequest {
+    /// Claim `nick` (whose `nick_key` is `key`) for `member`. A `forced`
+    /// claim is for a name the member has already (a guest's, or the one
+    /// an IRC client registered with): refused, the member is renamed.
+    Claim {
+        member: MemberId,
+        nick: String,
+        key: String,
+        forced: bool,
+    },
+    /// This node no longer holds `key`.
+    Release { key: String },
+}
+
+/// What the cluster answered a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    Granted,
+    /// Someone on some node has it.
+    Taken,
+    /// The cluster could not be asked (its link is down).
+    Unavailable,
+}
+
 /// Where this node's members' messages go: the cluster link's queue.
 #[derive(Debug, Clone)]
 pub struct ClusterOutlet {
     queue: mpsc::Sender<StoredMessage>,
+    nicks: mpsc::UnboundedSender<NickRequest>,
+    /// This node's name, in its guests' names (`guest-NODE-N`), which
+    /// therefore never clash with another node's.
+    pub node: String,
 }
 
-/// The far end of a [`ClusterOutlet`], for the cluster link to read.
+/// The far ends of a [`ClusterOutlet`], for the cluster link to read.
 pub type ClusterQueue = mpsc::Receiver<StoredMessage>;
+pub type NickQueue = mpsc::UnboundedReceiver<NickRequest>;
 
 impl ClusterOutlet {
-    /// An outlet holding up to `capacity` messages, and its far end.
-    pub fn new(capacity: usize) -> (ClusterOutlet, ClusterQueue) {
+    /// An outlet holding up to `capacity` messages, and its far ends.
+    pub fn new(capacity: usize, node: &str) -> (ClusterOutlet, ClusterQueue, NickQueue) {
         let (queue, far_end) = mpsc::channel(capacity);
-        (ClusterOutlet { queue }, far_end)
+        // Nick requests come at most one per command, which the session's
+        // rate limit bounds; each is small.
+        let (nicks, nick_queue) = mpsc::unbounded_channel();
+        let node = node.to_string();
+        (ClusterOutlet { queue, nicks, node }, far_end, nick_queue)
+    }
+
+    /// Asks the cluster about a nick.
+    pub(super) fn ask(&self, request: NickRequest) {
+        let _ = self.nicks.send(request);
     }
 
     /// Queues a message for the log; `false` if the queue is full or the

@@ -71,6 +71,7 @@ impl State {
             query: None,
             to_publish: false,
             oper: None,
+            nick_claim: false,
         };
         if !self.members.contains_key(&id) {
             handled.flow = Flow::Quit;
@@ -82,7 +83,9 @@ impl State {
                 // hears of it by that name, if it was free.
                 ClientCommand::Nick { nick } => {
                     let before = self.members[&id].nick.clone();
-                    self.change_nick(config, id, nick);
+                    // In a cluster the answer comes later; the member
+                    // arrives then (`State::nick_claimed`) or at its grace.
+                    handled.nick_claim = self.change_nick(config, id, nick);
                     if self.members[&id].nick != before {
                         self.arrive(config, id);
                     }
@@ -116,7 +119,9 @@ impl State {
                 }
                 None => self.private_message(config, history, id, &to, &text, Style::Notice),
             },
-            ClientCommand::Nick { nick } => self.change_nick(config, id, &nick),
+            ClientCommand::Nick { nick } => {
+                handled.nick_claim = self.change_nick(config, id, &nick)
+            }
             ClientCommand::Join { room } => self.join(config, id, &room),
             ClientCommand::Part { room, reason } => {
                 self.part(config, id, room.as_deref(), reason.as_deref())

@@ -4,12 +4,13 @@ use std::net::IpAddr;
 
 use tokio::sync::oneshot;
 
+use super::cluster::{Claimed, NickRequest};
 use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
 use super::state::{Member, OperGuess, Room, State, CONSOLE_SENDQ};
 use super::{DoorKind, HubConfig, MemberId, Membership, NickRefusal, Refusal, Start, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
-use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick};
+use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick, MAX_NICK_CHARS};
 use crate::protocol::{Departure, DropReason, ErrorCode, Outgoing, Password, Person, ServerEvent};
 use std::sync::Arc;
 
@@ -86,7 +87,16 @@ impl State {
         };
         let (outbox, outbox_rx) = outbox(sendq, pressure);
         let (dropped, dropped_rx) = oneshot::channel();
-        self.nicks.insert(nick_key(&nick), id);
+        let key = nick_key(&nick);
+        if let (Some(cluster), false) = (&self.cluster, door == DoorKind::Console) {
+            cluster.ask(NickRequest::Claim {
+                member: id,
+                nick: nick.clone(),
+                key: key.clone(),
+                forced: true,
+            });
+        }
+        self.nicks.insert(key, id);
         self.metrics
             .connections
             .get_or_create(&DoorLabel { door: door.name() })
@@ -161,7 +171,16 @@ impl State {
 
     fn fresh_guest_nick(&mut self) -> String {
         loop {
-            let nick = format!("guest-{}", self.next_guest);
+            let nick = match &self.cluster {
+                Some(cluster) => {
+                    let number = self.next_guest.to_string();
+                    // Within the longest nick, shortening the node's name.
+                    let room = MAX_NICK_CHARS - "guest--".len() - number.len();
+                    let node: String = cluster.node.chars().take(room).collect();
+                    format!("guest-{node}-{number}")
+                }
+                None => format!("guest-{}", self.next_guest),
+            };
             self.next_guest += 1;
             if !self.nicks.contains_key(&nick_key(&nick)) {
                 return nick;
@@ -219,14 +238,105 @@ impl State {
         Ok(key)
     }
 
-    pub(super) fn change_nick(&mut self, config: &HubConfig, id: MemberId, nick: &str) {
+    /// Renames a member, or, in a cluster, asks the cluster for the nick
+    /// first (`true`: the answer comes to [`State::nick_claimed`]).
+    pub(super) fn change_nick(&mut self, config: &HubConfig, id: MemberId, nick: &str) -> bool {
         let key = match self.check_nick(nick, Some(id)) {
             Ok(key) => key,
             Err(refusal) => {
                 self.deliver_event(id, refusal.to_event(nick));
-                return;
+                return false;
             }
         };
+        match &self.cluster {
+            // Only another spelling of its own nick is the member's already.
+            Some(cluster) if key != nick_key(&self.members[&id].nick) => {
+                cluster.ask(NickRequest::Claim {
+                    member: id,
+                    nick: nick.to_string(),
+                    key,
+                    forced: false,
+                });
+                true
+            }
+            _ => {
+                self.rename(config, id, nick, key);
+                false
+            }
+        }
+    }
+
+    /// The cluster's answer to a claim of `nick` for `id`.
+    pub(super) fn nick_claimed(
+        &mut self,
+        config: &HubConfig,
+        request: NickRequest,
+        claimed: Claimed,
+    ) {
+        let NickRequest::Claim {
+            member: id,
+            nick,
+            key,
+            forced,
+        } = request
+        else {
+            return;
+        };
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let Some(member) = self.members.get(&id) else {
+            if claimed == Claimed::Granted {
+                cluster.ask(NickRequest::Release { key });
+            }
+            return;
+        };
+        let holds_it = nick_key(&member.nick) == key;
+        match (claimed, forced) {
+            (Claimed::Granted, true) => {}
+            (Claimed::Granted, false) => match self.check_nick(&nick, Some(id)) {
+                Ok(_) => {
+                    let old = nick_key(&self.members[&id].nick);
+                    self.rename(config, id, &nick, key);
+                    cluster.ask(NickRequest::Release { key: old });
+                }
+                // Taken here meanwhile (by a guest, say): given back.
+                Err(refusal) => {
+                    cluster.ask(NickRequest::Release { key });
+                    self.deliver_event(id, refusal.to_event(&nick));
+                }
+            },
+            // A name it has that another node's member holds: it yields.
+            (Claimed::Taken, true) if holds_it => {
+                let guest = self.fresh_guest_nick();
+                let guest_key = nick_key(&guest);
+                tracing::info!(%nick, %guest, "nick held elsewhere in the cluster; renamed");
+                self.rename(config, id, &guest, guest_key.clone());
+                cluster.ask(NickRequest::Claim {
+                    member: id,
+                    nick: guest,
+                    key: guest_key,
+                    forced: true,
+                });
+            }
+            (Claimed::Taken, _) => {
+                if !forced {
+                    self.deliver_event(id, NickRefusal::Taken.to_event(&nick));
+                }
+            }
+            (Claimed::Unavailable, _) => {
+                if !forced {
+                    let why = "nicks cannot change while the cluster link is down; try again";
+                    let error = ServerEvent::error_about(ErrorCode::Unavailable, &nick, why);
+                    self.deliver_event(id, error);
+                }
+            }
+        }
+    }
+
+    /// Gives the member `nick` (whose key is `key`) and tells whoever
+    /// knows it.
+    fn rename(&mut self, config: &HubConfig, id: MemberId, nick: &str, key: String) {
         let member = self.members.get_mut(&id).expect("checked by handle");
         let old = std::mem::replace(&mut member.nick, nick.to_string());
         self.nicks.remove(&nick_key(&old));
@@ -269,7 +379,11 @@ impl State {
         let Some(mut member) = self.members.remove(&id) else {
             return;
         };
-        self.nicks.remove(&nick_key(&member.nick));
+        let key = nick_key(&member.nick);
+        self.nicks.remove(&key);
+        if let (Some(cluster), false) = (&self.cluster, member.door == DoorKind::Console) {
+            cluster.ask(NickRequest::Release { key });
+        }
         self.metrics
             .connections
             .get_or_create(&DoorLabel {

@@ -285,6 +285,8 @@ pub enum Pending {
     Lookup,
     /// The answer to `/oper`, checked on a thread of its own.
     Oper,
+    /// The answer to `/nick` in a cluster, which the cluster grants.
+    Nick,
 }
 
 impl Pending {
@@ -301,6 +303,7 @@ impl Pending {
                 | ServerEvent::Error { .. },
             ) => true,
             (Pending::Oper, ServerEvent::Operator { .. } | ServerEvent::Error { .. }) => true,
+            (Pending::Nick, ServerEvent::Nick { .. } | ServerEvent::Error { .. }) => true,
             _ => false,
         }
     }
@@ -603,6 +606,9 @@ impl Hub {
             }
         }
         let mut pending = handled.message.map(Pending::Echo);
+        if handled.nick_claim {
+            pending = Some(Pending::Nick);
+        }
         if let Some(guess) = handled.oper {
             self.verify_oper(id, guess);
             pending = Some(Pending::Oper);
@@ -723,6 +729,46 @@ impl Hub {
         let mut state = self.lock();
         state.cluster = Some(outlet);
         state.message_ids = ids::MessageIds::after(TICKETS_FROM - 1);
+    }
+
+    /// The cluster's answer to a nick request (see [`cluster::NickRequest`]).
+    pub fn nick_claimed(&self, request: cluster::NickRequest, claimed: cluster::Claimed) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        let member = match &request {
+            cluster::NickRequest::Claim {
+                member,
+                forced: false,
+                ..
+            } => Some(*member),
+            _ => None,
+        };
+        state.nick_claimed(config, request, claimed);
+        // A newcomer whose first command was its nick arrives by that name.
+        if let Some(member) = member {
+            if state.members.contains_key(&member) && !state.is_announced(member) {
+                state.arrive(config, member);
+            }
+        }
+        state.settle(config);
+    }
+
+    /// A nick this node held, lost to another node (its claim lapsed while
+    /// the link was down and someone took it): its member is renamed.
+    pub fn nick_lost(&self, key: &str) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        if let Some(&member) = state.nicks.get(key) {
+            let nick = state.members[&member].nick.clone();
+            let request = cluster::NickRequest::Claim {
+                member,
+                nick,
+                key: key.to_string(),
+                forced: true,
+            };
+            state.nick_claimed(config, request, cluster::Claimed::Taken);
+        }
+        state.settle(config);
     }
 
     /// A handle that does not keep the hub alive.

@@ -28,6 +28,8 @@ pub(super) struct Handled {
     pub to_publish: bool,
     /// An operator name and password to check, off the lock.
     pub oper: Option<OperGuess>,
+    /// A nick asked of the cluster: the answer comes later.
+    pub nick_claim: bool,
 }
 
 /// An `/oper` the hub lets through to a password check.

@@ -661,7 +661,7 @@ fn invitations_lapse_when_the_invited_leave_and_past_the_cap() {
 #[test]
 fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_link_is_behind() {
     let hub = hub();
-    let (outlet, mut log) = cluster::ClusterOutlet::new(1);
+    let (outlet, mut log, _nicks) = cluster::ClusterOutlet::new(1, "n1");
     hub.send_to_cluster(outlet);
     let mut alice = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);

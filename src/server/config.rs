@@ -192,6 +192,7 @@ impl ServeConfig {
                     replicas: args.cluster_replicas,
                     max_age: history.retention.max_age,
                     max_per_room: history.retention.max_per_room,
+                    lease: Duration::from_secs(args.cluster_lease.max(1)),
                 })
             }
             None => None,
@@ -343,6 +344,7 @@ fn flags_over_file(flags: ServeArgs, file: ServeArgs) -> ServeArgs {
         cluster,
         node,
         cluster_replicas,
+        cluster_lease,
         idle,
         line_flush_ms,
         max_datagram,

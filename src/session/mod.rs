@@ -548,7 +548,7 @@ impl Session {
                 input,
                 Input::Command(ClientCommand::Say { .. } | ClientCommand::Me { .. })
             ),
-            Some(Pending::Lookup | Pending::Oper) => false,
+            Some(Pending::Lookup | Pending::Oper | Pending::Nick) => false,
         }
     }
 }

@@ -122,11 +122,15 @@ impl ServerProcess {
             prefixes.push("listening ircs ");
         }
         for prefix in prefixes {
-            let line = tokio::time::timeout(PATIENCE, lines.next_line())
-                .await
-                .expect("the listening line comes in time")
-                .unwrap()
-                .expect("sockchat serve prints its listening lines");
+            let mut line = String::new();
+            // A cluster node names itself first (`cluster node NAME URLS`).
+            while line.is_empty() || line.starts_with("cluster node ") {
+                line = tokio::time::timeout(PATIENCE, lines.next_line())
+                    .await
+                    .expect("the listening line comes in time")
+                    .unwrap()
+                    .expect("sockchat serve prints its listening lines");
+            }
             let rest = line
                 .strip_prefix(prefix)
                 .unwrap_or_else(|| panic!("unexpected line {line:?}"));
