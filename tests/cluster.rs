@@ -405,3 +405,49 @@ async fn a_killed_nodes_nicks_are_free_within_its_lease() {
     eprintln!("freed {:?} after the kill (lease 2 s)", killed.elapsed());
     n2.stop().await;
 }
+
+#[tokio::test]
+async fn a_nats_cluster_losing_one_server_keeps_the_chat_going() {
+    let mut servers = NatsServer::cluster(3).await;
+    let urls: Vec<String> = servers.iter().map(|server| server.url.clone()).collect();
+    let mut nodes = Vec::new();
+    for (at, name) in ["n1", "n2", "n3"].into_iter().enumerate() {
+        let mut config = clustered(config(), &servers[at], name);
+        let cluster = config.cluster.as_mut().unwrap();
+        // Each node starts on its own server and may fail over to any.
+        cluster.urls = urls[at..].iter().chain(&urls[..at]).cloned().collect();
+        cluster.replicas = 3;
+        nodes.push(start(config).await);
+    }
+    let mut members = Vec::new();
+    for (at, node) in nodes.iter().enumerate() {
+        members.push(node.client_named(&format!("m{at}")).await);
+    }
+    members[0].send("all three up").await;
+    for member in &mut members {
+        member.expect("m0: all three up").await;
+    }
+    // The server n2 started on goes, as a crash would.
+    servers[1].kill().await;
+    let said: Vec<String> = (0..3)
+        .map(|at| format!("[lobby] m{at}: said by m{at} with one server down"))
+        .collect();
+    for (at, member) in members.iter_mut().enumerate() {
+        member
+            .send(&format!("said by m{at} with one server down"))
+            .await;
+    }
+    // Everyone hears everyone, n2's member included, in one order.
+    let mut orders = Vec::new();
+    for member in &mut members {
+        let mut lines = room_lines(member, "lobby", 3).await;
+        orders.push(lines.clone());
+        lines.sort();
+        assert_eq!(lines, said);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[1], orders[2]);
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -52,6 +52,17 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 /// Publications awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 256;
 
+/// How long a JetStream request, or a publication's acknowledgement, may
+/// take before it is tried again: a NATS server that died takes its
+/// pending answers with it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often the reader compares what the log holds with what it has
+/// read: a reader that has fallen behind and receives nothing for two of
+/// these (its consumer lived on a NATS server that died, say) opens the
+/// log again.
+const STALL_CHECK: Duration = Duration::from_secs(1);
+
 /// How long one pull of the reader waits for messages. The server's idle
 /// heartbeat comes at half of it, and two missed ones make the reader
 /// start again after the last message it read: this bounds how long a
@@ -92,6 +103,14 @@ impl ClusterLink {
     /// sends what its members say to the log.
     pub async fn join(hub: &Hub, config: &ClusterConfig) -> anyhow::Result<ClusterLink> {
         let urls = config.urls.join(",");
+        let servers = config
+            .urls
+            .iter()
+            .map(|url| {
+                url.parse::<async_nats::ServerAddr>()
+                    .with_context(|| format!("--cluster: not a NATS server: {url}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let reconnected = Arc::new(Notify::new());
         let watcher = LinkWatcher {
             hub: hub.downgrade(),
@@ -105,25 +124,29 @@ impl ClusterLink {
                 async move { watcher.saw(event) }
             })
             .connection_timeout(FIRST_CONNECT)
-            .connect(urls.as_str())
+            .connect(servers)
             .await
             .with_context(|| format!("cannot reach the cluster at {urls}"))?;
-        let jetstream = jetstream::new(client.clone());
-        let log = jetstream
-            .get_or_create_stream(stream::Config {
-                name: wire::STREAM.to_string(),
-                subjects: vec![
-                    wire::ROOM_SUBJECTS.to_string(),
-                    wire::EPHEMERAL_SUBJECTS.to_string(),
-                ],
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
-                duplicate_window: DUPLICATE_WINDOW,
-                allow_message_ttl: true,
-                max_age: config.max_age.unwrap_or_default(),
-                max_messages_per_subject: config.max_per_room.map_or(-1, |most| most as i64),
-                ..Default::default()
-            })
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        let stream_config = stream::Config {
+            name: wire::STREAM.to_string(),
+            subjects: vec![
+                wire::ROOM_SUBJECTS.to_string(),
+                wire::EPHEMERAL_SUBJECTS.to_string(),
+            ],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: DUPLICATE_WINDOW,
+            allow_message_ttl: true,
+            max_age: config.max_age.unwrap_or_default(),
+            max_messages_per_subject: config.max_per_room.map_or(-1, |most| most as i64),
+            ..Default::default()
+        };
+        // A NATS cluster that has just started may not have elected its
+        // JetStream leader yet: asked again until FIRST_CONNECT is over.
+        let log = retry_at_start(|| jetstream.get_or_create_stream(stream_config.clone()))
             .await
             .context("cannot open the cluster's log (JetStream stream SOCKCHAT)")?;
         let origin = Origin {
@@ -139,15 +162,15 @@ impl ClusterLink {
         };
         let reader = open_reader(&log, start).await?;
         hub.metrics().cluster_link_up.set(1);
-        let nicks = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: wire::NICKS_BUCKET.to_string(),
-                history: 1,
-                max_age: config.lease,
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
-                ..Default::default()
-            })
+        let nicks_config = kv::Config {
+            bucket: wire::NICKS_BUCKET.to_string(),
+            history: 1,
+            max_age: config.lease,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        };
+        let nicks = retry_at_start(|| jetstream.create_or_update_key_value(nicks_config.clone()))
             .await
             .context("cannot open the cluster's nicks (JetStream KV sockchat_nicks)")?;
         let (outlet, queue, nick_requests) = ClusterOutlet::new(CLUSTER_QUEUE, &config.node);
@@ -234,6 +257,26 @@ impl LinkWatcher {
                 }
             }
             other => tracing::info!(event = %other, "cluster link"),
+        }
+    }
+}
+
+/// `attempt`'s result, asked again every 250 ms while it fails, until
+/// [`FIRST_CONNECT`] has passed; then its last error.
+async fn retry_at_start<T, E, F>(mut attempt: impl FnMut() -> F) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + FIRST_CONNECT;
+    loop {
+        match attempt().await {
+            Ok(done) => return Ok(done),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(%error, "the cluster is not ready yet; asking again");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(error) => return Err(error),
         }
     }
 }
@@ -367,25 +410,62 @@ async fn read(
     stop: CancellationToken,
 ) {
     let mut last_read = None;
+    let mut check = tokio::time::interval(STALL_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Checks in a row that found the reader behind with nothing read.
+    let (mut stalled, mut read_since_check) = (0, false);
     loop {
-        let first = tokio::select! {
-            next = reader.next() => next,
-            () = position.reconnected.notified() => {
-                let from = match last_read {
-                    Some(sequence) => consumer::DeliverPolicy::ByStartSequence {
-                        start_sequence: sequence + 1,
-                    },
-                    None => position.start,
-                };
-                match reopen(&position.log, from, &stop).await {
-                    Some(reopened) => reader = reopened,
+        let reopen_now = tokio::select! {
+            next = reader.next() => {
+                read_since_check = true;
+                stalled = 0;
+                match next {
+                    Some(first) => Some(first),
                     None => return,
                 }
-                continue;
+            }
+            () = position.reconnected.notified() => None,
+            _ = check.tick() => {
+                let wanted = match (last_read, position.start) {
+                    (Some(sequence), _) => sequence + 1,
+                    (None, consumer::DeliverPolicy::ByStartSequence { start_sequence }) => {
+                        start_sequence
+                    }
+                    // Reading only what is new: never behind before the first.
+                    (None, _) => u64::MAX,
+                };
+                let behind = match position.log.get_info().await {
+                    Ok(info) => info.state.last_sequence >= wanted,
+                    Err(_) => false,
+                };
+                if behind && !read_since_check {
+                    stalled += 1;
+                } else {
+                    stalled = 0;
+                }
+                read_since_check = false;
+                if stalled < 2 {
+                    continue;
+                }
+                tracing::info!("the cluster's log is ahead and nothing comes; reading it again");
+                None
             }
             () = stop.cancelled() => return,
         };
-        let Some(first) = first else { return };
+        let Some(first) = reopen_now else {
+            stalled = 0;
+            let from = match last_read {
+                Some(sequence) => consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: sequence + 1,
+                },
+                None => position.start,
+            };
+            match reopen(&position.log, from, &stop).await {
+                Some(reopened) => reader = reopened,
+                None => return,
+            }
+            continue;
+        };
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(message) = next.take() {
