@@ -451,3 +451,72 @@ async fn a_nats_cluster_losing_one_server_keeps_the_chat_going() {
         node.stop().await;
     }
 }
+
+#[tokio::test]
+async fn every_door_on_every_node_talks_both_ways() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let nats = NatsServer::start().await;
+    let nodes = [
+        node(&nats, "n1").await,
+        node(&nats, "n2").await,
+        node(&nats, "n3").await,
+    ];
+    // IRC on n1.
+    let mut irc = Client::connect(nodes[0].irc.unwrap()).await;
+    irc.send_bytes(b"NICK ircer\r\nUSER ircer 0 * :on n1\r\nJOIN #lobby\r\n")
+        .await;
+    irc.expect(" 366 ").await;
+    // A page on n2.
+    let web = nodes[1].web.unwrap();
+    let (mut page, _) = tokio_tungstenite::connect_async(format!("ws://{web}/ws"))
+        .await
+        .unwrap();
+    let said = r#"{"type":"say","text":"from the page on n2"}"#;
+    page.send(Message::Text(said.into())).await.unwrap();
+    assert!(irc
+        .expect("from the page on n2")
+        .await
+        .contains("PRIVMSG #lobby :"));
+    // A bare UDP client on n3.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let answer = common::udp_join(&udp, nodes[2].udp.unwrap(), "from udp on n3").await;
+    assert!(answer.contains("from udp on n3"), "{answer}");
+    irc.expect("from udp on n3").await;
+    // A text member on n3 too.
+    let mut text = nodes[2].client_named("texter").await;
+    text.send("from text on n3").await;
+    irc.expect("from text on n3").await;
+
+    // And back: IRC on n1 to the page on n2, text and UDP on n3.
+    irc.send_bytes(b"PRIVMSG #lobby :from irc on n1\r\n").await;
+    text.expect("ircer: from irc on n1").await;
+    let heard = async {
+        loop {
+            let frame = page.next().await.unwrap().unwrap();
+            if frame.to_text().unwrap().contains("from irc on n1") {
+                return frame.to_text().unwrap().to_string();
+            }
+        }
+    };
+    let heard = tokio::time::timeout(common::PATIENCE, heard).await.unwrap();
+    assert!(heard.contains(r#""from":"ircer""#), "{heard}");
+    // The UDP member pulls what waits for it with its next datagram.
+    let pulled = async {
+        loop {
+            udp.send_to(b"", nodes[2].udp.unwrap()).await.unwrap();
+            let seen = common::udp_answer(&udp).await;
+            if seen.contains("from irc on n1") {
+                return seen;
+            }
+        }
+    };
+    let pulled = tokio::time::timeout(common::PATIENCE, pulled)
+        .await
+        .unwrap();
+    assert!(pulled.contains("ircer: from irc on n1"), "{pulled}");
+    for node in nodes {
+        node.stop().await;
+    }
+}

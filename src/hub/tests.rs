@@ -696,3 +696,55 @@ fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_li
     hub.take_from_cluster(vec![back]);
     assert!(drain(&mut alice).is_empty());
 }
+
+#[test]
+fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
+    use cluster::{Claimed, NickRequest};
+    let hub = hub();
+    let (outlet, _log, mut asked) = cluster::ClusterOutlet::new(8, "n1");
+    hub.send_to_cluster(outlet);
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    // A guest is named after its node, and its name is claimed too.
+    let guest = drain(&mut alice)
+        .iter()
+        .find_map(|event| match event {
+            ServerEvent::Welcome { nick, .. } => Some(nick.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(guest, "guest-n1-1");
+    let Ok(NickRequest::Claim { forced: true, .. }) = asked.try_recv() else {
+        panic!("the guest's name is claimed");
+    };
+    // `/nick alice` waits for the cluster.
+    let handled = hub.handle(alice.id, nick("alice"));
+    assert_eq!(handled.pending, Some(Pending::Nick));
+    assert!(drain(&mut alice).is_empty());
+    let claim = asked.try_recv().unwrap();
+    assert!(matches!(&claim, NickRequest::Claim { nick, forced: false, .. } if nick == "alice"));
+    // Taken elsewhere: refused, nothing changes.
+    hub.nick_claimed(claim.clone(), Claimed::Taken);
+    let events = drain(&mut alice);
+    assert!(Pending::Nick.is_met_by(&events[0]));
+    assert_eq!(error_code(&events), Some(ErrorCode::NickInUse));
+    // Granted: renamed, and the guest name given back.
+    hub.nick_claimed(claim, Claimed::Granted);
+    assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Nick { new, .. }] if new == "alice"));
+    assert_eq!(
+        asked.try_recv().unwrap(),
+        NickRequest::Release {
+            key: crate::protocol::text::nick_key("guest-n1-1")
+        }
+    );
+    // Lost to another node later (its claim lapsed): renamed to a guest,
+    // whose name is claimed in turn.
+    hub.nick_lost(&crate::protocol::text::nick_key("alice"));
+    assert!(matches!(
+        &drain(&mut alice)[..],
+        [ServerEvent::Nick { old, new }] if old == "alice" && new.starts_with("guest-n1-")
+    ));
+    assert!(matches!(
+        asked.try_recv().unwrap(),
+        NickRequest::Claim { forced: true, .. }
+    ));
+}
