@@ -29,6 +29,26 @@ fn clustered(mut config: ServeConfig, nats: &NatsServer, node: &str) -> ServeCon
     config
 }
 
+/// Two nodes with a 2 s lease (every node of a cluster is given the same):
+/// `n2` in this process, and `doomed`, a `sockchat serve` process to kill.
+async fn short_lease_pair(nats: &NatsServer) -> (TestServer, ServerProcess) {
+    let mut config = clustered(config(), nats, "n2");
+    config.cluster.as_mut().unwrap().lease = std::time::Duration::from_secs(2);
+    let n2 = start(config).await;
+    let doomed = ServerProcess::start(&[
+        "--cluster",
+        &nats.url,
+        "--node",
+        "doomed",
+        "--cluster-lease",
+        "2",
+        "--irc",
+        "off",
+    ])
+    .await;
+    (n2, doomed)
+}
+
 /// The next `count` lines of `room` a member reads.
 async fn room_lines(member: &mut Client, room: &str, count: usize) -> Vec<String> {
     let prefix = format!("[{room}] ");
@@ -278,9 +298,12 @@ async fn nats_going_away_is_told_and_the_nodes_recover_by_themselves() {
 /// Sends `/nick NICK` and reads until the answer: whether it was granted.
 async fn try_nick(member: &mut Client, nick: &str) -> bool {
     member.send(&format!("/nick {nick}")).await;
+    // Others' renames are news here too: only its own is the answer.
+    let renamed = format!("* {} is now known as {nick}", member.nick);
     loop {
         let line = member.line().await;
-        if line.contains(&format!("is now known as {nick}")) {
+        if line == renamed {
+            member.nick = nick.to_string();
             return true;
         }
         if line.contains(&format!("nickname {nick} is taken")) {
@@ -333,8 +356,8 @@ async fn two_members_on_two_nodes_claiming_one_nick_at_once_one_gets_it() {
         // Both asks are on the wire before either answer is read.
         first.send(&format!("/nick {nick}")).await;
         second.send(&format!("/nick {nick}")).await;
-        let answer = |line: &str| {
-            if line.contains(&format!("is now known as {nick}")) {
+        let answer = |own: &str, line: &str| {
+            if line == format!("* {own} is now known as {nick}") {
                 Some(true)
             } else if line.contains(&format!("nickname {nick} is taken")) {
                 Some(false)
@@ -345,7 +368,11 @@ async fn two_members_on_two_nodes_claiming_one_nick_at_once_one_gets_it() {
         let mut outcomes = Vec::new();
         for member in [&mut first, &mut second] {
             loop {
-                if let Some(won) = answer(&member.line().await) {
+                let line = member.line().await;
+                if let Some(won) = answer(&member.nick, &line) {
+                    if won {
+                        member.nick = nick.clone();
+                    }
                     outcomes.push(won);
                     break;
                 }
@@ -365,21 +392,7 @@ async fn two_members_on_two_nodes_claiming_one_nick_at_once_one_gets_it() {
 #[tokio::test]
 async fn a_killed_nodes_nicks_are_free_within_its_lease() {
     let nats = NatsServer::start().await;
-    // Every node of a cluster is given the same lease.
-    let mut config = clustered(config(), &nats, "n2");
-    config.cluster.as_mut().unwrap().lease = std::time::Duration::from_secs(2);
-    let n2 = start(config).await;
-    let doomed = ServerProcess::start(&[
-        "--cluster",
-        &nats.url,
-        "--node",
-        "doomed",
-        "--cluster-lease",
-        "2",
-        "--irc",
-        "off",
-    ])
-    .await;
+    let (n2, doomed) = short_lease_pair(&nats).await;
     let mut victim = Client::connect(doomed.addr).await;
     victim.send("/nick victim").await;
     victim.expect("is now known as victim").await;
@@ -519,4 +532,63 @@ async fn every_door_on_every_node_talks_both_ways() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+#[tokio::test]
+async fn rooms_list_join_and_leave_members_of_every_node() {
+    let nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let mut alice = n1.client_named("alice").await;
+    alice.send("/join #team").await;
+    alice.expect("alice joined #team").await;
+    let mut bob = n2.client_named("bob").await;
+    bob.send("/join #team").await;
+    bob.expect("bob joined #team").await;
+    // alice, on n1, hears bob on n2 arrive.
+    alice.expect("bob joined #team").await;
+    // And either sees both in /who, on either node.
+    for member in [&mut alice, &mut bob] {
+        let who = loop {
+            member.send("/who #team").await;
+            let who = member.expect("* #team has").await;
+            if who.contains("2:") {
+                break who;
+            }
+        };
+        assert!(who.contains("alice") && who.contains("bob"), "{who}");
+    }
+    // /rooms counts everyone.
+    bob.send("/rooms").await;
+    let rooms = bob.expect("* rooms:").await;
+    assert!(rooms.contains("#team (2)"), "{rooms}");
+    // A rename is one change, not a leave and a join.
+    alice.send("/nick alicia").await;
+    alice.expect("is now known as alicia").await;
+    assert_eq!(bob.expect("alice").await, "* alice is now known as alicia");
+    bob.send("/part #team").await;
+    assert_eq!(alice.expect("bob").await, "* bob left #team");
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_nodes_members_leave_every_room_elsewhere() {
+    let nats = NatsServer::start().await;
+    let (n2, mut doomed) = short_lease_pair(&nats).await;
+    let mut watcher = n2.client_named("watcher").await;
+    let mut victim = Client::connect(doomed.addr).await;
+    victim.send("/nick victim").await;
+    victim.expect("is now known as victim").await;
+    victim.send("/join #den").await;
+    watcher.send("/join #den").await;
+    watcher.expect("victim joined #den").await;
+    doomed.child.kill().await.unwrap();
+    // Within its lease, it is gone from every room here.
+    let gone = watcher.expect("victim").await;
+    assert!(gone.contains("victim lost the connection"), "{gone}");
+    watcher.send("/who #den").await;
+    assert_eq!(watcher.expect("#den has").await, "* #den has 1: watcher");
+    n2.stop().await;
 }

@@ -12,7 +12,7 @@
 
 pub mod wire;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,6 +189,13 @@ impl ClusterLink {
             start,
             reconnected,
         };
+        tasks.spawn(watch_members(
+            hub.downgrade(),
+            nicks.clone(),
+            config.lease,
+            origin.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(hold_nicks(
             hub.downgrade(),
             nicks,
@@ -551,9 +558,9 @@ async fn hold_nicks(
     mut requests: NickQueue,
     stop: CancellationToken,
 ) {
-    let value = bytes::Bytes::from(origin.header());
-    // Key to the revision this node last wrote.
-    let mut held: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let origin = origin.header();
+    // Key to the revision this node last wrote, and what it wrote.
+    let mut held: HashMap<String, (u64, bytes::Bytes)> = HashMap::new();
     let mut renew = tokio::time::interval(every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -562,10 +569,12 @@ async fn hold_nicks(
                 let Some(request) = request else { return };
                 let Some(hub) = hub.upgrade() else { return };
                 match &request {
-                    NickRequest::Claim { key, .. } => {
-                        let claimed = match bucket.create(wire::nick_key(key), value.clone()).await {
+                    NickRequest::Claim { key, member, presence, .. } => {
+                        let value = wire::member_entry(&origin, member.number(), presence);
+                        let created = bucket.create(wire::nick_key(key), value.clone()).await;
+                        let claimed = match created {
                             Ok(revision) => {
-                                held.insert(key.clone(), revision);
+                                held.insert(key.clone(), (revision, value));
                                 Claimed::Granted
                             }
                             Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
@@ -578,8 +587,19 @@ async fn hold_nicks(
                         };
                         hub.nick_claimed(request, claimed);
                     }
+                    NickRequest::Show { key, presence } => {
+                        let Some((revision, value)) = held.get_mut(key) else { continue };
+                        let Some(member) = wire::entry_member(value) else { continue };
+                        let shown = wire::member_entry(&origin, member, presence);
+                        match bucket.update(wire::nick_key(key), shown.clone(), *revision).await {
+                            Ok(next) => *revision = next,
+                            // Shown at the next renewal, which sends it.
+                            Err(error) => tracing::debug!(%error, "showing a member"),
+                        }
+                        *value = shown;
+                    }
                     NickRequest::Release { key } => {
-                        if let Some(revision) = held.remove(key) {
+                        if let Some((revision, _)) = held.remove(key) {
                             let deleted = bucket
                                 .delete_expect_revision(wire::nick_key(key), Some(revision))
                                 .await;
@@ -593,7 +613,7 @@ async fn hold_nicks(
             }
             _ = renew.tick() => {
                 let mut lost = Vec::new();
-                for (key, revision) in held.iter_mut() {
+                for (key, (revision, value)) in held.iter_mut() {
                     let renewed = bucket.update(wire::nick_key(key), value.clone(), *revision).await;
                     match renewed {
                         Ok(next) => *revision = next,
@@ -619,11 +639,88 @@ async fn hold_nicks(
             }
             () = stop.cancelled() => {
                 // Leaving: this node's nicks are free at once, not at the lease.
-                for (key, revision) in held {
+                for (key, (revision, _)) in held {
                     let _ = bucket.delete_expect_revision(wire::nick_key(&key), Some(revision)).await;
                 }
                 return;
             }
+        }
+    }
+}
+
+/// Watches the nicks bucket for the other nodes' members: an entry is a
+/// member somewhere, a change of its rooms a join or a leave, a deleted
+/// entry a member that quit, and an entry not renewed for a lease a
+/// member whose node died (or lost NATS).
+async fn watch_members(
+    hub: crate::hub::WeakHub,
+    bucket: kv::Store,
+    lease: Duration,
+    origin: Origin,
+    stop: CancellationToken,
+) {
+    let me = origin.header();
+    let mut last_seen: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut sweep = tokio::time::interval(lease / 3);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watch = None;
+    loop {
+        let Some(entries) = watch.as_mut() else {
+            match bucket.watch_all().await {
+                Ok(opened) => watch = Some(opened),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch the cluster's members; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+            continue;
+        };
+        tokio::select! {
+            entry = entries.next() => {
+                let Some(hub) = hub.upgrade() else { return };
+                match entry {
+                    Some(Ok(entry)) => match entry.operation {
+                        kv::Operation::Put => {
+                            let Some(member) = wire::remote_member(&entry.value) else { continue };
+                            if member.origin == me {
+                                continue;
+                            }
+                            last_seen.insert(entry.key.clone(), tokio::time::Instant::now());
+                            hub.remote_seen(entry.key, member);
+                        }
+                        kv::Operation::Delete | kv::Operation::Purge => {
+                            last_seen.remove(&entry.key);
+                            hub.remote_gone(&entry.key, false);
+                        }
+                    },
+                    // Broken off (NATS went away): watched again.
+                    Some(Err(error)) => {
+                        tracing::info!(%error, "watching the cluster's members again");
+                        watch = None;
+                    }
+                    None => watch = None,
+                }
+            }
+            _ = sweep.tick() => {
+                let now = tokio::time::Instant::now();
+                let lapsed: Vec<String> = last_seen
+                    .iter()
+                    .filter(|(_, seen)| now.duration_since(**seen) > lease)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                if lapsed.is_empty() {
+                    continue;
+                }
+                let Some(hub) = hub.upgrade() else { return };
+                for key in lapsed {
+                    last_seen.remove(&key);
+                    hub.remote_gone(&key, true);
+                }
+            }
+            () = stop.cancelled() => return,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::hub::cluster::{Presence, RemoteMember};
 use crate::protocol::text::is_ephemeral;
 use crate::protocol::MessageRecord;
 use crate::store::StoredMessage;
@@ -33,6 +34,29 @@ pub fn nick_key(key: &str) -> String {
         }
     }
     out
+}
+
+/// A member's entry in [`NICKS_BUCKET`]: its node's run (`origin`, as
+/// [`Origin::header`] says it), its id there, and what others see of it.
+pub fn member_entry(origin: &str, member: u64, presence: &Presence) -> bytes::Bytes {
+    let entry = RemoteMember {
+        origin: origin.to_string(),
+        member,
+        presence: presence.clone(),
+    };
+    serde_json::to_vec(&entry)
+        .expect("an entry always serializes")
+        .into()
+}
+
+/// The member an entry of [`NICKS_BUCKET`] is, if it is one sockchat wrote.
+pub fn remote_member(value: &[u8]) -> Option<RemoteMember> {
+    serde_json::from_slice(value).ok()
+}
+
+/// The member id in an entry this node wrote.
+pub fn entry_member(value: &[u8]) -> Option<u64> {
+    remote_member(value).map(|member| member.member)
 }
 
 /// Which node (and which run of it) said a message: `NODE/BOOT`.

@@ -8,6 +8,7 @@
 //! Nothing here does I/O: the outlet is a bounded queue whose far end is
 //! the cluster link's task.
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::MemberId;
@@ -31,9 +32,35 @@ pub enum NickRequest {
         nick: String,
         key: String,
         forced: bool,
+        presence: Presence,
     },
+    /// What other nodes see of the member holding `key` has changed.
+    Show { key: String, presence: Presence },
     /// This node no longer holds `key`.
     Release { key: String },
+}
+
+/// What the other nodes see of a member: kept with its nick's claim, so
+/// the claim's lease covers it too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub nick: String,
+    pub door: String,
+    /// The rooms that have heard of it.
+    pub rooms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away: Option<String>,
+}
+
+/// A member of another node, as its claim says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteMember {
+    /// Its node's run, `NODE/BOOT`.
+    pub origin: String,
+    /// Its id on that node.
+    pub member: u64,
+    #[serde(flatten)]
+    pub presence: Presence,
 }
 
 /// What the cluster answered a claim.

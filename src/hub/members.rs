@@ -4,14 +4,16 @@ use std::net::IpAddr;
 
 use tokio::sync::oneshot;
 
-use super::cluster::{Claimed, NickRequest};
+use super::cluster::{Claimed, NickRequest, Presence, RemoteMember};
 use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
 use super::state::{Member, OperGuess, Room, State, CONSOLE_SENDQ};
 use super::{DoorKind, HubConfig, MemberId, Membership, NickRefusal, Refusal, Start, CONSOLE_NICK};
 use crate::metrics::DoorLabel;
 use crate::protocol::text::{nick_key, normalize_room, sanitize, validate_nick, MAX_NICK_CHARS};
-use crate::protocol::{Departure, DropReason, ErrorCode, Outgoing, Password, Person, ServerEvent};
+use crate::protocol::{
+    Departure, DropReason, ErrorCode, LeaveReason, Outgoing, Password, Person, ServerEvent,
+};
 use std::sync::Arc;
 
 /// Addresses whose operator guesses are remembered at once, at most.
@@ -94,6 +96,12 @@ impl State {
                 nick: nick.clone(),
                 key: key.clone(),
                 forced: true,
+                presence: Presence {
+                    nick: nick.clone(),
+                    door: door.name().to_string(),
+                    rooms: Vec::new(),
+                    away: None,
+                },
             });
         }
         self.nicks.insert(key, id);
@@ -157,6 +165,7 @@ impl State {
             };
             self.broadcast_except(&room, id, joined);
         }
+        self.show(config, id);
     }
 
     pub(super) fn is_announced(&self, id: MemberId) -> bool {
@@ -251,11 +260,14 @@ impl State {
         match &self.cluster {
             // Only another spelling of its own nick is the member's already.
             Some(cluster) if key != nick_key(&self.members[&id].nick) => {
+                let mut presence = self.presence(config, id);
+                presence.nick = nick.to_string();
                 cluster.ask(NickRequest::Claim {
                     member: id,
                     nick: nick.to_string(),
                     key,
                     forced: false,
+                    presence,
                 });
                 true
             }
@@ -278,6 +290,7 @@ impl State {
             nick,
             key,
             forced,
+            ..
         } = request
         else {
             return;
@@ -307,18 +320,7 @@ impl State {
                 }
             },
             // A name it has that another node's member holds: it yields.
-            (Claimed::Taken, true) if holds_it => {
-                let guest = self.fresh_guest_nick();
-                let guest_key = nick_key(&guest);
-                tracing::info!(%nick, %guest, "nick held elsewhere in the cluster; renamed");
-                self.rename(config, id, &guest, guest_key.clone());
-                cluster.ask(NickRequest::Claim {
-                    member: id,
-                    nick: guest,
-                    key: guest_key,
-                    forced: true,
-                });
-            }
+            (Claimed::Taken, true) if holds_it => self.yield_nick(config, id),
             (Claimed::Taken, _) => {
                 if !forced {
                     self.deliver_event(id, NickRefusal::Taken.to_event(&nick));
@@ -332,6 +334,143 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Renames a member whose nick another node holds to a fresh guest
+    /// name, and claims that.
+    pub(super) fn yield_nick(&mut self, config: &HubConfig, id: MemberId) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let nick = self.members[&id].nick.clone();
+        let guest = self.fresh_guest_nick();
+        let guest_key = nick_key(&guest);
+        tracing::info!(%nick, %guest, "nick held elsewhere in the cluster; renamed");
+        self.rename(config, id, &guest, guest_key.clone());
+        let presence = self.presence(config, id);
+        cluster.ask(NickRequest::Claim {
+            member: id,
+            nick: guest,
+            key: guest_key,
+            forced: true,
+            presence,
+        });
+    }
+
+    /// What other nodes see of a member.
+    fn presence(&self, config: &HubConfig, id: MemberId) -> Presence {
+        let member = &self.members[&id];
+        Presence {
+            nick: member.nick.clone(),
+            door: member.door.name().to_string(),
+            rooms: (member.rooms.iter())
+                .filter(|room| self.is_seen_in(config, id, room))
+                .cloned()
+                .collect(),
+            away: member.away.clone(),
+        }
+    }
+
+    /// In a cluster, tells the other nodes what they now see of a member
+    /// (its rooms or away changed).
+    pub(super) fn show(&self, config: &HubConfig, id: MemberId) {
+        let (Some(cluster), Some(member)) = (&self.cluster, self.members.get(&id)) else {
+            return;
+        };
+        if member.door == DoorKind::Console {
+            return;
+        }
+        cluster.ask(NickRequest::Show {
+            key: nick_key(&member.nick),
+            presence: self.presence(config, id),
+        });
+    }
+
+    /// What another node's member now is, from its claim: news of a
+    /// rename, or of rooms joined and left, for the members here who
+    /// share them.
+    pub(super) fn remote_seen(&mut self, key: String, seen: RemoteMember) {
+        let who = (seen.origin.clone(), seen.member);
+        let before = match self.remote_keys.insert(who, key.clone()) {
+            Some(old_key) if old_key != key => self.remote.remove(&old_key),
+            _ => self.remote.remove(&key),
+        };
+        let before_rooms = before
+            .as_ref()
+            .map_or_else(Vec::new, |old| old.presence.rooms.clone());
+        if let Some(old) = &before {
+            if old.presence.nick != seen.presence.nick {
+                let renamed = Arc::new(Outgoing::new(ServerEvent::Nick {
+                    old: old.presence.nick.clone(),
+                    new: seen.presence.nick.clone(),
+                }));
+                let mut told: Vec<MemberId> = (before_rooms.iter())
+                    .filter_map(|room| self.rooms.get(room))
+                    .flat_map(|room| room.members.iter().copied())
+                    .collect();
+                told.sort_unstable();
+                told.dedup();
+                for member in told {
+                    self.deliver(member, renamed.clone());
+                }
+            }
+        }
+        let nick = seen.presence.nick.clone();
+        for room in seen
+            .presence
+            .rooms
+            .iter()
+            .filter(|room| !before_rooms.contains(room))
+        {
+            let joined = ServerEvent::Join {
+                room: room.clone(),
+                nick: nick.clone(),
+            };
+            self.broadcast(room, joined);
+        }
+        for room in before_rooms
+            .iter()
+            .filter(|room| !seen.presence.rooms.contains(room))
+        {
+            let left = ServerEvent::Leave {
+                room: room.clone(),
+                nick: nick.clone(),
+                reason: LeaveReason::Part,
+                detail: None,
+            };
+            self.broadcast(room, left);
+        }
+        self.remote.insert(key, seen);
+    }
+
+    /// Another node's member has gone: its node let go of its claim
+    /// (`Quit`), or stopped renewing it (`Lost`: the node died).
+    pub(super) fn remote_gone(&mut self, key: &str, reason: LeaveReason) {
+        let Some(gone) = self.remote.remove(key) else {
+            return;
+        };
+        let who = (gone.origin.clone(), gone.member);
+        if self.remote_keys.get(&who).is_some_and(|held| held == key) {
+            self.remote_keys.remove(&who);
+        }
+        for room in &gone.presence.rooms {
+            let left = ServerEvent::Leave {
+                room: room.clone(),
+                nick: gone.presence.nick.clone(),
+                reason,
+                detail: None,
+            };
+            self.broadcast(room, left);
+        }
+    }
+
+    /// Other nodes' members in `room`, by nick.
+    pub(super) fn remote_nicks_in(&self, room: &str) -> impl Iterator<Item = &str> {
+        let room = room.to_string();
+        self.remote
+            .values()
+            .filter(move |member| member.presence.rooms.contains(&room))
+            .map(|member| member.presence.nick.as_str())
     }
 
     /// Gives the member `nick` (whose key is `key`) and tells whoever
@@ -634,6 +773,7 @@ impl State {
             },
         );
         if changed {
+            self.show(config, id);
             let event = Arc::new(Outgoing::new(ServerEvent::Presence { nick, away: text }));
             for member in self.audience(config, id) {
                 if member != id {
@@ -651,8 +791,9 @@ impl State {
         self.members.get(&id).map(|member| member.nick.clone())
     }
 
+    /// Members on every node (the console counts toward no limit).
     pub(super) fn counted_members(&self) -> usize {
-        self.counted
+        self.counted + self.remote.len()
     }
 }
 

@@ -38,7 +38,8 @@ pub use ids::TICKETS_FROM;
 use crate::metrics::Metrics;
 use crate::protocol::text::is_ephemeral;
 use crate::protocol::{
-    ClientCommand, Departure, DropReason, ErrorCode, MessageRecord, Outgoing, ServerEvent,
+    ClientCommand, Departure, DropReason, ErrorCode, LeaveReason, MessageRecord, Outgoing,
+    ServerEvent,
 };
 use crate::store::writer::{HistoryWriter, Query};
 use crate::store::{HistoryStore, Range, Retention, StoreError};
@@ -103,6 +104,14 @@ pub enum Naming {
 /// Identifies a member for as long as it is connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MemberId(u64);
+
+impl MemberId {
+    /// Its number on this node (in a cluster, with the node's run, who it
+    /// is to other nodes).
+    pub fn number(self) -> u64 {
+        self.0
+    }
+}
 
 /// Which door a member came in by (for logs, metrics and history).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -759,15 +768,32 @@ impl Hub {
         let config = &self.shared.config;
         let mut state = self.lock();
         if let Some(&member) = state.nicks.get(key) {
-            let nick = state.members[&member].nick.clone();
-            let request = cluster::NickRequest::Claim {
-                member,
-                nick,
-                key: key.to_string(),
-                forced: true,
-            };
-            state.nick_claimed(config, request, cluster::Claimed::Taken);
+            state.yield_nick(config, member);
         }
+        state.settle(config);
+    }
+
+    /// Another node's member, as its claim now says (see
+    /// [`cluster::RemoteMember`]): the rooms it shares with members here
+    /// hear it join, leave or rename.
+    pub fn remote_seen(&self, key: String, member: cluster::RemoteMember) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.remote_seen(key, member);
+        state.settle(config);
+    }
+
+    /// Another node's member has gone: its claim was let go (it quit), or
+    /// lapsed (`lost`: its node died or lost NATS).
+    pub fn remote_gone(&self, key: &str, lost: bool) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        let reason = if lost {
+            LeaveReason::Lost
+        } else {
+            LeaveReason::Quit
+        };
+        state.remote_gone(key, reason);
         state.settle(config);
     }
 

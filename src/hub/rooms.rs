@@ -30,17 +30,22 @@ impl State {
             .map_or_else(Vec::new, |ring| ring.iter().cloned().collect())
     }
 
+    /// Members of `room`, on every node.
     pub(super) fn room_size(&self, room: &str) -> usize {
-        self.rooms.get(room).map_or(0, |room| room.members.len())
+        let here = self.rooms.get(room).map_or(0, |room| room.members.len());
+        here + self.remote_nicks_in(room).count()
     }
 
+    /// Members of `room`, on every node, by nick: this node's first.
     pub(super) fn nicks_in(&self, room: &str) -> Vec<String> {
-        self.rooms.get(room).map_or_else(Vec::new, |room| {
+        let mut nicks = self.rooms.get(room).map_or_else(Vec::new, |room| {
             room.members
                 .iter()
                 .filter_map(|id| self.members.get(id).map(|member| member.nick.clone()))
                 .collect()
-        })
+        });
+        nicks.extend(self.remote_nicks_in(room).map(str::to_string));
+        nicks
     }
 
     /// The operators of `room`, by nick.
@@ -181,6 +186,7 @@ impl State {
                 },
             );
         }
+        self.show(config, id);
     }
 
     pub(super) fn part(
@@ -241,6 +247,7 @@ impl State {
                 self.rooms.remove(room);
             }
         }
+        self.show(config, id);
     }
 
     pub(super) fn who(&mut self, id: MemberId, named: Option<&str>) {
@@ -253,7 +260,7 @@ impl State {
         let nicks = self.nicks_in(&room);
         let count = nicks.len();
         let (ops, voiced) = (self.ops_in(&room), self.voiced_in(&room));
-        let secret = self.rooms[&room].secret;
+        let secret = self.rooms.get(&room).is_some_and(|room| room.secret);
         let members = ServerEvent::Members {
             room,
             nicks,
@@ -267,7 +274,7 @@ impl State {
 
     /// Whether `room` exists; if not, the member is told.
     fn room_exists(&mut self, id: MemberId, room: &str) -> bool {
-        let exists = self.rooms.contains_key(room);
+        let exists = self.rooms.contains_key(room) || self.remote_nicks_in(room).next().is_some();
         if !exists {
             let why = format!("no such room: #{room}");
             self.deliver_event(id, ServerEvent::error_about(ErrorCode::BadRoom, room, why));
@@ -603,16 +610,29 @@ impl State {
     }
 
     pub(super) fn list_rooms(&mut self, id: MemberId) {
-        let mut rooms: Vec<RoomInfo> = self
+        // A room is listed with its members on every node; one that only
+        // other nodes have is listed too (its secrecy is known where it is).
+        let mut names: Vec<&String> = self
             .rooms
             .iter()
-            .filter(|(_, room)| !room.members.is_empty())
             // A secret room is listed only to its own members.
             .filter(|(_, room)| !room.secret || room.members.contains(&id))
-            .map(|(name, room)| RoomInfo {
+            .map(|(name, _)| name)
+            .collect();
+        for remote in self.remote.values() {
+            names.extend(
+                (remote.presence.rooms.iter()).filter(|room| !self.rooms.contains_key(*room)),
+            );
+        }
+        names.sort();
+        names.dedup();
+        let mut rooms: Vec<RoomInfo> = names
+            .into_iter()
+            .map(|name| RoomInfo {
                 name: name.clone(),
-                members: room.members.len(),
+                members: self.room_size(name),
             })
+            .filter(|room| room.members > 0)
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         self.deliver_event(id, ServerEvent::Rooms { rooms });

@@ -193,6 +193,10 @@ pub(super) struct State {
     pub oper_guesses: HashMap<IpAddr, Option<u64>>,
     /// In a cluster: where members' messages go instead of the writer.
     pub cluster: Option<super::cluster::ClusterOutlet>,
+    /// In a cluster: the other nodes' members, by their claim's key, and
+    /// that key by node run and member id (to see a rename as one).
+    pub remote: HashMap<String, super::cluster::RemoteMember>,
+    pub remote_keys: HashMap<(String, u64), String>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -225,6 +229,8 @@ impl State {
             outside_senders: HashMap::new(),
             oper_guesses: HashMap::new(),
             cluster: None,
+            remote: HashMap::new(),
+            remote_keys: HashMap::new(),
             closed: false,
             metrics,
         };

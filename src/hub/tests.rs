@@ -720,6 +720,8 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     let handled = hub.handle(alice.id, nick("alice"));
     assert_eq!(handled.pending, Some(Pending::Nick));
     assert!(drain(&mut alice).is_empty());
+    // Arriving, it was shown to the other nodes (under its guest name).
+    assert!(matches!(asked.try_recv(), Ok(NickRequest::Show { .. })));
     let claim = asked.try_recv().unwrap();
     assert!(matches!(&claim, NickRequest::Claim { nick, forced: false, .. } if nick == "alice"));
     // Taken elsewhere: refused, nothing changes.
