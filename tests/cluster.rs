@@ -592,3 +592,52 @@ async fn a_killed_nodes_members_leave_every_room_elsewhere() {
     assert_eq!(watcher.expect("#den has").await, "* #den has 1: watcher");
     n2.stop().await;
 }
+
+#[tokio::test]
+async fn private_messages_cross_nodes_both_ways() {
+    let nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let mut alice = n1.client_named("alice").await;
+    let mut bob = n2.client_named("bob").await;
+    // Once n1 knows bob (he is in its #lobby list), alice can write to him.
+    alice.expect("bob joined").await;
+    alice.send("/msg bob 悄悄话 across nodes").await;
+    assert_eq!(
+        alice.expect("[private]").await,
+        "[private] alice -> bob: 悄悄话 across nodes"
+    );
+    assert_eq!(
+        bob.expect("[private]").await,
+        "[private] alice -> bob: 悄悄话 across nodes"
+    );
+    bob.send("/away lunch").await;
+    bob.expect("away").await;
+    // bob's away text reaches n1 with his entry: then alice's message to
+    // him is answered with it, as on one node.
+    let mut told = false;
+    for _ in 0..200 {
+        alice.send("/msg bob and back?").await;
+        alice.expect("[private] alice -> bob: and back?").await;
+        bob.expect("and back?").await;
+        alice.send("/ping").await;
+        let mut lines = Vec::new();
+        loop {
+            let line = alice.line().await;
+            if line.contains("pong") {
+                break;
+            }
+            lines.push(line);
+        }
+        if lines.iter().any(|line| line.contains("lunch")) {
+            told = true;
+            break;
+        }
+    }
+    assert!(told, "bob's away text never reached alice");
+    bob.send("/msg alice yes").await;
+    assert_eq!(alice.expect("yes").await, "[private] bob -> alice: yes");
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}

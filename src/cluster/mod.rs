@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hub::cluster::{
-    Claimed, ClusterOutlet, ClusterQueue, NickQueue, NickRequest, CLUSTER_QUEUE,
+    Claimed, ClusterOutlet, ClusterQueue, ClusterRequest, NickQueue, CLUSTER_QUEUE,
 };
 use crate::hub::Hub;
 use crate::store::StoredMessage;
@@ -196,8 +196,19 @@ impl ClusterLink {
             origin.clone(),
             stop.clone(),
         ));
+        let privates = client
+            .subscribe(wire::private_subject(&config.node))
+            .await
+            .context("cannot take private messages from the cluster")?;
+        tasks.spawn(receive_privates(
+            hub.downgrade(),
+            privates,
+            origin.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(hold_nicks(
             hub.downgrade(),
+            client.clone(),
             nicks,
             config.lease / 3,
             origin.clone(),
@@ -552,6 +563,7 @@ fn read_one(me: &Origin, message: &jetstream::Message) -> Option<StoredMessage> 
 /// for the lease lapses, which frees a dead node's nicks.
 async fn hold_nicks(
     hub: crate::hub::WeakHub,
+    client: async_nats::Client,
     bucket: kv::Store,
     every: Duration,
     origin: Origin,
@@ -569,7 +581,7 @@ async fn hold_nicks(
                 let Some(request) = request else { return };
                 let Some(hub) = hub.upgrade() else { return };
                 match &request {
-                    NickRequest::Claim { key, member, presence, .. } => {
+                    ClusterRequest::Claim { key, member, presence, .. } => {
                         let value = wire::member_entry(&origin, member.number(), presence);
                         let created = bucket.create(wire::nick_key(key), value.clone()).await;
                         let claimed = match created {
@@ -587,7 +599,7 @@ async fn hold_nicks(
                         };
                         hub.nick_claimed(request, claimed);
                     }
-                    NickRequest::Show { key, presence } => {
+                    ClusterRequest::Show { key, presence } => {
                         let Some((revision, value)) = held.get_mut(key) else { continue };
                         let Some(member) = wire::entry_member(value) else { continue };
                         let shown = wire::member_entry(&origin, member, presence);
@@ -598,7 +610,13 @@ async fn hold_nicks(
                         }
                         *value = shown;
                     }
-                    NickRequest::Release { key } => {
+                    ClusterRequest::Deliver { origin: to, member, event } => {
+                        let (subject, payload) = wire::private(to, *member, event);
+                        if let Err(error) = client.publish(subject, payload).await {
+                            tracing::warn!(%error, "a private message to another node was lost");
+                        }
+                    }
+                    ClusterRequest::Release { key } => {
                         if let Some((revision, _)) = held.remove(key) {
                             let deleted = bucket
                                 .delete_expect_revision(wire::nick_key(key), Some(revision))
@@ -721,6 +739,31 @@ async fn watch_members(
                 }
             }
             () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Private messages from other nodes to this node's members.
+async fn receive_privates(
+    hub: crate::hub::WeakHub,
+    mut privates: async_nats::Subscriber,
+    origin: Origin,
+    stop: CancellationToken,
+) {
+    let me = origin.header();
+    loop {
+        let message = tokio::select! {
+            message = privates.next() => message,
+            () = stop.cancelled() => return,
+        };
+        let Some(message) = message else { return };
+        let Some(hub) = hub.upgrade() else { return };
+        match wire::read_private(&message.payload) {
+            // For this run of the node only: a member number of an
+            // earlier run is someone else now.
+            Some((to, member, event)) if to == me => hub.deliver_from_cluster(member, event),
+            Some(_) => {}
+            None => tracing::warn!("skipping a private message that is not sockchat's"),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hub::cluster::{Presence, RemoteMember};
 use crate::protocol::text::is_ephemeral;
-use crate::protocol::MessageRecord;
+use crate::protocol::{MessageRecord, ServerEvent};
 use crate::store::StoredMessage;
 
 /// The JetStream stream that is the cluster's log of room messages.
@@ -57,6 +57,30 @@ pub fn remote_member(value: &[u8]) -> Option<RemoteMember> {
 /// The member id in an entry this node wrote.
 pub fn entry_member(value: &[u8]) -> Option<u64> {
     remote_member(value).map(|member| member.member)
+}
+
+/// Where private messages for `node`'s members go (core NATS: a member
+/// is on one node, so nothing needs ordering across nodes).
+pub fn private_subject(node: &str) -> String {
+    format!("sockchat.private.{node}")
+}
+
+/// A private message for `member` of the node run `origin` (`NODE/BOOT`):
+/// its subject and payload.
+pub fn private(origin: &str, member: u64, event: &ServerEvent) -> (String, bytes::Bytes) {
+    let node = origin.split('/').next().unwrap_or(origin);
+    let payload = serde_json::json!({ "to": origin, "member": member, "event": event });
+    (private_subject(node), payload.to_string().into())
+}
+
+/// Who a private message is for, and the message, if sockchat wrote it.
+pub fn read_private(payload: &[u8]) -> Option<(String, u64, ServerEvent)> {
+    let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let to = value.get("to")?.as_str()?.to_string();
+    let member = value.get("member")?.as_u64()?;
+    let event: ServerEvent = serde_json::from_value(value.get("event")?.clone()).ok()?;
+    // Only private messages travel this way.
+    matches!(event, ServerEvent::Private { .. }).then_some((to, member, event))
 }
 
 /// Which node (and which run of it) said a message: `NODE/BOOT`.

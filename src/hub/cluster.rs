@@ -19,11 +19,11 @@ use crate::store::StoredMessage;
 /// of it is lost, since nobody saw it.
 pub const CLUSTER_QUEUE: usize = 16 * 1024;
 
-/// What the hub asks of the cluster about nicknames, which are unique
-/// across it: a nick is a member's once the cluster has granted it (see
-/// [`crate::hub::Hub::nick_claimed`]).
+/// What the hub asks of the cluster: about nicknames, which are unique
+/// across it (a nick is a member's once the cluster has granted it, see
+/// [`crate::hub::Hub::nick_claimed`]), and to carry private messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NickRequest {
+pub enum ClusterRequest {
     /// Claim `nick` (whose `nick_key` is `key`) for `member`. A `forced`
     /// claim is for a name the member has already (a guest's, or the one
     /// an IRC client registered with): refused, the member is renamed.
@@ -38,6 +38,13 @@ pub enum NickRequest {
     Show { key: String, presence: Presence },
     /// This node no longer holds `key`.
     Release { key: String },
+    /// Deliver `event` (a private message) to `member` of the node run
+    /// `origin`.
+    Deliver {
+        origin: String,
+        member: u64,
+        event: crate::protocol::ServerEvent,
+    },
 }
 
 /// What the other nodes see of a member: kept with its nick's claim, so
@@ -77,7 +84,7 @@ pub enum Claimed {
 #[derive(Debug, Clone)]
 pub struct ClusterOutlet {
     queue: mpsc::Sender<StoredMessage>,
-    nicks: mpsc::UnboundedSender<NickRequest>,
+    nicks: mpsc::UnboundedSender<ClusterRequest>,
     /// This node's name, in its guests' names (`guest-NODE-N`), which
     /// therefore never clash with another node's.
     pub node: String,
@@ -85,7 +92,7 @@ pub struct ClusterOutlet {
 
 /// The far ends of a [`ClusterOutlet`], for the cluster link to read.
 pub type ClusterQueue = mpsc::Receiver<StoredMessage>;
-pub type NickQueue = mpsc::UnboundedReceiver<NickRequest>;
+pub type NickQueue = mpsc::UnboundedReceiver<ClusterRequest>;
 
 impl ClusterOutlet {
     /// An outlet holding up to `capacity` messages, and its far ends.
@@ -99,7 +106,7 @@ impl ClusterOutlet {
     }
 
     /// Asks the cluster about a nick.
-    pub(super) fn ask(&self, request: NickRequest) {
+    pub(super) fn ask(&self, request: ClusterRequest) {
         let _ = self.nicks.send(request);
     }
 

@@ -422,6 +422,12 @@ impl State {
         style: Style,
     ) {
         let notice = style == Style::Notice;
+        if self.find_nick(to).is_none() && self.cluster.is_some() {
+            if let Some(remote) = self.remote_by_nick(to) {
+                self.private_to_remote(config, id, remote, text, notice);
+                return;
+            }
+        }
         let Some(target) = self.find_nick(to) else {
             self.deliver_event(
                 id,
@@ -481,6 +487,58 @@ impl State {
             );
         }
         self.hold_if_target_congested(id, target);
+    }
+}
+
+impl State {
+    /// Another node's member with the nick `nick`, if there is one.
+    fn remote_by_nick(&self, nick: &str) -> Option<super::cluster::RemoteMember> {
+        let key = crate::protocol::text::nick_key(nick);
+        (self.remote.values())
+            .find(|member| crate::protocol::text::nick_key(&member.presence.nick) == key)
+            .cloned()
+    }
+
+    /// A private message to another node's member: sent there through the
+    /// cluster, echoed here. Not stored (`--store-private` is not served
+    /// in a cluster yet).
+    fn private_to_remote(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        target: super::cluster::RemoteMember,
+        text: &str,
+        notice: bool,
+    ) {
+        let text = config.filter.apply(&sanitize(text)).into_owned();
+        let door = self.members[&id].door.name();
+        self.metrics
+            .messages_in
+            .get_or_create(&DoorLabel { door })
+            .inc();
+        let event = ServerEvent::Private {
+            from: self.members[&id].nick.clone(),
+            to: target.presence.nick.clone(),
+            text,
+            time: config.clock.now_millis(),
+            notice,
+        };
+        if let Some(cluster) = &self.cluster {
+            cluster.ask(super::cluster::ClusterRequest::Deliver {
+                origin: target.origin.clone(),
+                member: target.member,
+                event: event.clone(),
+            });
+        }
+        self.deliver_event(id, event);
+        if let (Some(away), false) = (target.presence.away, notice) {
+            let nick = target.presence.nick;
+            let away = ServerEvent::Away {
+                nick,
+                text: Some(away),
+            };
+            self.deliver_event(id, away);
+        }
     }
 }
 

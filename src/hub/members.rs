@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use tokio::sync::oneshot;
 
-use super::cluster::{Claimed, NickRequest, Presence, RemoteMember};
+use super::cluster::{Claimed, ClusterRequest, Presence, RemoteMember};
 use super::outbox::{outbox, pressure_mark};
 use super::rooms::is_big;
 use super::state::{Member, OperGuess, Room, State, CONSOLE_SENDQ};
@@ -91,7 +91,7 @@ impl State {
         let (dropped, dropped_rx) = oneshot::channel();
         let key = nick_key(&nick);
         if let (Some(cluster), false) = (&self.cluster, door == DoorKind::Console) {
-            cluster.ask(NickRequest::Claim {
+            cluster.ask(ClusterRequest::Claim {
                 member: id,
                 nick: nick.clone(),
                 key: key.clone(),
@@ -262,7 +262,7 @@ impl State {
             Some(cluster) if key != nick_key(&self.members[&id].nick) => {
                 let mut presence = self.presence(config, id);
                 presence.nick = nick.to_string();
-                cluster.ask(NickRequest::Claim {
+                cluster.ask(ClusterRequest::Claim {
                     member: id,
                     nick: nick.to_string(),
                     key,
@@ -282,10 +282,10 @@ impl State {
     pub(super) fn nick_claimed(
         &mut self,
         config: &HubConfig,
-        request: NickRequest,
+        request: ClusterRequest,
         claimed: Claimed,
     ) {
-        let NickRequest::Claim {
+        let ClusterRequest::Claim {
             member: id,
             nick,
             key,
@@ -300,7 +300,7 @@ impl State {
         };
         let Some(member) = self.members.get(&id) else {
             if claimed == Claimed::Granted {
-                cluster.ask(NickRequest::Release { key });
+                cluster.ask(ClusterRequest::Release { key });
             }
             return;
         };
@@ -311,11 +311,11 @@ impl State {
                 Ok(_) => {
                     let old = nick_key(&self.members[&id].nick);
                     self.rename(config, id, &nick, key);
-                    cluster.ask(NickRequest::Release { key: old });
+                    cluster.ask(ClusterRequest::Release { key: old });
                 }
                 // Taken here meanwhile (by a guest, say): given back.
                 Err(refusal) => {
-                    cluster.ask(NickRequest::Release { key });
+                    cluster.ask(ClusterRequest::Release { key });
                     self.deliver_event(id, refusal.to_event(&nick));
                 }
             },
@@ -348,7 +348,7 @@ impl State {
         tracing::info!(%nick, %guest, "nick held elsewhere in the cluster; renamed");
         self.rename(config, id, &guest, guest_key.clone());
         let presence = self.presence(config, id);
-        cluster.ask(NickRequest::Claim {
+        cluster.ask(ClusterRequest::Claim {
             member: id,
             nick: guest,
             key: guest_key,
@@ -380,7 +380,7 @@ impl State {
         if member.door == DoorKind::Console {
             return;
         }
-        cluster.ask(NickRequest::Show {
+        cluster.ask(ClusterRequest::Show {
             key: nick_key(&member.nick),
             presence: self.presence(config, id),
         });
@@ -521,7 +521,7 @@ impl State {
         let key = nick_key(&member.nick);
         self.nicks.remove(&key);
         if let (Some(cluster), false) = (&self.cluster, member.door == DoorKind::Console) {
-            cluster.ask(NickRequest::Release { key });
+            cluster.ask(ClusterRequest::Release { key });
         }
         self.metrics
             .connections

@@ -740,12 +740,12 @@ impl Hub {
         state.message_ids = ids::MessageIds::after(TICKETS_FROM - 1);
     }
 
-    /// The cluster's answer to a nick request (see [`cluster::NickRequest`]).
-    pub fn nick_claimed(&self, request: cluster::NickRequest, claimed: cluster::Claimed) {
+    /// The cluster's answer to a nick request (see [`cluster::ClusterRequest`]).
+    pub fn nick_claimed(&self, request: cluster::ClusterRequest, claimed: cluster::Claimed) {
         let config = &self.shared.config;
         let mut state = self.lock();
         let member = match &request {
-            cluster::NickRequest::Claim {
+            cluster::ClusterRequest::Claim {
                 member,
                 forced: false,
                 ..
@@ -795,6 +795,12 @@ impl Hub {
         };
         state.remote_gone(key, reason);
         state.settle(config);
+    }
+
+    /// A private message from another node for this node's member number
+    /// `member`.
+    pub fn deliver_from_cluster(&self, member: u64, event: ServerEvent) {
+        self.notify(MemberId(member), event);
     }
 
     /// A handle that does not keep the hub alive.

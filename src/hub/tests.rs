@@ -699,7 +699,7 @@ fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_li
 
 #[test]
 fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
-    use cluster::{Claimed, NickRequest};
+    use cluster::{Claimed, ClusterRequest};
     let hub = hub();
     let (outlet, _log, mut asked) = cluster::ClusterOutlet::new(8, "n1");
     hub.send_to_cluster(outlet);
@@ -713,7 +713,7 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
         })
         .unwrap();
     assert_eq!(guest, "guest-n1-1");
-    let Ok(NickRequest::Claim { forced: true, .. }) = asked.try_recv() else {
+    let Ok(ClusterRequest::Claim { forced: true, .. }) = asked.try_recv() else {
         panic!("the guest's name is claimed");
     };
     // `/nick alice` waits for the cluster.
@@ -721,9 +721,9 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     assert_eq!(handled.pending, Some(Pending::Nick));
     assert!(drain(&mut alice).is_empty());
     // Arriving, it was shown to the other nodes (under its guest name).
-    assert!(matches!(asked.try_recv(), Ok(NickRequest::Show { .. })));
+    assert!(matches!(asked.try_recv(), Ok(ClusterRequest::Show { .. })));
     let claim = asked.try_recv().unwrap();
-    assert!(matches!(&claim, NickRequest::Claim { nick, forced: false, .. } if nick == "alice"));
+    assert!(matches!(&claim, ClusterRequest::Claim { nick, forced: false, .. } if nick == "alice"));
     // Taken elsewhere: refused, nothing changes.
     hub.nick_claimed(claim.clone(), Claimed::Taken);
     let events = drain(&mut alice);
@@ -734,7 +734,7 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Nick { new, .. }] if new == "alice"));
     assert_eq!(
         asked.try_recv().unwrap(),
-        NickRequest::Release {
+        ClusterRequest::Release {
             key: crate::protocol::text::nick_key("guest-n1-1")
         }
     );
@@ -747,6 +747,6 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     ));
     assert!(matches!(
         asked.try_recv().unwrap(),
-        NickRequest::Claim { forced: true, .. }
+        ClusterRequest::Claim { forced: true, .. }
     ));
 }
