@@ -684,7 +684,8 @@ async fn watch_members(
     let mut watch = None;
     loop {
         let Some(entries) = watch.as_mut() else {
-            match bucket.watch_all().await {
+            // The current entries first (the last of each key), then changes.
+            match bucket.watch_with_history(">").await {
                 Ok(opened) => watch = Some(opened),
                 Err(error) => {
                     tracing::warn!(%error, "cannot watch the cluster's members; trying again");

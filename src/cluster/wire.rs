@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::hub::cluster::{Presence, RemoteMember};
-use crate::protocol::text::is_ephemeral;
+use crate::protocol::text::{is_ephemeral, normalize_room, sanitize, validate_nick};
 use crate::protocol::{MessageRecord, ServerEvent};
 use crate::store::StoredMessage;
 
@@ -49,9 +49,30 @@ pub fn member_entry(origin: &str, member: u64, presence: &Presence) -> bytes::By
         .into()
 }
 
-/// The member an entry of [`NICKS_BUCKET`] is, if it is one sockchat wrote.
+/// Rooms one entry may list: more than any member may be in.
+const MAX_ENTRY_ROOMS: usize = 1000;
+
+/// The member an entry of [`NICKS_BUCKET`] is, if it is one sockchat
+/// wrote. What another node wrote is checked as a client's input would be:
+/// a valid nick, valid room names (not too many), harmless text.
 pub fn remote_member(value: &[u8]) -> Option<RemoteMember> {
-    serde_json::from_slice(value).ok()
+    let mut member: RemoteMember = serde_json::from_slice(value).ok()?;
+    let presence = &mut member.presence;
+    validate_nick(&presence.nick).ok()?;
+    if presence.rooms.len() > MAX_ENTRY_ROOMS
+        || presence
+            .rooms
+            .iter()
+            .any(|room| normalize_room(room).ok().as_ref() != Some(room))
+    {
+        return None;
+    }
+    presence.door = door_name(&presence.door).to_string();
+    presence.away = presence
+        .away
+        .take()
+        .map(|away| sanitize(&away).into_owned());
+    Some(member)
 }
 
 /// The member id in an entry this node wrote.
@@ -79,8 +100,27 @@ pub fn read_private(payload: &[u8]) -> Option<(String, u64, ServerEvent)> {
     let to = value.get("to")?.as_str()?.to_string();
     let member = value.get("member")?.as_u64()?;
     let event: ServerEvent = serde_json::from_value(value.get("event")?.clone()).ok()?;
-    // Only private messages travel this way.
-    matches!(event, ServerEvent::Private { .. }).then_some((to, member, event))
+    // Only private messages travel this way, checked as a client's input.
+    let ServerEvent::Private {
+        from,
+        to: recipient,
+        text,
+        time,
+        notice,
+    } = event
+    else {
+        return None;
+    };
+    validate_nick(&from).ok()?;
+    validate_nick(&recipient).ok()?;
+    let event = ServerEvent::Private {
+        from,
+        to: recipient,
+        text: sanitize(&text).into_owned(),
+        time,
+        notice,
+    };
+    Some((to, member, event))
 }
 
 /// Which node (and which run of it) said a message: `NODE/BOOT`.
@@ -180,6 +220,8 @@ pub enum WireError {
     Payload(#[from] serde_json::Error),
     #[error("a message for a room of another subject ({0})")]
     WrongSubject(String),
+    #[error("a room name or a sender that no client could have")]
+    NotValid,
 }
 
 /// The message at `sequence` in the log, as this node (`me`) stores and
@@ -193,12 +235,20 @@ pub fn decode(
     ticket: Option<&str>,
     payload: &[u8],
 ) -> Result<StoredMessage, WireError> {
-    let payload: Payload = serde_json::from_slice(payload)?;
+    let mut payload: Payload = serde_json::from_slice(payload)?;
     // A room name that does not give back its subject was not written by
     // `encode`: it could name a room its subject's readers do not expect.
     if subject(&payload.room) != subject_published {
         return Err(WireError::WrongSubject(subject_published.to_string()));
     }
+    // Checked as a client's input would be: what one node wrote reaches
+    // every node's terminals and IRC clients.
+    if normalize_room(&payload.room).ok().as_ref() != Some(&payload.room)
+        || validate_nick(&payload.from).is_err()
+    {
+        return Err(WireError::NotValid);
+    }
+    payload.text = sanitize(&payload.text).into_owned();
     let ticket = match origin {
         Some(origin) if origin == me.header() => ticket.and_then(|ticket| ticket.parse().ok()),
         _ => None,
@@ -316,5 +366,28 @@ mod tests {
         let outbound = encode(&me, &said(5, "lobby", "hi"));
         let moved = decode(&me, 2, "sockchat.room.ops", None, None, &outbound.payload);
         assert!(matches!(moved, Err(WireError::WrongSubject(_))));
+        // What no client could say is refused; text is made harmless.
+        let mut forged = said(6, "lobby", "ring\x1b[2J\r\nPRIVMSG #x :spoof");
+        forged.record.from = "evil nick\r\n".into();
+        let outbound = encode(&me, &forged);
+        let refused = decode(&me, 3, "sockchat.room.lobby", None, None, &outbound.payload);
+        assert!(matches!(refused, Err(WireError::NotValid)));
+        forged.record.from = "evil".into();
+        let outbound = encode(&me, &forged);
+        let read = decode(&me, 4, "sockchat.room.lobby", None, None, &outbound.payload).unwrap();
+        assert!(!read.record.text.contains('\x1b') && !read.record.text.contains('\n'));
+        let entry = |nick: &str, room: &str| {
+            let presence = Presence {
+                nick: nick.into(),
+                door: "tcp".into(),
+                rooms: vec![room.into()],
+                away: Some("out\x1b[31m".into()),
+            };
+            remote_member(&member_entry("n1/1", 1, &presence))
+        };
+        assert!(entry("bad nick", "lobby").is_none());
+        assert!(entry("alice", "Not A Room").is_none());
+        let alice = entry("alice", "lobby").unwrap();
+        assert!(!alice.presence.away.unwrap().contains('\x1b'));
     }
 }

@@ -363,8 +363,12 @@ impl State {
         Presence {
             nick: member.nick.clone(),
             door: member.door.name().to_string(),
+            // A secret room is known to its own members only: other nodes'
+            // members cannot join it through the directory, so they are
+            // not told of it.
             rooms: (member.rooms.iter())
                 .filter(|room| self.is_seen_in(config, id, room))
+                .filter(|room| !self.rooms.get(*room).is_some_and(|room| room.secret))
                 .cloned()
                 .collect(),
             away: member.away.clone(),
@@ -488,6 +492,7 @@ impl State {
         for member in self.audience(config, id) {
             self.deliver(member, event.clone());
         }
+        self.show(config, id);
     }
 
     /// The member and everyone who shares a room with it, once each (in

@@ -732,6 +732,11 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     // Granted: renamed, and the guest name given back.
     hub.nick_claimed(claim, Claimed::Granted);
     assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Nick { new, .. }] if new == "alice"));
+    // Shown to the other nodes under its new name, then the old let go.
+    assert!(matches!(
+        asked.try_recv().unwrap(),
+        ClusterRequest::Show { presence, .. } if presence.nick == "alice"
+    ));
     assert_eq!(
         asked.try_recv().unwrap(),
         ClusterRequest::Release {
@@ -744,6 +749,12 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     assert!(matches!(
         &drain(&mut alice)[..],
         [ServerEvent::Nick { old, new }] if old == "alice" && new.starts_with("guest-n1-")
+    ));
+    // Shown first (under a name not yet held, so the link ignores it),
+    // then claimed with the same presence.
+    assert!(matches!(
+        asked.try_recv().unwrap(),
+        ClusterRequest::Show { .. }
     ));
     assert!(matches!(
         asked.try_recv().unwrap(),
