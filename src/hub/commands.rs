@@ -422,25 +422,18 @@ impl State {
         style: Style,
     ) {
         let notice = style == Style::Notice;
-        if self.find_nick(to).is_none() && self.cluster.is_some() {
+        let Some(target) = self.find_nick(to) else {
             if let Some(remote) = self.remote_by_nick(to) {
                 self.private_to_remote(config, id, remote, text, notice);
                 return;
             }
-        }
-        let Some(target) = self.find_nick(to) else {
             self.deliver_event(
                 id,
                 ServerEvent::error_about(ErrorCode::NoSuchNick, to, format!("no such nick: {to}")),
             );
             return;
         };
-        let text = config.filter.apply(&sanitize(text)).into_owned();
-        let door = self.members[&id].door.name();
-        self.metrics
-            .messages_in
-            .get_or_create(&DoorLabel { door })
-            .inc();
+        let text = self.private_text(config, id, text);
         let (from, to, time) = (
             self.members[&id].nick.clone(),
             self.members[&target].nick.clone(),
@@ -491,7 +484,19 @@ impl State {
 }
 
 impl State {
-    /// Another node's member with the nick `nick`, if there is one.
+    /// A private message's text as its recipient sees it, counted as a
+    /// message in from the sender's door.
+    fn private_text(&self, config: &HubConfig, id: MemberId, text: &str) -> String {
+        let door = self.members[&id].door.name();
+        self.metrics
+            .messages_in
+            .get_or_create(&DoorLabel { door })
+            .inc();
+        config.filter.apply(&sanitize(text)).into_owned()
+    }
+
+    /// Another node's member with the nick `nick`, if there is one (none
+    /// without a cluster: the directory is empty).
     fn remote_by_nick(&self, nick: &str) -> Option<super::cluster::RemoteMember> {
         let key = crate::protocol::text::nick_key(nick);
         (self.remote.values())
@@ -510,12 +515,7 @@ impl State {
         text: &str,
         notice: bool,
     ) {
-        let text = config.filter.apply(&sanitize(text)).into_owned();
-        let door = self.members[&id].door.name();
-        self.metrics
-            .messages_in
-            .get_or_create(&DoorLabel { door })
-            .inc();
+        let text = self.private_text(config, id, text);
         let event = ServerEvent::Private {
             from: self.members[&id].nick.clone(),
             to: target.presence.nick.clone(),
