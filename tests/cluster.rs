@@ -641,3 +641,107 @@ async fn private_messages_cross_nodes_both_ways() {
         node.stop().await;
     }
 }
+
+/// `config` as node `node` of the cluster at `nats`, with a lease of
+/// `lease` (renewals, and asks the link could not make, every third).
+fn clustered_with_lease(
+    config: ServeConfig,
+    nats: &NatsServer,
+    node: &str,
+    lease: std::time::Duration,
+) -> ServeConfig {
+    let mut config = clustered(config, nats, node);
+    config.cluster.as_mut().unwrap().lease = lease;
+    config
+}
+
+#[tokio::test]
+async fn a_guest_arriving_while_nats_is_away_holds_its_name_once_it_is_back() {
+    let mut nats = NatsServer::start().await;
+    let lease = std::time::Duration::from_secs(3);
+    let n1 = start(clustered_with_lease(config(), &nats, "n1", lease)).await;
+    let n2 = start(clustered_with_lease(config(), &nats, "n2", lease)).await;
+    let mut watcher = n2.client_named("watcher").await;
+    let mut other = n2.client_named("other").await;
+    nats.kill().await;
+    watcher.expect("the cluster link is down").await;
+    // Its name cannot be claimed now, and it is a name it has already.
+    let guest = n1.client().await;
+    let nats = nats.restart().await;
+    watcher.expect("the cluster link is back").await;
+    // Claimed once the link is back: shown to the other nodes, and theirs
+    // to take no more.
+    watcher.expect(&format!("{} joined", guest.nick)).await;
+    assert!(!try_nick(&mut other, &guest.nick).await);
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+    drop(nats);
+}
+
+#[tokio::test]
+async fn a_renewal_whose_answer_was_lost_keeps_the_nick() {
+    use futures_util::StreamExt;
+    let nats = NatsServer::start().await;
+    let lease = std::time::Duration::from_secs(3);
+    let n1 = start(clustered_with_lease(config(), &nats, "n1", lease)).await;
+    let mut alice = n1.client_named("alice").await;
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let bucket = async_nats::jetstream::new(client)
+        .get_key_value("sockchat_nicks")
+        .await
+        .unwrap();
+    // The node's own entry, written again: as if a write of the node had
+    // landed and its answer been lost, the node holds an older revision.
+    let entry = bucket.entry("alice").await.unwrap().unwrap();
+    let landed = bucket.put("alice", entry.value).await.unwrap();
+    // The node's next renewal finds out, and renews on from there.
+    let mut changes = bucket.watch("alice").await.unwrap();
+    let renewed = tokio::time::timeout(common::PATIENCE, async {
+        loop {
+            let change = changes.next().await.unwrap().unwrap();
+            if change.revision > landed {
+                return change.operation;
+            }
+        }
+    })
+    .await
+    .expect("the node renews alice's nick again");
+    assert_eq!(renewed, async_nats::jetstream::kv::Operation::Put);
+    // And alice was never renamed.
+    alice.send("/ping").await;
+    loop {
+        let line = alice.line().await;
+        assert!(!line.contains("known as"), "{line}");
+        if line.contains("pong") {
+            break;
+        }
+    }
+    alice.send("/who").await;
+    assert!(alice.expect("has").await.contains("alice"));
+    n1.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_whose_history_is_not_the_clusters_refuses_to_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("single.db");
+    // A single node's history first.
+    let single = start(config_with_history(&db)).await;
+    let mut alice = single.client_named("alice").await;
+    alice.send("said on one node").await;
+    alice.expect("said on one node").await;
+    drop(alice);
+    single.stop().await;
+    // Then the same file, in a cluster whose log has fewer messages.
+    let nats = NatsServer::start().await;
+    let config = clustered(config_with_history(&db), &nats, "n1");
+    let Err(refused) = sockchat::server::Server::bind(config).await else {
+        panic!("the node joined a cluster whose history is not its own");
+    };
+    let refusal = format!("{refused:#}");
+    assert!(
+        refusal.contains("is not this cluster's history"),
+        "{refusal}"
+    );
+}

@@ -10,9 +10,12 @@
 //! the hub, starting after the last message this node has stored, so a
 //! node that was down catches up by itself. What travels is in `wire`.
 
+mod directory;
+mod nicks;
+mod privates;
 pub mod wire;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +28,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hub::cluster::{
-    Claimed, ClusterOutlet, ClusterQueue, ClusterRequest, NickQueue, CLUSTER_QUEUE,
-};
+use crate::hub::cluster::{ClusterOutlet, ClusterQueue, CLUSTER_QUEUE};
 use crate::hub::Hub;
 use crate::store::StoredMessage;
 use wire::{Origin, Outbound};
@@ -112,9 +113,10 @@ impl ClusterLink {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let reconnected = Arc::new(Notify::new());
+        let link_down = Arc::new(AtomicBool::new(false));
         let watcher = LinkWatcher {
             hub: hub.downgrade(),
-            down: Arc::new(AtomicBool::new(false)),
+            down: link_down.clone(),
             reconnected: reconnected.clone(),
         };
         let client = async_nats::ConnectOptions::new()
@@ -160,6 +162,19 @@ impl ClusterLink {
             },
             false => consumer::DeliverPolicy::New,
         };
+        if let consumer::DeliverPolicy::ByStartSequence { start_sequence } = start {
+            let log_ends = log.cached_info().state.last_sequence;
+            // Ids the log has not given out yet: this history is not the
+            // cluster's (a single node's, or the log was made anew), and
+            // the log's messages would take those ids again.
+            anyhow::ensure!(
+                start_sequence <= log_ends + 1,
+                "this node's history holds messages up to id {}, but the cluster's log \
+                 ends at {log_ends}: it is not this cluster's history; start the node \
+                 with another --db",
+                start_sequence - 1
+            );
+        }
         let reader = open_reader(&log, start).await?;
         hub.metrics().cluster_link_up.set(1);
         let nicks_config = kv::Config {
@@ -173,7 +188,7 @@ impl ClusterLink {
         let nicks = retry_at_start(|| jetstream.create_or_update_key_value(nicks_config.clone()))
             .await
             .context("cannot open the cluster's nicks (JetStream KV sockchat_nicks)")?;
-        let (outlet, queue, nick_requests) = ClusterOutlet::new(CLUSTER_QUEUE, &config.node);
+        let (outlet, ends) = ClusterOutlet::new(CLUSTER_QUEUE, &config.node);
         hub.send_to_cluster(outlet);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -181,7 +196,7 @@ impl ClusterLink {
             hub.downgrade(),
             jetstream,
             origin.clone(),
-            queue,
+            ends.messages,
             stop.clone(),
         ));
         let position = Position {
@@ -189,30 +204,37 @@ impl ClusterLink {
             start,
             reconnected,
         };
-        tasks.spawn(watch_members(
+        let me = origin.header();
+        tasks.spawn(directory::watch_members(
             hub.downgrade(),
             nicks.clone(),
             config.lease,
-            origin.clone(),
+            me.clone(),
+            link_down.clone(),
             stop.clone(),
         ));
         let privates = client
             .subscribe(wire::private_subject(&config.node))
             .await
             .context("cannot take private messages from the cluster")?;
-        tasks.spawn(receive_privates(
+        tasks.spawn(privates::receive_privates(
             hub.downgrade(),
             privates,
-            origin.clone(),
+            me.clone(),
             stop.clone(),
         ));
-        tasks.spawn(hold_nicks(
-            hub.downgrade(),
+        tasks.spawn(privates::send_privates(
             client.clone(),
+            ends.privates,
+            stop.clone(),
+        ));
+        tasks.spawn(nicks::hold_nicks(
+            hub.downgrade(),
             nicks,
             config.lease / 3,
-            origin.clone(),
-            nick_requests,
+            me,
+            link_down,
+            ends.nicks,
             stop.clone(),
         ));
         tasks.spawn(read(
@@ -334,6 +356,7 @@ async fn publish(
         let Some(message) = next else { break };
         let outbound = wire::encode(&origin, &message);
         let Some(ack) = publish_until_sent(&jetstream, &outbound, &stop).await else {
+            unpublished(1 + queue.len() + in_flight.len());
             break;
         };
         in_flight.push_back((outbound, ack));
@@ -348,10 +371,19 @@ async fn publish(
             metrics.cluster_republished.inc();
             match publish_until_sent(&jetstream, &outbound, &stop).await {
                 Some(ack) => in_flight.push_front((outbound, ack)),
-                None => return,
+                None => return unpublished(1 + queue.len() + in_flight.len()),
             }
         }
     }
+}
+
+/// Says what a node stopping while the link is down leaves unsaid: its
+/// members were told the link was down, and saw none of it.
+fn unpublished(count: usize) {
+    tracing::warn!(
+        count,
+        "stopping with the cluster link down: messages never published"
+    );
 }
 
 /// Publishes `outbound`, trying again every second until the link takes it
@@ -428,6 +460,7 @@ async fn read(
     stop: CancellationToken,
 ) {
     let mut last_read = None;
+    let mut recent = RecentTickets::default();
     let mut check = tokio::time::interval(STALL_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Checks in a row that found the reader behind with nothing read.
@@ -496,7 +529,7 @@ async fn read(
                             hub.metrics().cluster_lag.set(info.pending as i64);
                         }
                     }
-                    batch.extend(read_one(&me, &message));
+                    batch.extend(read_one(&me, &message, &mut recent));
                 }
                 Err(error) => tracing::warn!(%error, "reading the cluster's log"),
             }
@@ -530,8 +563,41 @@ async fn reopen(
     }
 }
 
-/// One message of the log, if it is one sockchat wrote.
-fn read_one(me: &Origin, message: &jetstream::Message) -> Option<StoredMessage> {
+/// The last [`RecentTickets::KEPT`] messages read, by who said them and
+/// their ticket there: a message published twice (its first
+/// acknowledgement lost, and the second sent after the log's duplicate
+/// window) is in the log twice, and read once.
+#[derive(Debug, Default)]
+struct RecentTickets {
+    seen: HashSet<(String, u64)>,
+    order: VecDeque<(String, u64)>,
+}
+
+impl RecentTickets {
+    const KEPT: usize = 64 * 1024;
+
+    /// Whether `(origin, ticket)` is new, remembering it.
+    fn first_time(&mut self, origin: &str, ticket: u64) -> bool {
+        let said = (origin.to_string(), ticket);
+        if !self.seen.insert(said.clone()) {
+            return false;
+        }
+        self.order.push_back(said);
+        if self.order.len() > Self::KEPT {
+            let oldest = self.order.pop_front().expect("not empty");
+            self.seen.remove(&oldest);
+        }
+        true
+    }
+}
+
+/// One message of the log, if it is one sockchat wrote and not read
+/// before.
+fn read_one(
+    me: &Origin,
+    message: &jetstream::Message,
+    recent: &mut RecentTickets,
+) -> Option<StoredMessage> {
     let sequence = message.info().ok()?.stream_sequence;
     let header = |name: &str| {
         message
@@ -540,6 +606,17 @@ fn read_one(me: &Origin, message: &jetstream::Message) -> Option<StoredMessage> 
             .and_then(|headers| headers.get(name))
             .map(|value| value.as_str())
     };
+    if let (Some(origin), Some(ticket)) = (header(wire::ORIGIN_HEADER), header(wire::TICKET_HEADER))
+    {
+        let ticket = ticket.parse().unwrap_or(0);
+        if !recent.first_time(origin, ticket) {
+            tracing::info!(
+                sequence,
+                "skipping a second copy of a message in the cluster's log"
+            );
+            return None;
+        }
+    }
     let decoded = wire::decode(
         me,
         sequence,
@@ -555,216 +632,21 @@ fn read_one(me: &Origin, message: &jetstream::Message) -> Option<StoredMessage> 
         .ok()
 }
 
-/// Claims, releases and renews this node's nicks in the cluster's nicks
-/// bucket. A claim is a create, which JetStream refuses if the key has a
-/// value: a compare-and-set, so of two nodes claiming one nick at once
-/// exactly one gets it. Each claim is renewed (an update expecting the
-/// revision this node wrote) `every` third of the lease; one not renewed
-/// for the lease lapses, which frees a dead node's nicks.
-async fn hold_nicks(
-    hub: crate::hub::WeakHub,
-    client: async_nats::Client,
-    bucket: kv::Store,
-    every: Duration,
-    origin: Origin,
-    mut requests: NickQueue,
-    stop: CancellationToken,
-) {
-    let origin = origin.header();
-    // Key to the revision this node last wrote, and what it wrote.
-    let mut held: HashMap<String, (u64, bytes::Bytes)> = HashMap::new();
-    let mut renew = tokio::time::interval(every);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            request = requests.recv() => {
-                let Some(request) = request else { return };
-                let Some(hub) = hub.upgrade() else { return };
-                match &request {
-                    ClusterRequest::Claim { key, member, presence, .. } => {
-                        let value = wire::member_entry(&origin, member.number(), presence);
-                        let created = bucket.create(wire::nick_key(key), value.clone()).await;
-                        let claimed = match created {
-                            Ok(revision) => {
-                                held.insert(key.clone(), (revision, value));
-                                Claimed::Granted
-                            }
-                            Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => {
-                                Claimed::Taken
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "cannot claim a nick in the cluster");
-                                Claimed::Unavailable
-                            }
-                        };
-                        hub.nick_claimed(request, claimed);
-                    }
-                    ClusterRequest::Show { key, presence } => {
-                        let Some((revision, value)) = held.get_mut(key) else { continue };
-                        let Some(member) = wire::entry_member(value) else { continue };
-                        let shown = wire::member_entry(&origin, member, presence);
-                        match bucket.update(wire::nick_key(key), shown.clone(), *revision).await {
-                            Ok(next) => *revision = next,
-                            // Shown at the next renewal, which sends it.
-                            Err(error) => tracing::debug!(%error, "showing a member"),
-                        }
-                        *value = shown;
-                    }
-                    ClusterRequest::Deliver { origin: to, member, event } => {
-                        let (subject, payload) = wire::private(to, *member, event);
-                        if let Err(error) = client.publish(subject, payload).await {
-                            tracing::warn!(%error, "a private message to another node was lost");
-                        }
-                    }
-                    ClusterRequest::Release { key } => {
-                        if let Some((revision, _)) = held.remove(key) {
-                            let deleted = bucket
-                                .delete_expect_revision(wire::nick_key(key), Some(revision))
-                                .await;
-                            if let Err(error) = deleted {
-                                // Lapsed, or taken since: not ours to free.
-                                tracing::debug!(%error, "releasing a nick");
-                            }
-                        }
-                    }
-                }
-            }
-            _ = renew.tick() => {
-                let mut lost = Vec::new();
-                for (key, (revision, value)) in held.iter_mut() {
-                    let renewed = bucket.update(wire::nick_key(key), value.clone(), *revision).await;
-                    match renewed {
-                        Ok(next) => *revision = next,
-                        Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                            // Lapsed (the link was down past the lease):
-                            // claimed again if nobody took it meanwhile.
-                            match bucket.create(wire::nick_key(key), value.clone()).await {
-                                Ok(next) => *revision = next,
-                                Err(_) => lost.push(key.clone()),
-                            }
-                        }
-                        // The link is down: tried again at the next tick.
-                        Err(_) => {}
-                    }
-                }
-                if !lost.is_empty() {
-                    let Some(hub) = hub.upgrade() else { return };
-                    for key in lost {
-                        held.remove(&key);
-                        hub.nick_lost(&key);
-                    }
-                }
-            }
-            () = stop.cancelled() => {
-                // Leaving: this node's nicks are free at once, not at the lease.
-                for (key, (revision, _)) in held {
-                    let _ = bucket.delete_expect_revision(wire::nick_key(&key), Some(revision)).await;
-                }
-                return;
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::RecentTickets;
 
-/// Watches the nicks bucket for the other nodes' members: an entry is a
-/// member somewhere, a change of its rooms a join or a leave, a deleted
-/// entry a member that quit, and an entry not renewed for a lease a
-/// member whose node died (or lost NATS).
-async fn watch_members(
-    hub: crate::hub::WeakHub,
-    bucket: kv::Store,
-    lease: Duration,
-    origin: Origin,
-    stop: CancellationToken,
-) {
-    let me = origin.header();
-    let mut last_seen: HashMap<String, tokio::time::Instant> = HashMap::new();
-    let mut sweep = tokio::time::interval(lease / 3);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut watch = None;
-    loop {
-        let Some(entries) = watch.as_mut() else {
-            // The current entries first (the last of each key), then changes.
-            match bucket.watch_with_history(">").await {
-                Ok(opened) => watch = Some(opened),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot watch the cluster's members; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        () = stop.cancelled() => return,
-                    }
-                }
-            }
-            continue;
-        };
-        tokio::select! {
-            entry = entries.next() => {
-                let Some(hub) = hub.upgrade() else { return };
-                match entry {
-                    Some(Ok(entry)) => match entry.operation {
-                        kv::Operation::Put => {
-                            let Some(member) = wire::remote_member(&entry.value) else { continue };
-                            if member.origin == me {
-                                continue;
-                            }
-                            last_seen.insert(entry.key.clone(), tokio::time::Instant::now());
-                            hub.remote_seen(entry.key, member);
-                        }
-                        kv::Operation::Delete | kv::Operation::Purge => {
-                            last_seen.remove(&entry.key);
-                            hub.remote_gone(&entry.key, false);
-                        }
-                    },
-                    // Broken off (NATS went away): watched again.
-                    Some(Err(error)) => {
-                        tracing::info!(%error, "watching the cluster's members again");
-                        watch = None;
-                    }
-                    None => watch = None,
-                }
-            }
-            _ = sweep.tick() => {
-                let now = tokio::time::Instant::now();
-                let lapsed: Vec<String> = last_seen
-                    .iter()
-                    .filter(|(_, seen)| now.duration_since(**seen) > lease)
-                    .map(|(key, _)| key.clone())
-                    .collect();
-                if lapsed.is_empty() {
-                    continue;
-                }
-                let Some(hub) = hub.upgrade() else { return };
-                for key in lapsed {
-                    last_seen.remove(&key);
-                    hub.remote_gone(&key, true);
-                }
-            }
-            () = stop.cancelled() => return,
+    #[test]
+    fn a_message_is_read_once_by_origin_and_ticket() {
+        let mut recent = RecentTickets::default();
+        assert!(recent.first_time("n1/1", 7));
+        assert!(recent.first_time("n2/1", 7));
+        assert!(!recent.first_time("n1/1", 7));
+        for ticket in 0..RecentTickets::KEPT as u64 {
+            recent.first_time("n3/1", ticket);
         }
-    }
-}
-
-/// Private messages from other nodes to this node's members.
-async fn receive_privates(
-    hub: crate::hub::WeakHub,
-    mut privates: async_nats::Subscriber,
-    origin: Origin,
-    stop: CancellationToken,
-) {
-    let me = origin.header();
-    loop {
-        let message = tokio::select! {
-            message = privates.next() => message,
-            () = stop.cancelled() => return,
-        };
-        let Some(message) = message else { return };
-        let Some(hub) = hub.upgrade() else { return };
-        match wire::read_private(&message.payload) {
-            // For this run of the node only: a member number of an
-            // earlier run is someone else now.
-            Some((to, member, event)) if to == me => hub.deliver_from_cluster(member, event),
-            Some(_) => {}
-            None => tracing::warn!("skipping a private message that is not sockchat's"),
-        }
+        // Long forgotten by now.
+        assert!(recent.first_time("n1/1", 7));
+        assert_eq!(recent.order.len(), RecentTickets::KEPT);
     }
 }

@@ -38,10 +38,11 @@ pub fn nick_key(key: &str) -> String {
 
 /// A member's entry in [`NICKS_BUCKET`]: its node's run (`origin`, as
 /// [`Origin::header`] says it), its id there, and what others see of it.
-pub fn member_entry(origin: &str, member: u64, presence: &Presence) -> bytes::Bytes {
+pub fn member_entry(origin: &str, member: u64, version: u64, presence: &Presence) -> bytes::Bytes {
     let entry = RemoteMember {
         origin: origin.to_string(),
         member,
+        version,
         presence: presence.clone(),
     };
     serde_json::to_vec(&entry)
@@ -383,7 +384,7 @@ mod tests {
                 rooms: vec![room.into()],
                 away: Some("out\x1b[31m".into()),
             };
-            remote_member(&member_entry("n1/1", 1, &presence))
+            remote_member(&member_entry("n1/1", 1, 1, &presence))
         };
         assert!(entry("bad nick", "lobby").is_none());
         assert!(entry("alice", "Not A Room").is_none());

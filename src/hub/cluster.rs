@@ -66,6 +66,11 @@ pub struct RemoteMember {
     pub origin: String,
     /// Its id on that node.
     pub member: u64,
+    /// Counts up each time its node shows a change of it: of two entries
+    /// for one member (under its old nick and its new one, say), the
+    /// higher is what it is now.
+    #[serde(default)]
+    pub version: u64,
     #[serde(flatten)]
     pub presence: Presence,
 }
@@ -85,6 +90,7 @@ pub enum Claimed {
 pub struct ClusterOutlet {
     queue: mpsc::Sender<StoredMessage>,
     nicks: mpsc::UnboundedSender<ClusterRequest>,
+    privates: mpsc::UnboundedSender<ClusterRequest>,
     /// This node's name, in its guests' names (`guest-NODE-N`), which
     /// therefore never clash with another node's.
     pub node: String,
@@ -94,20 +100,45 @@ pub struct ClusterOutlet {
 pub type ClusterQueue = mpsc::Receiver<StoredMessage>;
 pub type NickQueue = mpsc::UnboundedReceiver<ClusterRequest>;
 
+/// What the cluster link reads from a [`ClusterOutlet`]: room messages,
+/// nick requests, and private messages (`Deliver`), each on its own, so
+/// none waits behind the others.
+#[derive(Debug)]
+pub struct ClusterEnds {
+    pub messages: ClusterQueue,
+    pub nicks: NickQueue,
+    pub privates: NickQueue,
+}
+
 impl ClusterOutlet {
     /// An outlet holding up to `capacity` messages, and its far ends.
-    pub fn new(capacity: usize, node: &str) -> (ClusterOutlet, ClusterQueue, NickQueue) {
-        let (queue, far_end) = mpsc::channel(capacity);
-        // Nick requests come at most one per command, which the session's
-        // rate limit bounds; each is small.
-        let (nicks, nick_queue) = mpsc::unbounded_channel();
+    pub fn new(capacity: usize, node: &str) -> (ClusterOutlet, ClusterEnds) {
+        let (queue, messages) = mpsc::channel(capacity);
+        // Nick requests and private messages come at most one per
+        // command, which the session's rate limit bounds.
+        let (nicks, nick_requests) = mpsc::unbounded_channel();
+        let (privates, private_messages) = mpsc::unbounded_channel();
         let node = node.to_string();
-        (ClusterOutlet { queue, nicks, node }, far_end, nick_queue)
+        let outlet = ClusterOutlet {
+            queue,
+            nicks,
+            privates,
+            node,
+        };
+        let ends = ClusterEnds {
+            messages,
+            nicks: nick_requests,
+            privates: private_messages,
+        };
+        (outlet, ends)
     }
 
-    /// Asks the cluster about a nick.
+    /// Asks the cluster about a nick, or to carry a private message.
     pub(super) fn ask(&self, request: ClusterRequest) {
-        let _ = self.nicks.send(request);
+        let _ = match request {
+            ClusterRequest::Deliver { .. } => self.privates.send(request),
+            _ => self.nicks.send(request),
+        };
     }
 
     /// Queues a message for the log; `false` if the queue is full or the

@@ -71,7 +71,7 @@ impl State {
             query: None,
             to_publish: false,
             oper: None,
-            nick_claim: false,
+            nick_claim: None,
         };
         if !self.members.contains_key(&id) {
             handled.flow = Flow::Quit;
@@ -499,9 +499,7 @@ impl State {
     /// without a cluster: the directory is empty).
     fn remote_by_nick(&self, nick: &str) -> Option<super::cluster::RemoteMember> {
         let key = crate::protocol::text::nick_key(nick);
-        (self.remote.values())
-            .find(|member| crate::protocol::text::nick_key(&member.presence.nick) == key)
-            .cloned()
+        self.remote.get(&key).cloned()
     }
 
     /// A private message to another node's member: sent there through the

@@ -248,13 +248,18 @@ impl State {
     }
 
     /// Renames a member, or, in a cluster, asks the cluster for the nick
-    /// first (`true`: the answer comes to [`State::nick_claimed`]).
-    pub(super) fn change_nick(&mut self, config: &HubConfig, id: MemberId, nick: &str) -> bool {
+    /// first (then its key: the answer comes to [`State::nick_claimed`]).
+    pub(super) fn change_nick(
+        &mut self,
+        config: &HubConfig,
+        id: MemberId,
+        nick: &str,
+    ) -> Option<String> {
         let key = match self.check_nick(nick, Some(id)) {
             Ok(key) => key,
             Err(refusal) => {
                 self.deliver_event(id, refusal.to_event(nick));
-                return false;
+                return None;
             }
         };
         match &self.cluster {
@@ -265,15 +270,15 @@ impl State {
                 cluster.ask(ClusterRequest::Claim {
                     member: id,
                     nick: nick.to_string(),
-                    key,
+                    key: key.clone(),
                     forced: false,
                     presence,
                 });
-                true
+                Some(key)
             }
             _ => {
                 self.rename(config, id, nick, key);
-                false
+                None
             }
         }
     }
@@ -394,11 +399,21 @@ impl State {
     /// rename, or of rooms joined and left, for the members here who
     /// share them.
     pub(super) fn remote_seen(&mut self, key: String, seen: RemoteMember) {
-        let who = (seen.origin.clone(), seen.member);
-        let before = match self.remote_keys.insert(who, key.clone()) {
-            Some(old_key) if old_key != key => self.remote.remove(&old_key),
-            _ => self.remote.remove(&key),
-        };
+        // The key was another member's, whose claim lapsed: that one is
+        // gone, and this one is new.
+        if (self.remote.get(&key)).is_some_and(|held| {
+            (held.origin.as_str(), held.member) != (seen.origin.as_str(), seen.member)
+        }) {
+            self.remote_gone(&key, LeaveReason::Lost);
+        }
+        // An older entry of the member than the one known (its old nick's,
+        // renewed just before its node freed it) says nothing new.
+        let known = (self.remote.key_of(&seen.origin, seen.member))
+            .and_then(|known| self.remote.get(known));
+        if known.is_some_and(|known| seen.version < known.version) {
+            return;
+        }
+        let before = self.remote.insert(key, seen.clone());
         let before_rooms = before
             .as_ref()
             .map_or_else(Vec::new, |old| old.presence.rooms.clone());
@@ -444,7 +459,6 @@ impl State {
             };
             self.broadcast(room, left);
         }
-        self.remote.insert(key, seen);
     }
 
     /// Another node's member has gone: its node let go of its claim
@@ -453,10 +467,6 @@ impl State {
         let Some(gone) = self.remote.remove(key) else {
             return;
         };
-        let who = (gone.origin.clone(), gone.member);
-        if self.remote_keys.get(&who).is_some_and(|held| held == key) {
-            self.remote_keys.remove(&who);
-        }
         for room in &gone.presence.rooms {
             let left = ServerEvent::Leave {
                 room: room.clone(),
@@ -469,12 +479,8 @@ impl State {
     }
 
     /// Other nodes' members in `room`, by nick.
-    pub(super) fn remote_nicks_in(&self, room: &str) -> impl Iterator<Item = &str> {
-        let room = room.to_string();
-        self.remote
-            .values()
-            .filter(move |member| member.presence.rooms.contains(&room))
-            .map(|member| member.presence.nick.as_str())
+    pub(super) fn remote_nicks_in<'a>(&'a self, room: &str) -> impl Iterator<Item = &'a str> + 'a {
+        (self.remote.in_room(room)).map(|member| member.presence.nick.as_str())
     }
 
     /// Gives the member `nick` (whose key is `key`) and tells whoever

@@ -22,6 +22,7 @@ pub mod ids;
 mod members;
 pub mod operators;
 pub mod outbox;
+mod remote;
 mod rooms;
 mod state;
 
@@ -271,7 +272,7 @@ impl Drop for Reservation {
 }
 
 /// What a command did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handled {
     /// Whether the member stays.
     pub flow: Flow,
@@ -283,7 +284,7 @@ pub struct Handled {
 }
 
 /// An answer still to come, see [`Handled::pending`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     /// The member's own room message, with this id, coming back. In a
     /// cluster the id is the sender's node's ticket for it (at least
@@ -294,8 +295,9 @@ pub enum Pending {
     Lookup,
     /// The answer to `/oper`, checked on a thread of its own.
     Oper,
-    /// The answer to `/nick` in a cluster, which the cluster grants.
-    Nick,
+    /// The answer to `/nick` in a cluster, which the cluster grants: the
+    /// member's rename to the nick with this key, or an error.
+    Nick(String),
 }
 
 impl Pending {
@@ -312,7 +314,10 @@ impl Pending {
                 | ServerEvent::Error { .. },
             ) => true,
             (Pending::Oper, ServerEvent::Operator { .. } | ServerEvent::Error { .. }) => true,
-            (Pending::Nick, ServerEvent::Nick { .. } | ServerEvent::Error { .. }) => true,
+            (Pending::Nick(key), ServerEvent::Nick { new, .. }) => {
+                crate::protocol::text::nick_key(new) == *key
+            }
+            (Pending::Nick(_), ServerEvent::Error { .. }) => true,
             _ => false,
         }
     }
@@ -615,8 +620,8 @@ impl Hub {
             }
         }
         let mut pending = handled.message.map(Pending::Echo);
-        if handled.nick_claim {
-            pending = Some(Pending::Nick);
+        if let Some(key) = handled.nick_claim {
+            pending = Some(Pending::Nick(key));
         }
         if let Some(guess) = handled.oper {
             self.verify_oper(id, guess);

@@ -33,7 +33,7 @@ impl State {
     /// Members of `room`, on every node.
     pub(super) fn room_size(&self, room: &str) -> usize {
         let here = self.rooms.get(room).map_or(0, |room| room.members.len());
-        here + self.remote_nicks_in(room).count()
+        here + self.remote.count_in(room)
     }
 
     /// Members of `room`, on every node, by nick: this node's first.
@@ -274,7 +274,7 @@ impl State {
 
     /// Whether `room` exists; if not, the member is told.
     fn room_exists(&mut self, id: MemberId, room: &str) -> bool {
-        let exists = self.rooms.contains_key(room) || self.remote_nicks_in(room).next().is_some();
+        let exists = self.rooms.contains_key(room) || self.remote.count_in(room) > 0;
         if !exists {
             let why = format!("no such room: #{room}");
             self.deliver_event(id, ServerEvent::error_about(ErrorCode::BadRoom, room, why));
@@ -619,11 +619,7 @@ impl State {
             .filter(|(_, room)| !room.secret || room.members.contains(&id))
             .map(|(name, _)| name)
             .collect();
-        for remote in self.remote.values() {
-            names.extend(
-                (remote.presence.rooms.iter()).filter(|room| !self.rooms.contains_key(*room)),
-            );
-        }
+        names.extend((self.remote.rooms()).filter(|room| !self.rooms.contains_key(*room)));
         names.sort();
         names.dedup();
         let mut rooms: Vec<RoomInfo> = names

@@ -28,8 +28,8 @@ pub(super) struct Handled {
     pub to_publish: bool,
     /// An operator name and password to check, off the lock.
     pub oper: Option<OperGuess>,
-    /// A nick asked of the cluster: the answer comes later.
-    pub nick_claim: bool,
+    /// The key of a nick asked of the cluster: the answer comes later.
+    pub nick_claim: Option<String>,
 }
 
 /// An `/oper` the hub lets through to a password check.
@@ -193,10 +193,8 @@ pub(super) struct State {
     pub oper_guesses: HashMap<IpAddr, Option<u64>>,
     /// In a cluster: where members' messages go instead of the writer.
     pub cluster: Option<super::cluster::ClusterOutlet>,
-    /// In a cluster: the other nodes' members, by their claim's key, and
-    /// that key by node run and member id (to see a rename as one).
-    pub remote: HashMap<String, super::cluster::RemoteMember>,
-    pub remote_keys: HashMap<(String, u64), String>,
+    /// In a cluster: the other nodes' members.
+    pub remote: super::remote::RemoteMembers,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -229,8 +227,7 @@ impl State {
             outside_senders: HashMap::new(),
             oper_guesses: HashMap::new(),
             cluster: None,
-            remote: HashMap::new(),
-            remote_keys: HashMap::new(),
+            remote: Default::default(),
             closed: false,
             metrics,
         };

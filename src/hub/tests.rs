@@ -661,7 +661,8 @@ fn invitations_lapse_when_the_invited_leave_and_past_the_cap() {
 #[test]
 fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_link_is_behind() {
     let hub = hub();
-    let (outlet, mut log, _nicks) = cluster::ClusterOutlet::new(1, "n1");
+    let (outlet, ends) = cluster::ClusterOutlet::new(1, "n1");
+    let mut log = ends.messages;
     hub.send_to_cluster(outlet);
     let mut alice = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);
@@ -701,7 +702,8 @@ fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_li
 fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     use cluster::{Claimed, ClusterRequest};
     let hub = hub();
-    let (outlet, _log, mut asked) = cluster::ClusterOutlet::new(8, "n1");
+    let (outlet, ends) = cluster::ClusterOutlet::new(8, "n1");
+    let mut asked = ends.nicks;
     hub.send_to_cluster(outlet);
     let mut alice = arrived(&hub, DoorKind::Tcp);
     // A guest is named after its node, and its name is claimed too.
@@ -718,7 +720,8 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     };
     // `/nick alice` waits for the cluster.
     let handled = hub.handle(alice.id, nick("alice"));
-    assert_eq!(handled.pending, Some(Pending::Nick));
+    let alice_key = crate::protocol::text::nick_key("alice");
+    assert_eq!(handled.pending, Some(Pending::Nick(alice_key.clone())));
     assert!(drain(&mut alice).is_empty());
     // Arriving, it was shown to the other nodes (under its guest name).
     assert!(matches!(asked.try_recv(), Ok(ClusterRequest::Show { .. })));
@@ -727,11 +730,19 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     // Taken elsewhere: refused, nothing changes.
     hub.nick_claimed(claim.clone(), Claimed::Taken);
     let events = drain(&mut alice);
-    assert!(Pending::Nick.is_met_by(&events[0]));
+    assert!(Pending::Nick(alice_key.clone()).is_met_by(&events[0]));
     assert_eq!(error_code(&events), Some(ErrorCode::NickInUse));
     // Granted: renamed, and the guest name given back.
     hub.nick_claimed(claim, Claimed::Granted);
-    assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Nick { new, .. }] if new == "alice"));
+    let events = drain(&mut alice);
+    assert!(matches!(&events[..], [ServerEvent::Nick { new, .. }] if new == "alice"));
+    assert!(Pending::Nick(alice_key.clone()).is_met_by(&events[0]));
+    // Someone else's rename is not the answer awaited.
+    let other = ServerEvent::Nick {
+        old: "bob".into(),
+        new: "robert".into(),
+    };
+    assert!(!Pending::Nick(alice_key).is_met_by(&other));
     // Shown to the other nodes under its new name, then the old let go.
     assert!(matches!(
         asked.try_recv().unwrap(),
@@ -760,4 +771,85 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
         asked.try_recv().unwrap(),
         ClusterRequest::Claim { forced: true, .. }
     ));
+}
+
+/// Another node's member, as the directory shows it.
+fn remote_member(
+    origin: &str,
+    member: u64,
+    version: u64,
+    nick: &str,
+    rooms: &[&str],
+) -> cluster::RemoteMember {
+    cluster::RemoteMember {
+        origin: origin.into(),
+        member,
+        version,
+        presence: cluster::Presence {
+            nick: nick.into(),
+            door: "tcp".into(),
+            rooms: rooms.iter().map(|room| room.to_string()).collect(),
+            away: None,
+        },
+    }
+}
+
+#[test]
+fn the_directory_tells_a_rename_once_and_a_stale_entry_changes_nothing() {
+    let hub = hub();
+    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1");
+    hub.send_to_cluster(outlet);
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    drain(&mut alice);
+    let key = crate::protocol::text::nick_key;
+    hub.remote_seen(
+        key("bob"),
+        remote_member("n2/1", 3, 1, "bob", &[DEFAULT_ROOM]),
+    );
+    assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Join { nick, .. }] if nick == "bob"));
+    // Renamed: its new key's entry comes first, then its old key's last
+    // renewal (written before its node freed it), then the old key's end.
+    hub.remote_seen(
+        key("rob"),
+        remote_member("n2/1", 3, 2, "rob", &[DEFAULT_ROOM]),
+    );
+    hub.remote_seen(
+        key("bob"),
+        remote_member("n2/1", 3, 1, "bob", &[DEFAULT_ROOM]),
+    );
+    hub.remote_gone(&key("bob"), false);
+    assert!(matches!(
+        &drain(&mut alice)[..],
+        [ServerEvent::Nick { old, new }] if old == "bob" && new == "rob"
+    ));
+    assert_eq!(hub.lock().nicks_in(DEFAULT_ROOM).len(), 2);
+}
+
+#[test]
+fn a_lapsed_nick_taken_by_someone_else_is_one_leaving_and_another_joining() {
+    let hub = hub();
+    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1");
+    hub.send_to_cluster(outlet);
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    drain(&mut alice);
+    let key = crate::protocol::text::nick_key("bob");
+    hub.remote_seen(
+        key.clone(),
+        remote_member("n2/1", 3, 5, "bob", &[DEFAULT_ROOM]),
+    );
+    drain(&mut alice);
+    // Node n2's claim lapsed, and a member of n3 took the nick.
+    hub.remote_seen(key, remote_member("n3/1", 8, 1, "Bob", &[DEFAULT_ROOM]));
+    let events = drain(&mut alice);
+    assert!(
+        matches!(
+            &events[..],
+            [
+                ServerEvent::Leave { nick: gone, reason: LeaveReason::Lost, .. },
+                ServerEvent::Join { nick: came, .. },
+            ] if gone == "bob" && came == "Bob"
+        ),
+        "{events:?}"
+    );
+    assert_eq!(hub.lock().nicks_in(DEFAULT_ROOM).len(), 2);
 }

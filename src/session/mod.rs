@@ -317,11 +317,11 @@ impl Session {
     pub fn handle_handled(&mut self, handled: Handled, now: Instant) {
         self.running = false;
         if let Some(pending) = handled.pending {
-            self.awaiting = Some(pending);
-            self.answer_deadline = Some(now + ANSWER_WAIT);
             if let Pending::Echo(id) = pending {
                 self.echoes_in_flight.push_back(id);
             }
+            self.awaiting = Some(pending);
+            self.answer_deadline = Some(now + ANSWER_WAIT);
         }
         if handled.flow == Flow::Quit {
             self.end(Ending::Quit);
@@ -356,6 +356,7 @@ impl Session {
         }
         if self
             .awaiting
+            .as_ref()
             .is_some_and(|pending| pending.is_met_by(event))
         {
             self.awaiting = None;
@@ -548,7 +549,7 @@ impl Session {
                 input,
                 Input::Command(ClientCommand::Say { .. } | ClientCommand::Me { .. })
             ),
-            Some(Pending::Lookup | Pending::Oper | Pending::Nick) => false,
+            Some(Pending::Lookup | Pending::Oper | Pending::Nick(_)) => false,
         }
     }
 }
