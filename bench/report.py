@@ -63,6 +63,7 @@ def main(path):
         "F": "F. sockchat alone: A with the server on one core, then on both",
         "T": "T. sockchat alone: A and B over plain TCP, then over TLS (`--tls`)",
         "I": "I. The IRC door: A and C against sockchat's text door, its IRC door (`--wire irc`), and ngircd",
+        "K": "K. A cluster: B and C on one node, then spread over three nodes and one nats-server (`--cluster`), all on CPU 0",
     }
     for scenario in sorted(results):
         servers = results[scenario]
@@ -140,6 +141,36 @@ def main(path):
                     if ngircd:
                         line += f"; the IRC door / ngircd: **{irc / ngircd:.2f}**"
                     out.append(line)
+        if scenario == "K":
+            out.append("")
+            out.append("| run | p50 ms between nodes | p99 ms between nodes | CPU ns/delivery: nodes | NATS | all |")
+            out.append("|---|---|---|---|---|---|")
+            for load in ("B", "C"):
+                for name in (f"sockchat ({load}, 1 node)", f"sockchat ({load}, 3 nodes)"):
+                    runs = [run for run in servers.get(name, []) if "report" in run]
+                    if not runs:
+                        continue
+                    between = lambda key: best(runs, lambda r: (r["report"].get("latency_cross_node_ms") or {}).get(key, 0), lowest=True)
+                    def split(run):
+                        report = run["report"]
+                        by_pid = (report.get("server") or {}).get("cpu_seconds_by_pid") or []
+                        received = max(report["deliveries_received"], 1)
+                        if len(by_pid) > 1:
+                            # The nodes' pids come first, NATS's last.
+                            nodes = sum(cpu for _, cpu in by_pid[:-1])
+                            return nodes * 1e9 / received, by_pid[-1][1] * 1e9 / received
+                        return cpu_per_delivery(run), 0.0
+                    nodes, nats = min((split(run) for run in runs), key=sum)
+                    cross = (f"{between('p50'):.2f} | {between('p99'):.2f}" if "3 nodes" in name else "- | -")
+                    nats_text = f"{nats:,.0f}" if "3 nodes" in name else "-"
+                    out.append(f"| {name} | {cross} | {nodes:,.0f} | {nats_text} | {nodes + nats:,.0f} |")
+            for load in ("B", "C"):
+                one, three = f"sockchat ({load}, 1 node)", f"sockchat ({load}, 3 nodes)"
+                if servers.get(one) and servers.get(three):
+                    cpu = lambda name: best(servers[name], cpu_per_delivery, lowest=True)
+                    p99 = lambda name: best(servers[name], lambda r: r["report"]["latency_ms"]["p99"], lowest=True)
+                    out.append(f"\nIn {load}, three nodes / one node: server CPU per delivery (NATS included) "
+                               f"**{cpu(three) / max(cpu(one), 1e-9):.2f}**, p99 latency **{p99(three) / max(p99(one), 1e-9):.2f}**")
         if scenario == "B":
             plots = sorted(glob.glob("docs/bench/latency-B-*.svg"))
             if plots:

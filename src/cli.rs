@@ -819,7 +819,9 @@ fn parse_fingerprint_arg(text: &str) -> Result<String, String> {
 /// `sockchat bench` flags.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// The server, HOST:PORT (for `--wire ws`, the web door's).
+    /// The server, HOST:PORT (for `--wire ws`, the web door's). Several,
+    /// comma-separated (a cluster's nodes): the clients are dealt out
+    /// among them in turn, and latency between nodes is reported apart.
     #[arg(default_value = DEFAULT_TCP)]
     pub server: String,
     /// What to speak: tcp (plain lines), irc, udp (sockchat), ws (sockchat).
@@ -846,9 +848,12 @@ pub struct BenchArgs {
     /// Seconds to wait afterwards for deliveries still on the way.
     #[arg(long, default_value_t = 5)]
     pub drain: u64,
-    /// The server's process id, to report its CPU time and memory.
-    #[arg(long)]
-    pub pid: Option<u32>,
+    /// The server's process id, to report its CPU time and memory. Given
+    /// again (or comma-separated) for a server of several processes (a
+    /// cluster's nodes and NATS): their sums are reported, and each one's
+    /// CPU time.
+    #[arg(long, value_delimiter = ',')]
+    pub pid: Vec<u32>,
     /// The IRC channel to use.
     #[arg(long, default_value = "#bench")]
     pub channel: String,
@@ -891,7 +896,7 @@ impl BenchArgs {
             back_to_back: self.back_to_back,
             duration: Duration::from_secs(self.duration),
             drain: Duration::from_secs(self.drain),
-            pid: self.pid,
+            pids: self.pid.clone(),
             channel: self.channel.clone(),
             greeting: self.greeting,
             connect_timeout: Duration::from_secs(self.connect_timeout),

@@ -27,11 +27,23 @@ fn main() -> ExitCode {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let ansi = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(ansi);
+    match &cli.command {
+        Command::Serve(args) => match sockchat::server::config::node_name(args) {
+            Some(node) => logs
+                .event_format(NodeNamed {
+                    node,
+                    format: tracing_subscriber::fmt::format().with_ansi(ansi),
+                })
+                .init(),
+            None => logs.init(),
+        },
+        _ => logs.init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -140,4 +152,28 @@ fn one_line(error: &anyhow::Error) -> String {
         }
     }
     line
+}
+
+/// Starts each log line of a cluster node with its name (`node=n1`), so
+/// that several nodes' logs gathered in one place say which said what.
+struct NodeNamed<F> {
+    node: String,
+    format: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for NodeNamed<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "node={} ", self.node)?;
+        self.format.format_event(context, writer, event)
+    }
 }

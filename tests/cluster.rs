@@ -745,3 +745,98 @@ async fn a_node_whose_history_is_not_the_clusters_refuses_to_join() {
         "{refusal}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_load_generator_spreads_its_clients_over_the_nodes() {
+    use sockchat::loadgen::{run, BenchPlan, Wire};
+    let nats = NatsServer::start().await;
+    let nodes = [node(&nats, "n1").await, node(&nats, "n2").await];
+    let plan = BenchPlan {
+        server: format!("{},{}", nodes[0].addr, nodes[1].addr),
+        wire: Wire::Tcp,
+        clients: 6,
+        senders: 2,
+        rate: 50.0,
+        back_to_back: false,
+        duration: std::time::Duration::from_secs(1),
+        drain: std::time::Duration::from_secs(5),
+        pids: vec![std::process::id()],
+        channel: "#bench".into(),
+        greeting: true,
+        connect_timeout: std::time::Duration::from_secs(60),
+        room: "~bench".into(),
+        tls: false,
+    };
+    let report = run(&plan, false).await.unwrap();
+    // Both senders' messages reach every client on both nodes, once.
+    assert!(report.messages_sent >= 2, "{report}");
+    assert_eq!(report.deliveries_expected, report.messages_sent * 5);
+    assert_eq!(
+        report.deliveries_received, report.deliveries_expected,
+        "{report}"
+    );
+    assert_eq!(report.servers.len(), 2);
+    // Half the clients are on the other node from each sender.
+    let between = report
+        .latency_cross_node_ms
+        .clone()
+        .expect("latency between nodes");
+    assert!(
+        between.p50 > 0.0 && between.max <= report.latency_ms.max,
+        "{report}"
+    );
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn whois_who_and_ison_find_members_of_other_nodes() {
+    let nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let mut bob = n2.client_named("bob").await;
+    bob.send("/join #den").await;
+    bob.send("/away at lunch").await;
+    bob.expect("away").await;
+    let mut alice = n1.client_named("alice").await;
+    // Once n1 knows bob is away (his entry says so), a lookup shows it.
+    let found = loop {
+        alice.send("/whois bob").await;
+        let found = alice.expect("bob").await;
+        if found.contains("away") {
+            break found;
+        }
+    };
+    assert_eq!(found, "* bob is on tcp, in #lobby #den (away: at lunch)");
+    let mut irc = Client::connect(n1.irc.unwrap()).await;
+    irc.send_bytes(b"NICK ircer\r\nUSER ircer 0 * :on n1\r\n")
+        .await;
+    irc.expect(" 001 ").await;
+    irc.send_bytes(b"ISON bob nobody alice\r\nWHOIS bob\r\nWHO #den\r\n")
+        .await;
+    let ison = irc.expect(" 303 ").await.trim_end().to_string();
+    assert!(ison.ends_with(":bob alice"), "{ison:?}");
+    assert!(irc.expect(" 311 ").await.contains(" bob "));
+    assert!(irc.expect(" 301 ").await.trim_end().ends_with(":at lunch"));
+    irc.expect(" 318 ").await;
+    assert!(irc.expect(" 352 ").await.contains(" bob "));
+    irc.expect(" 315 ").await;
+    for node in [n1, n2] {
+        node.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_nodes_log_lines_name_it() {
+    let nats = NatsServer::start().await;
+    let mut named = ServerProcess::start(&["--cluster", &nats.url, "--node", "logged"]).await;
+    let line = named.expect_log("joined the cluster").await;
+    assert!(line.starts_with("node=logged "), "{line}");
+    let mut member = Client::connect(named.addr).await;
+    member.send("/nick seen").await;
+    member.expect("is now known as seen").await;
+    let line = named.expect_log("nick change").await;
+    assert!(line.starts_with("node=logged "), "{line}");
+    named.terminate().await;
+}

@@ -18,7 +18,7 @@ fn plan(server: std::net::SocketAddr, wire: Wire) -> BenchPlan {
         back_to_back: false,
         duration: Duration::from_secs(1),
         drain: Duration::from_secs(5),
-        pid: Some(std::process::id()),
+        pids: vec![std::process::id()],
         channel: "#bench".into(),
         // sockchat greets every client with its welcome line.
         greeting: true,

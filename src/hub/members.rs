@@ -398,13 +398,13 @@ impl State {
     /// What another node's member now is, from its claim: news of a
     /// rename, or of rooms joined and left, for the members here who
     /// share them.
-    pub(super) fn remote_seen(&mut self, key: String, seen: RemoteMember) {
+    pub(super) fn remote_seen(&mut self, config: &HubConfig, key: String, seen: RemoteMember) {
         // The key was another member's, whose claim lapsed: that one is
         // gone, and this one is new.
         if (self.remote.get(&key)).is_some_and(|held| {
             (held.origin.as_str(), held.member) != (seen.origin.as_str(), seen.member)
         }) {
-            self.remote_gone(&key, LeaveReason::Lost);
+            self.remote_gone(config, &key, LeaveReason::Lost);
         }
         // An older entry of the member than the one known (its old nick's,
         // renewed just before its node freed it) says nothing new.
@@ -423,7 +423,9 @@ impl State {
                     old: old.presence.nick.clone(),
                     new: seen.presence.nick.clone(),
                 }));
+                // A big room hears of nobody's comings and goings.
                 let mut told: Vec<MemberId> = (before_rooms.iter())
+                    .filter(|room| !is_big(config, self.room_size(room)))
                     .filter_map(|room| self.rooms.get(room))
                     .flat_map(|room| room.members.iter().copied())
                     .collect();
@@ -435,22 +437,24 @@ impl State {
             }
         }
         let nick = seen.presence.nick.clone();
-        for room in seen
-            .presence
-            .rooms
-            .iter()
+        let joined: Vec<String> = (seen.presence.rooms.iter())
             .filter(|room| !before_rooms.contains(room))
-        {
+            .filter(|room| !is_big(config, self.room_size(room)))
+            .cloned()
+            .collect();
+        for room in &joined {
             let joined = ServerEvent::Join {
                 room: room.clone(),
                 nick: nick.clone(),
             };
             self.broadcast(room, joined);
         }
-        for room in before_rooms
-            .iter()
+        let left: Vec<&String> = (before_rooms.iter())
             .filter(|room| !seen.presence.rooms.contains(room))
-        {
+            // Its size as it was, with the member.
+            .filter(|room| !is_big(config, self.room_size(room) + 1))
+            .collect();
+        for room in left {
             let left = ServerEvent::Leave {
                 room: room.clone(),
                 nick: nick.clone(),
@@ -463,11 +467,14 @@ impl State {
 
     /// Another node's member has gone: its node let go of its claim
     /// (`Quit`), or stopped renewing it (`Lost`: the node died).
-    pub(super) fn remote_gone(&mut self, key: &str, reason: LeaveReason) {
+    pub(super) fn remote_gone(&mut self, config: &HubConfig, key: &str, reason: LeaveReason) {
         let Some(gone) = self.remote.remove(key) else {
             return;
         };
         for room in &gone.presence.rooms {
+            if is_big(config, self.room_size(room) + 1) {
+                continue;
+            }
             let left = ServerEvent::Leave {
                 room: room.clone(),
                 nick: gone.presence.nick.clone(),
@@ -610,13 +617,19 @@ impl State {
     /// Answers a lookup: the members among `targets` (nicks, masks with
     /// `*` and `?`, rooms), each once, in the order found.
     pub(super) fn lookup(&mut self, id: MemberId, targets: &[String]) {
-        let mut found: Vec<MemberId> = Vec::new();
+        // Members here by id, other nodes' by their nick's key: in the
+        // order asked.
+        let mut found: Vec<Result<MemberId, String>> = Vec::new();
         for target in targets {
-            let matches: Vec<MemberId> = if target.starts_with('#') {
-                normalize_room(target)
-                    .ok()
-                    .and_then(|room| self.rooms.get(&room))
-                    .map_or_else(Vec::new, |room| room.members.clone())
+            let matches: Vec<Result<MemberId, String>> = if target.starts_with('#') {
+                let room = normalize_room(target).ok();
+                let here = (room.as_ref())
+                    .and_then(|room| self.rooms.get(room))
+                    .map_or_else(Vec::new, |room| room.members.clone());
+                let elsewhere = (room.iter())
+                    .flat_map(|room| self.remote.in_room(room))
+                    .map(|member| nick_key(&member.presence.nick));
+                here.into_iter().map(Ok).chain(elsewhere.map(Err)).collect()
             } else if target.contains(['*', '?']) {
                 let mask = target.to_lowercase();
                 let mut ids: Vec<MemberId> = self
@@ -626,9 +639,24 @@ impl State {
                     .map(|(id, _)| *id)
                     .collect();
                 ids.sort_unstable();
-                ids
+                let mut elsewhere: Vec<String> = (self.remote.iter())
+                    .filter(|member| wildcard(&mask, &member.presence.nick.to_lowercase()))
+                    .map(|member| nick_key(&member.presence.nick))
+                    .collect();
+                elsewhere.sort_unstable();
+                ids.into_iter()
+                    .map(Ok)
+                    .chain(elsewhere.into_iter().map(Err))
+                    .collect()
             } else {
-                self.find_nick(target).into_iter().collect()
+                // A nick is one member's across the cluster: here, or elsewhere.
+                match self.find_nick(target) {
+                    Some(here) => vec![Ok(here)],
+                    None => (self.remote.get(&nick_key(target)))
+                        .map(|member| Err(nick_key(&member.presence.nick)))
+                        .into_iter()
+                        .collect(),
+                }
             };
             for member in matches {
                 if !found.contains(&member) {
@@ -636,9 +664,11 @@ impl State {
                 }
             }
         }
-        let people = found
-            .iter()
-            .filter_map(|member| self.person(*member, id))
+        let people = (found.iter())
+            .filter_map(|member| match member {
+                Ok(here) => self.person(*here, id),
+                Err(key) => self.remote.get(key).map(remote_person),
+            })
             .collect();
         let asked = targets.to_vec();
         self.deliver_event(id, ServerEvent::Found { asked, people });
@@ -831,6 +861,24 @@ fn wildcard(mask: &str, text: &str) -> bool {
         }
     }
     mask[m..].iter().all(|c| *c == '*')
+}
+
+/// What a lookup shows of another node's member: what its node shows of
+/// it (its rooms' ranks, and what an IRC client said in `USER`, stay
+/// there).
+fn remote_person(member: &RemoteMember) -> Person {
+    Person {
+        nick: member.presence.nick.clone(),
+        door: member.presence.door.clone(),
+        rooms: member.presence.rooms.clone(),
+        ops: Vec::new(),
+        voiced: Vec::new(),
+        hidden: false,
+        operator: false,
+        away: member.presence.away.clone(),
+        user: None,
+        realname: None,
+    }
 }
 
 #[cfg(test)]

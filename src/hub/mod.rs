@@ -784,7 +784,7 @@ impl Hub {
     pub fn remote_seen(&self, key: String, member: cluster::RemoteMember) {
         let config = &self.shared.config;
         let mut state = self.lock();
-        state.remote_seen(key, member);
+        state.remote_seen(config, key, member);
         state.settle(config);
     }
 
@@ -798,7 +798,7 @@ impl Hub {
         } else {
             LeaveReason::Quit
         };
-        state.remote_gone(key, reason);
+        state.remote_gone(config, key, reason);
         state.settle(config);
     }
 

@@ -64,6 +64,11 @@ impl RemoteMembers {
         Some(gone)
     }
 
+    /// All of them.
+    pub fn iter(&self) -> impl Iterator<Item = &RemoteMember> {
+        self.by_key.values()
+    }
+
     /// How many are in `room`.
     pub fn count_in(&self, room: &str) -> usize {
         self.in_room.get(room).map_or(0, BTreeSet::len)

@@ -773,6 +773,25 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     ));
 }
 
+/// `hub` as cluster node n1, with one member here, told all so far.
+fn node_with_a_member(hub: Hub) -> (Hub, Membership) {
+    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1");
+    hub.send_to_cluster(outlet);
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    drain(&mut alice);
+    (hub, alice)
+}
+
+/// Node n2's member `member` seen in the default room as `nick`, in its
+/// entry's `version`.
+fn seen_in_lobby(hub: &Hub, member: u64, version: u64, nick: &str) {
+    let key = crate::protocol::text::nick_key(nick);
+    hub.remote_seen(
+        key,
+        remote_member("n2/1", member, version, nick, &[DEFAULT_ROOM]),
+    );
+}
+
 /// Another node's member, as the directory shows it.
 fn remote_member(
     origin: &str,
@@ -796,27 +815,14 @@ fn remote_member(
 
 #[test]
 fn the_directory_tells_a_rename_once_and_a_stale_entry_changes_nothing() {
-    let hub = hub();
-    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1");
-    hub.send_to_cluster(outlet);
-    let mut alice = arrived(&hub, DoorKind::Tcp);
-    drain(&mut alice);
+    let (hub, mut alice) = node_with_a_member(hub());
     let key = crate::protocol::text::nick_key;
-    hub.remote_seen(
-        key("bob"),
-        remote_member("n2/1", 3, 1, "bob", &[DEFAULT_ROOM]),
-    );
+    seen_in_lobby(&hub, 3, 1, "bob");
     assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Join { nick, .. }] if nick == "bob"));
     // Renamed: its new key's entry comes first, then its old key's last
     // renewal (written before its node freed it), then the old key's end.
-    hub.remote_seen(
-        key("rob"),
-        remote_member("n2/1", 3, 2, "rob", &[DEFAULT_ROOM]),
-    );
-    hub.remote_seen(
-        key("bob"),
-        remote_member("n2/1", 3, 1, "bob", &[DEFAULT_ROOM]),
-    );
+    seen_in_lobby(&hub, 3, 2, "rob");
+    seen_in_lobby(&hub, 3, 1, "bob");
     hub.remote_gone(&key("bob"), false);
     assert!(matches!(
         &drain(&mut alice)[..],
@@ -827,11 +833,7 @@ fn the_directory_tells_a_rename_once_and_a_stale_entry_changes_nothing() {
 
 #[test]
 fn a_lapsed_nick_taken_by_someone_else_is_one_leaving_and_another_joining() {
-    let hub = hub();
-    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1");
-    hub.send_to_cluster(outlet);
-    let mut alice = arrived(&hub, DoorKind::Tcp);
-    drain(&mut alice);
+    let (hub, mut alice) = node_with_a_member(hub());
     let key = crate::protocol::text::nick_key("bob");
     hub.remote_seen(
         key.clone(),
@@ -852,4 +854,24 @@ fn a_lapsed_nick_taken_by_someone_else_is_one_leaving_and_another_joining() {
         "{events:?}"
     );
     assert_eq!(hub.lock().nicks_in(DEFAULT_ROOM).len(), 2);
+}
+
+#[test]
+fn a_big_room_hears_nothing_of_other_nodes_members_coming_and_going() {
+    let (hub, mut alice) = node_with_a_member(Hub::new(HubConfig {
+        big_room: 2,
+        ..HubConfig::default()
+    }));
+    let key = crate::protocol::text::nick_key;
+    // Two members: not big yet, so the second is announced.
+    seen_in_lobby(&hub, 3, 1, "bob");
+    assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Join { nick, .. }] if nick == "bob"));
+    // A third makes it big: it comes, and goes, unannounced.
+    seen_in_lobby(&hub, 4, 1, "cat");
+    hub.remote_gone(&key("cat"), false);
+    assert!(drain(&mut alice).is_empty());
+    assert_eq!(hub.lock().room_size(DEFAULT_ROOM), 2);
+    // Back to two: bob's going is told.
+    hub.remote_gone(&key("bob"), false);
+    assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Leave { nick, .. }] if nick == "bob"));
 }

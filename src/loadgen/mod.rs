@@ -69,8 +69,8 @@ pub struct BenchPlan {
     pub duration: Duration,
     /// After sending stops, how long to wait for deliveries still on the way.
     pub drain: Duration,
-    /// The server's process, for CPU time and memory.
-    pub pid: Option<u32>,
+    /// The server's processes, for CPU time and memory.
+    pub pids: Vec<u32>,
     /// The IRC channel (with `#`).
     pub channel: String,
     /// TCP clients wait for the server's first line before counting as
@@ -115,6 +115,12 @@ pub struct BenchReport {
     pub deliveries_per_second: f64,
     /// Latency percentiles in milliseconds: p50, p90, p99, max.
     pub latency_ms: Latencies,
+    /// With several servers (a cluster's nodes): the addresses, and the
+    /// latency of deliveries from a sender on one to a client on another.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_cross_node_ms: Option<Latencies>,
     pub server: Option<ServerUsage>,
     /// The latency distribution: (percentile, ms) steps, for `--plot`.
     #[serde(skip)]
@@ -207,10 +213,26 @@ pub struct Latencies {
     pub max: f64,
 }
 
+impl Latencies {
+    /// The percentiles of `histogram` (in µs), in milliseconds.
+    fn of(histogram: &Histogram<u64>) -> Latencies {
+        let millis = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+        Latencies {
+            p50: millis(0.50),
+            p90: millis(0.90),
+            p99: millis(0.99),
+            max: histogram.max() as f64 / 1000.0,
+        }
+    }
+}
+
 /// The server process's cost, from /proc.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerUsage {
+    /// Of all its processes.
     pub cpu_seconds: f64,
+    /// Each process's, by pid, in the order given.
+    pub cpu_seconds_by_pid: Vec<(u32, f64)>,
     /// Server CPU time per delivery received, in nanoseconds.
     pub cpu_ns_per_delivery: f64,
     pub rss_before_kib: u64,
@@ -299,7 +321,13 @@ fn for_each_payload(text: &[u8], mut found: impl FnMut(usize, u64, u64)) {
 struct Tally {
     sender: Option<usize>,
     observer: bool,
+    /// Which of the servers this client is on, of how many; a sender's is
+    /// its index modulo that.
+    node: usize,
+    nodes: usize,
     latency: Histogram<u64>,
+    /// Deliveries from senders on another server.
+    cross_node: Histogram<u64>,
     received: u64,
     last_arrival: u64,
 }
@@ -321,7 +349,11 @@ impl Tally {
                 }
             }
             if Some(from) != self.sender {
-                let _ = self.latency.record(now.saturating_sub(micros).max(1));
+                let took = now.saturating_sub(micros).max(1);
+                let _ = self.latency.record(took);
+                if from % self.nodes != self.node {
+                    let _ = self.cross_node.record(took);
+                }
                 self.received += 1;
                 self.last_arrival = now;
             }
@@ -350,19 +382,24 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
             plan.clients
         );
     }
-    let addr: SocketAddr = tokio::net::lookup_host(&plan.server)
-        .await
-        .with_context(|| format!("cannot resolve {}", plan.server))?
-        .next()
-        .with_context(|| format!("no address for {}", plan.server))?;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for server in plan.server.split(',') {
+        let addr = tokio::net::lookup_host(server)
+            .await
+            .with_context(|| format!("cannot resolve {server}"))?
+            .next()
+            .with_context(|| format!("no address for {server}"))?;
+        addrs.push(addr);
+    }
+    let addrs = &addrs;
     let tls = match (plan.tls, plan.wire) {
         (true, Wire::Udp) => bail!("--tls is for the stream wires (tcp, irc, ws), not udp"),
         (true, _) => Some(unchecked_tls()?),
         (false, _) => None,
     };
     let tls = &tls;
-    let rss_before = plan.pid.and_then(read_rss_kib);
-    let cpu_before = plan.pid.and_then(read_cpu_seconds);
+    let rss_before = rss_of(&plan.pids);
+    let cpu_before = cpu_of(&plan.pids);
 
     let connecting = Instant::now();
     let bar = progress_bar(progress, plan.clients as u64, "connecting");
@@ -370,7 +407,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     // one by one; their order (and so who sends) is kept.
     let mut arriving = futures_util::stream::iter(0..plan.clients)
         .map(|index| async move {
-            Client::connect(plan, addr, index, tls.as_ref())
+            Client::connect(plan, addrs[index % addrs.len()], index, tls.as_ref())
                 .await
                 .with_context(|| format!("client {index} could not join"))
         })
@@ -394,7 +431,7 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     }
     bar.finish_and_clear();
     let connect_seconds = connecting.elapsed().as_secs_f64();
-    let rss_connected = plan.pid.and_then(read_rss_kib);
+    let rss_connected = rss_of(&plan.pids);
 
     let counters = Arc::new(Counters {
         start: Instant::now(),
@@ -419,7 +456,8 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
             Some(index) => Pace::Window(counters.delivered[index].subscribe()),
             None => Pace::Never,
         };
-        tasks.spawn(client.run(sender, index == observer, pace, counters.clone()));
+        let node = (index % addrs.len(), addrs.len());
+        tasks.spawn(client.run(sender, index == observer, node, pace, counters.clone()));
     }
     let bar = progress_bar(progress, plan.duration.as_secs(), "sending");
     let send_until = counters.start + plan.duration;
@@ -445,15 +483,17 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     }
     // The server's cost is read while every client is still connected: a
     // server may die of the disconnections (ncat does, of SIGPIPE).
-    let cpu_after = plan.pid.and_then(read_cpu_seconds);
-    let rss_after = plan.pid.and_then(read_rss_kib);
+    let cpu_after = cpu_of(&plan.pids);
+    let rss_after = rss_of(&plan.pids);
     counters.stop.cancel();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
+    let mut cross_node = latency.clone();
     let mut last_words = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok(Ok(ended)) => {
                 latency.add(&ended.latency).expect("same bounds");
+                cross_node.add(&ended.cross_node).expect("same bounds");
                 if let Some(said) = ended.dropped {
                     last_words.push(said);
                 }
@@ -467,12 +507,16 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
     let sent = counters.sent.load(Ordering::Relaxed);
     let expected = expected_after(sent);
     let received = counters.received.load(Ordering::Relaxed);
-    let millis = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1000.0;
-    let server = match (plan.pid, rss_before, rss_connected) {
-        (Some(_), Some(before), Some(connected)) => Some({
-            let cpu_seconds = cpu_after.unwrap_or(0.0) - cpu_before.unwrap_or(0.0);
+    let server = match (rss_before, rss_connected) {
+        (Some(before), Some(connected)) => Some({
+            let cpu_seconds_by_pid: Vec<(u32, f64)> = (plan.pids.iter().zip(&cpu_before))
+                .zip(&cpu_after)
+                .map(|((pid, before), after)| (*pid, after.unwrap_or(0.0) - before.unwrap_or(0.0)))
+                .collect();
+            let cpu_seconds = cpu_seconds_by_pid.iter().map(|(_, cpu)| cpu).sum();
             ServerUsage {
                 cpu_seconds,
+                cpu_seconds_by_pid,
                 cpu_ns_per_delivery: cpu_seconds * 1e9 / received.max(1) as f64,
                 rss_before_kib: before,
                 rss_connected_kib: connected,
@@ -504,12 +548,12 @@ pub async fn run(plan: &BenchPlan, progress: bool) -> anyhow::Result<BenchReport
         // deliveries still came.
         deliveries_per_second: received as f64
             / (counters.last_arrival.load(Ordering::Relaxed) as f64 / 1e6).max(sending_time),
-        latency_ms: Latencies {
-            p50: millis(0.50),
-            p90: millis(0.90),
-            p99: millis(0.99),
-            max: latency.max() as f64 / 1000.0,
+        latency_ms: Latencies::of(&latency),
+        servers: match addrs.len() {
+            1 => Vec::new(),
+            _ => plan.server.split(',').map(str::to_string).collect(),
         },
+        latency_cross_node_ms: (addrs.len() > 1).then(|| Latencies::of(&cross_node)),
         server,
         latency_curve: latency
             .iter_quantiles(4)
@@ -655,13 +699,17 @@ impl Client {
         self,
         sender: Option<usize>,
         observer: bool,
+        (node, nodes): (usize, usize),
         mut pace: Pace,
         counters: Arc<Counters>,
     ) -> anyhow::Result<ClientEnd> {
         let mut tally = Tally {
             sender,
             observer,
+            node,
+            nodes,
             latency: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
+            cross_node: Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds"),
             received: 0,
             last_arrival: 0,
         };
@@ -670,6 +718,7 @@ impl Client {
         let end = |tally: Tally, dropped: Option<Option<String>>| {
             Ok(ClientEnd {
                 latency: tally.latency,
+                cross_node: tally.cross_node,
                 dropped,
             })
         };
@@ -898,6 +947,7 @@ fn unchecked_tls() -> anyhow::Result<TlsConnector> {
 /// How a client's run ended.
 struct ClientEnd {
     latency: Histogram<u64>,
+    cross_node: Histogram<u64>,
     /// The server closed the connection (or it failed) before the end:
     /// what it said last, if anything.
     dropped: Option<Option<String>>,
@@ -1043,6 +1093,20 @@ async fn udp_request(
 }
 
 /// Resident memory of a process, from /proc (Linux).
+/// The resident memory of `pids` together; none without pids, or if one
+/// cannot be read.
+fn rss_of(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| read_rss_kib(*pid)).sum()
+}
+
+/// Each of `pids`' CPU time so far, if it can be read.
+fn cpu_of(pids: &[u32]) -> Vec<Option<f64>> {
+    pids.iter().map(|pid| read_cpu_seconds(*pid)).collect()
+}
+
 fn read_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
@@ -1108,12 +1172,24 @@ impl std::fmt::Display for BenchReport {
             "latency ms            p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.max
         )?;
+        if let Some(l) = &self.latency_cross_node_ms {
+            writeln!(
+                f,
+                "  between servers     p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+                l.p50, l.p90, l.p99, l.max
+            )?;
+        }
         if let Some(server) = &self.server {
             writeln!(
                 f,
                 "server cpu seconds    {:.2} ({:.0} ns per delivery)",
                 server.cpu_seconds, server.cpu_ns_per_delivery
             )?;
+            if server.cpu_seconds_by_pid.len() > 1 {
+                for (pid, cpu) in &server.cpu_seconds_by_pid {
+                    writeln!(f, "  pid {pid:<16} {cpu:.2}")?;
+                }
+            }
             writeln!(
                 f,
                 "server rss KiB        {} before, {} connected, {} after ({:.1} KiB per connection)",

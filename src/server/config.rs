@@ -146,6 +146,7 @@ impl ServeConfig {
             args.udp_expiry > 0,
             "--udp-expiry must be at least 1 second"
         );
+        let node = node_name(&args);
         let db = match (args.no_history, args.db) {
             (true, _) => None,
             (false, Some(path)) => Some(path),
@@ -171,10 +172,7 @@ impl ServeConfig {
                     (1..=5).contains(&args.cluster_replicas),
                     "--cluster-replicas is 1 to 5 (JetStream's range)"
                 );
-                let node = match &args.node {
-                    Some(node) => node.clone(),
-                    None => gethostname::gethostname().to_string_lossy().into_owned(),
-                };
+                let node = node.unwrap_or_default();
                 anyhow::ensure!(
                     !node.is_empty() && !node.contains(['/', ' ', '.', '*', '>']),
                     "--node: one word without '/', '.', '*' or '>'"
@@ -362,6 +360,16 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
     let data = dirs::data_dir()
         .context("no data directory is known for this user; give --db PATH or --no-history")?;
     Ok(data.join("sockchat"))
+}
+
+/// The name a `serve` with `--cluster` runs under as a node: `--node`, or
+/// the host's name. `None` outside a cluster.
+pub fn node_name(args: &ServeArgs) -> Option<String> {
+    args.cluster.as_ref()?;
+    Some(match &args.node {
+        Some(node) => node.clone(),
+        None => gethostname::gethostname().to_string_lossy().into_owned(),
+    })
 }
 
 #[cfg(test)]
