@@ -383,6 +383,7 @@ mod tests {
                 door: "tcp".into(),
                 rooms: vec![room.into()],
                 away: Some("out\x1b[31m".into()),
+                invisible: false,
             };
             remote_member(&member_entry("n1/1", 1, 1, &presence))
         };

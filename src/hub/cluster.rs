@@ -57,6 +57,9 @@ pub struct Presence {
     pub rooms: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub away: Option<String>,
+    /// Left out of lookups by mask of those who share no room with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invisible: bool,
 }
 
 /// A member of another node, as its claim says.

@@ -138,7 +138,7 @@ impl State {
             }
             ClientCommand::Lookup { targets } => self.lookup(id, &targets),
             ClientCommand::Away { text } => self.away(config, id, text.as_deref()),
-            ClientCommand::Invisible { on } => self.set_invisible(id, on),
+            ClientCommand::Invisible { on } => self.set_invisible(config, id, on),
             // Checked by `Hub::handle`, off the lock.
             ClientCommand::Oper { name, password } => {
                 handled.oper = self.may_guess_oper(config, id, name, password);

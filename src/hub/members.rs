@@ -101,6 +101,7 @@ impl State {
                     door: door.name().to_string(),
                     rooms: Vec::new(),
                     away: None,
+                    invisible: false,
                 },
             });
         }
@@ -377,6 +378,7 @@ impl State {
                 .cloned()
                 .collect(),
             away: member.away.clone(),
+            invisible: member.invisible,
         }
     }
 
@@ -667,11 +669,35 @@ impl State {
         let people = (found.iter())
             .filter_map(|member| match member {
                 Ok(here) => self.person(*here, id),
-                Err(key) => self.remote.get(key).map(remote_person),
+                Err(key) => (self.remote.get(key)).map(|member| self.remote_person(member, id)),
             })
             .collect();
         let asked = targets.to_vec();
         self.deliver_event(id, ServerEvent::Found { asked, people });
+    }
+
+    /// What a lookup shows of another node's member: what its node shows of
+    /// it (its rooms' ranks, and what an IRC client said in `USER`, stay
+    /// there).
+    fn remote_person(&self, member: &RemoteMember, asker: MemberId) -> Person {
+        let shares_a_room = (self.members.get(&asker)).is_some_and(|asker| {
+            asker
+                .rooms
+                .iter()
+                .any(|room| member.presence.rooms.contains(room))
+        });
+        Person {
+            nick: member.presence.nick.clone(),
+            door: member.presence.door.clone(),
+            rooms: member.presence.rooms.clone(),
+            ops: Vec::new(),
+            voiced: Vec::new(),
+            hidden: member.presence.invisible && !shares_a_room,
+            operator: false,
+            away: member.presence.away.clone(),
+            user: None,
+            realname: None,
+        }
     }
 
     fn person(&self, id: MemberId, asker: MemberId) -> Option<Person> {
@@ -708,11 +734,12 @@ impl State {
     }
 
     /// Makes the member invisible to strangers' lookups, or not, and tells it.
-    pub(super) fn set_invisible(&mut self, id: MemberId, on: bool) {
+    pub(super) fn set_invisible(&mut self, config: &HubConfig, id: MemberId, on: bool) {
         if let Some(member) = self.members.get_mut(&id) {
             member.invisible = on;
         }
         self.deliver_event(id, ServerEvent::Invisible { on });
+        self.show(config, id);
     }
 
     /// Makes the member a server operator (`Some(name)`), or no longer,
@@ -861,24 +888,6 @@ fn wildcard(mask: &str, text: &str) -> bool {
         }
     }
     mask[m..].iter().all(|c| *c == '*')
-}
-
-/// What a lookup shows of another node's member: what its node shows of
-/// it (its rooms' ranks, and what an IRC client said in `USER`, stay
-/// there).
-fn remote_person(member: &RemoteMember) -> Person {
-    Person {
-        nick: member.presence.nick.clone(),
-        door: member.presence.door.clone(),
-        rooms: member.presence.rooms.clone(),
-        ops: Vec::new(),
-        voiced: Vec::new(),
-        hidden: false,
-        operator: false,
-        away: member.presence.away.clone(),
-        user: None,
-        realname: None,
-    }
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ mod tests {
                 door: "tcp".to_string(),
                 rooms: rooms.iter().map(|room| room.to_string()).collect(),
                 away: None,
+                invisible: false,
             },
         }
     }

@@ -809,6 +809,7 @@ fn remote_member(
             door: "tcp".into(),
             rooms: rooms.iter().map(|room| room.to_string()).collect(),
             away: None,
+            invisible: false,
         },
     }
 }
@@ -874,4 +875,53 @@ fn a_big_room_hears_nothing_of_other_nodes_members_coming_and_going() {
     // Back to two: bob's going is told.
     hub.remote_gone(&key("bob"), false);
     assert!(matches!(&drain(&mut alice)[..], [ServerEvent::Leave { nick, .. }] if nick == "bob"));
+}
+
+#[test]
+fn another_nodes_invisible_member_is_hidden_from_strangers_masks() {
+    let (hub, mut alice) = node_with_a_member(hub());
+    let mut ghost = remote_member("n2/1", 3, 1, "ghost", &["attic"]);
+    ghost.presence.invisible = true;
+    hub.remote_seen(crate::protocol::text::nick_key("ghost"), ghost);
+    let found = |alice: &mut Membership, target: &str| {
+        hub.handle(
+            alice.id,
+            ClientCommand::Lookup {
+                targets: vec![target.into()],
+            },
+        );
+        let events = drain(alice);
+        match &events[..] {
+            [ServerEvent::Found { people, .. }] => people.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    // A stranger's mask sees it hidden (the doors leave it out); its nick
+    // finds it.
+    let by_mask = found(&mut alice, "gh*");
+    assert!(by_mask.len() == 1 && by_mask[0].hidden, "{by_mask:?}");
+    assert_eq!(found(&mut alice, "ghost").len(), 1);
+    // Sharing its room, one sees it.
+    hub.handle(
+        alice.id,
+        ClientCommand::Join {
+            room: "attic".into(),
+        },
+    );
+    drain(&mut alice);
+    assert!(!found(&mut alice, "gh*")[0].hidden);
+}
+
+#[test]
+fn going_invisible_is_shown_to_the_other_nodes() {
+    let hub = hub();
+    let (outlet, mut ends) = cluster::ClusterOutlet::new(8, "n1");
+    hub.send_to_cluster(outlet);
+    let alice = arrived(&hub, DoorKind::Tcp);
+    while ends.nicks.try_recv().is_ok() {}
+    hub.handle(alice.id, ClientCommand::Invisible { on: true });
+    assert!(matches!(
+        ends.nicks.try_recv(),
+        Ok(cluster::ClusterRequest::Show { presence, .. }) if presence.invisible
+    ));
 }
