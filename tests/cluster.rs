@@ -795,32 +795,36 @@ async fn whois_who_and_ison_find_members_of_other_nodes() {
     let nats = NatsServer::start().await;
     let n1 = node(&nats, "n1").await;
     let n2 = node(&nats, "n2").await;
-    let mut bob = n2.client_named("bob").await;
+    let mut bob = n2.client_named("bob0").await;
     bob.send("/join #den").await;
     bob.send("/away at lunch").await;
     bob.expect("away").await;
     let mut alice = n1.client_named("alice").await;
-    // Once n1 knows bob is away (his entry says so), a lookup shows it.
+    // (bob0: a nick whose key is written escaped in the directory.)
+    // Once n1 knows bob0 is away (his entry says so), a lookup shows it.
+    let mut tries = 0;
     let found = loop {
-        alice.send("/whois bob").await;
-        let found = alice.expect("bob").await;
+        alice.send("/whois bob0").await;
+        let found = alice.expect("bob0").await;
         if found.contains("away") {
             break found;
         }
+        tries += 1;
+        assert!(tries < 10_000, "n1 never learns bob0 is away: {found}");
     };
-    assert_eq!(found, "* bob is on tcp, in #lobby #den (away: at lunch)");
+    assert_eq!(found, "* bob0 is on tcp, in #lobby #den (away: at lunch)");
     let mut irc = Client::connect(n1.irc.unwrap()).await;
     irc.send_bytes(b"NICK ircer\r\nUSER ircer 0 * :on n1\r\n")
         .await;
     irc.expect(" 001 ").await;
-    irc.send_bytes(b"ISON bob nobody alice\r\nWHOIS bob\r\nWHO #den\r\n")
+    irc.send_bytes(b"ISON bob0 nobody alice\r\nWHOIS bob0\r\nWHO #den\r\n")
         .await;
     let ison = irc.expect(" 303 ").await.trim_end().to_string();
-    assert!(ison.ends_with(":bob alice"), "{ison:?}");
-    assert!(irc.expect(" 311 ").await.contains(" bob "));
+    assert!(ison.ends_with(":bob0 alice"), "{ison:?}");
+    assert!(irc.expect(" 311 ").await.contains(" bob0 "));
     assert!(irc.expect(" 301 ").await.trim_end().ends_with(":at lunch"));
     irc.expect(" 318 ").await;
-    assert!(irc.expect(" 352 ").await.contains(" bob "));
+    assert!(irc.expect(" 352 ").await.contains(" bob0 "));
     irc.expect(" 315 ").await;
     for node in [n1, n2] {
         node.stop().await;
@@ -839,4 +843,112 @@ async fn a_nodes_log_lines_name_it() {
     let line = named.expect_log("nick change").await;
     assert!(line.starts_with("node=logged "), "{line}");
     named.terminate().await;
+}
+
+#[tokio::test]
+async fn a_rooms_topic_modes_ranks_invitations_and_kicks_hold_on_every_node() {
+    let nats = NatsServer::start().await;
+    let n1 = node(&nats, "n1").await;
+    let n2 = node(&nats, "n2").await;
+    let mut alice = n1.client_named("alice").await;
+    alice.send("/join #lab").await;
+    alice.expect("alice joined #lab").await;
+    let mut bob = n2.client_named("bob").await;
+    bob.send("/join #lab").await;
+    bob.expect("bob joined #lab").await;
+    alice.expect("bob joined #lab").await;
+    // alice made the room, so she runs it; bob, on the other node, does not.
+    bob.send("/topic mine now").await;
+    bob.expect("only the operators of #lab may do that").await;
+    alice.send("/topic 实验室 today").await;
+    let set = "* alice set the topic of #lab: 实验室 today";
+    assert_eq!(alice.expect("topic").await, set);
+    assert_eq!(bob.expect("topic").await, set);
+    // Modes made on one node hold on the other: bob's node keeps him quiet.
+    alice.send("/mode +m").await;
+    for member in [&mut alice, &mut bob] {
+        assert_eq!(
+            member.expect("sets mode").await,
+            "* alice sets mode +m on #lab"
+        );
+    }
+    bob.send("may I?").await;
+    bob.expect("#lab is moderated").await;
+    alice.send("/mode +v bob").await;
+    for member in [&mut alice, &mut bob] {
+        assert_eq!(
+            member.expect("sets mode").await,
+            "* alice sets mode +v bob on #lab"
+        );
+    }
+    bob.send("now I may").await;
+    assert_eq!(
+        room_lines(&mut alice, "lab", 1).await,
+        ["[lab] bob: now I may"]
+    );
+    // Invite only: carol, on n2, comes in on alice's invitation from n1.
+    alice.send("/mode +i").await;
+    bob.expect("* alice sets mode +i on #lab").await;
+    let mut carol = n2.client_named("carol").await;
+    carol.send("/join #lab").await;
+    carol.expect("#lab is invite only").await;
+    alice.send("/invite carol").await;
+    let invited = "* alice invited carol to #lab (/join #lab)";
+    assert_eq!(carol.expect("invited").await, invited);
+    assert_eq!(alice.expect("invited").await, invited);
+    carol.send("/join #lab").await;
+    carol.expect("carol joined #lab").await;
+    alice.expect("carol joined #lab").await;
+    // Each node lists the room's ranks, wherever their holders are.
+    let mut irc = Client::connect(n2.irc.unwrap()).await;
+    irc.send_bytes(b"NICK ircer\r\nUSER ircer 0 * :on n2\r\nNAMES #lab\r\nMODE #lab\r\n")
+        .await;
+    let names = irc.expect(" 353 ").await.trim_end().to_string();
+    assert!(
+        names.contains("@alice") && names.contains("+bob"),
+        "{names}"
+    );
+    assert!(irc.expect(" 324 ").await.contains("+imnt"));
+    // A kick from n1 puts bob out on n2, and every member hears it once.
+    alice.send("/kick bob enough").await;
+    let kicked = "* bob was kicked from #lab by alice (enough)";
+    for member in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(member.expect("kicked").await, kicked);
+    }
+    bob.send("/join #lab").await;
+    bob.expect("#lab is invite only").await;
+    alice.send("after the kick").await;
+    let said = loop {
+        let line = alice.line().await;
+        assert!(
+            !line.contains("bob left"),
+            "a second notice of the kick: {line}"
+        );
+        if line.starts_with("[lab] ") {
+            break line;
+        }
+    };
+    assert_eq!(said, "[lab] alice: after the kick");
+    // A node that comes later knows the room as it is.
+    let n3 = node(&nats, "n3").await;
+    let mut late = Client::connect(n3.irc.unwrap()).await;
+    late.send_bytes(b"NICK late\r\nUSER late 0 * :on n3\r\n")
+        .await;
+    late.expect(" 001 ").await;
+    // Once n3 has heard of the room (its members, and its entry), it
+    // answers for it.
+    let topic = loop {
+        late.send_bytes(b"TOPIC #lab\r\n").await;
+        let answer = late.expect("#lab").await.trim_end().to_string();
+        if !answer.contains(" 403 ") && !answer.contains(" 331 ") {
+            break answer;
+        }
+    };
+    assert!(topic.ends_with(":实验室 today"), "{topic}");
+    late.send_bytes(b"MODE #lab\r\nJOIN #lab\r\n").await;
+    assert!(late.expect(" 324 ").await.contains("+imnt"));
+    late.expect(" 473 ").await;
+    for node in [n1, n2, n3] {
+        node.stop().await;
+    }
 }

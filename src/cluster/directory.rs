@@ -53,18 +53,30 @@ pub(super) async fn watch_members(
             entry = entries.next() => {
                 let Some(hub) = hub.upgrade() else { return };
                 match entry {
-                    Some(Ok(entry)) => match entry.operation {
-                        kv::Operation::Put => {
-                            let Some(member) = wire::remote_member(&entry.value) else { continue };
+                    // What the hub knows a member by is its nick's key,
+                    // which the entry's key is written from.
+                    Some(Ok(entry)) => match (entry.operation, wire::key_of_entry(&entry.key)) {
+                        (_, None) => tracing::warn!(key = %entry.key, "skipping a member entry that is not sockchat's"),
+                        (kv::Operation::Put, Some(key)) => {
+                            let Some(member) = wire::remote_member(&entry.value)
+                                .filter(|member| crate::protocol::text::nick_key(&member.presence.nick) == key)
+                            else {
+                                continue;
+                            };
                             if member.origin == me {
+                                // This node's own now: whoever held it before
+                                // elsewhere is gone.
+                                if last_seen.remove(&key).is_some() {
+                                    hub.remote_gone(&key, true);
+                                }
                                 continue;
                             }
-                            last_seen.insert(entry.key.clone(), Instant::now());
-                            hub.remote_seen(entry.key, member);
+                            last_seen.insert(key.clone(), Instant::now());
+                            hub.remote_seen(key, member);
                         }
-                        kv::Operation::Delete | kv::Operation::Purge => {
-                            last_seen.remove(&entry.key);
-                            hub.remote_gone(&entry.key, false);
+                        (kv::Operation::Delete | kv::Operation::Purge, Some(key)) => {
+                            last_seen.remove(&key);
+                            hub.remote_gone(&key, false);
                         }
                     },
                     // Broken off (NATS went away): watched again.

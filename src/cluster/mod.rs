@@ -13,6 +13,7 @@
 mod directory;
 mod nicks;
 mod privates;
+mod rooms;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
@@ -188,7 +189,17 @@ impl ClusterLink {
         let nicks = retry_at_start(|| jetstream.create_or_update_key_value(nicks_config.clone()))
             .await
             .context("cannot open the cluster's nicks (JetStream KV sockchat_nicks)")?;
-        let (outlet, ends) = ClusterOutlet::new(CLUSTER_QUEUE, &config.node);
+        let rooms_config = kv::Config {
+            bucket: wire::ROOMS_BUCKET.to_string(),
+            history: 1,
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas,
+            ..Default::default()
+        };
+        let rooms = retry_at_start(|| jetstream.create_or_update_key_value(rooms_config.clone()))
+            .await
+            .context("cannot open the cluster's rooms (JetStream KV sockchat_rooms)")?;
+        let (outlet, ends) = ClusterOutlet::new(CLUSTER_QUEUE, &config.node, &origin.header());
         hub.send_to_cluster(outlet);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -226,6 +237,18 @@ impl ClusterLink {
         tasks.spawn(privates::send_privates(
             client.clone(),
             ends.privates,
+            stop.clone(),
+        ));
+        tasks.spawn(rooms::watch_rooms(
+            hub.downgrade(),
+            rooms.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(rooms::change_rooms(
+            hub.downgrade(),
+            rooms,
+            ends.rooms,
+            link_down.clone(),
             stop.clone(),
         ));
         tasks.spawn(nicks::hold_nicks(
@@ -356,7 +379,7 @@ async fn publish(
         let Some(message) = next else { break };
         let outbound = wire::encode(&origin, &message);
         let Some(ack) = publish_until_sent(&jetstream, &outbound, &stop).await else {
-            unpublished(1 + queue.len() + in_flight.len());
+            unpublished(1 + queue.len(), in_flight.len());
             break;
         };
         in_flight.push_back((outbound, ack));
@@ -371,18 +394,20 @@ async fn publish(
             metrics.cluster_republished.inc();
             match publish_until_sent(&jetstream, &outbound, &stop).await {
                 Some(ack) => in_flight.push_front((outbound, ack)),
-                None => return unpublished(1 + queue.len() + in_flight.len()),
+                None => return unpublished(1 + queue.len(), in_flight.len()),
             }
         }
     }
 }
 
 /// Says what a node stopping while the link is down leaves unsaid: its
-/// members were told the link was down, and saw none of it.
-fn unpublished(count: usize) {
+/// members were told the link was down, and saw none of it. Those in
+/// flight were sent, and may be in the log, unacknowledged.
+fn unpublished(never_sent: usize, unacknowledged: usize) {
     tracing::warn!(
-        count,
-        "stopping with the cluster link down: messages never published"
+        never_sent,
+        unacknowledged,
+        "stopping with the cluster link down: messages not published"
     );
 }
 
@@ -606,9 +631,10 @@ fn read_one(
             .and_then(|headers| headers.get(name))
             .map(|value| value.as_str())
     };
-    if let (Some(origin), Some(ticket)) = (header(wire::ORIGIN_HEADER), header(wire::TICKET_HEADER))
-    {
-        let ticket = ticket.parse().unwrap_or(0);
+    let ticket = header(wire::TICKET_HEADER).and_then(|ticket| ticket.parse::<u64>().ok());
+    // A ticket that is not a number names no message of sockchat's: not
+    // taken for a copy of another.
+    if let (Some(origin), Some(ticket)) = (header(wire::ORIGIN_HEADER), ticket) {
         if !recent.first_time(origin, ticket) {
             tracing::info!(
                 sequence,

@@ -8,7 +8,8 @@
 //! One task owns what is held, so there is one writer per key; the
 //! renewals of a round run side by side ([`RENEW_AT_ONCE`]), so a round
 //! over thousands of members takes a few round trips, not thousands, and
-//! claims are answered while it runs.
+//! claims are answered while it runs (a claim waits only behind the
+//! requests asked before it).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -29,9 +30,9 @@ use crate::hub::WeakHub;
 /// Renewals of one round in flight at once.
 const RENEW_AT_ONCE: usize = 64;
 
-/// How long one write to the bucket may take. Shorter than the time a
-/// member waits for its `/nick` answer (`ANSWER_WAIT`), so the answer
-/// is "unavailable", not silence.
+/// How long one write (or read) of the bucket may take: a claim is a
+/// create and, on a conflict, a read, so it is answered within about
+/// twice this.
 const WRITE_WAIT: Duration = Duration::from_millis(1500);
 
 /// How long a leaving node spends freeing its nicks: past it, they lapse
@@ -62,7 +63,9 @@ enum Kept {
     Unreachable,
 }
 
-type Round = Pin<Box<dyn Stream<Item = (String, Kept)> + Send>>;
+/// A round's outcomes: each key, the member it was renewed for, and what
+/// became of the write.
+type Round = Pin<Box<dyn Stream<Item = (String, u64, Kept)> + Send>>;
 
 /// Claims, shows, releases and renews this node's nicks, until `stop`.
 pub(super) async fn hold_nicks(
@@ -104,8 +107,8 @@ pub(super) async fn hold_nicks(
                 }
             }
             kept = next_of(&mut round) => match kept {
-                Some((key, kept)) => {
-                    if holder.renewed(key, kept).await.is_none() {
+                Some((key, member, kept)) => {
+                    if holder.renewed(key, member, kept).await.is_none() {
                         return;
                     }
                 }
@@ -129,7 +132,7 @@ pub(super) async fn hold_nicks(
 }
 
 /// The next outcome of `round`, or never while there is none.
-async fn next_of(round: &mut Option<Round>) -> Option<(String, Kept)> {
+async fn next_of(round: &mut Option<Round>) -> Option<(String, u64, Kept)> {
     match round {
         Some(round) => round.next().await,
         None => std::future::pending().await,
@@ -208,9 +211,13 @@ impl NickHolder {
                 let held = self.held.get_mut(key).expect("just seen");
                 held.value = value.clone();
                 let revision = held.revision;
-                // Not written now (NATS is away): the next renewal writes it.
+                // While NATS is away it is not written now: the next
+                // renewal writes it, and nothing waits behind it.
+                if self.link_down.load(Ordering::Relaxed) {
+                    return Some(());
+                }
                 let kept = self.write(key, value, revision, member).await;
-                self.renewed(key.clone(), kept).await?;
+                self.renewed(key.clone(), member, kept).await?;
             }
             ClusterRequest::Release { key } => {
                 self.unasked.remove(key);
@@ -285,11 +292,13 @@ impl NickHolder {
         write(&self.bucket, &self.origin, key, value, revision, member).await
     }
 
-    /// Acts on what became of a write to `key`. `None` once the hub has
-    /// gone.
-    async fn renewed(&mut self, key: String, kept: Kept) -> Option<()> {
-        // Released meanwhile: whatever the write did, freeing it undid.
-        let Some(held) = self.held.get_mut(&key) else {
+    /// Acts on what became of a write to `key` for `member`. `None` once
+    /// the hub has gone.
+    async fn renewed(&mut self, key: String, member: u64, kept: Kept) -> Option<()> {
+        // Released meanwhile (whatever the write did, freeing it undid),
+        // or released and claimed since by another member, whose claim a
+        // write for the one before says nothing about.
+        let Some(held) = self.held.get_mut(&key).filter(|held| held.member == member) else {
             return Some(());
         };
         match kept {
@@ -359,7 +368,7 @@ impl NickHolder {
                 let (bucket, origin) = (bucket.clone(), origin.clone());
                 async move {
                     let kept = write(&bucket, &origin, &key, value, revision, member).await;
-                    (key, kept)
+                    (key, member, kept)
                 }
             })
             .buffer_unordered(RENEW_AT_ONCE);

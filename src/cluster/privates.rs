@@ -1,12 +1,17 @@
 //! Private messages between nodes: each node takes those for its members
 //! on its own subject, `sockchat.private.NODE`, over core NATS.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::wire;
 use crate::hub::cluster::{ClusterRequest, NickQueue};
 use crate::hub::WeakHub;
+
+/// How long a private message may wait for the client to take it.
+const SEND_WAIT: Duration = Duration::from_secs(2);
 
 /// Sends this node's members' private messages to other nodes' members.
 pub(super) async fn send_privates(
@@ -31,8 +36,16 @@ pub(super) async fn send_privates(
             continue;
         };
         let (subject, payload) = wire::private(&origin, member, &event);
-        if let Err(error) = client.publish(subject, payload).await {
-            tracing::warn!(%error, "a private message to another node was lost");
+        // While NATS is away the client's queue may be full: a stopping
+        // node does not wait for it, nor does a message wait for ever.
+        let sent = tokio::select! {
+            sent = tokio::time::timeout(SEND_WAIT, client.publish(subject, payload)) => sent,
+            () = stop.cancelled() => return,
+        };
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "a private message to another node was lost"),
+            Err(_) => tracing::warn!("a private message to another node was lost: NATS is away"),
         }
     }
 }

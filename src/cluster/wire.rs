@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::hub::cluster::{Presence, RemoteMember};
+use crate::hub::cluster::{Presence, RemoteMember, RoomChange, RoomEntry, MAX_NAMED};
 use crate::protocol::text::{is_ephemeral, normalize_room, sanitize, validate_nick};
 use crate::protocol::{MessageRecord, ServerEvent};
 use crate::store::StoredMessage;
@@ -34,6 +34,28 @@ pub fn nick_key(key: &str) -> String {
         }
     }
     out
+}
+
+/// The nick key a key of [`NICKS_BUCKET`] was written from (see
+/// [`nick_key`]), if it is one.
+pub fn key_of_entry(entry_key: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(entry_key.len());
+    let mut rest = entry_key.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        match byte {
+            b'=' => {
+                let hex = std::str::from_utf8(after.get(..2)?).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &after[2..];
+            }
+            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' => {
+                bytes.push(byte);
+                rest = after;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// A member's entry in [`NICKS_BUCKET`]: its node's run (`origin`, as
@@ -79,6 +101,72 @@ pub fn remote_member(value: &[u8]) -> Option<RemoteMember> {
 /// The member id in an entry this node wrote.
 pub fn entry_member(value: &[u8]) -> Option<u64> {
     remote_member(value).map(|member| member.member)
+}
+
+/// The JetStream key-value bucket of rooms' own state: room key to its
+/// [`RoomEntry`].
+pub const ROOMS_BUCKET: &str = "sockchat_rooms";
+
+/// A room's key in [`ROOMS_BUCKET`], written as a nick's is.
+pub fn room_key(room: &str) -> String {
+    nick_key(room)
+}
+
+/// A room's entry as stored.
+pub fn room_value(entry: &RoomEntry) -> bytes::Bytes {
+    serde_json::to_vec(entry)
+        .expect("an entry always serializes")
+        .into()
+}
+
+/// The room entry stored under `key`, if sockchat wrote it: checked as a
+/// client's input would be, since its text reaches every node's members.
+pub fn room_entry(key: &str, value: &[u8]) -> Option<RoomEntry> {
+    let mut entry: RoomEntry = serde_json::from_slice(value).ok()?;
+    if normalize_room(&entry.room).ok().as_ref() != Some(&entry.room)
+        || room_key(&entry.room) != key
+        || [&entry.ops, &entry.voiced, &entry.invited]
+            .iter()
+            .any(|named| named.len() > MAX_NAMED)
+    {
+        return None;
+    }
+    if let Some(topic) = &mut entry.topic {
+        validate_nick(&topic.by).ok()?;
+        topic.text = sanitize(&topic.text).into_owned();
+    }
+    let nicks_are_valid = match &mut entry.change {
+        None | Some(RoomChange::Found { .. } | RoomChange::Forget { .. }) => true,
+        Some(RoomChange::Topic { topic, by, .. }) => {
+            if let Some(topic) = topic {
+                topic.text = sanitize(&topic.text).into_owned();
+            }
+            validate_nick(by).is_ok()
+        }
+        Some(RoomChange::Modes {
+            flags,
+            ranks,
+            modes,
+            by,
+        }) => {
+            *modes = sanitize(modes).into_owned();
+            validate_nick(by).is_ok()
+                && flags.iter().all(|(_, flag)| "imnst".contains(*flag))
+                && ranks.iter().all(|(_, flag, _)| "ov".contains(*flag))
+        }
+        Some(RoomChange::Invite { nick, by_nick, .. }) => {
+            validate_nick(nick).is_ok() && validate_nick(by_nick).is_ok()
+        }
+        Some(RoomChange::Kick {
+            nick, by, reason, ..
+        }) => {
+            if let Some(reason) = reason {
+                *reason = sanitize(reason).into_owned();
+            }
+            validate_nick(nick).is_ok() && validate_nick(by).is_ok()
+        }
+    };
+    nicks_are_valid.then_some(entry)
 }
 
 /// Where private messages for `node`'s members go (core NATS: a member
@@ -354,6 +442,36 @@ mod tests {
                 ..mine.record
             }
         );
+    }
+
+    #[test]
+    fn a_nick_key_comes_back_from_its_entrys_key() {
+        for nick in ["bob", "guest-n2-10", "小明", "[bot]^`{a|b}", "a=b"] {
+            let key = crate::protocol::text::nick_key(nick);
+            assert_eq!(key_of_entry(&nick_key(&key)).as_deref(), Some(key.as_str()));
+        }
+        assert_eq!(key_of_entry("Bob"), None);
+        assert_eq!(key_of_entry("b=4"), None);
+        assert_eq!(key_of_entry("=FF"), None);
+    }
+
+    #[test]
+    fn a_room_entry_is_read_back_only_under_its_own_key_and_checked() {
+        let mut entry = RoomEntry::new("聊天");
+        entry.topic = Some(crate::hub::cluster::TopicEntry {
+            text: "red \x1b[31m text".into(),
+            by: "ann".into(),
+            at: 1,
+        });
+        let key = room_key("聊天");
+        assert_eq!(key, "=E8=81=8A=E5=A4=A9");
+        let read = room_entry(&key, &room_value(&entry)).expect("sockchat's own entry");
+        assert!(!read.topic.unwrap().text.contains('\x1b'));
+        // Under another room's key, or with a nick no client may have: refused.
+        assert!(room_entry("lab", &room_value(&entry)).is_none());
+        entry.topic.as_mut().unwrap().by = "a b".into();
+        assert!(room_entry(&key, &room_value(&entry)).is_none());
+        assert!(room_entry(&key, b"{not json").is_none());
     }
 
     #[test]

@@ -88,20 +88,233 @@ pub enum Claimed {
     Unavailable,
 }
 
+/// A member anywhere in the cluster: its node's run (`NODE/BOOT`) and its
+/// id there. Never reused: a node's next run has another boot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemberRef {
+    pub origin: String,
+    pub member: u64,
+}
+
+/// A room's topic, as the cluster keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicEntry {
+    pub text: String,
+    pub by: String,
+    pub at: u64,
+}
+
+/// Members a room entry names as operators, voiced or invited, at most
+/// each: past it the earliest named is struck (a dead node's members are
+/// never struck otherwise, though they match no one).
+pub const MAX_NAMED: usize = 256;
+
+/// See [`RoomEntry::written`]: longer than any member's coming takes to
+/// reach every node.
+pub const LEFT_OVER_MS: u64 = 60_000;
+
+/// A room's own state, the same on every node: its entry in the cluster's
+/// rooms bucket, changed only by compare-and-set (see `crate::cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEntry {
+    pub room: String,
+    #[serde(default)]
+    pub topic: Option<TopicEntry>,
+    #[serde(default = "yes")]
+    pub topic_locked: bool,
+    #[serde(default)]
+    pub secret: bool,
+    #[serde(default)]
+    pub invite_only: bool,
+    #[serde(default)]
+    pub moderated: bool,
+    #[serde(default)]
+    pub external: bool,
+    #[serde(default)]
+    pub ops: Vec<MemberRef>,
+    #[serde(default)]
+    pub voiced: Vec<MemberRef>,
+    #[serde(default)]
+    pub invited: Vec<MemberRef>,
+    /// When it was made, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub since: u64,
+    /// When it was last written, by its writer's clock (ms since the Unix
+    /// epoch): an entry of a room with nobody in it, unchanged for
+    /// [`LEFT_OVER_MS`], is left over (its room's last members went at
+    /// once, or their node died), and the next to come makes the room anew.
+    #[serde(default)]
+    pub written: u64,
+    /// The change that made this revision of it, for every node to tell
+    /// its members.
+    #[serde(default)]
+    pub change: Option<RoomChange>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A change to a room's entry, made on the node of the member who asked
+/// and applied by compare-and-set to whatever the entry is by then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomChange {
+    /// `by` made the room, which had nobody on any node: an entry still
+    /// at revision `after` (the one `by`'s node knew, if any) is left
+    /// over and starts anew, run by `by`; a newer one means someone else
+    /// made the room at the same time, and runs it (the change is void).
+    Found {
+        by: MemberRef,
+        since: u64,
+        after: Option<u64>,
+    },
+    Topic {
+        topic: Option<TopicEntry>,
+        by: String,
+        at: u64,
+    },
+    /// Flags on or off, and ranks (`o`, `v`) given or taken, as `modes`
+    /// (IRC's `+o-t bob`) tells them.
+    Modes {
+        flags: Vec<(bool, char)>,
+        ranks: Vec<(bool, char, MemberRef)>,
+        modes: String,
+        by: String,
+    },
+    Invite {
+        member: MemberRef,
+        nick: String,
+        by: MemberRef,
+        by_nick: String,
+    },
+    Kick {
+        member: MemberRef,
+        nick: String,
+        by: String,
+        reason: Option<String>,
+    },
+    /// `member` left, or came in on its invitation: struck from the
+    /// invitations and, with `ranks`, from the operators and voiced.
+    Forget { member: MemberRef, ranks: bool },
+}
+
+impl RoomEntry {
+    /// A room as it starts: `+nt`, nobody named.
+    pub fn new(room: &str) -> Self {
+        RoomEntry {
+            room: room.to_string(),
+            topic: None,
+            topic_locked: true,
+            secret: false,
+            invite_only: false,
+            moderated: false,
+            external: false,
+            ops: Vec::new(),
+            voiced: Vec::new(),
+            invited: Vec::new(),
+            since: 0,
+            written: 0,
+            change: None,
+        }
+    }
+
+    /// Applies `change` to the entry, whose revision is `revision` (`None`:
+    /// there is no entry yet); `false` if the change is void.
+    pub fn apply(&mut self, revision: Option<u64>, change: &RoomChange) -> bool {
+        match change {
+            RoomChange::Found { by, since, after } => {
+                if revision != *after {
+                    return false;
+                }
+                *self = RoomEntry::new(&self.room);
+                self.since = *since;
+                self.ops = vec![by.clone()];
+            }
+            RoomChange::Topic { topic, .. } => self.topic = topic.clone(),
+            RoomChange::Modes { flags, ranks, .. } => {
+                for &(on, flag) in flags {
+                    match flag {
+                        'i' => self.invite_only = on,
+                        'm' => self.moderated = on,
+                        's' => self.secret = on,
+                        't' => self.topic_locked = on,
+                        'n' => self.external = !on,
+                        _ => {}
+                    }
+                }
+                for (on, flag, member) in ranks {
+                    let list = match flag {
+                        'o' => &mut self.ops,
+                        _ => &mut self.voiced,
+                    };
+                    list.retain(|named| named != member);
+                    if *on {
+                        name(list, member);
+                    }
+                }
+            }
+            RoomChange::Invite { member, .. } => name(&mut self.invited, member),
+            RoomChange::Kick { member, .. } => self.forget(member, true),
+            RoomChange::Forget { member, ranks } => self.forget(member, *ranks),
+        }
+        self.change = Some(change.clone());
+        true
+    }
+
+    fn forget(&mut self, member: &MemberRef, ranks: bool) {
+        self.invited.retain(|named| named != member);
+        if ranks {
+            self.ops.retain(|named| named != member);
+            self.voiced.retain(|named| named != member);
+        }
+    }
+}
+
+/// Adds `member` to `list` if it is not there, striking the earliest past
+/// [`MAX_NAMED`].
+fn name(list: &mut Vec<MemberRef>, member: &MemberRef) {
+    if list.contains(member) {
+        return;
+    }
+    if list.len() >= MAX_NAMED {
+        list.remove(0);
+    }
+    list.push(member.clone());
+}
+
+/// What the hub asks of the cluster about rooms' own state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoomRequest {
+    /// Apply `change` to `room`'s entry; `member` asked, and is told if
+    /// the cluster could not be asked.
+    Change {
+        member: MemberId,
+        room: String,
+        change: RoomChange,
+    },
+    /// `room` has nobody left on any node: its entry goes.
+    Close { room: String },
+}
+
 /// Where this node's members' messages go: the cluster link's queue.
 #[derive(Debug, Clone)]
 pub struct ClusterOutlet {
     queue: mpsc::Sender<StoredMessage>,
     nicks: mpsc::UnboundedSender<ClusterRequest>,
     privates: mpsc::UnboundedSender<ClusterRequest>,
+    rooms: mpsc::UnboundedSender<RoomRequest>,
     /// This node's name, in its guests' names (`guest-NODE-N`), which
     /// therefore never clash with another node's.
     pub node: String,
+    /// This run of the node, `NODE/BOOT`, as other nodes know its members.
+    pub origin: String,
 }
 
 /// The far ends of a [`ClusterOutlet`], for the cluster link to read.
 pub type ClusterQueue = mpsc::Receiver<StoredMessage>;
 pub type NickQueue = mpsc::UnboundedReceiver<ClusterRequest>;
+pub type RoomQueue = mpsc::UnboundedReceiver<RoomRequest>;
 
 /// What the cluster link reads from a [`ClusterOutlet`]: room messages,
 /// nick requests, and private messages (`Deliver`), each on its own, so
@@ -111,27 +324,32 @@ pub struct ClusterEnds {
     pub messages: ClusterQueue,
     pub nicks: NickQueue,
     pub privates: NickQueue,
+    pub rooms: RoomQueue,
 }
 
 impl ClusterOutlet {
     /// An outlet holding up to `capacity` messages, and its far ends.
-    pub fn new(capacity: usize, node: &str) -> (ClusterOutlet, ClusterEnds) {
+    pub fn new(capacity: usize, node: &str, origin: &str) -> (ClusterOutlet, ClusterEnds) {
         let (queue, messages) = mpsc::channel(capacity);
         // Nick requests and private messages come at most one per
         // command, which the session's rate limit bounds.
         let (nicks, nick_requests) = mpsc::unbounded_channel();
         let (privates, private_messages) = mpsc::unbounded_channel();
-        let node = node.to_string();
+        // Room changes, like nick requests, come at most one per command.
+        let (rooms, room_requests) = mpsc::unbounded_channel();
         let outlet = ClusterOutlet {
             queue,
             nicks,
             privates,
-            node,
+            rooms,
+            node: node.to_string(),
+            origin: origin.to_string(),
         };
         let ends = ClusterEnds {
             messages,
             nicks: nick_requests,
             privates: private_messages,
+            rooms: room_requests,
         };
         (outlet, ends)
     }
@@ -144,9 +362,119 @@ impl ClusterOutlet {
         };
     }
 
+    /// Asks the cluster to change a room's entry, or to close it.
+    pub(super) fn change_room(&self, request: RoomRequest) {
+        let _ = self.rooms.send(request);
+    }
+
+    /// `member` of this node, as the cluster knows it.
+    pub(super) fn member_ref(&self, member: MemberId) -> MemberRef {
+        MemberRef {
+            origin: self.origin.clone(),
+            member: member.number(),
+        }
+    }
+
     /// Queues a message for the log; `false` if the queue is full or the
     /// link is gone.
     pub(super) fn send(&self, message: StoredMessage) -> bool {
         self.queue.try_send(message).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(origin: &str, member: u64) -> MemberRef {
+        MemberRef {
+            origin: origin.into(),
+            member,
+        }
+    }
+
+    fn found(by: &MemberRef, after: Option<u64>) -> RoomChange {
+        RoomChange::Found {
+            by: by.clone(),
+            since: 1,
+            after,
+        }
+    }
+
+    #[test]
+    fn of_two_members_making_one_room_at_once_the_first_written_runs_it() {
+        let (ann, bo) = (member("n1/1", 1), member("n2/1", 1));
+        let mut entry = RoomEntry::new("lab");
+        assert!(entry.apply(None, &found(&ann, None)));
+        // bo's node knew no entry either: by now there is one, so its
+        // making of the room is void.
+        assert!(!entry.apply(Some(1), &found(&bo, None)));
+        assert_eq!(entry.ops, std::slice::from_ref(&ann));
+        // A left-over entry, at the revision bo's node knew, starts anew.
+        entry.topic_locked = false;
+        assert!(entry.apply(Some(1), &found(&bo, Some(1))));
+        assert_eq!(
+            (entry.ops.as_slice(), entry.topic_locked),
+            ([bo].as_slice(), true)
+        );
+    }
+
+    #[test]
+    fn ranks_flags_invitations_and_kicks_change_the_entry_as_asked() {
+        let (ann, bo) = (member("n1/1", 1), member("n2/1", 7));
+        let mut entry = RoomEntry::new("lab");
+        entry.apply(None, &found(&ann, None));
+        let modes = RoomChange::Modes {
+            flags: vec![(true, 'm'), (false, 'n'), (true, 'i')],
+            ranks: vec![(true, 'o', bo.clone()), (true, 'v', bo.clone())],
+            modes: "+mi-n+ov bo bo".into(),
+            by: "ann".into(),
+        };
+        entry.apply(Some(1), &modes);
+        // Asked twice, a rank is held once.
+        entry.apply(Some(2), &modes);
+        assert!(entry.moderated && entry.external && entry.invite_only);
+        assert_eq!(entry.ops, [ann.clone(), bo.clone()]);
+        let invite = RoomChange::Invite {
+            member: member("n3/1", 2),
+            nick: "cy".into(),
+            by: ann.clone(),
+            by_nick: "ann".into(),
+        };
+        entry.apply(Some(3), &invite);
+        let came = RoomChange::Forget {
+            member: member("n3/1", 2),
+            ranks: false,
+        };
+        entry.apply(Some(4), &came);
+        assert!(entry.invited.is_empty());
+        let kick = RoomChange::Kick {
+            member: bo.clone(),
+            nick: "bo".into(),
+            by: "ann".into(),
+            reason: None,
+        };
+        entry.apply(Some(5), &kick);
+        assert_eq!(
+            (entry.ops.as_slice(), entry.voiced.len()),
+            ([ann].as_slice(), 0)
+        );
+        assert_eq!(entry.change, Some(kick));
+    }
+
+    #[test]
+    fn an_entry_names_at_most_max_named_members_each_way() {
+        let mut entry = RoomEntry::new("big");
+        for id in 0..MAX_NAMED as u64 + 3 {
+            let invite = RoomChange::Invite {
+                member: member("n1/1", id),
+                nick: "x".into(),
+                by: member("n1/1", 0),
+                by_nick: "x".into(),
+            };
+            entry.apply(Some(id), &invite);
+        }
+        assert_eq!(entry.invited.len(), MAX_NAMED);
+        assert_eq!(entry.invited[0], member("n1/1", 3));
     }
 }

@@ -497,7 +497,7 @@ impl State {
 
     /// Another node's member with the nick `nick`, if there is one (none
     /// without a cluster: the directory is empty).
-    fn remote_by_nick(&self, nick: &str) -> Option<super::cluster::RemoteMember> {
+    pub(super) fn remote_by_nick(&self, nick: &str) -> Option<super::cluster::RemoteMember> {
         let key = crate::protocol::text::nick_key(nick);
         self.remote.get(&key).cloned()
     }

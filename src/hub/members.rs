@@ -622,6 +622,7 @@ impl State {
         // Members here by id, other nodes' by their nick's key: in the
         // order asked.
         let mut found: Vec<Result<MemberId, String>> = Vec::new();
+        let mut seen: std::collections::HashSet<Result<MemberId, String>> = Default::default();
         for target in targets {
             let matches: Vec<Result<MemberId, String>> = if target.starts_with('#') {
                 let room = normalize_room(target).ok();
@@ -661,7 +662,8 @@ impl State {
                 }
             };
             for member in matches {
-                if !found.contains(&member) {
+                // A set beside the list: `WHO *` over a big cluster stays linear.
+                if seen.insert(member.clone()) {
                     found.push(member);
                 }
             }

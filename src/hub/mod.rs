@@ -24,6 +24,7 @@ pub mod operators;
 pub mod outbox;
 mod remote;
 mod rooms;
+mod shared_rooms;
 mod state;
 
 use std::net::IpAddr;
@@ -799,6 +800,30 @@ impl Hub {
             LeaveReason::Quit
         };
         state.remote_gone(config, key, reason);
+        state.settle(config);
+    }
+
+    /// The cluster's rooms bucket has `entry` at `revision` (see
+    /// [`cluster::RoomEntry`]): the room here follows it.
+    /// It is `news` unless the node reads it again, or afresh, as the
+    /// bucket's watch starts: then its change is not told.
+    pub fn room_entry_seen(&self, revision: u64, entry: cluster::RoomEntry, news: bool) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.room_entry_seen(config, revision, entry, news);
+        state.settle(config);
+    }
+
+    /// The entry of `room` is gone from the cluster's rooms bucket.
+    pub fn room_entry_gone(&self, room: &str) {
+        self.lock().room_entry_gone(room);
+    }
+
+    /// A change `member` made to `room` could not reach the cluster.
+    pub fn room_change_failed(&self, member: u64, room: &str) {
+        let config = &self.shared.config;
+        let mut state = self.lock();
+        state.room_change_failed(MemberId(member), room);
         state.settle(config);
     }
 

@@ -36,6 +36,11 @@ impl RemoteMembers {
     /// as it was before, under this key or (renamed) another.
     pub fn insert(&mut self, key: String, member: RemoteMember) -> Option<RemoteMember> {
         let who = (member.origin.clone(), member.member);
+        // Someone else under this key (its claim lapsed): forgotten, so
+        // no index keeps it.
+        if (self.by_key.get(&key)).is_some_and(|held| (held.origin.clone(), held.member) != who) {
+            self.remove(&key);
+        }
         let old_key = self.keys.get(&who).cloned().unwrap_or_else(|| key.clone());
         let before = self.remove(&old_key);
         for room in &member.presence.rooms {
@@ -62,6 +67,23 @@ impl RemoteMembers {
             }
         }
         Some(gone)
+    }
+
+    /// Takes `room` out of the rooms of member `member` of node run
+    /// `origin`, ahead of its node's word; whether it was in it.
+    pub fn strike_room(&mut self, origin: &str, member: u64, room: &str) -> bool {
+        let Some(key) = self.key_of(origin, member).cloned() else {
+            return false;
+        };
+        let Some(mut struck) = self.by_key.get(&key).cloned() else {
+            return false;
+        };
+        if !struck.presence.rooms.iter().any(|joined| joined == room) {
+            return false;
+        }
+        struck.presence.rooms.retain(|joined| joined != room);
+        self.insert(key, struck);
+        true
     }
 
     /// All of them.
@@ -127,5 +149,16 @@ mod tests {
         assert_eq!(remote.len(), 0);
         assert_eq!(remote.count_in("#b"), 0);
         assert!(remote.key_of("n2/1", 4).is_none());
+    }
+
+    #[test]
+    fn another_member_under_a_key_replaces_the_one_before_in_every_index() {
+        let mut remote = RemoteMembers::default();
+        remote.insert("ann".into(), member("n2/1", 4, "ann", &["#a"]));
+        let before = remote.insert("ann".into(), member("n3/1", 9, "ann", &["#b"]));
+        assert!(before.is_none(), "not the same member's entry");
+        assert!(remote.key_of("n2/1", 4).is_none());
+        assert_eq!((remote.count_in("#a"), remote.count_in("#b")), (0, 1));
+        assert_eq!(remote.len(), 1);
     }
 }

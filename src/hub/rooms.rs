@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use super::state::{Room, State, Topic};
+use super::cluster::{RoomChange, TopicEntry};
+use super::shared_rooms::Target;
+use super::state::{State, Topic};
 use super::{DoorKind, HubConfig, MemberId};
 use crate::protocol::text::{normalize_room, sanitize};
 use crate::protocol::{ErrorCode, LeaveReason, MessageRecord, Outgoing, RoomInfo, ServerEvent};
@@ -50,26 +52,38 @@ impl State {
 
     /// The operators of `room`, by nick.
     pub(super) fn ops_in(&self, room: &str) -> Vec<String> {
-        self.nicks_of(room, |room| &room.ops)
+        self.ranked_in(room, 'o')
     }
 
     /// The members of `room` with a voice, by nick.
     pub(super) fn voiced_in(&self, room: &str) -> Vec<String> {
-        self.nicks_of(room, |room| &room.voiced)
+        self.ranked_in(room, 'v')
     }
 
-    fn nicks_of(&self, room: &str, which: impl Fn(&Room) -> &Vec<MemberId>) -> Vec<String> {
-        self.rooms.get(room).map_or_else(Vec::new, |room| {
-            which(room)
-                .iter()
-                .filter_map(|id| self.members.get(id).map(|member| member.nick.clone()))
-                .collect()
-        })
+    /// The members of `room` with the rank `flag` (`o` or `v`), by nick.
+    fn ranked_in(&self, name: &str, flag: char) -> Vec<String> {
+        let Some(room) = self.rooms.get(name) else {
+            return Vec::new();
+        };
+        let here = if flag == 'o' { &room.ops } else { &room.voiced };
+        let mut nicks: Vec<String> = (here.iter())
+            .filter_map(|id| self.members.get(id).map(|member| member.nick.clone()))
+            .collect();
+        // Other nodes' members the room's entry names: those still in it.
+        nicks.extend(
+            (self.remote.in_room(name))
+                .filter(|member| room.ranks_remote(flag, member))
+                .map(|member| member.presence.nick.clone()),
+        );
+        nicks
     }
 
     /// The topic event for `room`, as an answer (not a change).
     fn topic_of(&self, room: &str) -> ServerEvent {
-        let topic = self.rooms.get(room).and_then(|room| room.topic.clone());
+        let topic = match self.rooms.get(room) {
+            Some(state) => state.topic.clone(),
+            None => self.room_seen_elsewhere(room).topic,
+        };
         ServerEvent::Topic {
             room: room.to_string(),
             text: topic.as_ref().map(|topic| topic.text.clone()),
@@ -104,15 +118,29 @@ impl State {
             return;
         }
         let server_operator = member.operator;
-        if let Some(state) = self.rooms.get_mut(&room) {
-            if state.invite_only && !state.invited.contains(&id) && !server_operator {
-                let why = format!("#{room} is invite only: an operator of it may /invite you");
-                let error = ServerEvent::error_about(ErrorCode::InviteOnly, &room, why);
-                self.deliver_event(id, error);
-                return;
+        let (keeps_out, invited) = match self.rooms.get(&room) {
+            Some(state) => (
+                state.invite_only && !state.invited.contains(&id),
+                state.invited.contains(&id),
+            ),
+            None => {
+                let me = self.member_ref(id);
+                let invited = (self.room_entries.get(&room))
+                    .is_some_and(|(_, entry)| me.is_some_and(|me| entry.invited.contains(&me)));
+                (self.entry_keeps_out(&room, id), invited)
             }
+        };
+        if keeps_out && !server_operator {
+            let why = format!("#{room} is invite only: an operator of it may /invite you");
+            let error = ServerEvent::error_about(ErrorCode::InviteOnly, &room, why);
+            self.deliver_event(id, error);
+            return;
+        }
+        if let Some(state) = self.rooms.get_mut(&room) {
             state.invited.retain(|invited| *invited != id);
         }
+        let founding = self.is_unmade(config, &room);
+        let fresh = !self.rooms.contains_key(&room);
         let member = self.members.get_mut(&id).expect("checked by handle");
         member.invited_to.retain(|invited| *invited != room);
         member.current = Some(room.clone());
@@ -120,13 +148,35 @@ impl State {
         let nick = member.nick.clone();
         let room_state = self.rooms.entry(room.clone()).or_default();
         // Whoever makes a room runs it, as on IRC.
-        if room_state.members.is_empty() && room != config.default_room {
+        if founding {
             room_state.ops = vec![id];
         }
+        let since = config.clock.now_millis();
         if room_state.since == 0 {
-            room_state.since = config.clock.now_millis();
+            room_state.since = since;
         }
         room_state.members.push(id);
+        if let (true, Some(me)) = (self.rooms_are_shared(), self.member_ref(id)) {
+            if founding {
+                let after = self.entry_revision(&room);
+                let found = RoomChange::Found {
+                    by: me.clone(),
+                    since,
+                    after,
+                };
+                self.change_room(id, &room, found);
+            } else if fresh {
+                self.mirror(&room);
+            }
+            if invited {
+                let forget = RoomChange::Forget {
+                    member: me,
+                    ranks: false,
+                };
+                self.change_room(id, &room, forget);
+            }
+        }
+        let room_state = &self.rooms[&room];
         let count = room_state.members.len();
         let has_topic = room_state.topic.is_some();
         let big = is_big(config, count);
@@ -239,7 +289,11 @@ impl State {
         if let Some(member) = self.members.get_mut(&id) {
             member.rooms.retain(|joined| joined != room);
         }
+        let mut named = false;
         if let Some(room_state) = self.rooms.get_mut(room) {
+            named = room_state.ops.contains(&id)
+                || room_state.voiced.contains(&id)
+                || room_state.invited.contains(&id);
             room_state.members.retain(|member| *member != id);
             room_state.ops.retain(|member| *member != id);
             room_state.voiced.retain(|member| *member != id);
@@ -247,6 +301,14 @@ impl State {
                 self.rooms.remove(room);
             }
         }
+        if let (true, Some(me)) = (named, self.member_ref(id)) {
+            let forget = RoomChange::Forget {
+                member: me,
+                ranks: true,
+            };
+            self.change_room(id, room, forget);
+        }
+        self.close_if_empty(config, room);
         self.show(config, id);
     }
 
@@ -301,33 +363,19 @@ impl State {
         Some(room)
     }
 
-    /// The member `nick` of `room`, or why not (told to `id`): no such
-    /// nick, or not in that room.
+    /// The member `nick` of `room` here, or why not (told to `id`): no
+    /// such nick, or not in that room.
     fn member_of(&mut self, id: MemberId, room: &str, nick: &str) -> Option<MemberId> {
-        let Some(target) = self.find_nick(nick) else {
-            let error = ServerEvent::error_about(
-                ErrorCode::NoSuchNick,
-                nick,
-                format!("no such nick: {nick}"),
-            );
-            self.deliver_event(id, error);
-            return None;
-        };
-        if !self.rooms[room].members.contains(&target) {
-            let error = ServerEvent::error_about(
-                ErrorCode::TargetNotInRoom,
-                nick,
-                format!("{nick} is not in #{room}"),
-            );
-            self.deliver_event(id, error);
-            return None;
+        match self.target_in(id, room, nick)? {
+            Target::Here(member) => Some(member),
+            // Only in a cluster, whose rooms' changes go by `target_in`.
+            Target::There(_) => None,
         }
-        Some(target)
     }
 
     /// Whether the member runs the room (as its operator, or as a server
     /// operator); if not, it is told.
-    fn check_operator(&mut self, id: MemberId, room: &str) -> bool {
+    pub(super) fn check_operator(&mut self, id: MemberId, room: &str) -> bool {
         let server_operator = self.members.get(&id).is_some_and(|member| member.operator);
         let is_op = server_operator
             || self
@@ -378,6 +426,15 @@ impl State {
             by: by.clone(),
             at,
         });
+        if self.rooms_are_shared() {
+            let topic = topic.map(|topic| TopicEntry {
+                text: topic.text,
+                by: topic.by,
+                at: topic.at,
+            });
+            self.change_room(id, &room, RoomChange::Topic { topic, by, at });
+            return;
+        }
         self.rooms
             .get_mut(&room)
             .expect("the member is in it")
@@ -401,7 +458,14 @@ impl State {
             if !self.room_exists(id, &room) {
                 return;
             }
-            let state = &self.rooms[&room];
+            let elsewhere;
+            let state = match self.rooms.get(&room) {
+                Some(state) => state,
+                None => {
+                    elsewhere = self.room_seen_elsewhere(&room);
+                    &elsewhere
+                }
+            };
             let modes = state.modes();
             let since = (state.since > 0).then_some(state.since);
             let event = ServerEvent::RoomMode {
@@ -418,6 +482,10 @@ impl State {
         };
         let wanted = self.mode_changes(id, change);
         if wanted.is_empty() || !self.check_operator(id, &room) {
+            return;
+        }
+        if self.rooms_are_shared() {
+            self.share_modes(id, &room, wanted);
             return;
         }
         // What changed, in order: what was so already is not told again.
@@ -447,16 +515,9 @@ impl State {
                 }
                 None => {
                     let state = self.rooms.get_mut(&room).expect("checked");
-                    let setting = match flag {
-                        'i' => &mut state.invite_only,
-                        'm' => &mut state.moderated,
-                        's' => &mut state.secret,
-                        't' => &mut state.topic_locked,
-                        // n is "no external messages": on when not external.
-                        _ => &mut state.external,
-                    };
-                    let value = if flag == 'n' { !on } else { on };
-                    std::mem::replace(setting, value) != value
+                    let was = state.flag(flag);
+                    state.set_flag(flag, on);
+                    was != on
                 }
             };
             if changed {
@@ -466,19 +527,7 @@ impl State {
         if applied.is_empty() {
             return;
         }
-        let mut modes = String::new();
-        let mut sign = None;
-        for (on, flag) in applied {
-            if sign != Some(on) {
-                modes.push(if on { '+' } else { '-' });
-                sign = Some(on);
-            }
-            modes.push(flag);
-        }
-        for nick in arguments {
-            modes.push(' ');
-            modes.push_str(&nick);
-        }
+        let modes = mode_string(&applied, &arguments);
         let event = ServerEvent::RoomMode {
             room: room.clone(),
             modes,
@@ -538,6 +587,22 @@ impl State {
         if !self.check_operator(id, &room) {
             return;
         }
+        if self.rooms_are_shared() {
+            let Some(target) = self.target_in(id, &room, nick) else {
+                return;
+            };
+            let Some((member, nick)) = self.target_ref(&target) else {
+                return;
+            };
+            let kick = RoomChange::Kick {
+                member,
+                nick,
+                by: self.members[&id].nick.clone(),
+                reason: reason.map(|reason| sanitize(reason).into_owned()),
+            };
+            self.change_room(id, &room, kick);
+            return;
+        }
         let Some(target) = self.member_of(id, &room, nick) else {
             return;
         };
@@ -561,6 +626,10 @@ impl State {
         let Some(room) = self.room_of_member(id, named) else {
             return;
         };
+        if self.rooms_are_shared() {
+            self.share_invite(id, nick, &room);
+            return;
+        }
         let Some(target) = self.find_nick(nick) else {
             let why = format!("no such nick: {nick}");
             let error = ServerEvent::error_about(ErrorCode::NoSuchNick, nick, why);
@@ -635,8 +704,25 @@ impl State {
     }
 }
 
-/// The `drops` label for a member the server removed, from the detail
-/// the room was told.
+/// Mode changes as IRC writes them: `+o-t bob` for `[(+, o), (-, t)]`
+/// and `[bob]`.
+pub(super) fn mode_string(applied: &[(bool, char)], arguments: &[String]) -> String {
+    let mut modes = String::new();
+    let mut sign = None;
+    for &(on, flag) in applied {
+        if sign != Some(on) {
+            modes.push(if on { '+' } else { '-' });
+            sign = Some(on);
+        }
+        modes.push(flag);
+    }
+    for nick in arguments {
+        modes.push(' ');
+        modes.push_str(nick);
+    }
+    modes
+}
+
 /// Whether a room of `members` (counting the one joining or leaving) is too
 /// big to announce joins and leaves and to list members on join.
 pub(super) fn is_big(config: &HubConfig, members: usize) -> bool {

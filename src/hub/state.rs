@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use super::cluster::{MemberRef, RoomEntry};
 use super::ids::MessageIds;
 use super::outbox::{Holder, Outbox};
 use super::{DoorKind, Flow, HubConfig, MemberId};
@@ -111,6 +112,9 @@ pub(super) struct Room {
     pub invited: Vec<MemberId>,
     /// When it was made, milliseconds since the Unix epoch (0: not known).
     pub since: u64,
+    /// In a cluster: other nodes' members among its operators and voiced.
+    pub remote_ops: Vec<MemberRef>,
+    pub remote_voiced: Vec<MemberRef>,
 }
 
 impl Room {
@@ -127,6 +131,29 @@ impl Room {
         std::iter::once('+')
             .chain(flags.iter().filter(|(on, _)| *on).map(|(_, flag)| *flag))
             .collect()
+    }
+
+    /// Whether the flag `flag` (one of `imnst`) is on.
+    pub fn flag(&self, flag: char) -> bool {
+        match flag {
+            'i' => self.invite_only,
+            'm' => self.moderated,
+            's' => self.secret,
+            't' => self.topic_locked,
+            // n is "no external messages": on when not external.
+            _ => !self.external,
+        }
+    }
+
+    /// Turns the flag `flag` on or off.
+    pub fn set_flag(&mut self, flag: char, on: bool) {
+        match flag {
+            'i' => self.invite_only = on,
+            'm' => self.moderated = on,
+            's' => self.secret = on,
+            't' => self.topic_locked = on,
+            _ => self.external = !on,
+        }
     }
 }
 
@@ -145,6 +172,8 @@ impl Default for Room {
             external: false,
             invited: Vec::new(),
             since: 0,
+            remote_ops: Vec::new(),
+            remote_voiced: Vec::new(),
         }
     }
 }
@@ -195,6 +224,9 @@ pub(super) struct State {
     pub cluster: Option<super::cluster::ClusterOutlet>,
     /// In a cluster: the other nodes' members.
     pub remote: super::remote::RemoteMembers,
+    /// In a cluster: every room's entry (see [`RoomEntry`]), and its
+    /// revision, as the cluster's rooms bucket has it.
+    pub room_entries: HashMap<String, (u64, RoomEntry)>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -228,6 +260,7 @@ impl State {
             oper_guesses: HashMap::new(),
             cluster: None,
             remote: Default::default(),
+            room_entries: HashMap::new(),
             closed: false,
             metrics,
         };

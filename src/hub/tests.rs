@@ -661,7 +661,7 @@ fn invitations_lapse_when_the_invited_leave_and_past_the_cap() {
 #[test]
 fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_link_is_behind() {
     let hub = hub();
-    let (outlet, ends) = cluster::ClusterOutlet::new(1, "n1");
+    let (outlet, ends) = cluster::ClusterOutlet::new(1, "n1", "n1/1");
     let mut log = ends.messages;
     hub.send_to_cluster(outlet);
     let mut alice = arrived(&hub, DoorKind::Tcp);
@@ -702,7 +702,7 @@ fn a_cluster_node_sends_what_is_said_to_its_log_and_tells_the_sender_when_the_li
 fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
     use cluster::{Claimed, ClusterRequest};
     let hub = hub();
-    let (outlet, ends) = cluster::ClusterOutlet::new(8, "n1");
+    let (outlet, ends) = cluster::ClusterOutlet::new(8, "n1", "n1/1");
     let mut asked = ends.nicks;
     hub.send_to_cluster(outlet);
     let mut alice = arrived(&hub, DoorKind::Tcp);
@@ -775,7 +775,7 @@ fn in_a_cluster_a_nick_is_a_members_only_once_the_cluster_grants_it() {
 
 /// `hub` as cluster node n1, with one member here, told all so far.
 fn node_with_a_member(hub: Hub) -> (Hub, Membership) {
-    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1");
+    let (outlet, _ends) = cluster::ClusterOutlet::new(8, "n1", "n1/1");
     hub.send_to_cluster(outlet);
     let mut alice = arrived(&hub, DoorKind::Tcp);
     drain(&mut alice);
@@ -915,7 +915,7 @@ fn another_nodes_invisible_member_is_hidden_from_strangers_masks() {
 #[test]
 fn going_invisible_is_shown_to_the_other_nodes() {
     let hub = hub();
-    let (outlet, mut ends) = cluster::ClusterOutlet::new(8, "n1");
+    let (outlet, mut ends) = cluster::ClusterOutlet::new(8, "n1", "n1/1");
     hub.send_to_cluster(outlet);
     let alice = arrived(&hub, DoorKind::Tcp);
     while ends.nicks.try_recv().is_ok() {}
@@ -923,5 +923,98 @@ fn going_invisible_is_shown_to_the_other_nodes() {
     assert!(matches!(
         ends.nicks.try_recv(),
         Ok(cluster::ClusterRequest::Show { presence, .. }) if presence.invisible
+    ));
+}
+
+/// The change next asked of the cluster's rooms bucket.
+fn room_change(ends: &mut cluster::ClusterEnds) -> cluster::RoomRequest {
+    ends.rooms.try_recv().expect("a room change was asked")
+}
+
+#[test]
+fn a_clusters_rooms_change_by_their_entry_and_every_change_is_told_once() {
+    let clock = Arc::new(clock::ManualClock::at(1_000_000));
+    let hub = Hub::new(HubConfig {
+        clock: clock.clone(),
+        ..HubConfig::default()
+    });
+    let (outlet, mut ends) = cluster::ClusterOutlet::new(8, "n1", "n1/1");
+    hub.send_to_cluster(outlet);
+    let mut alice = arrived(&hub, DoorKind::Tcp);
+    hub.handle(alice.id, ClientCommand::Join { room: "lab".into() });
+    drain(&mut alice);
+    // Nobody anywhere: alice makes the room, asked as a compare-and-set.
+    let cluster::RoomRequest::Change { change, .. } = room_change(&mut ends) else {
+        panic!("not a change");
+    };
+    let me = cluster::MemberRef {
+        origin: "n1/1".into(),
+        member: alice.id.number(),
+    };
+    assert!(matches!(&change, cluster::RoomChange::Found { by, after: None, .. } if *by == me));
+    let mut entry = cluster::RoomEntry::new("lab");
+    assert!(entry.apply(None, &change));
+    hub.room_entry_seen(1, entry.clone(), true);
+    // A topic is asked of the cluster, and told when its entry comes back.
+    let topic = ClientCommand::Topic {
+        room: None,
+        text: Some("plans".into()),
+    };
+    hub.handle(alice.id, topic);
+    assert!(
+        drain(&mut alice).is_empty(),
+        "told before the cluster has it"
+    );
+    let cluster::RoomRequest::Change { change, .. } = room_change(&mut ends) else {
+        panic!("not a change");
+    };
+    assert!(entry.apply(Some(1), &change));
+    entry.written = 1_000_000;
+    hub.room_entry_seen(2, entry.clone(), true);
+    hub.room_entry_seen(2, entry.clone(), true);
+    let told = drain(&mut alice);
+    assert!(
+        matches!(&told[..], [ServerEvent::Topic { text: Some(text), changed: true, .. }] if text == "plans"),
+        "{told:?}"
+    );
+    // Leaving, the operator is struck from the entry, and the room,
+    // empty everywhere, closed.
+    hub.handle(
+        alice.id,
+        ClientCommand::Part {
+            room: None,
+            reason: None,
+        },
+    );
+    assert!(matches!(
+        room_change(&mut ends),
+        cluster::RoomRequest::Change {
+            change: cluster::RoomChange::Forget { ranks: true, .. },
+            ..
+        }
+    ));
+    assert!(
+        matches!(room_change(&mut ends), cluster::RoomRequest::Close { room } if room == "lab")
+    );
+    // Its entry stayed (the close lost a race): within a minute of its
+    // last write, whoever comes does not run it; after, they make it anew.
+    hub.handle(alice.id, ClientCommand::Join { room: "lab".into() });
+    assert!(ends.rooms.try_recv().is_err(), "made anew too soon");
+    hub.handle(
+        alice.id,
+        ClientCommand::Part {
+            room: None,
+            reason: None,
+        },
+    );
+    while ends.rooms.try_recv().is_ok() {}
+    clock.set(1_000_000 + cluster::LEFT_OVER_MS + 1);
+    hub.handle(alice.id, ClientCommand::Join { room: "lab".into() });
+    assert!(matches!(
+        room_change(&mut ends),
+        cluster::RoomRequest::Change {
+            change: cluster::RoomChange::Found { after: Some(2), .. },
+            ..
+        }
     ));
 }
