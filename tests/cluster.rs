@@ -744,6 +744,29 @@ async fn a_node_whose_history_is_not_the_clusters_refuses_to_join() {
         refusal.contains("is not this cluster's history"),
         "{refusal}"
     );
+    // And in a cluster whose log is longer: its message 1 is not this one.
+    let dir_n0 = tempfile::tempdir().unwrap();
+    let n0 = start(clustered(
+        config_with_history(&dir_n0.path().join("n0.db")),
+        &nats,
+        "n0",
+    ))
+    .await;
+    let mut bob = n0.client_named("bob").await;
+    for text in ["one in the cluster", "two in the cluster"] {
+        bob.send(text).await;
+        bob.expect(text).await;
+    }
+    let config = clustered(config_with_history(&db), &nats, "n1");
+    let Err(refused) = sockchat::server::Server::bind(config).await else {
+        panic!("the node joined a cluster whose log is longer than its history, and other");
+    };
+    let refusal = format!("{refused:#}");
+    assert!(
+        refusal.contains("history is not this cluster's"),
+        "{refusal}"
+    );
+    n0.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -176,6 +176,9 @@ impl ClusterLink {
                 start_sequence - 1
             );
         }
+        if let consumer::DeliverPolicy::ByStartSequence { start_sequence } = start {
+            same_history(hub, &log, &origin, start_sequence - 1).await?;
+        }
         let reader = open_reader(&log, start).await?;
         hub.metrics().cluster_link_up.set(1);
         let nicks_config = kv::Config {
@@ -282,6 +285,48 @@ impl ClusterLink {
         self.tasks.wait().await;
         let _ = self.client.flush().await;
     }
+}
+
+/// Checks that the last message this node stored, id `last`, is the
+/// log's message of that sequence: a history as long as the log's, or
+/// shorter, that is not the cluster's (a single node's, or an earlier
+/// cluster's) would otherwise take the log's messages under ids it gave
+/// to others. A message the log no longer holds (past its limits), or
+/// that this node keeps no copy of at hand, cannot be compared: the node
+/// goes on.
+async fn same_history(
+    hub: &Hub,
+    log: &stream::Stream,
+    origin: &Origin,
+    last: u64,
+) -> anyhow::Result<()> {
+    let Some(mine) = hub.recent_message(last) else {
+        return Ok(());
+    };
+    let Ok(theirs) = log.get_raw_message(last).await else {
+        return Ok(());
+    };
+    let header = |name: &str| theirs.headers.get(name).map(|value| value.as_str());
+    let theirs = wire::decode(
+        origin,
+        last,
+        theirs.subject.as_str(),
+        header(wire::ORIGIN_HEADER),
+        header(wire::TICKET_HEADER),
+        &theirs.payload,
+    )
+    .ok()
+    .map(|message| message.record);
+    let same = theirs.is_some_and(|theirs| {
+        (theirs.room, theirs.from, theirs.text, theirs.time)
+            == (mine.room, mine.from, mine.text, mine.time)
+    });
+    anyhow::ensure!(
+        same,
+        "this node's message {last} is not the cluster's log's message {last}: its \
+         history is not this cluster's; start the node with another --db"
+    );
+    Ok(())
 }
 
 /// Tells the node's members when the link to NATS goes and comes back.

@@ -849,6 +849,14 @@ impl Hub {
         self.lock().last_published
     }
 
+    /// The stored message `id`, if it is among the recent ones this hub
+    /// keeps at hand for replay.
+    pub fn recent_message(&self, id: u64) -> Option<MessageRecord> {
+        let state = self.lock();
+        let mut rings = state.recent.values();
+        rings.find_map(|ring| ring.iter().find(|message| message.id == id).cloned())
+    }
+
     /// Room messages from the cluster's log, in its order, with their ids:
     /// stored (if history is kept), then fanned out to this node's members.
     /// The log may bring one again; storing is idempotent, and what this
