@@ -271,6 +271,8 @@ async fn nats_going_away_is_told_and_the_nodes_recover_by_themselves() {
     let n2 = node(&nats, "n2").await;
     let mut alice = n1.client_named("alice").await;
     let mut bob = n2.client_named("bob").await;
+    // Once n1 knows bob (he is in its #lobby list), alice can write to him.
+    alice.expect("bob joined").await;
     alice.send("before").await;
     alice.expect("alice: before").await;
     bob.expect("alice: before").await;
@@ -278,11 +280,18 @@ async fn nats_going_away_is_told_and_the_nodes_recover_by_themselves() {
     nats.kill().await;
     alice.expect("the cluster link is down").await;
     bob.expect("the cluster link is down").await;
-    // Said during the outage: it waits, and nobody sees it yet.
+    // Said during the outage: it waits, and nobody sees it yet. So does a
+    // private message to the other node's member (its sender sees it).
+    alice.send("/msg bob while away").await;
+    alice.expect("[private] alice -> bob: while away").await;
     alice.send("during").await;
 
     let nats = nats.restart().await;
     // Back without anyone reconnecting: what waited arrives, once.
+    assert_eq!(
+        bob.expect("[private]").await,
+        "[private] alice -> bob: while away"
+    );
     assert_eq!(bob.expect("alice:").await, "[lobby] alice: during");
     bob.send("after").await;
     assert_eq!(alice.expect("lobby]").await, "[lobby] alice: during");
@@ -888,12 +897,15 @@ async fn a_rooms_topic_modes_ranks_invitations_and_kicks_hold_on_every_node() {
     assert_eq!(alice.expect("topic").await, set);
     assert_eq!(bob.expect("topic").await, set);
     // Modes made on one node hold on the other: bob's node keeps him quiet.
+    // Each change is told once: nothing of the topic comes again before it.
     alice.send("/mode +m").await;
     for member in [&mut alice, &mut bob] {
-        assert_eq!(
-            member.expect("sets mode").await,
-            "* alice sets mode +m on #lab"
+        let lines = member.lines_until("sets mode").await;
+        assert!(
+            !lines.iter().any(|line| line.contains("topic")),
+            "{lines:?}"
         );
+        assert_eq!(lines.last().unwrap(), "* alice sets mode +m on #lab");
     }
     bob.send("may I?").await;
     bob.expect("#lab is moderated").await;
@@ -952,7 +964,10 @@ async fn a_rooms_topic_modes_ranks_invitations_and_kicks_hold_on_every_node() {
         }
     };
     assert_eq!(said, "[lab] alice: after the kick");
-    // A node that comes later knows the room as it is.
+    // A node that comes later knows the room as it is, secret as well:
+    // its members are still counted, and the room still keeps them out.
+    alice.send("/mode +s").await;
+    carol.expect("* alice sets mode +s on #lab").await;
     let n3 = node(&nats, "n3").await;
     let mut late = Client::connect(n3.irc.unwrap()).await;
     late.send_bytes(b"NICK late\r\nUSER late 0 * :on n3\r\n")
@@ -960,17 +975,26 @@ async fn a_rooms_topic_modes_ranks_invitations_and_kicks_hold_on_every_node() {
     late.expect(" 001 ").await;
     // Once n3 has heard of the room (its members, and its entry), it
     // answers for it.
+    let mut tries = 0;
     let topic = loop {
         late.send_bytes(b"TOPIC #lab\r\n").await;
         let answer = late.expect("#lab").await.trim_end().to_string();
         if !answer.contains(" 403 ") && !answer.contains(" 331 ") {
             break answer;
         }
+        tries += 1;
+        assert!(tries < 10_000, "n3 never learns of #lab: {answer}");
     };
     assert!(topic.ends_with(":实验室 today"), "{topic}");
-    late.send_bytes(b"MODE #lab\r\nJOIN #lab\r\n").await;
-    assert!(late.expect(" 324 ").await.contains("+imnt"));
+    late.send_bytes(b"MODE #lab\r\nJOIN #lab\r\nLIST\r\n").await;
+    assert!(late.expect(" 324 ").await.contains("+imnst"));
     late.expect(" 473 ").await;
+    // Listed to nobody outside it.
+    let listed = late.lines_until(" 323 ").await;
+    assert!(
+        !listed.iter().any(|line| line.contains("#lab")),
+        "{listed:?}"
+    );
     for node in [n1, n2, n3] {
         node.stop().await;
     }

@@ -223,19 +223,6 @@ fn replace_certificate(from: &(PathBuf, PathBuf), to: &(PathBuf, PathBuf)) {
     }
 }
 
-/// The lines a member reads up to and including the one with `needle`.
-async fn until(member: &mut common::Client, needle: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    loop {
-        let line = member.line().await;
-        let found = line.contains(needle);
-        lines.push(line);
-        if found {
-            return lines;
-        }
-    }
-}
-
 fn hangup(server: &ServerProcess) {
     let pid = server.child.id().unwrap().to_string();
     let sent = std::process::Command::new("kill")
@@ -758,14 +745,14 @@ async fn the_client_pins_on_first_use_and_refuses_a_changed_certificate() {
     let (code, stdout, stderr) =
         run(with(&["--accept-fingerprint", &first]), "accepted once\n").await;
     assert_eq!(code, 0, "{stdout}{stderr}");
-    heard.extend(until(&mut watcher, ": accepted once").await);
+    heard.extend(watcher.lines_until(": accepted once").await);
     let pins = std::fs::read_to_string(&known).unwrap();
     assert!(pins.contains(&format!("{target} {first}")), "{pins}");
 
     // The pin is enough next time.
     let (code, _, stderr) = run(with(&[]), "pinned\n").await;
     assert_eq!(code, 0, "{stderr}");
-    heard.extend(until(&mut watcher, ": pinned").await);
+    heard.extend(watcher.lines_until(": pinned").await);
 
     // A fingerprint given that is not the server's: refused.
     let wrong = sockchat::tls::fingerprint(b"not the server's");
@@ -793,7 +780,7 @@ async fn the_client_pins_on_first_use_and_refuses_a_changed_certificate() {
     // Accepting the new one replaces the pin.
     let (code, _, stderr) = run(with(&["--accept-fingerprint", &second]), "re-pinned\n").await;
     assert_eq!(code, 0, "{stderr}");
-    heard.extend(until(&mut watcher, ": re-pinned").await);
+    heard.extend(watcher.lines_until(": re-pinned").await);
     let pins = std::fs::read_to_string(&known).unwrap();
     assert!(pins.contains(&second) && !pins.contains(&first), "{pins}");
     // Nothing refused ever reached the room.

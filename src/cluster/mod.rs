@@ -135,10 +135,7 @@ impl ClusterLink {
             .build(client.clone());
         let stream_config = stream::Config {
             name: wire::STREAM.to_string(),
-            subjects: vec![
-                wire::ROOM_SUBJECTS.to_string(),
-                wire::EPHEMERAL_SUBJECTS.to_string(),
-            ],
+            subjects: wire::LOG_SUBJECTS.map(str::to_string).to_vec(),
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
             duplicate_window: DUPLICATE_WINDOW,
@@ -149,9 +146,24 @@ impl ClusterLink {
         };
         // A NATS cluster that has just started may not have elected its
         // JetStream leader yet: asked again until FIRST_CONNECT is over.
-        let log = retry_at_start(|| jetstream.get_or_create_stream(stream_config.clone()))
+        let mut log = retry_at_start(|| jetstream.get_or_create_stream(stream_config.clone()))
             .await
             .context("cannot open the cluster's log (JetStream stream SOCKCHAT)")?;
+        // A log made by an earlier sockchat may lack the private subjects.
+        let subjects = &log.cached_info().config.subjects;
+        if !stream_config
+            .subjects
+            .iter()
+            .all(|wanted| subjects.contains(wanted))
+        {
+            let mut config = log.cached_info().config.clone();
+            config.subjects = stream_config.subjects.clone();
+            jetstream
+                .update_stream(config)
+                .await
+                .context("cannot add the private subjects to the cluster's log")?;
+            log = jetstream.get_stream(wire::STREAM).await?;
+        }
         let origin = Origin {
             node: config.node.clone(),
             boot: boot_number(),
@@ -208,7 +220,7 @@ impl ClusterLink {
         let tasks = TaskTracker::new();
         tasks.spawn(publish(
             hub.downgrade(),
-            jetstream,
+            jetstream.clone(),
             origin.clone(),
             ends.messages,
             stop.clone(),
@@ -227,18 +239,9 @@ impl ClusterLink {
             link_down.clone(),
             stop.clone(),
         ));
-        let privates = client
-            .subscribe(wire::private_subject(&config.node))
-            .await
-            .context("cannot take private messages from the cluster")?;
-        tasks.spawn(privates::receive_privates(
-            hub.downgrade(),
-            privates,
-            me.clone(),
-            stop.clone(),
-        ));
         tasks.spawn(privates::send_privates(
-            client.clone(),
+            jetstream.clone(),
+            me.clone(),
             ends.privates,
             stop.clone(),
         ));
@@ -340,7 +343,7 @@ struct LinkWatcher {
 
 /// What members hear when the link goes, and when it is back.
 pub const LINK_DOWN: &str = "the cluster link is down: only this node's members hear you \
-until it is back, and room messages wait until then";
+until it is back, and messages for the others wait until then";
 pub const LINK_BACK: &str = "the cluster link is back: waiting messages are on their way";
 
 impl LinkWatcher {
@@ -495,10 +498,7 @@ async fn open_reader(
     start: consumer::DeliverPolicy,
 ) -> anyhow::Result<consumer::pull::Ordered> {
     log.create_consumer(consumer::pull::OrderedConfig {
-        filter_subjects: vec![
-            wire::ROOM_SUBJECTS.to_string(),
-            wire::EPHEMERAL_SUBJECTS.to_string(),
-        ],
+        filter_subjects: wire::LOG_SUBJECTS.map(str::to_string).to_vec(),
         deliver_policy: start,
         max_expires: READ_EXPIRES,
         ..Default::default()
@@ -599,7 +599,13 @@ async fn read(
                             hub.metrics().cluster_lag.set(info.pending as i64);
                         }
                     }
-                    batch.extend(read_one(&me, &message, &mut recent));
+                    if message.subject.starts_with(wire::PRIVATE_PREFIX) {
+                        if let Some(hub) = hub.upgrade() {
+                            privates::take_private(&hub, &me, &message.payload);
+                        }
+                    } else {
+                        batch.extend(read_one(&me, &message, &mut recent));
+                    }
                 }
                 Err(error) => tracing::warn!(%error, "reading the cluster's log"),
             }

@@ -1,31 +1,40 @@
-//! Private messages between nodes: each node takes those for its members
-//! on its own subject, `sockchat.private.NODE`, over core NATS.
+//! Private messages between nodes go through the cluster's log, on
+//! `sockchat.private.NODE`: JetStream keeps one sent while either node's
+//! link is down until both are back (for [`PRIVATE_TTL`]), and every node
+//! reads the log, taking those addressed to its own run's members.
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use super::wire;
 use crate::hub::cluster::{ClusterRequest, NickQueue};
-use crate::hub::WeakHub;
+use crate::hub::Hub;
 
-/// How long a private message may wait for the client to take it.
-const SEND_WAIT: Duration = Duration::from_secs(2);
+/// How long the log keeps a private message: long enough to outlast an
+/// outage of NATS, never kept as history.
+pub(super) const PRIVATE_TTL: Duration = Duration::from_secs(600);
 
-/// Sends this node's members' private messages to other nodes' members.
+/// How long to wait before sending a private message again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Sends this node's members' private messages to other nodes' members,
+/// in the order said: each waits until the log has it (or the node stops).
 pub(super) async fn send_privates(
-    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    origin: String,
     mut privates: NickQueue,
     stop: CancellationToken,
 ) {
+    let mut sent: u64 = 0;
     loop {
         let request = tokio::select! {
             request = privates.recv() => request,
             () = stop.cancelled() => return,
         };
         let Some(ClusterRequest::Deliver {
-            origin,
+            origin: to,
             member,
             event,
         }) = request
@@ -35,41 +44,45 @@ pub(super) async fn send_privates(
             }
             continue;
         };
-        let (subject, payload) = wire::private(&origin, member, &event);
-        // While NATS is away the client's queue may be full: a stopping
-        // node does not wait for it, nor does a message wait for ever.
-        let sent = tokio::select! {
-            sent = tokio::time::timeout(SEND_WAIT, client.publish(subject, payload)) => sent,
-            () = stop.cancelled() => return,
-        };
-        match sent {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "a private message to another node was lost"),
-            Err(_) => tracing::warn!("a private message to another node was lost: NATS is away"),
+        sent += 1;
+        // Sent again after a lost acknowledgement, it is in the log once.
+        let message_id = format!("{origin}/private/{sent}");
+        let (subject, payload) = wire::private(&to, member, &event);
+        loop {
+            let publication = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&message_id)
+                .ttl(PRIVATE_TTL);
+            let published = async {
+                let ack = jetstream.send_publish(subject.clone(), publication).await?;
+                ack.await.map_err(anyhow::Error::from)
+            };
+            let failed = tokio::select! {
+                published = published => match published {
+                    Ok(_) => break,
+                    Err(error) => error,
+                },
+                () = stop.cancelled() => {
+                    tracing::warn!("stopping with a private message to another node not sent");
+                    return;
+                }
+            };
+            tracing::info!(error = %failed, "a private message to another node waits for the link");
+            tokio::select! {
+                () = tokio::time::sleep(RETRY) => {}
+                () = stop.cancelled() => return,
+            }
         }
     }
 }
 
-/// Private messages from other nodes to this node's members.
-pub(super) async fn receive_privates(
-    hub: WeakHub,
-    mut privates: async_nats::Subscriber,
-    me: String,
-    stop: CancellationToken,
-) {
-    loop {
-        let message = tokio::select! {
-            message = privates.next() => message,
-            () = stop.cancelled() => return,
-        };
-        let Some(message) = message else { return };
-        let Some(hub) = hub.upgrade() else { return };
-        match wire::read_private(&message.payload) {
-            // For this run of the node only: a member number of an
-            // earlier run is someone else now.
-            Some((to, member, event)) if to == me => hub.deliver_from_cluster(member, event),
-            Some(_) => {}
-            None => tracing::warn!("skipping a private message that is not sockchat's"),
-        }
+/// A private message read from the log: delivered if it is for a member
+/// of this run of the node (`me`). A member number of an earlier run is
+/// someone else now, and another node's message is not this one's.
+pub(super) fn take_private(hub: &Hub, me: &wire::Origin, payload: &[u8]) {
+    match wire::read_private(payload) {
+        Some((to, member, event)) if to == me.header() => hub.deliver_from_cluster(member, event),
+        Some(_) => {}
+        None => tracing::warn!("skipping a private message that is not sockchat's"),
     }
 }

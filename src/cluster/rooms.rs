@@ -37,15 +37,17 @@ pub(super) async fn watch_rooms(hub: WeakHub, bucket: kv::Store, stop: Cancellat
         let Some(entries) = watch.as_mut() else {
             // The current entries first, then changes.
             let mut stream = bucket.stream.clone();
-            let opened = match stream.info().await {
-                Ok(info) => {
-                    replayed_to = info.state.last_sequence;
-                    bucket
-                        .watch_with_history(">")
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
-                Err(error) => Err(error.into()),
+            let open = async {
+                let info = stream.info().await?;
+                let watch = bucket.watch_with_history(">").await?;
+                anyhow::Ok((info.state.last_sequence, watch))
+            };
+            let opened = tokio::select! {
+                opened = open => opened.map(|(last, watch)| {
+                    replayed_to = last;
+                    watch
+                }),
+                () = stop.cancelled() => return,
             };
             match opened {
                 Ok(opened) => watch = Some(opened),
@@ -131,7 +133,10 @@ pub(super) async fn change_rooms(
                         () = stop.cancelled() => return,
                     },
                 };
-                if !made {
+                // A room's making, or a member's striking, is nobody's
+                // command: nobody to tell.
+                let asked = !matches!(change, RoomChange::Found { .. } | RoomChange::Forget { .. });
+                if !made && asked {
                     if let Some(hub) = hub.upgrade() {
                         hub.room_change_failed(member.number(), &room);
                     }
@@ -156,9 +161,11 @@ async fn change_entry(bucket: &kv::Store, room: &str, change: &RoomChange) -> an
         let current = bucket.entry(key.as_str()).await?;
         let put = current.filter(|entry| entry.operation == kv::Operation::Put);
         let revision = put.as_ref().map(|entry| entry.revision);
-        let mut entry = (put.as_ref())
-            .and_then(|entry| wire::room_entry(&key, &entry.value))
-            .unwrap_or_else(|| RoomEntry::new(room));
+        let mut entry = match &put {
+            Some(put) => wire::room_entry(&key, &put.value)
+                .ok_or_else(|| anyhow::anyhow!("#{room}'s entry is not sockchat's"))?,
+            None => RoomEntry::new(room),
+        };
         if !entry.apply(revision, change) {
             return Ok(());
         }

@@ -19,6 +19,11 @@ pub const STREAM: &str = "SOCKCHAT";
 /// The subjects of that stream.
 pub const ROOM_SUBJECTS: &str = "sockchat.room.>";
 pub const EPHEMERAL_SUBJECTS: &str = "sockchat.ephemeral.>";
+pub const PRIVATE_SUBJECTS: &str = "sockchat.private.>";
+pub const PRIVATE_PREFIX: &str = "sockchat.private.";
+
+/// Every subject of the log, as its stream and its readers name them.
+pub const LOG_SUBJECTS: [&str; 3] = [ROOM_SUBJECTS, EPHEMERAL_SUBJECTS, PRIVATE_SUBJECTS];
 
 /// The JetStream key-value bucket of nicks: key to the node holding it.
 pub const NICKS_BUCKET: &str = "sockchat_nicks";
@@ -152,7 +157,8 @@ pub fn room_entry(key: &str, value: &[u8]) -> Option<RoomEntry> {
             *modes = sanitize(modes).into_owned();
             validate_nick(by).is_ok()
                 && flags.iter().all(|(_, flag)| "imnst".contains(*flag))
-                && ranks.iter().all(|(_, flag, _)| "ov".contains(*flag))
+                && (ranks.iter())
+                    .all(|(_, flag, _, nick)| "ov".contains(*flag) && validate_nick(nick).is_ok())
         }
         Some(RoomChange::Invite { nick, by_nick, .. }) => {
             validate_nick(nick).is_ok() && validate_nick(by_nick).is_ok()
@@ -169,10 +175,10 @@ pub fn room_entry(key: &str, value: &[u8]) -> Option<RoomEntry> {
     nicks_are_valid.then_some(entry)
 }
 
-/// Where private messages for `node`'s members go (core NATS: a member
-/// is on one node, so nothing needs ordering across nodes).
+/// Where private messages for `node`'s members go, in the log (every node
+/// reads them, and takes its own).
 pub fn private_subject(node: &str) -> String {
-    format!("sockchat.private.{node}")
+    format!("{PRIVATE_PREFIX}{node}")
 }
 
 /// A private message for `member` of the node run `origin` (`NODE/BOOT`):

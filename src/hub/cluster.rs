@@ -174,11 +174,12 @@ pub enum RoomChange {
         by: String,
         at: u64,
     },
-    /// Flags on or off, and ranks (`o`, `v`) given or taken, as `modes`
-    /// (IRC's `+o-t bob`) tells them.
+    /// Flags on or off, and ranks (`o`, `v`) given or taken (each with
+    /// the nick it was asked by), as `modes` (IRC's `+o-t bob`) tells
+    /// them. Applied, it keeps only what changed the entry.
     Modes {
         flags: Vec<(bool, char)>,
-        ranks: Vec<(bool, char, MemberRef)>,
+        ranks: Vec<(bool, char, MemberRef, String)>,
         modes: String,
         by: String,
     },
@@ -224,7 +225,9 @@ impl RoomEntry {
     pub fn apply(&mut self, revision: Option<u64>, change: &RoomChange) -> bool {
         match change {
             RoomChange::Found { by, since, after } => {
-                if revision != *after {
+                // An entry other than the one its node knew (if any) was
+                // made meanwhile by someone else.
+                if revision.is_some() && revision != *after {
                     return false;
                 }
                 *self = RoomEntry::new(&self.room);
@@ -232,27 +235,53 @@ impl RoomEntry {
                 self.ops = vec![by.clone()];
             }
             RoomChange::Topic { topic, .. } => self.topic = topic.clone(),
-            RoomChange::Modes { flags, ranks, .. } => {
+            RoomChange::Modes {
+                flags, ranks, by, ..
+            } => {
+                let (mut applied, mut arguments) = (Vec::new(), Vec::new());
+                let (mut kept_flags, mut kept_ranks) = (Vec::new(), Vec::new());
                 for &(on, flag) in flags {
-                    match flag {
-                        'i' => self.invite_only = on,
-                        'm' => self.moderated = on,
-                        's' => self.secret = on,
-                        't' => self.topic_locked = on,
-                        'n' => self.external = !on,
-                        _ => {}
+                    let setting = match flag {
+                        'i' => &mut self.invite_only,
+                        'm' => &mut self.moderated,
+                        's' => &mut self.secret,
+                        't' => &mut self.topic_locked,
+                        'n' => &mut self.external,
+                        _ => continue,
+                    };
+                    // n is "no external messages": on when not external.
+                    let value = if flag == 'n' { !on } else { on };
+                    if std::mem::replace(setting, value) != value {
+                        applied.push((on, flag));
+                        kept_flags.push((on, flag));
                     }
                 }
-                for (on, flag, member) in ranks {
+                for (on, flag, member, nick) in ranks {
                     let list = match flag {
                         'o' => &mut self.ops,
                         _ => &mut self.voiced,
                     };
+                    if list.contains(member) == *on {
+                        continue;
+                    }
                     list.retain(|named| named != member);
                     if *on {
                         name(list, member);
                     }
+                    applied.push((*on, *flag));
+                    arguments.push(nick.clone());
+                    kept_ranks.push((*on, *flag, member.clone(), nick.clone()));
                 }
+                if applied.is_empty() {
+                    return false;
+                }
+                self.change = Some(RoomChange::Modes {
+                    flags: kept_flags,
+                    ranks: kept_ranks,
+                    modes: super::rooms::mode_string(&applied, &arguments),
+                    by: by.clone(),
+                });
+                return true;
             }
             RoomChange::Invite { member, .. } => name(&mut self.invited, member),
             RoomChange::Kick { member, .. } => self.forget(member, true),
@@ -410,6 +439,9 @@ mod tests {
         // making of the room is void.
         assert!(!entry.apply(Some(1), &found(&bo, None)));
         assert_eq!(entry.ops, std::slice::from_ref(&ann));
+        // One it knew at revision 1, deleted since: made anew too.
+        assert!(entry.apply(None, &found(&bo, Some(1))));
+        assert_eq!(entry.ops, std::slice::from_ref(&bo));
         // A left-over entry, at the revision bo's node knew, starts anew.
         entry.topic_locked = false;
         assert!(entry.apply(Some(1), &found(&bo, Some(1))));
@@ -426,15 +458,34 @@ mod tests {
         entry.apply(None, &found(&ann, None));
         let modes = RoomChange::Modes {
             flags: vec![(true, 'm'), (false, 'n'), (true, 'i')],
-            ranks: vec![(true, 'o', bo.clone()), (true, 'v', bo.clone())],
-            modes: "+mi-n+ov bo bo".into(),
+            ranks: vec![
+                (true, 'o', bo.clone(), "bo".into()),
+                (true, 'v', bo.clone(), "bo".into()),
+            ],
+            modes: String::new(),
             by: "ann".into(),
         };
-        entry.apply(Some(1), &modes);
-        // Asked twice, a rank is held once.
-        entry.apply(Some(2), &modes);
+        assert!(entry.apply(Some(1), &modes));
+        let Some(RoomChange::Modes { modes: told, .. }) = &entry.change else {
+            panic!("not a mode change");
+        };
+        assert_eq!(told, "+m-n+iov bo bo");
+        // Asked again, nothing changes: the change is void.
+        assert!(!entry.apply(Some(2), &modes));
         assert!(entry.moderated && entry.external && entry.invite_only);
         assert_eq!(entry.ops, [ann.clone(), bo.clone()]);
+        // Only what changes is told.
+        let half = RoomChange::Modes {
+            flags: vec![(true, 'm'), (false, 'm')],
+            ranks: vec![(false, 'v', bo.clone(), "bo".into())],
+            modes: String::new(),
+            by: "ann".into(),
+        };
+        assert!(entry.apply(Some(2), &half));
+        let Some(RoomChange::Modes { modes: told, .. }) = &entry.change else {
+            panic!("not a mode change");
+        };
+        assert_eq!((told.as_str(), entry.moderated), ("-mv bo", false));
         let invite = RoomChange::Invite {
             member: member("n3/1", 2),
             nick: "cy".into(),

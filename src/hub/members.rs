@@ -369,12 +369,10 @@ impl State {
         Presence {
             nick: member.nick.clone(),
             door: member.door.name().to_string(),
-            // A secret room is known to its own members only: other nodes'
-            // members cannot join it through the directory, so they are
-            // not told of it.
+            // Secret rooms too: every node knows which rooms are (their
+            // entries say), and hides them from those not in them.
             rooms: (member.rooms.iter())
                 .filter(|room| self.is_seen_in(config, id, room))
-                .filter(|room| !self.rooms.get(*room).is_some_and(|room| room.secret))
                 .cloned()
                 .collect(),
             away: member.away.clone(),
@@ -688,10 +686,16 @@ impl State {
                 .iter()
                 .any(|room| member.presence.rooms.contains(room))
         });
+        let asker_is_in = |room: &String| {
+            (self.members.get(&asker)).is_some_and(|asker| asker.rooms.contains(room))
+        };
         Person {
             nick: member.presence.nick.clone(),
             door: member.presence.door.clone(),
-            rooms: member.presence.rooms.clone(),
+            rooms: (member.presence.rooms.iter())
+                .filter(|room| !self.is_secret(room) || asker_is_in(room))
+                .cloned()
+                .collect(),
             ops: Vec::new(),
             voiced: Vec::new(),
             hidden: member.presence.invisible && !shares_a_room,

@@ -63,7 +63,21 @@ impl State {
     /// The members of `room` with the rank `flag` (`o` or `v`), by nick.
     fn ranked_in(&self, name: &str, flag: char) -> Vec<String> {
         let Some(room) = self.rooms.get(name) else {
-            return Vec::new();
+            // Nobody here: the entry names them.
+            let Some((_, entry)) = self.room_entries.get(name) else {
+                return Vec::new();
+            };
+            let named = if flag == 'o' {
+                &entry.ops
+            } else {
+                &entry.voiced
+            };
+            return (self.remote.in_room(name))
+                .filter(|member| {
+                    (named.iter()).any(|n| n.origin == member.origin && n.member == member.member)
+                })
+                .map(|member| member.presence.nick.clone())
+                .collect();
         };
         let here = if flag == 'o' { &room.ops } else { &room.voiced };
         let mut nicks: Vec<String> = (here.iter())
@@ -158,7 +172,7 @@ impl State {
         room_state.members.push(id);
         if let (true, Some(me)) = (self.rooms_are_shared(), self.member_ref(id)) {
             if founding {
-                let after = self.entry_revision(&room);
+                let after = self.found_after(&room);
                 let found = RoomChange::Found {
                     by: me.clone(),
                     since,
@@ -322,7 +336,7 @@ impl State {
         let nicks = self.nicks_in(&room);
         let count = nicks.len();
         let (ops, voiced) = (self.ops_in(&room), self.voiced_in(&room));
-        let secret = self.rooms.get(&room).is_some_and(|room| room.secret);
+        let secret = self.is_secret(&room);
         let members = ServerEvent::Members {
             room,
             nicks,
@@ -688,7 +702,10 @@ impl State {
             .filter(|(_, room)| !room.secret || room.members.contains(&id))
             .map(|(name, _)| name)
             .collect();
-        names.extend((self.remote.rooms()).filter(|room| !self.rooms.contains_key(*room)));
+        names.extend(
+            (self.remote.rooms())
+                .filter(|room| !self.rooms.contains_key(*room) && !self.is_secret(room)),
+        );
         names.sort();
         names.dedup();
         let mut rooms: Vec<RoomInfo> = names

@@ -29,9 +29,26 @@ impl State {
         (self.cluster.as_ref()).map(|cluster| cluster.member_ref(member))
     }
 
-    /// Sends `member`'s change of `room` to the cluster.
+    /// Sends `member`'s change of `room` to the cluster. A room run here
+    /// whose entry this node has not seen (its making could not reach the
+    /// cluster, say) is made first, so its operators here stay.
     pub(super) fn change_room(&self, member: MemberId, room: &str, change: RoomChange) {
         if let Some(cluster) = &self.cluster {
+            let unmade = !self.room_entries.contains_key(room)
+                && !matches!(change, RoomChange::Found { .. });
+            let op = (self.rooms.get(room)).and_then(|state| state.ops.first().copied());
+            if let (true, Some(op)) = (unmade, op) {
+                let found = RoomChange::Found {
+                    by: cluster.member_ref(op),
+                    since: self.rooms[room].since,
+                    after: None,
+                };
+                cluster.change_room(RoomRequest::Change {
+                    member,
+                    room: room.to_string(),
+                    change: found,
+                });
+            }
             cluster.change_room(RoomRequest::Change {
                 member,
                 room: room.to_string(),
@@ -42,30 +59,49 @@ impl State {
 
     /// After a member left `room`: with nobody left on any node, its
     /// entry goes, so that whoever comes next makes it anew.
-    pub(super) fn close_if_empty(&self, config: &HubConfig, room: &str) {
+    pub(super) fn close_if_empty(&mut self, config: &HubConfig, room: &str) {
         let Some(cluster) = &self.cluster else {
             return;
         };
         if room != config.default_room
             && !self.rooms.contains_key(room)
             && self.remote.count_in(room) == 0
-            && self.room_entries.contains_key(room)
         {
             cluster.change_room(RoomRequest::Close {
                 room: room.to_string(),
             });
+            self.closing.insert(room.to_string());
         }
     }
 
     /// Whether whoever comes into `room` now makes it: nobody is in it on
-    /// any node, and it has no entry, or only one left over.
+    /// any node, and it has no entry, or only one left over, or one this
+    /// node is closing (its last member left here: the entry goes first).
     pub(super) fn is_unmade(&self, config: &HubConfig, room: &str) -> bool {
         let left_over = |entry: &RoomEntry| {
             config.clock.now_millis().saturating_sub(entry.written) > LEFT_OVER_MS
         };
         room != config.default_room
             && self.room_size(room) == 0
-            && (self.room_entries.get(room)).is_none_or(|(_, entry)| left_over(entry))
+            && (self.closing.contains(room)
+                || (self.room_entries.get(room)).is_none_or(|(_, entry)| left_over(entry)))
+    }
+
+    /// The revision a member making `room` expects its entry at: none if
+    /// this node is closing it.
+    pub(super) fn found_after(&mut self, room: &str) -> Option<u64> {
+        match self.closing.remove(room) {
+            true => None,
+            false => self.entry_revision(room),
+        }
+    }
+
+    /// Whether `room` is secret (`+s`), as it is here, or as its entry says.
+    pub(super) fn is_secret(&self, room: &str) -> bool {
+        match self.rooms.get(room) {
+            Some(state) => state.secret,
+            None => (self.room_entries.get(room)).is_some_and(|(_, entry)| entry.secret),
+        }
     }
 
     /// The revision of `room`'s entry this node knows, if any.
@@ -142,15 +178,15 @@ impl State {
     ) {
         let room = entry.room.clone();
         let change = entry.change.clone();
-        if self
-            .entry_revision(&room)
-            .is_some_and(|known| known >= revision)
-        {
+        let known = self.entry_revision(&room);
+        if known.is_some_and(|known| known >= revision) {
             return;
         }
         self.room_entries.insert(room.clone(), (revision, entry));
         self.mirror(&room);
-        if let (Some(change), true) = (change, news) {
+        // Newer than what this node knew: news, even if its watch replays
+        // it (it was away meanwhile).
+        if let (Some(change), true) = (change, news || known.is_some()) {
             self.tell_change(config, &room, change);
         }
     }
@@ -158,6 +194,7 @@ impl State {
     /// `room`'s entry is gone: the room had nobody left on any node.
     pub(super) fn room_entry_gone(&mut self, room: &str) {
         self.room_entries.remove(room);
+        self.closing.remove(room);
     }
 
     /// The cluster could not be asked to change `room`: `member` is told.
@@ -187,49 +224,36 @@ impl State {
         room: &str,
         wanted: Vec<(bool, char, Option<String>)>,
     ) {
-        let mut flags = Vec::new();
-        let mut ranks = Vec::new();
-        let mut applied = Vec::new();
-        let mut arguments = Vec::new();
+        // What is so already is left out where it is applied, against the
+        // entry as it is then (this node's copy may be behind).
+        let mut flags: Vec<(bool, char)> = Vec::new();
+        let mut ranks: Vec<(bool, char, MemberRef, String)> = Vec::new();
         for (on, flag, nick) in wanted {
             match nick {
                 Some(nick) => {
                     let Some(target) = self.target_in(id, room, &nick) else {
                         continue;
                     };
-                    let state = &self.rooms[room];
-                    let has = match &target {
-                        Target::Here(member) => match flag {
-                            'o' => state.ops.contains(member),
-                            _ => state.voiced.contains(member),
-                        },
-                        Target::There(member) => state.ranks_remote(flag, member),
-                    };
                     let Some((member, nick)) = self.target_ref(&target) else {
                         continue;
                     };
-                    if has != on && !ranks.iter().any(|(_, f, m)| *f == flag && *m == member) {
-                        ranks.push((on, flag, member));
-                        applied.push((on, flag));
-                        arguments.push(nick);
-                    }
+                    // The last word on each counts, as when applied in turn.
+                    ranks.retain(|(_, f, m, _)| !(*f == flag && *m == member));
+                    ranks.push((on, flag, member, nick));
                 }
                 None => {
-                    let was = self.rooms[room].flag(flag);
-                    if was != on && !flags.iter().any(|(_, f)| *f == flag) {
-                        flags.push((on, flag));
-                        applied.push((on, flag));
-                    }
+                    flags.retain(|(_, f)| *f != flag);
+                    flags.push((on, flag));
                 }
             }
         }
-        if applied.is_empty() {
+        if flags.is_empty() && ranks.is_empty() {
             return;
         }
         let change = RoomChange::Modes {
             flags,
             ranks,
-            modes: super::rooms::mode_string(&applied, &arguments),
+            modes: String::new(),
             by: self.members[&id].nick.clone(),
         };
         self.change_room(id, room, change);
@@ -299,6 +323,9 @@ impl State {
         for id in invited {
             if let Some(member) = self.members.get_mut(&id) {
                 if !member.invited_to.iter().any(|name| name == room) {
+                    if member.invited_to.len() >= super::rooms::MAX_INVITED {
+                        member.invited_to.remove(0);
+                    }
                     member.invited_to.push(room.to_string());
                 }
             }

@@ -227,6 +227,9 @@ pub(super) struct State {
     /// In a cluster: every room's entry (see [`RoomEntry`]), and its
     /// revision, as the cluster's rooms bucket has it.
     pub room_entries: HashMap<String, (u64, RoomEntry)>,
+    /// In a cluster: rooms whose last member anywhere left here, whose
+    /// entry this node has asked to delete.
+    pub closing: std::collections::HashSet<String>,
     /// Set at shutdown: no one new gets in.
     pub closed: bool,
     pub metrics: Arc<Metrics>,
@@ -261,6 +264,7 @@ impl State {
             cluster: None,
             remote: Default::default(),
             room_entries: HashMap::new(),
+            closing: Default::default(),
             closed: false,
             metrics,
         };

@@ -996,25 +996,53 @@ fn a_clusters_rooms_change_by_their_entry_and_every_change_is_told_once() {
     assert!(
         matches!(room_change(&mut ends), cluster::RoomRequest::Close { room } if room == "lab")
     );
-    // Its entry stayed (the close lost a race): within a minute of its
-    // last write, whoever comes does not run it; after, they make it anew.
-    hub.handle(alice.id, ClientCommand::Join { room: "lab".into() });
-    assert!(ends.rooms.try_recv().is_err(), "made anew too soon");
-    hub.handle(
-        alice.id,
-        ClientCommand::Part {
-            room: None,
-            reason: None,
-        },
-    );
-    while ends.rooms.try_recv().is_ok() {}
-    clock.set(1_000_000 + cluster::LEFT_OVER_MS + 1);
+    // Coming straight back, alice makes it anew (after the close).
     hub.handle(alice.id, ClientCommand::Join { room: "lab".into() });
     assert!(matches!(
         room_change(&mut ends),
         cluster::RoomRequest::Change {
-            change: cluster::RoomChange::Found { after: Some(2), .. },
+            change: cluster::RoomChange::Found { after: None, .. },
             ..
         }
     ));
+}
+
+#[test]
+fn an_empty_rooms_entry_left_over_for_a_minute_is_made_anew() {
+    for (now, made) in [
+        (1_000_001, false),
+        (1_000_000 + cluster::LEFT_OVER_MS + 1, true),
+    ] {
+        let clock = Arc::new(clock::ManualClock::at(now));
+        let hub = Hub::new(HubConfig {
+            clock,
+            ..HubConfig::default()
+        });
+        let (outlet, mut ends) = cluster::ClusterOutlet::new(8, "n1", "n1/1");
+        hub.send_to_cluster(outlet);
+        // An entry written at 1_000_000, of a room nobody is in.
+        let mut entry = cluster::RoomEntry::new("old");
+        entry.ops = vec![cluster::MemberRef {
+            origin: "gone/1".into(),
+            member: 1,
+        }];
+        entry.written = 1_000_000;
+        hub.room_entry_seen(7, entry, false);
+        let alice = arrived(&hub, DoorKind::Tcp);
+        hub.handle(alice.id, ClientCommand::Join { room: "old".into() });
+        let asked = ends.rooms.try_recv();
+        match made {
+            true => assert!(
+                matches!(
+                    &asked,
+                    Ok(cluster::RoomRequest::Change {
+                        change: cluster::RoomChange::Found { after: Some(7), .. },
+                        ..
+                    })
+                ),
+                "{asked:?}"
+            ),
+            false => assert!(asked.is_err(), "made anew too soon: {asked:?}"),
+        }
+    }
 }

@@ -253,6 +253,20 @@ impl Client {
         }
     }
 
+    /// Reads until a line contains `needle`; returns every line read, that
+    /// one last.
+    pub async fn lines_until(&mut self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().await;
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+    }
+
     /// Reads until the server closes; returns every line seen.
     pub async fn expect_closed(&mut self) -> Vec<String> {
         let mut seen = Vec::new();
